@@ -1,0 +1,184 @@
+"""The ``relit`` command line. Each verb imports what it needs when it runs, so
+``relit --help`` stays fast and the light verbs never load torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ._version import __version__
+from .errors import RelitError
+
+log = logging.getLogger("relit")
+
+
+def _resolve_hdri(text: str) -> Path:
+    """A file path, or the name of one of Blender's bundled HDRIs (``forest``)."""
+    path = Path(text)
+    if path.exists() or path.suffix:
+        return path
+    from .synthetic.hdris import builtin_hdri
+
+    return builtin_hdri(text)
+
+
+def _print_exr(path: Path) -> None:
+    from .io.exr import read_info
+
+    info = read_info(path)
+    print(f"{path}: {info.format}, {len(info.parts)} part(s)")
+    for part in info.parts:
+        label = f" '{part.name}'" if part.name else ""
+        print(f"  part {part.index}{label}: {part.width}x{part.height}, {part.compression or 'no'} compression")
+        layers: dict[str, list[tuple[str, str]]] = {}
+        for name, ptype in zip(part.channels, part.pixel_types):
+            layer, _, comp = name.rpartition(".")
+            layers.setdefault(layer, []).append((comp, ptype))
+        for layer, comps in layers.items():
+            types = sorted({t for _, t in comps})
+            print(f"    {layer or '(beauty)'}: {','.join(c for c, _ in comps)} [{'/'.join(types)}]")
+        relit = {k: v for k, v in part.attributes.items() if k.startswith("relit/")}
+        for key in ("relit/version", "relit/bundle_id", "relit/sampler", "relit/steps", "relit/seed",
+                    "relit/colour_space", "relit/input_hash"):
+            if key in relit:
+                print(f"    {key} = {relit[key]}")
+        if "chromaticities" in part.attributes:
+            print(f"    chromaticities = {tuple(round(v, 4) for v in part.attributes['chromaticities'])}")
+
+
+def _print_capture(folder: Path) -> None:
+    from .data.capture import CaptureSet
+
+    cs = CaptureSet(folder)
+    m = cs.manifest
+    print(f"{folder}: capture set of subject {m.subject!r} ({m.colour_space})")
+    print(f"  cameras: {len(m.cameras)} ({', '.join(c.name for c in m.cameras[:8])}"
+          f"{', ...' if len(m.cameras) > 8 else ''}), {m.cameras[0].width}x{m.cameras[0].height}")
+    exprs = sorted({f.expression for f in m.frames})
+    print(f"  frames: {len(m.frames)} ({m.frames[0].frame}-{m.frames[-1].frame}), expressions: {exprs}")
+    print(f"  stage: {m.layout.name}, {len(m.layout)} lights, coverage {m.layout.coverage:.3f} sr")
+    if m.hdri:
+        print(f"  HDRI ground truth: {', '.join(h.name for h in m.hdri)}")
+    missing = cs.missing_files()
+    print(f"  files: {'all present' if not missing else f'{len(missing)} missing, e.g. {missing[0]}'}")
+
+
+def _print_json(path: Path) -> None:
+    data = json.loads(path.read_text())
+    if isinstance(data, dict) and "lights" in data:
+        from .lighting.rig import LightRig
+
+        rig = LightRig.from_json(data, source=str(path))
+        print(f"{path}: LightRig with {len(rig.lights)} light(s) in {len(rig.layers())} layer(s)")
+        for light in rig.lights[:12]:
+            d = ", ".join(f"{v:+.3f}" for v in light.direction)
+            print(f"  {light.name} ({light.type}) -> {light.layer}: dir ({d}) size {light.size:.3f} "
+                  f"intensity {light.intensity:.4g} W/m2")
+        if len(rig.lights) > 12:
+            print(f"  ... {len(rig.lights) - 12} more")
+        if rig.environment:
+            print(f"  environment: {rig.environment.path} rotation {rig.environment.rotation} "
+                  f"intensity {rig.environment.intensity}")
+    else:
+        print(json.dumps(data, indent=2)[:4000])
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    path = Path(args.path)
+    if path.is_dir():
+        if (path / "manifest.json").exists():
+            _print_capture(path)
+        elif (path / "relit.json").exists():
+            _print_json(path / "relit.json")
+        else:
+            raise RelitError(f"{path}: neither a capture set (manifest.json) nor a model bundle (relit.json)")
+    elif path.suffix.lower() == ".json":
+        _print_json(path)
+    else:
+        _print_exr(_resolve_hdri(args.path))
+
+
+def cmd_rig(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .lighting.camera import front_camera_c2w
+    from .lighting.hdri import load_environment, project_to_layout
+    from .lighting.layout import load_layout
+    from .lighting.rig import Environment, LightRig, stage_rig
+    from .lighting.rotation import parse_rotation
+
+    hdri = _resolve_hdri(args.hdri)
+    rotation = parse_rotation(args.rotation)
+    env = Environment(str(hdri.resolve()), rotation, args.intensity)
+    pixels = load_environment(hdri)
+    if args.camera_c2w:
+        c2w = np.asarray(json.loads(Path(args.camera_c2w).read_text()), dtype=np.float64)
+    else:
+        c2w = front_camera_c2w()
+    if args.layout:
+        layout = load_layout(args.layout)
+        proj = project_to_layout(pixels, layout, rotation, args.intensity, args.missing)
+        rig = stage_rig(layout, proj, c2w, env)
+        log.info("projected %s onto %d stage lights (%s); total %.4g W/m2, dropped %.1f%%",
+                 hdri.name, len(layout), layout.name, proj.total.mean(), 100 * proj.dropped_fraction)
+        print(f"{len(layout)} stage lights from {hdri.name}: "
+              f"irradiance sum {proj.weights.sum(axis=0).round(4).tolist()} W/m2 (R, G, B), "
+              f"dropped below the stage floor {100 * proj.dropped_fraction:.1f}%")
+    else:
+        rig = LightRig([], env, c2w.tolist())
+    rig.save(args.output)
+    print(f"wrote {args.output}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relit",
+        description="Relight captured faces with diffusion models; write scene-linear EXR passes for comp.",
+    )
+    parser.add_argument("--version", action="version", version=f"relit {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = sub.add_parser("info", help="describe an EXR/HDR file, a capture set, a rig or a model bundle",
+                       description="Describe an image's parts, layers, size and pixel types; a capture set; "
+                                   "a LightRig JSON; or a model bundle folder.")
+    p.add_argument("path", help="an image file, a folder, a .json file, or a bundled HDRI name (e.g. forest)")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("rig", help="make a LightRig JSON from an HDRI",
+                       description="Make a LightRig from a lat-long HDRI. With --layout, the HDRI is also "
+                                   "projected onto the stage's light directions (energy-conserving cells), "
+                                   "one 'olat' light each, as seen from the camera.")
+    p.add_argument("--hdri", required=True,
+                   help="lat-long EXR/HDR file, or a Blender bundled HDRI name: city, courtyard, forest, "
+                        "interior, night, studio, sunrise, sunset")
+    p.add_argument("--rotation", default="0",
+                   help="DEG turns the world about the vertical axis; X,Y,Z are Euler XYZ degrees as "
+                        "Blender's Mapping node shows them (default 0)")
+    p.add_argument("--intensity", type=float, default=1.0, help="multiplies the HDRI radiance (Background strength)")
+    p.add_argument("--layout", help="stage layout: default, ringsN, fibN, domeN, or a layout JSON file")
+    p.add_argument("--missing", choices=("drop", "nearest"), default="drop",
+                   help="light from below a stage floor: drop it (reported) or give it to the nearest light")
+    p.add_argument("--camera-c2w", help="JSON 4x4 Blender camera-to-world; default: front view from -Y")
+    p.add_argument("-o", "--output", required=True, help="rig JSON to write")
+    p.set_defaults(func=cmd_rig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except RelitError as e:
+        print(f"relit: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

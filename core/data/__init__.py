@@ -1,0 +1,1 @@
+"""Capture sets: the manifest contract and a lazy frame reader."""

@@ -1,0 +1,91 @@
+"""Lazy reading of a capture set: images are read when asked for, one at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import ValidationError
+from ..io.exr import read_channels
+from ..io.naming import light_layer_name
+from .manifest import Camera, CaptureManifest, Frame, load_manifest
+
+
+@dataclass(frozen=True)
+class Image:
+    rgb: np.ndarray    # [H, W, 3] float32, scene-linear, premultiplied
+    alpha: np.ndarray  # [H, W] float32 matte
+
+
+class CaptureSet:
+    """A capture set on disk. ``CaptureSet(folder)`` validates the manifest only."""
+
+    def __init__(self, folder: str | Path):
+        self.root = Path(folder)
+        self.manifest: CaptureManifest = load_manifest(self.root)
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (f"CaptureSet({str(self.root)!r}, subject={m.subject!r}, cameras={len(m.cameras)}, "
+                f"frames={len(m.frames)}, lights={len(m.layout)})")
+
+    def camera(self, name: str) -> Camera:
+        for cam in self.manifest.cameras:
+            if cam.name == name:
+                return cam
+        raise ValidationError(f"{self.root}: no camera {name!r}; cameras: {[c.name for c in self.manifest.cameras]}")
+
+    def frame(self, number: int) -> Frame:
+        for f in self.manifest.frames:
+            if f.frame == number:
+                return f
+        raise ValidationError(f"{self.root}: no frame {number}; frames: {[f.frame for f in self.manifest.frames]}")
+
+    def path(self, template: str, camera: str, frame: int) -> Path:
+        self.camera(camera)
+        self.frame(frame)
+        return self.root / template.format(camera=camera, frame=frame)
+
+    def flat(self, camera: str, frame: int) -> Image:
+        px = read_channels(self.path(self.manifest.flat_images, camera, frame), ["R", "G", "B", "A"])
+        return Image(px[..., :3], px[..., 3])
+
+    def olat(self, camera: str, frame: int, light: str) -> Image:
+        """One stage light's image (per unit of its recorded irradiance it is *not* divided)."""
+        if light not in self.manifest.layout.names:
+            raise ValidationError(f"{self.root}: no stage light {light!r}")
+        layer = light_layer_name(light)
+        px = read_channels(self.path(self.manifest.olat_images, camera, frame),
+                           ["A", f"{layer}.R", f"{layer}.G", f"{layer}.B"])
+        return Image(px[..., 1:], px[..., 0])
+
+    def olats(self, camera: str, frame: int) -> tuple[np.ndarray, np.ndarray]:  # ([N, H, W, 3], [H, W])
+        """Every stage light's image of one view, in layout order, and the matte."""
+        names = ["A"] + [f"{light_layer_name(n)}.{c}" for n in self.manifest.layout.names for c in "RGB"]
+        px = read_channels(self.path(self.manifest.olat_images, camera, frame), names)
+        h, w = px.shape[:2]
+        return px[..., 1:].reshape(h, w, -1, 3).transpose(2, 0, 1, 3), px[..., 0]
+
+    def hdri(self, name: str, camera: str, frame: int) -> Image:
+        for h in self.manifest.hdri:
+            if h.name == name:
+                px = read_channels(self.path(h.images, camera, frame), ["R", "G", "B", "A"])
+                return Image(px[..., :3], px[..., 3])
+        raise ValidationError(f"{self.root}: no HDRI render {name!r}; have {[h.name for h in self.manifest.hdri]}")
+
+    def views(self) -> Iterator[tuple[Camera, Frame]]:
+        """Every (camera, frame) pair, frames outermost (streaming order for sequences)."""
+        for f in self.manifest.frames:
+            for cam in self.manifest.cameras:
+                yield cam, f
+
+    def missing_files(self) -> list[Path]:
+        """Image files the manifest names that are not on disk."""
+        out = []
+        for cam, f in self.views():
+            templates = [self.manifest.flat_images, self.manifest.olat_images] + [h.images for h in self.manifest.hdri]
+            out += [p for t in templates if not (p := self.path(t, cam.name, f.frame)).exists()]
+        return out

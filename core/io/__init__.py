@@ -1,0 +1,1 @@
+"""EXR and colour I/O, atomic writes, pass naming, sequences (OpenImageIO, OpenColorIO)."""

@@ -1,0 +1,45 @@
+"""Reading whole images with OpenImageIO (any format it reads: EXR, HDR, PNG, ...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RelitIOError
+
+
+def open_input(path: str | Path):
+    """An ``oiio.ImageInput`` for ``path``, or a RelitIOError naming the file and why."""
+    import OpenImageIO as oiio
+
+    p = Path(path)
+    if not p.exists():
+        raise RelitIOError(f"{p}: file not found")
+    if p.is_dir():
+        raise RelitIOError(f"{p}: is a folder, not an image file")
+    inp = oiio.ImageInput.open(str(p))
+    if inp is None:
+        raise RelitIOError(f"{p}: cannot be read as an image ({oiio.geterror().strip()}); "
+                           "is it truncated or of another format?")
+    return inp
+
+
+def read_rgb(path: str | Path) -> np.ndarray:  # [H, W, 3] float32
+    """The first part's R, G, B channels (by name when present, else the first three)."""
+    from .exr import read_part_pixels
+
+    inp = open_input(path)
+    try:
+        spec = inp.spec()
+        names = list(spec.channelnames)
+        pixels = read_part_pixels(inp, 0, path)
+    finally:
+        inp.close()
+    if all(c in names for c in "RGB"):
+        return np.ascontiguousarray(pixels[..., [names.index(c) for c in "RGB"]])
+    if pixels.shape[2] >= 3:
+        return np.ascontiguousarray(pixels[..., :3])
+    if pixels.shape[2] == 1:
+        return np.repeat(pixels, 3, axis=2)
+    raise RelitIOError(f"{path}: has channels {names}; an RGB image is needed")

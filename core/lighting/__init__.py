@@ -1,0 +1,1 @@
+"""Lighting math: SH, area lights, stage layouts, HDRI projection, LightRig (numpy only)."""

@@ -1,0 +1,126 @@
+"""HDRI environments: load, validate, rotate, and project onto stage lights or SH.
+
+Projection never resamples the map: each texel keeps its exact solid angle and
+is moved to the world direction where the rotation puts it, so energy is
+conserved exactly and a sub-pixel rotation moves the result smoothly.
+A projection weight is radiance integrated over the light's cell, in W/m² per
+channel (DESIGN.md, light units).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ValidationError
+from ..io.images import read_rgb
+from .latlong import pixel_directions, row_solid_angles
+from .layout import StageLayout
+from .rotation import world_directions
+from .sh import real_sh, sh_count
+
+log = logging.getLogger(__name__)
+
+MISSING_POLICIES = ("drop", "nearest")
+_ROWS_PER_CHUNK = 64
+
+
+def validate_environment(pixels: np.ndarray,  # [H, W, 3]
+                         source: str,
+                         ) -> np.ndarray:     # [H, W, 3] float32, tiny negatives clamped to 0
+    """Reject maps that cannot light anything; clamp the tiny negatives lossy codecs leave."""
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValidationError(f"{source}: an environment must be an RGB image, got shape {pixels.shape}")
+    h, w = pixels.shape[:2]
+    if w != 2 * h:
+        raise ValidationError(f"{source}: a lat-long map is twice as wide as high, got {w}x{h}")
+    bad = ~np.isfinite(pixels)
+    if bad.any():
+        row, col, _ = np.argwhere(bad)[0]
+        raise ValidationError(
+            f"{source}: {int(bad.any(axis=2).sum())} pixel(s) are NaN or Inf (first at x={col}, y={row}); "
+            "fix or clamp the map before using it"
+        )
+    peak = float(pixels.max())
+    if peak <= 0:
+        raise ValidationError(f"{source}: the environment is black everywhere; it would light nothing")
+    low = float(pixels.min())
+    if low < -1e-3 * peak:
+        log.warning("%s: negative radiance down to %g clamped to 0", source, low)
+    return np.maximum(pixels, 0.0).astype(np.float32, copy=False)
+
+
+def load_environment(path: str | Path) -> np.ndarray:  # [H, W, 3] float32 linear radiance
+    """Read a lat-long EXR/HDR (any format OpenImageIO reads) and validate it."""
+    return validate_environment(read_rgb(path), str(path))
+
+
+def _texels(pixels: np.ndarray, rotation: tuple[float, float, float]):
+    """Yield (world directions [M,3], radiance*solid angle [M,3]) in row chunks."""
+    h, w = pixels.shape[:2]
+    omega = row_solid_angles(h, w)
+    dirs = pixel_directions(h, w)
+    for r0 in range(0, h, _ROWS_PER_CHUNK):
+        r1 = min(h, r0 + _ROWS_PER_CHUNK)
+        d = world_directions(dirs[r0:r1].reshape(-1, 3), rotation)
+        e = (pixels[r0:r1].astype(np.float64) * omega[r0:r1, None, None]).reshape(-1, 3)
+        yield d, e
+
+
+@dataclass(frozen=True)
+class LayoutProjection:
+    weights: np.ndarray   # [N, 3] radiance integrated over each light's cell (W/m² per channel)
+    dropped: np.ndarray   # [3] energy from directions the stage does not cover (W/m² per channel)
+    total: np.ndarray     # [3] energy of the whole environment (W/m² per channel)
+
+    @property
+    def dropped_fraction(self) -> float:
+        t = float(self.total.sum())
+        return float(self.dropped.sum()) / t if t > 0 else 0.0
+
+
+def project_to_layout(pixels: np.ndarray,                    # [H, W, 3] linear radiance
+                      layout: StageLayout,
+                      rotation: tuple[float, float, float] = (0.0, 0.0, 0.0),  # Euler XYZ (rad)
+                      intensity: float = 1.0,                # multiplies the radiance
+                      missing: str = "drop",                 # stage floor policy: "drop" | "nearest"
+                      ) -> LayoutProjection:
+    """Integrate the environment over each light's Voronoi cell.
+
+    ``missing`` decides what happens to light from directions below a stage's
+    floor: ``drop`` leaves it out (reported as ``dropped``), ``nearest`` gives
+    it to the nearest stage light (energy kept, direction bent).
+    """
+    if missing not in MISSING_POLICIES:
+        raise ValidationError(f"missing={missing!r}: use one of {MISSING_POLICIES}")
+    weights = np.zeros((len(layout), 3))
+    dropped = np.zeros(3)
+    total = np.zeros(3)
+    for d, e in _texels(pixels, rotation):
+        total += e.sum(axis=0)
+        if layout.floor_z is not None and missing == "drop":
+            outside = d[:, 2] < layout.floor_z
+            dropped += e[outside].sum(axis=0)
+            d, e = d[~outside], e[~outside]
+        idx = layout.nearest(d)
+        for c in range(3):
+            weights[:, c] += np.bincount(idx, weights=e[:, c], minlength=len(layout))
+    if dropped.sum() > 0:
+        log.info("stage %s covers no light from below its floor: %.1f%% of the energy dropped",
+                 layout.name, 100.0 * dropped.sum() / max(total.sum(), 1e-30))
+    return LayoutProjection(weights * intensity, dropped * intensity, total * intensity)
+
+
+def project_to_sh(pixels: np.ndarray,                     # [H, W, 3] linear radiance
+                  degree: int,
+                  rotation: tuple[float, float, float] = (0.0, 0.0, 0.0),  # Euler XYZ (rad)
+                  ) -> np.ndarray:                        # [(degree+1)**2, 3]
+    """Orthonormal real-SH coefficients of the (rotated) environment radiance."""
+    out = np.zeros((sh_count(degree), 3))
+    for d, e in _texels(pixels, rotation):
+        out += real_sh(d, degree).T @ e
+    return out
+

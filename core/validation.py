@@ -1,0 +1,41 @@
+"""Field checks shared by the JSON contracts; each error names where the bad value is."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import ValidationError
+
+
+def check_fields(data, where: str, known: set[str], required: tuple[str, ...] = ()) -> None:
+    """``data`` is an object with only ``known`` keys and every ``required`` one."""
+    if not isinstance(data, dict):
+        raise ValidationError(f"{where}: must be a JSON object")
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValidationError(f"{where}: unknown field(s) {unknown}; known fields: {sorted(known)}")
+    for key in required:
+        if key not in data:
+            raise ValidationError(f"{where}.{key}: missing")
+
+
+def as_numbers(value, where: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Finite float64 array of exactly ``shape``."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}: must be numbers of shape {shape}") from None
+    if arr.shape != shape or not np.all(np.isfinite(arr)):
+        raise ValidationError(f"{where}: must be finite numbers of shape {shape}, got {value!r}")
+    return arr
+
+
+def as_number(value, where: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+    """A finite number in [lo, hi] (booleans are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValidationError(f"{where}: must be a finite number, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValidationError(f"{where}: must be in [{lo}, {hi}], got {value!r}")
+    return float(value)
