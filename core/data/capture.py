@@ -11,6 +11,8 @@ import numpy as np
 from ..errors import ValidationError
 from ..io.exr import read_channels
 from ..io.naming import light_layer_name
+from ..io.passes import PassMetadata, RelitPasses, write_passes
+from ..lighting.layout import StageLayout
 from .manifest import Camera, CaptureManifest, Frame, load_manifest
 
 
@@ -89,3 +91,17 @@ class CaptureSet:
             templates = [self.manifest.flat_images, self.manifest.olat_images] + [h.images for h in self.manifest.hdri]
             out += [p for t in templates if not (p := self.path(t, cam.name, f.frame)).exists()]
         return out
+
+
+def write_olats(path: str | Path,
+                layout: StageLayout,
+                olats: np.ndarray,       # [N, H, W, 3] premultiplied scene-linear, layout order
+                alpha: np.ndarray,       # [H, W]
+                irradiance: np.ndarray,  # [N, 3] W/m² each light delivered at the subject
+                colour_space: str = "lin_rec709") -> Path:
+    """One view's OLAT file: a layer per stage light, its world direction and cell in the header."""
+    basis = [{"layer": light_layer_name(n), "direction": d.tolist(), "frame": "world", "size": 0.0,
+              "solid_angle": float(o), "irradiance": e.tolist()}
+             for n, d, o, e in zip(layout.names, layout.directions, layout.solid_angles, irradiance)]
+    passes = RelitPasses(dict(zip(layout.names, olats)), alpha)
+    return write_passes(path, passes, PassMetadata(rig={}, colour_space=colour_space, basis=basis))

@@ -33,6 +33,10 @@ WORKING_SPACES = {
         (0.713, 0.293, 0.165, 0.830, 0.128, 0.044, 0.32168, 0.33767)),
 }
 
+# names OpenImageIO puts in ``oiio:ColorSpace`` that OCIO configs may not know
+_OIIO_NAMES = {"sRGB": "srgb_tx", "srgb": "srgb_tx", "linear": "lin_rec709", "Linear": "lin_rec709",
+               "scene_linear": "lin_rec709", "lin_srgb": "lin_rec709"}
+
 
 @functools.lru_cache(maxsize=4)
 def _config(source: str):
@@ -59,7 +63,8 @@ def working_space(key: str) -> WorkingSpace:
 def resolve(name: str) -> str:
     """The config's colour space name for ``name`` (a working-space key, a name or an alias)."""
     cfg = config()
-    candidates = working_space(name).candidates if name in WORKING_SPACES else (name,)
+    key = name if name in WORKING_SPACES else _OIIO_NAMES.get(name, name)
+    candidates = working_space(key).candidates if key in WORKING_SPACES else (name, key)
     for candidate in candidates:
         cs = cfg.getColorSpace(candidate)
         if cs is not None:

@@ -25,21 +25,28 @@ def open_input(path: str | Path):
     return inp
 
 
-def read_rgb(path: str | Path) -> np.ndarray:  # [H, W, 3] float32
-    """The first part's R, G, B channels (by name when present, else the first three)."""
-    from .exr import read_part_pixels
-
-    inp = open_input(path)
-    try:
-        spec = inp.spec()
-        names = list(spec.channelnames)
-        pixels = read_part_pixels(inp, 0, path)
-    finally:
-        inp.close()
+def select_rgb(pixels: np.ndarray,  # [H, W, C]
+               names: list[str],   # [C] channel names
+               source: str | Path,
+               ) -> np.ndarray:    # [H, W, 3]
+    """R, G, B by name when present, else the first three channels, or grey from one."""
     if all(c in names for c in "RGB"):
         return np.ascontiguousarray(pixels[..., [names.index(c) for c in "RGB"]])
     if pixels.shape[2] >= 3:
         return np.ascontiguousarray(pixels[..., :3])
     if pixels.shape[2] == 1:
         return np.repeat(pixels, 3, axis=2)
-    raise RelitIOError(f"{path}: has channels {names}; an RGB image is needed")
+    raise RelitIOError(f"{source}: has channels {names}; an RGB image is needed")
+
+
+def read_rgb(path: str | Path) -> np.ndarray:  # [H, W, 3] float32
+    """The first part's R, G, B channels."""
+    from .exr import read_part_pixels
+
+    inp = open_input(path)
+    try:
+        names = list(inp.spec().channelnames)
+        pixels = read_part_pixels(inp, 0, path)
+    finally:
+        inp.close()
+    return select_rgb(pixels, names, path)

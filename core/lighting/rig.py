@@ -140,7 +140,8 @@ def _light(item, where: str) -> Light:
     if group is not None and (not isinstance(group, str) or not group.strip()):
         raise ValidationError(f"{where}.group: must be a non-empty string when given")
     light = Light(
-        name=name, type=item["type"], direction=tuple((d / norm).tolist()),
+        name=name, type=item["type"],
+        direction=tuple((d if abs(norm - 1.0) < 1e-9 else d / norm).tolist()),  # stable on re-save
         size=as_number(item.get("size", 0.0), f"{where}.size", 0.0, 1.0),
         rgb=tuple(rgb.tolist()),
         intensity=as_number(item.get("intensity", 1.0), f"{where}.intensity", 0.0),

@@ -1,0 +1,43 @@
+"""Plates: any image OpenImageIO reads, converted to the scene-linear working space on read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .colour import convert, default_plate_space
+from .exr import read_info
+from .images import open_input, select_rgb
+
+
+@dataclass(frozen=True)
+class Plate:
+    rgb: np.ndarray     # [H, W, 3] float32 in the working space, premultiplied as stored
+    alpha: np.ndarray   # [H, W] float32 (ones when the file has no alpha)
+    colour_space: str   # the space the file was read as
+    path: Path
+
+
+def read_plate(path: str | Path, colour_space: str | None = None, working: str = "lin_rec709") -> Plate:
+    """Read a plate's first part as RGB(A) and convert it to ``working``.
+
+    The file's space is ``colour_space`` when given, else the header's
+    ``oiio:ColorSpace``, else scene-linear Rec.709 for EXR/HDR and sRGB for
+    display-referred formats (PNG, JPEG, TIFF).
+    """
+    from .exr import read_part_pixels
+
+    info = read_info(path)
+    part = info.parts[0]
+    names = list(part.channels)
+    inp = open_input(path)
+    try:
+        pixels = read_part_pixels(inp, 0, path)
+    finally:
+        inp.close()
+    rgb = select_rgb(pixels, names, path)
+    alpha = pixels[..., names.index("A")] if "A" in names else np.ones(pixels.shape[:2], np.float32)
+    source = colour_space or part.attributes.get("oiio:ColorSpace") or default_plate_space(str(path))
+    return Plate(convert(rgb, str(source), working), alpha.astype(np.float32), str(source), Path(path))

@@ -1,0 +1,55 @@
+"""Shared helpers for the tests: quadrature on the sphere and analytic environments."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sphere_quadrature(n_z: int = 32, n_phi: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Directions [M, 3] and weights [M]: Gauss-Legendre in z times uniform in phi.
+
+    Exact for polynomials of degree < 2 n_z in z and < n_phi in phi.
+    """
+    z, wz = np.polynomial.legendre.leggauss(n_z)
+    phi = (np.arange(n_phi) + 0.5) * 2 * math.pi / n_phi
+    zz, pp = np.meshgrid(z, phi, indexing="ij")
+    r = np.sqrt(1 - zz ** 2)
+    dirs = np.stack([r * np.cos(pp), r * np.sin(pp), zz], axis=-1).reshape(-1, 3)
+    weights = (wz[:, None] * np.full(n_phi, 2 * math.pi / n_phi)[None, :]).reshape(-1)
+    return dirs, weights
+
+
+def env_from_function(height: int, fn) -> np.ndarray:  # [H, 2H, 3] float32
+    """A lat-long map whose texel at world direction d holds fn(d) (RGB)."""
+    from core.lighting.latlong import pixel_directions
+
+    d = pixel_directions(height, 2 * height)
+    return np.asarray(fn(d), dtype=np.float32)
+
+
+def run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run Python code in a fresh interpreter with the repository on sys.path."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=kwargs.pop("cwd", ROOT), timeout=kwargs.pop("timeout", 120), **kwargs)
+
+
+def run_relit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the ``relit`` CLI in a subprocess (so bpy, when a verb loads it, stays out of pytest)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd or ROOT, timeout=300)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

@@ -1,0 +1,55 @@
+import json
+
+import numpy as np
+
+from core.io.passes import PassMetadata, RelitPasses, write_passes
+from core.lighting.rig import LightRig
+from tests.conftest import run_relit
+
+
+def test_info_on_a_blender_bundled_hdri():
+    out = run_relit("info", "forest")
+    assert out.returncode == 0, out.stderr
+    assert "forest.exr: openexr, 1 part(s)" in out.stdout
+    assert "part 0: 1024x512, dwab compression" in out.stdout
+    assert "(beauty): R,G,B [float]" in out.stdout
+
+
+def test_info_on_a_pass_file(tmp_path):
+    rng = np.random.default_rng(1)
+    passes = RelitPasses({n: rng.random((6, 10, 3)).astype(np.float32) for n in ("key", "fill")},
+                         np.ones((6, 10), np.float32))
+    path = write_passes(tmp_path / "shot.1001.exr", passes, PassMetadata(rig={}, seed=11, steps=30))
+    out = run_relit("info", str(path))
+    assert out.returncode == 0, out.stderr
+    for line in ("1 part(s)", "part 0: 10x6, zip compression", "(beauty): R,G,B,A [half]",
+                 "light_key: R,G,B [half]", "light_fill: R,G,B [half]", "relit/seed = 11",
+                 "chromaticities = (0.64, 0.33, 0.3, 0.6, 0.15, 0.06, 0.3127, 0.329)"):
+        assert line in out.stdout
+
+
+def test_rig_from_bundled_hdri_conserves_energy(tmp_path):
+    out = run_relit("rig", "--hdri", "studio", "--rotation", "15,0,90", "--layout", "rings64",
+                    "-o", str(tmp_path / "rig.json"))
+    assert out.returncode == 0, out.stderr
+    rig = LightRig.load(tmp_path / "rig.json")
+    assert len(rig.lights) == 66 and rig.environment.path.endswith("studio.exr")
+    assert rig.environment.rotation == tuple(np.radians([15, 0, 90]).tolist())
+    total = sum(np.array(l.rgb) * l.intensity for l in rig.lights)
+    printed = json.loads(out.stdout.split("irradiance sum ")[1].split(" W/m2")[0])
+    np.testing.assert_allclose(total, printed, rtol=1e-3)
+    info = run_relit("info", str(tmp_path / "rig.json"))
+    assert "LightRig with 66 light(s)" in info.stdout
+
+
+def test_errors_are_reported_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.exr"
+    bad.write_text("nope")
+    out = run_relit("info", str(bad))
+    assert out.returncode == 2
+    assert "relit: error:" in out.stderr and "bad.exr" in out.stderr and "Traceback" not in out.stderr
+    out = run_relit("rig", "--hdri", "moon", "-o", str(tmp_path / "r.json"))
+    assert out.returncode == 2 and "moon" in out.stderr
+    out = run_relit("rig", "--hdri", "forest", "--rotation", "1,2", "-o", str(tmp_path / "r.json"))
+    assert out.returncode == 2 and "--rotation" in out.stderr
+    assert not (tmp_path / "r.json").exists()

@@ -1,0 +1,169 @@
+import json
+
+import numpy as np
+import OpenEXR
+import pytest
+
+from core.errors import MissingChannelError, RelitIOError, ValidationError
+from core.io.exr import read_channels, read_info, read_layer, write_exr, write_rgba
+from core.io.naming import light_layer_name, new_version_dir, sanitise_name, versions
+from core.io.passes import PassMetadata, RelitPasses, read_metadata, read_passes, write_passes
+
+
+def _passes(rng, n=12, h=24, w=32):
+    names = [f"key {i}" if i % 3 else f"{i}rim-light" for i in range(n)]
+    layers = {name: (rng.random((h, w, 3)) * 6).astype(np.float32) for name in names}
+    return RelitPasses(layers, rng.random((h, w)).astype(np.float32))
+
+
+def test_twelve_layer_pass_file_round_trip(tmp_path, rng):
+    passes = _passes(rng)
+    meta = PassMetadata(rig={"version": 1, "lights": []}, bundle_id="tiny", sampler="ddim", steps=4,
+                        guidance={"image": 1.5, "lighting": 3.0}, seed=7, input_hash="abc")
+    path = write_passes(tmp_path / "relit.1001.exr", passes, meta)
+    layers, beauty, alpha = read_passes(path)
+    expected_names = sorted(light_layer_name(n) for n in passes.layers)
+    assert sorted(layers) == expected_names and len(layers) == 12
+    for name, img in passes.layers.items():
+        np.testing.assert_array_equal(layers[light_layer_name(name)], img.astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(alpha, passes.alpha.astype(np.float16).astype(np.float32))
+    # the beauty is the float32 sum rounded once, not a sum of rounded layers
+    exact = sum(img.astype(np.float64) for img in passes.layers.values())
+    np.testing.assert_array_equal(beauty, passes.beauty().astype(np.float16).astype(np.float32))
+    half_sum = sum(img.astype(np.float16).astype(np.float64) for img in passes.layers.values())
+    assert np.abs(beauty - exact).mean() < np.abs(half_sum.astype(np.float16) - exact).mean() + 1e-9
+    back = read_metadata(path)
+    assert back["seed"] == 7 and back["guidance"] == {"image": 1.5, "lighting": 3.0}
+    assert back["rig"] == {"version": 1, "lights": []} and back["colour_space"] == "lin_rec709"
+
+
+def test_pass_file_header_read_by_openexr_itself(tmp_path, rng):
+    passes = _passes(rng, n=2)
+    passes.data["depth"] = rng.random((24, 32, 1)).astype(np.float32)
+    path = write_passes(tmp_path / "p.exr", passes, PassMetadata(rig={}, colour_space="acescg"))
+    f = OpenEXR.File(str(path), separate_channels=True)
+    header = f.header()
+    assert header["compression"] == OpenEXR.ZIP_COMPRESSION
+    np.testing.assert_allclose(header["chromaticities"], (0.713, 0.293, 0.165, 0.830, 0.128, 0.044,
+                                                          0.32168, 0.33767), atol=1e-6)
+    channels = f.channels()
+    assert channels["R"].pixels.dtype == np.float16
+    assert channels["light_key_1.G"].pixels.dtype == np.float16
+    assert channels["depth.V"].pixels.dtype == np.float32  # data stays float32
+    assert json.loads(header["relit/rig"]) == {}
+
+
+def test_layer_names_are_sanitised_and_collisions_rejected(rng):
+    assert sanitise_name("key light.01") == "key_light_01"
+    assert sanitise_name("3point") == "_3point"
+    passes = RelitPasses({"a b": np.zeros((2, 2, 3), np.float32), "a-b": np.zeros((2, 2, 3), np.float32)},
+                         np.ones((2, 2), np.float32))
+    with pytest.raises(ValidationError, match="both become layer"):
+        write_passes("/nonexistent/never.exr", passes, PassMetadata(rig={}))
+
+
+def test_nan_layer_writes_nothing(tmp_path):
+    bad = RelitPasses({"k": np.full((2, 2, 3), np.nan, np.float32)}, np.ones((2, 2), np.float32))
+    with pytest.raises(ValidationError, match="NaN"):
+        write_passes(tmp_path / "x.exr", bad, PassMetadata(rig={}))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_keeps_the_previous_file_and_leaves_no_partial(tmp_path, monkeypatch, rng):
+    import OpenImageIO as oiio
+
+    path = tmp_path / "frame.exr"
+    write_rgba(path, np.ones((4, 4, 3), np.float32), np.ones((4, 4), np.float32))
+    before = path.read_bytes()
+    real_output = oiio.ImageOutput
+
+    class Broken:
+        @staticmethod
+        def create(name):
+            out = real_output.create(name)
+            real_write = out.write_image
+
+            class Wrapper:
+                def open(self, *a):
+                    return out.open(*a)
+
+                def write_image(self, px):
+                    real_write(px[:1])
+                    raise KeyboardInterrupt("killed mid-frame")
+
+                def geterror(self):
+                    return ""
+
+                def close(self):
+                    out.close()
+            return Wrapper()
+
+    monkeypatch.setattr(oiio, "ImageOutput", Broken)
+    with pytest.raises(KeyboardInterrupt):
+        write_rgba(path, np.zeros((4, 4, 3), np.float32), np.ones((4, 4), np.float32))
+    assert [p.name for p in tmp_path.iterdir()] == ["frame.exr"]
+    assert path.read_bytes() == before
+
+
+def test_blender_style_multipart_file_is_read_by_name(tmp_path):
+    import OpenImageIO as oiio
+
+    path = str(tmp_path / "blender.exr")
+    specs = []
+    for part, n in (("ViewLayer.Combined", 4), ("ViewLayer.Combined_key", 4), ("ViewLayer.Depth", 1)):
+        spec = oiio.ImageSpec(8, 4, n, "half" if n == 4 else "float")
+        spec.channelnames = tuple(f"{part}.{c}" for c in ("RGBA" if n == 4 else "Z"))
+        spec.attribute("name", part)
+        specs.append(spec)
+    out = oiio.ImageOutput.create(path)
+    assert out.open(path, specs)
+    for i, spec in enumerate(specs):
+        if i:
+            assert out.open(path, spec, "AppendSubimage")
+        out.write_image(np.full((4, 8, spec.nchannels), i + 1, np.float32))
+    out.close()
+
+    info = read_info(path)
+    assert [p.name for p in info.parts] == ["ViewLayer.Combined", "ViewLayer.Combined_key", "ViewLayer.Depth"]
+    assert set(info.layers()) == {"ViewLayer.Combined", "ViewLayer.Combined_key", "ViewLayer.Depth"}
+    key = read_layer(path, "ViewLayer.Combined_key", "RGBA")
+    assert key.shape == (4, 8, 4) and np.all(key == 2)
+    assert np.all(read_channels(path, ["ViewLayer.Depth.Z", "ViewLayer.Combined.R"]) == [3, 1])
+    with pytest.raises(MissingChannelError, match="ViewLayer.Combined_fill") as err:
+        read_layer(path, "ViewLayer.Combined_fill")
+    assert "blender.exr" in str(err.value)
+
+
+def test_truncated_and_foreign_files_raise_naming_the_file(tmp_path, rng):
+    path = tmp_path / "full.exr"
+    write_rgba(path, rng.random((64, 64, 3)).astype(np.float32), np.ones((64, 64), np.float32))
+    data = path.read_bytes()
+    for cut in (0.9, 0.5, 0.02):
+        bad = tmp_path / f"cut{int(cut * 100)}.exr"
+        bad.write_bytes(data[: int(len(data) * cut)])
+        with pytest.raises(RelitIOError) as err:
+            read_channels(bad, ["R", "G", "B"])
+        assert bad.name in str(err.value)
+    text = tmp_path / "notes.exr"
+    text.write_text("not an image")
+    with pytest.raises(RelitIOError, match="notes.exr"):
+        read_info(text)
+    with pytest.raises(RelitIOError, match="not found"):
+        read_info(tmp_path / "missing.exr")
+
+
+def test_write_exr_float_data(tmp_path, rng):
+    px = rng.normal(size=(3, 5, 2)).astype(np.float32) * 1e5
+    path = write_exr(tmp_path / "d.exr", px, ["motion.X", "motion.Y"], ["float", "float"])
+    np.testing.assert_array_equal(read_layer(path, "motion", "XY"), px)
+
+
+def test_versioned_output_folders_never_reuse_a_number(tmp_path):
+    first = new_version_dir(tmp_path / "shot")
+    (first / "keep.txt").write_text("x")
+    second = new_version_dir(tmp_path / "shot")
+    (tmp_path / "shot" / "v010").mkdir()
+    third = new_version_dir(tmp_path / "shot")
+    assert [first.name, second.name, third.name] == ["v001", "v002", "v011"]
+    assert (first / "keep.txt").read_text() == "x"
+    assert [p.name for p in versions(tmp_path / "shot")] == ["v001", "v002", "v010", "v011"]

@@ -1,0 +1,58 @@
+"""DESIGN.md's layering: the light parts of core load without bpy or torch, bpy stays at the edge."""
+
+import ast
+import json
+
+from tests.conftest import ROOT, run_python
+
+LIGHT_MODULES = [
+    "core", "core.cli", "core.errors", "core.validation",
+    "core.lighting.sh", "core.lighting.area", "core.lighting.encoding", "core.lighting.latlong",
+    "core.lighting.rotation", "core.lighting.camera", "core.lighting.layout", "core.lighting.hdri",
+    "core.lighting.rig", "core.io.exr", "core.io.passes", "core.io.colour", "core.io.plates",
+    "core.io.sequence", "core.io.naming", "core.io.atomic", "core.data.manifest", "core.data.capture",
+    "core.synthetic.hdris", "compositor_nodes",
+]
+HEAVY = ["bpy", "torch", "diffusers", "gsplat"]
+
+
+def test_light_parts_import_without_bpy_or_torch():
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {LIGHT_MODULES!r}: importlib.import_module(m)\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+    )
+    out = run_python(code)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def _imports(path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module.split(".")[0]
+
+
+def test_bpy_is_imported_only_in_the_addon_and_core_synthetic():
+    offenders = []
+    for folder in ("core", "compositor_nodes", "bundle"):
+        for path in (ROOT / folder).rglob("*.py"):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith("core/synthetic/"):
+                continue
+            if {"bpy", "mathutils"} & set(_imports(path)):
+                offenders.append(rel)
+    assert offenders == []
+
+
+def test_core_and_compositor_never_import_their_packages_absolutely():
+    # Blender must never see a top-level `core`: inside the packages imports are relative
+    offenders = []
+    for folder in ("core", "compositor_nodes"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if {"core", "compositor_nodes", "blender_addon"} & set(_imports(path)):
+                offenders.append(path.relative_to(ROOT).as_posix())
+    assert offenders == []
