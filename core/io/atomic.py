@@ -12,13 +12,15 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+PARTIAL = ".partial"  # marks temporary files; a killed writer may leave one behind
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target`` (same suffix); rename it over ``target`` on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f"{PARTIAL}{target.suffix}", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -32,3 +34,16 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 def atomic_write_text(target: str | Path, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+
+
+def remove_stale_partials(folder: str | Path) -> int:
+    """Delete temporary files a killed writer left under ``folder``; returns how many.
+
+    Call it only when no other writer works in that folder.
+    """
+    removed = 0
+    for path in Path(folder).rglob(f".*{PARTIAL}.*"):
+        if path.is_file():
+            path.unlink()
+            removed += 1
+    return removed
