@@ -216,7 +216,7 @@ def deform(subject: Subject, weights: dict[str, float]) -> np.ndarray:  # [V, 3]
             # the jaw turns about an axis near the ears; only what lies below the lip line follows
             pivot = np.array([0.0, lm[:, 1].max() * 0.2 + 0.03, mouth_z + 0.03])
             below = np.clip((mouth_z - v[:, 2]) / 0.012 + 0.5, 0.0, 1.0) * not_eyes
-            angle = -math.radians(14.0) * weights["jaw_open"] * below
+            angle = math.radians(14.0) * weights["jaw_open"] * below  # chin down and back
             v = _rotate_x(v, angle, pivot)
         if weights.get("smile", 0.0):
             for idx, side in zip(MOUTH_CORNERS, (-1.0, 1.0)):
