@@ -86,13 +86,30 @@ def _print_json(path: Path) -> None:
         print(json.dumps(data, indent=2)[:4000])
 
 
+def _print_bundle(folder: Path) -> None:
+    from .model.bundle import read_info
+
+    info = read_info(folder)
+    c = info.config
+    print(f"{folder}: relit bundle {info.id!r}, {c.conditioning} conditioning, preset {c.preset}")
+    print(f"  model: {c.resolution}x{c.resolution}, codec {c.codec}, UNet {c.block_out_channels}, "
+          f"SH degree {c.sh_degree} ({c.beta_encoding}), token width {c.token_width}")
+    print(f"  subject: {info.subject or '(general)'}; stage: "
+          f"{info.layout.name + f', {len(info.layout)} lights' if info.layout else '-'}")
+    print(f"  tone: white {info.tone.white}, exposure image {info.exposure_image:.4g} / target {info.exposure_target:.4g}")
+    print(f"  trained: {info.training.get('steps')} steps, {info.training.get('seconds')} s, "
+          f"commit {str(info.training.get('commit'))[:12]}")
+    print(f"  command: {info.training.get('command') or '-'}")
+    print(f"  weights sha256: {info.sha256[:16]}...; licence: {info.licence}")
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     path = Path(args.path)
     if path.is_dir():
         if (path / "manifest.json").exists():
             _print_capture(path)
         elif (path / "relit.json").exists():
-            _print_json(path / "relit.json")
+            _print_bundle(path)
         else:
             raise RelitError(f"{path}: neither a capture set (manifest.json) nor a model bundle (relit.json)")
     elif path.suffix.lower() == ".json":
@@ -143,6 +160,24 @@ def cmd_synth(args: argparse.Namespace) -> None:
                       rotations=[list(parse_rotation(r)) for r in args.rotations], vector=not args.no_vector)
     cs = synthesize(cfg, args.output, progress=not args.quiet)
     print(f"capture set: {cs}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import shlex
+
+    from .model.train import TrainConfig, train
+
+    cfg = TrainConfig(capture=args.capture, output=args.output, preset=args.preset, resolution=args.res,
+                      steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr, seed=args.seed,
+                      holdout_light_every=args.holdout_light_every, holdout_cameras=args.holdout_cameras,
+                      holdout_expressions=args.holdout_expressions, val_every=args.val_every,
+                      checkpoint_every=args.checkpoint_every, device=args.device, bf16=args.bf16,
+                      gradient_checkpointing=args.gradient_checkpointing, base_checkpoint=args.base_checkpoint,
+                      command=shlex.join(["relit", *sys.argv[1:]]))
+    trainer, metrics = train(cfg, progress=not args.quiet)
+    bundle = trainer.save(args.bundle) if args.bundle else trainer.save()
+    print(f"bundle: {bundle}")
+    print("validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,6 +233,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True, help="capture set folder")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train a relighting model on a capture set",
+                       description="Train a RelightModel (olat conditioning) on a capture set and save a bundle. "
+                                   "Resumes from the run folder's last checkpoint.")
+    p.add_argument("capture", help="capture set folder (relit synth, or a real capture)")
+    p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, metrics.jsonl, bundle/)")
+    p.add_argument("--bundle", help="where to write the bundle (default: OUTPUT/bundle)")
+    p.add_argument("--preset", default="tiny", help="tiny, small, sd15, sd21")
+    p.add_argument("--res", type=int, default=64, help="training resolution")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0: none)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--holdout-light-every", type=int, default=10, help="hold out every k-th stage light")
+    p.add_argument("--holdout-cameras", nargs="*", default=[], help="cameras held out for validation")
+    p.add_argument("--holdout-expressions", nargs="*", default=[], help="expressions held out for validation")
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--base-checkpoint", help="local Stable Diffusion folder (diffusers layout) for sd15/sd21")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

@@ -53,3 +53,21 @@ def run_relit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+# one small capture set rendered by Cycles per test session (about 40 s on 2 cores), shared by the
+# stage tests and the training tests; 1024 spp brings the noise-bound linearity error under 1 %
+SYNTH_RES, SYNTH_SAMPLES = 32, 1024
+SYNTH_ARGS = ["synth", "--subject", "face", "--seed", "2", "--views", "1", "--frames", "2", "--layout", "rings64",
+              "--res", str(SYNTH_RES), "--samples", str(SYNTH_SAMPLES), "--batch", "8",
+              "--hdris", "forest", "sunset", "--rotations", "30", "20,-35,110", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def capture(tmp_path_factory):
+    from core.data.capture import CaptureSet
+
+    out = tmp_path_factory.mktemp("synth") / "face"
+    run = run_relit(*SYNTH_ARGS, "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    return CaptureSet(out)

@@ -2,30 +2,17 @@
 cameras, true motion and resume. Rendered once per session through ``relit synth``."""
 
 import math
-import os
 
 import numpy as np
 import pytest
 
-from core.data.capture import CaptureSet
 from core.io.exr import read_layer
 from core.lighting.camera import project_points
 from core.lighting.hdri import load_environment, project_to_layout
 from core.synthetic.subject import deform, expression_track, face_subject
+from tests.conftest import SYNTH_ARGS as ARGS
+from tests.conftest import SYNTH_RES as RES
 from tests.conftest import run_relit
-
-RES, SAMPLES = 32, 1024  # 1024 spp brings the noise-bound linearity error under 1 % (docs/benchmarks.md)
-ARGS = ["synth", "--subject", "face", "--seed", "2", "--views", "1", "--frames", "2", "--layout", "rings64",
-        "--res", str(RES), "--samples", str(SAMPLES), "--batch", "8", "--hdris", "forest", "sunset",
-        "--rotations", "30", "20,-35,110", "--quiet"]
-
-
-@pytest.fixture(scope="session")
-def capture(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth") / "face"
-    run = run_relit(*ARGS, "-o", str(out))
-    assert run.returncode == 0, run.stderr
-    return CaptureSet(out)
 
 
 def _subject_mask(alpha):

@@ -1,0 +1,157 @@
+"""Model bundles (DESIGN.md contract 4): a folder in diffusers layout plus ``relit.json``.
+
+    bundle/
+      relit.json            conditioning, encodings, tone and exposure, stage layout, subject,
+                            training command and data provenance, base-weight licence
+      unet/                 UNet2DConditionModel (config.json + safetensors)
+      scheduler/            the training noise schedule
+      vae/                  the SD VAE (vae codec only)
+      lighting.safetensors  the learned null lighting token
+
+safetensors only: a pickled checkpoint can run arbitrary code when loaded, so
+one anywhere in a bundle is refused with that reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .._version import __version__, git_hash
+from ..errors import RelitIOError, ValidationError
+from ..lighting.layout import StageLayout, layout_from_json
+from .codec import UnshuffleCodec, VaeCodec
+from .config import ModelConfig
+from .network import RelightModel
+from .pipeline import RelightPipeline
+from .tone import ToneCurve
+
+log = logging.getLogger(__name__)
+
+BUNDLE_JSON = "relit.json"
+FORMAT = "relit-bundle"
+VERSION = 1
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+@dataclass
+class BundleInfo:
+    id: str                      # bundle identifier (name + short hash)
+    config: ModelConfig          # architecture and conditioning
+    tone: ToneCurve              # tone curve the codec saw
+    exposure_image: float        # exposure of flat-lit inputs before the curve
+    exposure_target: float       # exposure of unit-irradiance targets before the curve
+    layout: StageLayout | None   # the stage the model was trained on (olat mode)
+    subject: str | None          # subject id for subject-specific bundles, None for general ones
+    training: dict               # command, commit, data provenance, steps, seconds
+    licence: str                 # terms of any base weights
+    sha256: str = ""             # hash of the weight files
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT, "version": VERSION, "id": self.id,
+            "conditioning": self.config.conditioning,
+            "sh_degree": self.config.sh_degree, "beta_encoding": self.config.beta_encoding,
+            "token_width": self.config.token_width,
+            "model": self.config.to_json(),
+            "tone": self.tone.to_json(),
+            "exposure": {"image": self.exposure_image, "target": self.exposure_target},
+            "stage_layout": self.layout.to_json() if self.layout is not None else None,
+            "subject": self.subject,
+            "training": self.training,
+            "licence": self.licence,
+            "relit_version": __version__,
+        }
+
+
+def refuse_pickles(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise RelitIOError(
+                f"{path}: a pickled checkpoint; loading it could run arbitrary code, so relit bundles hold "
+                "safetensors only. Convert it (load it where you trust it, save with safetensors) and remove it.")
+
+
+def weights_sha256(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.safetensors")):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def save_bundle(folder: str | Path, pipe: RelightPipeline, info: BundleInfo) -> Path:
+    """Write a bundle atomically: into a temporary folder beside ``folder``, then renamed."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    if folder.exists():
+        raise RelitIOError(f"{folder}: exists; bundles are never overwritten, choose a new folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        pipe.model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        pipe.scheduler.save_pretrained(tmp / "scheduler")
+        if isinstance(pipe.codec, VaeCodec):
+            pipe.codec.vae.save_pretrained(tmp / "vae", safe_serialization=True)
+        save_file({"null_light": pipe.model.null_light.detach().cpu().contiguous()}, tmp / "lighting.safetensors")
+        info.sha256 = weights_sha256(tmp)
+        (tmp / BUNDLE_JSON).write_text(json.dumps(info.to_json(), indent=2) + "\n")
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return folder
+
+
+def read_info(folder: str | Path) -> BundleInfo:
+    folder = Path(folder)
+    path = folder / BUNDLE_JSON
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RelitIOError(f"{path}: not found; a model bundle is a folder with {BUNDLE_JSON}") from None
+    except json.JSONDecodeError as e:
+        raise ValidationError(f"{path}: not valid JSON ({e})") from None
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise ValidationError(f"{path}: not a relit bundle of version {VERSION}")
+    layout = data.get("stage_layout")
+    return BundleInfo(
+        id=data["id"], config=ModelConfig.from_json(data["model"]), tone=ToneCurve(**data["tone"]),
+        exposure_image=float(data["exposure"]["image"]), exposure_target=float(data["exposure"]["target"]),
+        layout=None if layout is None else layout_from_json(layout, source=f"{path}: stage_layout"),
+        subject=data.get("subject"), training=data.get("training", {}), licence=data.get("licence", ""),
+        sha256=weights_sha256(folder),
+    )
+
+
+def load_bundle(folder: str | Path, device: str | torch.device = "cpu") -> tuple[RelightPipeline, BundleInfo]:
+    """The pipeline and info of a bundle folder (local only, safetensors only)."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RelitIOError(f"{folder}: bundle folder not found")
+    refuse_pickles(folder)
+    info = read_info(folder)
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet", use_safetensors=True, local_files_only=True)
+    model = RelightModel(info.config, unet=unet)
+    model.null_light.data.copy_(load_file(folder / "lighting.safetensors")["null_light"])
+    if info.config.codec == "vae":
+        from diffusers import AutoencoderKL
+
+        codec = VaeCodec(AutoencoderKL.from_pretrained(folder / "vae", use_safetensors=True, local_files_only=True))
+    else:
+        codec = UnshuffleCodec(info.config.unshuffle_factor)
+    scheduler = DDPMScheduler.from_pretrained(folder / "scheduler")
+    pipe = RelightPipeline(model.eval(), scheduler, codec, info.tone, info.exposure_image, info.exposure_target)
+    return pipe.to(device), info

@@ -1,0 +1,156 @@
+"""RelightPipeline: flat-lit plate + lights -> scene-linear relit images per unit irradiance.
+
+Dual classifier-free guidance over image and lighting (DESIGN.md):
+
+    e = e(0, 0) + lambda_I [e(I, 0) - e(0, 0)] + lambda_L [e(I, L) - e(I, 0)]
+
+with 0 a zero image latent and the learned null lighting token. With both
+scales at 1 only e(I, L) is evaluated. A batch of lights shares one encoding of
+the flat-lit image and the same initial noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+
+from .codec import UnshuffleCodec, VaeCodec
+from .network import RelightModel
+from .tone import ToneCurve
+
+SAMPLERS = ("ddim", "dpmpp")
+
+
+def make_scheduler(sampler: str, train_config: dict):
+    """A sampler built from the training noise schedule (the bundle's scheduler config)."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    if sampler == "ddim":
+        return DDIMScheduler.from_config(train_config, clip_sample=False, set_alpha_to_one=False)
+    if sampler == "dpmpp":
+        return DPMSolverMultistepScheduler.from_config(train_config, algorithm_type="dpmsolver++")
+    raise ValueError(f"sampler {sampler!r}: use one of {SAMPLERS}")
+
+
+@dataclass
+class RelightOutput:
+    images: np.ndarray  # [L, H, W, 3] float32 scene-linear, per unit irradiance (W/m²) of each light
+    evaluations: int    # UNet evaluations spent (every guidance branch counts, per light)
+
+
+class RelightPipeline(DiffusionPipeline):
+    def __init__(self, model: RelightModel, scheduler, codec: UnshuffleCodec | VaeCodec,
+                 tone: ToneCurve, exposure_image: float, exposure_target: float):
+        super().__init__()
+        self.register_modules(model=model, scheduler=scheduler, codec=codec)
+        self.register_to_config(tone=tone, exposure_image=exposure_image, exposure_target=exposure_target)
+        self.tone = tone
+        self.exposure_image = exposure_image    # multiplies flat-lit plates before the tone curve
+        self.exposure_target = exposure_target  # multiplies unit-irradiance targets before the tone curve
+
+    def to(self, device: str | torch.device) -> "RelightPipeline":
+        """Move the network and codec (DiffusionPipeline.to expects diffusers models only)."""
+        self.model.to(device)
+        self.codec.to(device)
+        return self
+
+    # --- 0. check inputs --------------------------------------------------------------------
+    def check_inputs(self, image, directions, sizes, environment, steps, guidance_image, guidance_light) -> None:
+        cfg = self.model.config
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be [H, W, 3] scene-linear, got shape {tuple(image.shape)}")
+        if image.shape[:2] != (cfg.resolution, cfg.resolution):
+            raise ValueError(f"image is {image.shape[1]}x{image.shape[0]} but the model works at "
+                             f"{cfg.resolution}x{cfg.resolution}; crop and resize it first (core.relight does)")
+        if not np.all(np.isfinite(image)):
+            raise ValueError("image has NaN or Inf pixels")
+        if cfg.conditioning == "olat":
+            if directions is None or np.asarray(directions).ndim != 2 or np.asarray(directions).shape[1] != 3:
+                raise ValueError("an olat model needs directions [L, 3] (camera frame, towards each light)")
+            if sizes is not None and len(sizes) != len(directions):
+                raise ValueError(f"{len(sizes)} sizes for {len(directions)} lights")
+        elif environment is None or environment.ndim != 4:
+            raise ValueError("an envmap model needs environment maps [L, H, W, 3] (camera frame, tone-mapped)")
+        if steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
+        if guidance_image < 0 or guidance_light < 0:
+            raise ValueError("guidance scales must be >= 0")
+
+    def _to_latent(self, linear: torch.Tensor, exposure: float) -> torch.Tensor:  # [B, H, W, 3] -> [B, C, h, w]
+        x = self.tone.encode(linear * exposure).permute(0, 3, 1, 2)
+        return self.codec.encode(x)
+
+    @torch.no_grad()
+    def __call__(self,
+                 image: np.ndarray,                          # [H, W, 3] flat-lit, scene-linear
+                 directions: np.ndarray | None = None,       # [L, 3] camera-frame light directions (olat)
+                 sizes: np.ndarray | None = None,            # [L] beta in [0, 1] (olat)
+                 environment: np.ndarray | None = None,      # [L, H, W, 3] encoded env maps (envmap)
+                 num_inference_steps: int = 30,
+                 guidance_image: float = 1.0,
+                 guidance_light: float = 1.0,
+                 seed: int = 0,
+                 sampler: str = "ddim",
+                 batch_size: int = 16,
+                 callback_on_step_end: Callable[[int, int], None] | None = None,
+                 ) -> RelightOutput:
+        """Relight ``image`` under each light; ``callback_on_step_end(step, steps)`` may raise to cancel."""
+        cfg = self.model.config
+        device = next(self.model.parameters()).device
+        # 0. Check inputs
+        self.check_inputs(image, directions, sizes, environment, num_inference_steps, guidance_image, guidance_light)
+        n = len(directions) if cfg.conditioning == "olat" else len(environment)
+        # 1. Encode the lighting condition
+        if cfg.conditioning == "olat":
+            beta = np.zeros(n) if sizes is None else np.asarray(sizes, dtype=np.float64)
+            enc = torch.from_numpy(cfg.light_encoding().encode(np.asarray(directions), beta)).to(device)
+            tokens = self.model.light_tokens(enc)
+            env = None
+        else:
+            tokens = self.model.null_tokens(n)
+            env = self.codec.encode(torch.as_tensor(environment, dtype=torch.float32, device=device)
+                                    .permute(0, 3, 1, 2))
+        # 2. Encode the flat-lit image once for every light
+        img = self._to_latent(torch.as_tensor(image, dtype=torch.float32, device=device)[None], self.exposure_image)
+        # 3. Prepare latents: the same initial noise for every light
+        scheduler = make_scheduler(sampler, self.scheduler.config)
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        noise = torch.randn((1,) + img.shape[1:], generator=generator).to(device)
+        latents = (noise * scheduler.init_noise_sigma).expand(n, -1, -1, -1).contiguous()
+        plain = guidance_image == 1.0 and guidance_light == 1.0
+        branches = 1 if plain else 3
+        # 4. Denoising loop
+        for step, t in enumerate(scheduler.timesteps):
+            eps = torch.cat([self._guided(latents[i:i + batch_size], t, img, tokens[i:i + batch_size],
+                                          None if env is None else env[i:i + batch_size],
+                                          plain, guidance_image, guidance_light)
+                             for i in range(0, n, batch_size)])
+            latents = scheduler.step(eps, t, latents).prev_sample
+            if callback_on_step_end is not None:
+                callback_on_step_end(step, num_inference_steps)
+        # 5. Decode, undo the tone curve and exposure: scene-linear per unit irradiance. The curve is
+        #    inverted over its training range [-1, 1] only (up to `white` after exposure).
+        out = [self.tone.decode(self.codec.decode(latents[i:i + batch_size]).clamp(-1.0, 1.0)) / self.exposure_target
+               for i in range(0, n, batch_size)]
+        images = torch.cat(out).permute(0, 2, 3, 1).float().cpu().numpy()
+        return RelightOutput(images, n * branches * num_inference_steps)
+
+    def _guided(self, latents, t, img, tokens, env, plain, gi, gl) -> torch.Tensor:
+        b = len(latents)
+        timesteps = torch.full((b,), int(t), device=latents.device)
+        image = img.expand(b, -1, -1, -1)
+        if plain:
+            return self.model(latents, timesteps, image, tokens, env)
+        null = self.model.null_tokens(b)
+        zeros = torch.zeros_like(image)
+        # dropping the lighting: the null token, and in envmap mode a zero environment latent
+        env3 = None if env is None else torch.cat([torch.zeros_like(env), torch.zeros_like(env), env])
+        both = self.model(torch.cat([latents] * 3), torch.cat([timesteps] * 3), torch.cat([zeros, image, image]),
+                          torch.cat([null, null, tokens]), env3)
+        e00, ei0, eil = both.chunk(3)
+        return e00 + gi * (ei0 - e00) + gl * (eil - ei0)

@@ -1,0 +1,300 @@
+"""``relit train``: fit a RelightModel on a capture set.
+
+DDPM objective with pyramid noise, conditioning dropout (zero image latent,
+learned null light token) for dual classifier-free guidance, AdamW, EMA,
+held-out lights and views scored with PSNR/SSIM, checkpoints and resume.
+``objective="regression"`` trains the same network as a deterministic
+regressor (DifFRelight's U-Net baseline).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._version import git_hash
+from ..data.capture import CaptureSet
+from ..errors import RelitError
+from ..io.atomic import atomic_write_text
+from .bundle import BundleInfo, save_bundle
+from .codec import UnshuffleCodec, VaeCodec
+from .config import preset
+from .data import Split, TrainingData
+from .metrics import psnr, ssim
+from .network import RelightModel
+from .noise import pyramid_noise
+from .pipeline import RelightPipeline
+from .tone import ToneCurve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    capture: str                      # capture set folder
+    output: str                       # run folder: checkpoints/, metrics.jsonl, bundle/
+    preset: str = "tiny"              # model preset (core.model.config.PRESETS)
+    resolution: int = 64              # training resolution (capture images are box-filtered down to it)
+    objective: str = "diffusion"      # "diffusion" (DDPM) or "regression" (the U-Net baseline)
+    steps: int = 2000                 # optimiser steps
+    max_minutes: float = 0.0          # stop early after this wall time (0: no limit)
+    batch: int = 8                    # samples per step
+    lr: float = 5e-4                  # AdamW learning rate
+    weight_decay: float = 1e-2        # AdamW weight decay
+    ema_decay: float = 0.995          # EMA of the weights used for validation and the bundle
+    seed: int = 0                     # data order, noise and initialisation
+    drop_image: float = 0.1           # probability of a zero flat-lit latent (image guidance)
+    drop_light: float = 0.1           # probability of the null light token (lighting guidance)
+    pyramid_discount: float = 0.8     # pyramid noise level weight ratio; 0 = plain Gaussian noise
+    area_prob: float = 0.25           # share of area-light samples (SG-weighted OLAT sums, beta > 0)
+    holdout_light_every: int = 10     # every k-th stage light is held out
+    holdout_cameras: list[str] = field(default_factory=list)      # cameras held out entirely
+    holdout_expressions: list[str] = field(default_factory=list)  # expressions held out entirely
+    val_every: int = 500              # validation period in steps (0: only at the end)
+    val_samples: int = 6              # validation images per split
+    val_steps: int = 20               # DDIM steps at validation
+    checkpoint_every: int = 500       # checkpoint period in steps
+    device: str = "cpu"               # "cpu" or "cuda"
+    bf16: bool = False                # bf16 autocast (CUDA)
+    gradient_checkpointing: bool = False  # trade compute for memory (production sizes)
+    base_checkpoint: str | None = None    # local SD folder for sd15/sd21 presets
+    command: str = ""                 # the command line that started the run (provenance)
+
+
+def _batch_latents(pipe: RelightPipeline, batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = torch.from_numpy(batch["flat"]).float().to(device)
+    target = torch.from_numpy(batch["target"]).float().to(device)
+    return pipe._to_latent(target, pipe.exposure_target), pipe._to_latent(flat, pipe.exposure_image)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        from diffusers import DDPMScheduler
+        from diffusers.training_utils import EMAModel
+
+        self.cfg = cfg
+        self.out = Path(cfg.output)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        capture = CaptureSet(cfg.capture)
+        self.data = TrainingData(capture, cfg.resolution)
+        self.split: Split = self.data.split(cfg.holdout_light_every, tuple(cfg.holdout_cameras),
+                                            tuple(cfg.holdout_expressions))
+        stage_radius = self.data.layout.olat_radius
+        self.model_config = preset(cfg.preset, resolution=cfg.resolution, stage_radius=stage_radius,
+                                   base_checkpoint=cfg.base_checkpoint)
+        self.device = torch.device(cfg.device)
+        model = RelightModel(self.model_config).to(self.device)
+        if cfg.gradient_checkpointing:
+            model.unet.enable_gradient_checkpointing()
+        if self.model_config.codec == "vae":
+            from diffusers import AutoencoderKL
+
+            codec = VaeCodec(AutoencoderKL.from_pretrained(Path(cfg.base_checkpoint) / "vae", local_files_only=True))
+        else:
+            codec = UnshuffleCodec(self.model_config.unshuffle_factor)
+        scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2"
+                                  if cfg.preset in ("tiny", "small") else "scaled_linear")
+        exp_image, exp_target = self.data.exposures(self.split)
+        self.pipe = RelightPipeline(model, scheduler, codec.to(self.device), ToneCurve(), exp_image, exp_target)
+        self.model = model
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
+        self.step = 0
+        self.seconds = 0.0
+        self._resume()
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def _checkpoint_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+    def save_checkpoint(self) -> Path:
+        from safetensors.torch import save_file
+
+        folder = self._checkpoint_dir() / f"step_{self.step:07d}"
+        tmp = folder.with_name(folder.name + ".partial")
+        tmp.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
+                  tmp / "model.safetensors")
+        save_file({f"p{i}": p.detach().cpu().contiguous() for i, p in enumerate(self.ema.shadow_params)},
+                  tmp / "ema.safetensors")
+        torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+        state = {"step": self.step, "seconds": self.seconds, "rng": self.rng.bit_generator.state,
+                 "torch_rng": torch.get_rng_state().tolist(), "config": asdict(self.cfg)}
+        (tmp / "state.json").write_text(json.dumps(state))
+        tmp.replace(folder)
+        return folder
+
+    def _resume(self) -> None:
+        from safetensors.torch import load_file
+
+        done = sorted(p for p in self._checkpoint_dir().glob("step_*") if not p.name.endswith(".partial"))
+        if not done:
+            return
+        last = done[-1]
+        self.model.load_state_dict(load_file(last / "model.safetensors"))
+        ema = load_file(last / "ema.safetensors")
+        for i, p in enumerate(self.ema.shadow_params):
+            p.data.copy_(ema[f"p{i}"])
+        self.optimizer.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
+        state = json.loads((last / "state.json").read_text())
+        self.step, self.seconds = state["step"], state["seconds"]
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        log.info("resumed from %s (step %d)", last, self.step)
+
+    # --- one step --------------------------------------------------------------------------
+    def loss(self, batch: dict) -> torch.Tensor:
+        cfg, model = self.cfg, self.model
+        x0, img = _batch_latents(self.pipe, batch, self.device)
+        b = len(x0)
+        enc = torch.from_numpy(self.model_config.light_encoding().encode(batch["direction"], batch["beta"]))
+        tokens = model.light_tokens(enc.to(self.device))
+        if cfg.objective == "regression":
+            pred = model(torch.zeros_like(x0), torch.zeros(b, dtype=torch.long, device=self.device), img, tokens)
+            return torch.nn.functional.mse_loss(pred, x0)
+        drop_i = torch.from_numpy(self.rng.random(b) < cfg.drop_image).to(self.device)
+        drop_l = torch.from_numpy(self.rng.random(b) < cfg.drop_light).to(self.device)
+        img = torch.where(drop_i[:, None, None, None], torch.zeros_like(img), img)
+        tokens = torch.where(drop_l[:, None, None], model.null_tokens(b), tokens)
+        generator = torch.Generator().manual_seed(int(self.rng.integers(2 ** 31)))
+        if cfg.pyramid_discount > 0:
+            noise = pyramid_noise(tuple(x0.shape), generator, cfg.pyramid_discount).to(self.device)
+        else:
+            noise = torch.randn(x0.shape, generator=generator).to(self.device)
+        t = torch.from_numpy(self.rng.integers(0, self.pipe.scheduler.config.num_train_timesteps, b)).to(self.device)
+        noisy = self.pipe.scheduler.add_noise(x0, noise, t)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            pred = model(noisy, t, img, tokens)
+        return torch.nn.functional.mse_loss(pred.float(), noise)
+
+    def train(self, progress: bool = True) -> dict:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.objective}", unit="step",
+                   disable=not progress)
+        start = time.perf_counter() - self.seconds
+        metrics = {}
+        while self.step < cfg.steps:
+            batch = self.data.sample(self.rng, cfg.batch, self.split.train_views, self.split.train_lights,
+                                     cfg.area_prob, self.model_config.stage_radius)
+            self.model.train()
+            loss = self.loss(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.ema.step(self.model.parameters())
+            self.step += 1
+            self.seconds = time.perf_counter() - start
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.update(1)
+            out_of_time = cfg.max_minutes and self.seconds > 60 * cfg.max_minutes
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            if (cfg.val_every and self.step % cfg.val_every == 0) or self.step == cfg.steps or out_of_time:
+                metrics = self.validate()
+                bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
+                                                             if isinstance(v, float)))
+            if out_of_time:
+                break
+        bar.close()
+        return metrics
+
+    # --- validation --------------------------------------------------------------------------
+    def ema_model(self) -> RelightModel:
+        clone = RelightModel(self.model_config, unet=_copy_unet(self.model.unet)).to(self.device)
+        clone.load_state_dict(self.model.state_dict())
+        self.ema.copy_to(clone.parameters())
+        return clone.eval()
+
+    def predict(self, model: RelightModel, view: int, directions: np.ndarray, betas: np.ndarray,
+                steps: int, seed: int = 0) -> np.ndarray:  # [L, H, W, 3] per unit irradiance
+        flat = self.data.flat[view]
+        if self.cfg.objective == "regression":
+            return regress(self.pipe, model, flat, directions, betas)
+        pipe = RelightPipeline(model, self.pipe.scheduler, self.pipe.codec, self.pipe.tone,
+                               self.pipe.exposure_image, self.pipe.exposure_target)
+        return pipe(flat, directions, betas, num_inference_steps=steps, seed=seed).images
+
+    def validate(self) -> dict:
+        model = self.ema_model()
+        rng = np.random.default_rng(1234)
+        sets = {"val_lights": (self.split.train_views, self.split.val_lights)}
+        if self.split.val_views:
+            sets["val_views"] = (self.split.val_views, np.arange(len(self.data.layout)))
+        out: dict = {"step": self.step, "seconds": round(self.seconds, 1)}
+        for name, (views, lights) in sets.items():
+            if len(lights) == 0:
+                continue
+            scores = []
+            for _ in range(self.cfg.val_samples):
+                v, i = int(rng.choice(views)), int(rng.choice(lights))
+                pred = self.predict(model, v, self.data.camera_directions(v)[[i]], np.zeros(1), self.cfg.val_steps)[0]
+                truth = self.data.olat[v, i].astype(np.float32)
+                mask = self.data.alpha[v] > 0.5
+                scores.append((psnr(pred, truth, mask), ssim(pred, truth, mask)))
+            out[f"{name}_psnr"], out[f"{name}_ssim"] = (float(np.mean([s[k] for s in scores])) for k in (0, 1))
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(out) + "\n")
+        return out
+
+    def save(self, folder: str | Path | None = None) -> Path:
+        """The EMA weights as a bundle (diffusion objective)."""
+        if self.cfg.objective != "diffusion":
+            raise RelitError("only diffusion runs are saved as bundles")
+        model = self.ema_model()
+        pipe = RelightPipeline(model, self.pipe.scheduler, self.pipe.codec, self.pipe.tone,
+                               self.pipe.exposure_image, self.pipe.exposure_target)
+        capture = Path(self.cfg.capture)
+        info = BundleInfo(
+            id=f"{self.data.subject}-{self.model_config.preset}-{self.step}",
+            config=self.model_config, tone=self.pipe.tone, exposure_image=self.pipe.exposure_image,
+            exposure_target=self.pipe.exposure_target, layout=self.data.layout, subject=self.data.subject,
+            training={"command": self.cfg.command, "commit": git_hash(), "steps": self.step,
+                      "seconds": round(self.seconds, 1), "config": asdict(self.cfg),
+                      "data": {"capture": str(capture), "subject": self.data.subject,
+                               "views": len(self.data.views), "lights": len(self.data.layout)}},
+            licence="weights trained from scratch by relit on synthetic data (GPL-3.0-or-later project); "
+                    "no third-party base weights" if not self.cfg.base_checkpoint else
+                    "derived from the base checkpoint's weights: its licence terms apply",
+        )
+        return save_bundle(folder or self.out / "bundle", pipe, info)
+
+
+def _copy_unet(unet):
+    import copy
+
+    return copy.deepcopy(unet)
+
+
+def regress(pipe: RelightPipeline, model: RelightModel, flat: np.ndarray, directions: np.ndarray,
+            betas: np.ndarray) -> np.ndarray:  # [L, H, W, 3]
+    """The regression baseline's prediction: one deterministic pass per light."""
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        img = pipe._to_latent(torch.from_numpy(flat).float()[None].to(device), pipe.exposure_image)
+        enc = torch.from_numpy(model.config.light_encoding().encode(directions, betas)).to(device)
+        tokens = model.light_tokens(enc)
+        n = len(directions)
+        z = model(torch.zeros((n,) + img.shape[1:], device=device), torch.zeros(n, dtype=torch.long, device=device),
+                  img.expand(n, -1, -1, -1), tokens)
+        return (pipe.tone.decode(pipe.codec.decode(z).clamp(-1.0, 1.0)) / pipe.exposure_target).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> tuple[Trainer, dict]:
+    if not cfg.command:
+        cfg.command = shlex.join(["relit"] + sys.argv[1:]) if sys.argv and "relit" in sys.argv[0] else ""
+    trainer = Trainer(cfg)
+    metrics = trainer.train(progress)
+    return trainer, metrics
