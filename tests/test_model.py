@@ -127,7 +127,7 @@ def test_conv_in_expansion_keeps_the_checkpoint_output(tmp_path):
 
 def _info(pipe, subject="s"):
     return BundleInfo(id="test", config=pipe.model.config, tone=pipe.tone, exposure_image=pipe.exposure_image,
-                      exposure_target=pipe.exposure_target, layout=None, subject=subject,
+                      exposure_target=pipe.exposure_target, layout=None, stage_irradiance=None, subject=subject,
                       training={"command": "pytest"}, licence="test")
 
 

@@ -50,6 +50,7 @@ class BundleInfo:
     exposure_image: float        # exposure of flat-lit inputs before the curve
     exposure_target: float       # exposure of unit-irradiance targets before the curve
     layout: StageLayout | None   # the stage the model was trained on (olat mode)
+    stage_irradiance: list | None  # [N][3] W/m² each stage light delivered in the flat-lit training images
     subject: str | None          # subject id for subject-specific bundles, None for general ones
     training: dict               # command, commit, data provenance, steps, seconds
     licence: str                 # terms of any base weights
@@ -65,6 +66,7 @@ class BundleInfo:
             "tone": self.tone.to_json(),
             "exposure": {"image": self.exposure_image, "target": self.exposure_target},
             "stage_layout": self.layout.to_json() if self.layout is not None else None,
+            "stage_irradiance": self.stage_irradiance,
             "subject": self.subject,
             "training": self.training,
             "licence": self.licence,
@@ -128,6 +130,7 @@ def read_info(folder: str | Path) -> BundleInfo:
         id=data["id"], config=ModelConfig.from_json(data["model"]), tone=ToneCurve(**data["tone"]),
         exposure_image=float(data["exposure"]["image"]), exposure_target=float(data["exposure"]["target"]),
         layout=None if layout is None else layout_from_json(layout, source=f"{path}: stage_layout"),
+        stage_irradiance=data.get("stage_irradiance"),
         subject=data.get("subject"), training=data.get("training", {}), licence=data.get("licence", ""),
         sha256=weights_sha256(folder),
     )

@@ -260,7 +260,8 @@ class Trainer:
         info = BundleInfo(
             id=f"{self.data.subject}-{self.model_config.preset}-{self.step}",
             config=self.model_config, tone=self.pipe.tone, exposure_image=self.pipe.exposure_image,
-            exposure_target=self.pipe.exposure_target, layout=self.data.layout, subject=self.data.subject,
+            exposure_target=self.pipe.exposure_target, layout=self.data.layout,
+            stage_irradiance=self.data.irradiance.round(8).tolist(), subject=self.data.subject,
             training={"command": self.cfg.command, "commit": git_hash(), "steps": self.step,
                       "seconds": round(self.seconds, 1), "config": asdict(self.cfg),
                       "data": {"capture": str(capture), "subject": self.data.subject,

@@ -1,0 +1,1 @@
+"""LightRig -> batched inferences -> relit passes (imports torch through core.model)."""

@@ -1,0 +1,105 @@
+"""Relighting one frame: rig lights as batched inferences, layers, groups, the environment."""
+
+import math
+
+import numpy as np
+import pytest
+
+from core.io.exr import write_rgba
+from core.io.passes import read_passes, write_passes
+from core.lighting.camera import camera_to_world_directions, front_camera_c2w, world_to_camera_directions
+from core.lighting.hdri import project_to_layout
+from core.lighting.layout import builtin_layout
+from core.lighting.rig import Environment, Light, LightRig
+from core.model.bundle import BundleInfo
+from core.relight.frame import RelightSettings, consistency_error, input_hash, pass_metadata, relight_frame
+from tests.conftest import env_from_function
+from tests.test_model import RES, flat_image, tiny_pipe
+
+SETTINGS = RelightSettings(steps=2, seed=4, guidance_image=1.0, guidance_light=1.5)
+
+
+def _info(pipe, layout=None):
+    irr = None if layout is None else np.repeat(layout.solid_angles[:, None], 3, 1).tolist()
+    return BundleInfo(id="t", config=pipe.model.config, tone=pipe.tone, exposure_image=pipe.exposure_image,
+                      exposure_target=pipe.exposure_target, layout=layout, stage_irradiance=irr, subject="s",
+                      training={}, licence="")
+
+
+def _rig(*names):
+    lights = {"key": Light("key", "area", (0.3, 0.4, 0.866), 0.2, (1.0, 0.8, 0.6), 2.0),
+              "fill": Light("fill", "point", (-0.7, 0.0, 0.714), 0.0, (0.5, 0.5, 1.0), 0.5, group="soft"),
+              "bounce": Light("bounce", "point", (0.0, -0.9, 0.436), 0.5, (1.0, 1.0, 1.0), 0.25, group="soft")}
+    return LightRig([lights[n] for n in names])
+
+
+def test_layers_sum_to_the_beauty_and_groups_merge(tmp_path):
+    pipe = tiny_pipe()
+    alpha = np.ones((RES, RES), np.float32)
+    alpha[:, :4] = 0
+    passes, evaluations = relight_frame(pipe, _info(pipe), flat_image(), alpha, _rig("key", "fill", "bounce"), SETTINGS)
+    assert sorted(passes.layers) == ["key", "soft"] and evaluations == 3 * 3 * 2
+    np.testing.assert_array_equal(passes.beauty(), passes.layers["key"] + passes.layers["soft"])
+    assert np.all(passes.layers["key"][:, :4] == 0)  # premultiplied by the matte
+    path = write_passes(tmp_path / "f.exr", passes, pass_metadata(_rig("key"), _info(pipe), SETTINGS, "h", "lin_rec709"))
+    layers, beauty, _ = read_passes(path)
+    half = sum(layers.values())
+    np.testing.assert_allclose(beauty, half, atol=2e-3 * max(1.0, float(np.abs(half).max())))
+
+
+def test_two_light_rig_equals_the_sum_of_single_light_runs():
+    pipe = tiny_pipe()
+    alpha = np.ones((RES, RES), np.float32)
+    both, _ = relight_frame(pipe, _info(pipe), flat_image(), alpha, _rig("key", "fill"), SETTINGS)
+    key, _ = relight_frame(pipe, _info(pipe), flat_image(), alpha, _rig("key"), SETTINGS)
+    fill, _ = relight_frame(pipe, _info(pipe), flat_image(), alpha, _rig("fill"), SETTINGS)
+    np.testing.assert_allclose(both.beauty(), key.beauty() + fill.beauty(), atol=1e-4)
+
+
+def test_environment_is_a_weighted_sum_of_stage_inferences(tmp_path):
+    pipe = tiny_pipe()
+    layout = builtin_layout("rings32")
+    env = env_from_function(32, lambda d: np.exp(6 * (d @ np.array([0.0, -0.6, 0.8]) - 1))[..., None] * np.ones(3))
+    path = tmp_path / "env.exr"
+    write_rgba(path, env, np.ones(env.shape[:2], np.float32))
+    c2w = front_camera_c2w(2.0)
+    rot = (0.0, 0.0, math.radians(40))
+    rig = LightRig([], Environment(str(path), rot, 1.5), c2w.tolist())
+    alpha = np.ones((RES, RES), np.float32)
+    passes, evaluations = relight_frame(pipe, _info(pipe, layout), flat_image(), alpha, rig, SETTINGS)
+    assert evaluations == len(layout) * 3 * 2
+    dirs = world_to_camera_directions(layout.directions, c2w)
+    unit = pipe(flat_image(), dirs, num_inference_steps=2, seed=4, guidance_light=1.5).images
+    w = project_to_layout(env.astype(np.float16).astype(np.float32), layout, rot, 1.5).weights
+    np.testing.assert_allclose(passes.layers["environment"], np.einsum("nhwc,nc->hwc", unit, w), rtol=1e-4, atol=1e-5)
+
+
+def test_input_hash_changes_with_the_rig():
+    a = input_hash(flat_image(), _rig("key"), "abc", SETTINGS)
+    assert a == input_hash(flat_image(), _rig("key"), "abc", SETTINGS)
+    assert a != input_hash(flat_image(), _rig("key", "fill"), "abc", SETTINGS)
+    assert a != input_hash(flat_image(), _rig("key"), "abd", SETTINGS)
+
+
+def test_self_consistency_of_ground_truth_olats_is_their_linearity(capture):
+    """A perfect model (the rendered OLATs themselves) sums back to the plate within the render noise."""
+    m = capture.manifest
+    cam, frame = m.cameras[0], m.frames[0].frame
+    olats, alpha = capture.olats(cam.name, frame)
+    flat = capture.flat(cam.name, frame)
+    unit = olats / m.irradiance[:, None, None, :]
+    layout = m.layout
+
+    class Oracle:
+        def __call__(self, plate, dirs, sizes, **kw):
+            world = camera_to_world_directions(dirs, cam.c2w)
+            idx = layout.nearest(world)
+            assert np.all(np.sum(layout.directions[idx] * world, 1) > 0.9999)
+            return type("Out", (), {"images": unit[idx]})()
+
+    info = BundleInfo(id="oracle", config=None, tone=None, exposure_image=1, exposure_target=1, layout=layout,
+                      stage_irradiance=m.irradiance.tolist(), subject=m.subject, training={}, licence="")
+    err, total = consistency_error(Oracle(), info, flat.rgb, flat.alpha, SETTINGS, c2w=cam.c2w)
+    assert err < 0.01
+    with pytest.raises(Exception, match="stage layout"):
+        consistency_error(Oracle(), _info(tiny_pipe()), flat.rgb, flat.alpha, SETTINGS)
