@@ -198,7 +198,7 @@ def cmd_check_consistency(args: argparse.Namespace) -> None:
     from .io.sequence import find_frames
     from .model.bundle import load_bundle
     from .relight.frame import RelightSettings, consistency_error
-    from .relight.plate import fit_square
+    from .io.plates import fit_square
 
     pipe, info = load_bundle(args.bundle, args.device)
     settings = RelightSettings(steps=args.steps, seed=args.seed)

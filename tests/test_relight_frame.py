@@ -103,3 +103,20 @@ def test_self_consistency_of_ground_truth_olats_is_their_linearity(capture):
     assert err < 0.01
     with pytest.raises(Exception, match="stage layout"):
         consistency_error(Oracle(), _info(tiny_pipe()), flat.rgb, flat.alpha, SETTINGS)
+
+
+def test_envmap_bundle_relights_an_environment(tmp_path):
+    pipe = tiny_pipe("envmap")
+    env = env_from_function(16, lambda d: (1.0 + d[..., :1]) * np.ones(3))
+    path = tmp_path / "env.exr"
+    write_rgba(path, env, np.ones(env.shape[:2], np.float32))
+    rig = LightRig([], Environment(str(path), (0.0, 0.0, 0.3), 2.0), front_camera_c2w().tolist())
+    alpha = np.ones((RES, RES), np.float32)
+    passes, evaluations = relight_frame(pipe, _info(pipe), flat_image(), alpha, rig, SETTINGS)
+    assert list(passes.layers) == ["environment"] and evaluations == 3 * 2
+    # the result is predicted per unit of the map's mean radiance: doubling the intensity doubles it
+    rig.environment.intensity = 4.0
+    doubled, _ = relight_frame(pipe, _info(pipe), flat_image(), alpha, rig, SETTINGS)
+    np.testing.assert_allclose(doubled.layers["environment"], 2 * passes.layers["environment"], rtol=1e-4, atol=1e-6)
+    with pytest.raises(Exception, match="environments only"):
+        relight_frame(pipe, _info(pipe), flat_image(), alpha, _rig("key"), SETTINGS)

@@ -50,3 +50,41 @@ def test_resume_continues_exactly(capture, tmp_path):
     resumed.train(progress=False)
     for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)
+
+
+def test_envmap_training_learns(capture, tmp_path):
+    trainer = Trainer(_cfg(capture, tmp_path / "env", steps=80, conditioning="envmap",
+                           environments=["forest", "sunset", "studio"]))
+    assert trainer.model.unet.config.in_channels == 36
+    probe = trainer.data.sample_environment(np.random.default_rng(3), 8, trainer.split.train_views,
+                                            trainer.environments)
+    assert probe["environment"].shape == (8, 32, 32, 3) and probe["environment"].min() >= -1
+
+    def probe_loss():
+        torch.manual_seed(0)
+        trainer.rng = np.random.default_rng(5)
+        with torch.no_grad():
+            return float(np.mean([trainer.loss(probe).item() for _ in range(6)]))
+
+    before = probe_loss()
+    trainer.rng = np.random.default_rng(0)
+    metrics = trainer.train(progress=False)
+    assert probe_loss() < 0.8 * before
+    assert np.isfinite(metrics["train_views_env_psnr"])
+
+
+def test_multitask_mixes_unconditional_real_images(capture, tmp_path):
+    import OpenImageIO as oiio
+    from skimage import data as skdata
+
+    photo = tmp_path / "astronaut.png"
+    buf = oiio.ImageBuf(oiio.ImageSpec(512, 512, 3, "uint8"))
+    buf.set_pixels(oiio.ROI(), skdata.astronaut())
+    buf.write(str(photo))
+    trainer = Trainer(_cfg(capture, tmp_path / "mt", steps=3, multitask_ratio=0.5, multitask_images=[str(photo)]))
+    batch = trainer.sample(np.random.default_rng(1), trainer.split.train_views)
+    real = batch["unconditional"]
+    assert 0 < real.sum() < len(real)
+    i = int(np.flatnonzero(real)[0])
+    np.testing.assert_allclose(batch["target"][i] * trainer.pipe.exposure_target, trainer.real_images[0], rtol=1e-5)
+    trainer.train(progress=False)

@@ -50,3 +50,15 @@ def read_rgb(path: str | Path) -> np.ndarray:  # [H, W, 3] float32
     finally:
         inp.close()
     return select_rgb(pixels, names, path)
+
+
+def resize(img: np.ndarray,  # [H, W, C] float32
+           height: int, width: int) -> np.ndarray:  # [height, width, C]
+    """OpenImageIO's filtered resize (a box/Lanczos filter chosen by OIIO for the scale)."""
+    import OpenImageIO as oiio
+
+    h, w, c = img.shape
+    src = oiio.ImageBuf(oiio.ImageSpec(w, h, c, "float"))
+    src.set_pixels(oiio.ROI(0, w, 0, h, 0, 1, 0, c), np.ascontiguousarray(img, dtype=np.float32))
+    dst = oiio.ImageBufAlgo.resize(src, roi=oiio.ROI(0, width, 0, height, 0, 1, 0, c))
+    return np.asarray(dst.get_pixels(oiio.FLOAT), dtype=np.float32).reshape(height, width, c)

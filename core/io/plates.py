@@ -9,7 +9,7 @@ import numpy as np
 
 from .colour import convert, default_plate_space
 from .exr import read_info
-from .images import open_input, select_rgb
+from .images import open_input, resize, select_rgb
 
 
 @dataclass(frozen=True)
@@ -41,3 +41,13 @@ def read_plate(path: str | Path, colour_space: str | None = None, working: str =
     alpha = pixels[..., names.index("A")] if "A" in names else np.ones(pixels.shape[:2], np.float32)
     source = colour_space or part.attributes.get("oiio:ColorSpace") or default_plate_space(str(path))
     return Plate(convert(rgb, str(source), working), alpha.astype(np.float32), str(source), Path(path))
+
+
+def fit_square(rgb: np.ndarray, alpha: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centre-crop to a square and resize to ``size`` (whole-plate checks; relighting crops to the matte)."""
+    h, w = alpha.shape
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    both = np.concatenate([rgb, alpha[..., None]], axis=-1)[y0:y0 + s, x0:x0 + s]
+    out = both if s == size else resize(both, size, size)
+    return out[..., :3], out[..., 3]

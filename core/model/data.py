@@ -110,3 +110,22 @@ class TrainingData:
                 target[b] = self.olat[v[b], i]
                 dirs[b] = cam_dirs[i]
         return {"flat": flat, "target": target, "direction": dirs, "beta": beta, "alpha": self.alpha[v]}
+
+    def sample_environment(self, rng: np.random.Generator, batch: int, views: list[int],
+                           environments: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """An envmap batch: flat, the view under a randomly turned environment per unit of its mean
+        radiance (the OLATs weighted by its projection), and the encoded camera-frame environment."""
+        from ..lighting.hdri import project_to_layout
+        from .envmap import camera_frame_latlong, encode_environment
+
+        v = rng.choice(views, size=batch)
+        target = np.zeros_like(self.flat[v])
+        env = np.zeros((batch, self.resolution, self.resolution, 3), np.float32)
+        for b in range(batch):
+            pixels = environments[rng.integers(len(environments))]
+            rotation = (rng.normal(0, 0.15), rng.normal(0, 0.15), rng.uniform(0, 2 * np.pi))
+            env[b], scale = encode_environment(
+                camera_frame_latlong(pixels, rotation, self.views[v[b]].c2w, self.resolution // 2), self.resolution)
+            w = project_to_layout(pixels, self.layout, rotation).weights / scale
+            target[b] = np.einsum("nc,nhwc->hwc", w, self.olat[v[b]].astype(np.float32))
+        return {"flat": self.flat[v], "target": target, "environment": env, "alpha": self.alpha[v]}

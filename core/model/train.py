@@ -43,6 +43,12 @@ class TrainConfig:
     capture: str                      # capture set folder
     output: str                       # run folder: checkpoints/, metrics.jsonl, bundle/
     preset: str = "tiny"              # model preset (core.model.config.PRESETS)
+    conditioning: str = "olat"        # "olat" (DifFRelight) or "envmap" (SynthLight)
+    environments: list[str] = field(default_factory=lambda: ["city", "courtyard", "forest", "interior",
+                                                             "night", "studio", "sunrise", "sunset"])
+                                      # envmap training HDRIs (bundled names or files), turned at random
+    multitask_ratio: float = 0.0      # SynthLight multi-task: share of unconditional samples on real images
+    multitask_images: list[str] = field(default_factory=list)  # unpaired real images for it (sRGB or EXR)
     resolution: int = 64              # training resolution (capture images are box-filtered down to it)
     objective: str = "diffusion"      # "diffusion" (DDPM) or "regression" (the U-Net baseline)
     steps: int = 2000                 # optimiser steps
@@ -92,7 +98,9 @@ class Trainer:
                                             tuple(cfg.holdout_expressions))
         stage_radius = self.data.layout.olat_radius
         self.model_config = preset(cfg.preset, resolution=cfg.resolution, stage_radius=stage_radius,
-                                   base_checkpoint=cfg.base_checkpoint)
+                                   base_checkpoint=cfg.base_checkpoint, conditioning=cfg.conditioning)
+        self.environments = _load_environments(cfg.environments) if cfg.conditioning == "envmap" else []
+        self.real_images = _load_real_images(cfg.multitask_images, cfg.resolution) if cfg.multitask_ratio else []
         self.device = torch.device(cfg.device)
         model = RelightModel(self.model_config).to(self.device)
         if cfg.gradient_checkpointing:
@@ -154,19 +162,43 @@ class Trainer:
         log.info("resumed from %s (step %d)", last, self.step)
 
     # --- one step --------------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator, views: list[int]) -> dict:
+        cfg = self.cfg
+        if cfg.conditioning == "envmap":
+            batch = self.data.sample_environment(rng, cfg.batch, views, self.environments)
+        else:
+            batch = self.data.sample(rng, cfg.batch, views, self.split.train_lights, cfg.area_prob,
+                                     self.model_config.stage_radius)
+        if self.real_images:
+            # multi-task: some samples learn the unconditional distribution of real images
+            real = rng.random(cfg.batch) < cfg.multitask_ratio
+            batch["unconditional"] = real
+            for b in np.flatnonzero(real):
+                batch["target"][b] = self.real_images[rng.integers(len(self.real_images))] / self.pipe.exposure_target
+        return batch
+
     def loss(self, batch: dict) -> torch.Tensor:
         cfg, model = self.cfg, self.model
         x0, img = _batch_latents(self.pipe, batch, self.device)
         b = len(x0)
-        enc = torch.from_numpy(self.model_config.light_encoding().encode(batch["direction"], batch["beta"]))
-        tokens = model.light_tokens(enc.to(self.device))
+        env = None
+        if cfg.conditioning == "envmap":
+            tokens = model.null_tokens(b)
+            env = self.pipe.codec.encode(torch.from_numpy(batch["environment"]).float().permute(0, 3, 1, 2)
+                                         .to(self.device))
+        else:
+            enc = torch.from_numpy(self.model_config.light_encoding().encode(batch["direction"], batch["beta"]))
+            tokens = model.light_tokens(enc.to(self.device))
         if cfg.objective == "regression":
             pred = model(torch.zeros_like(x0), torch.zeros(b, dtype=torch.long, device=self.device), img, tokens)
             return torch.nn.functional.mse_loss(pred, x0)
-        drop_i = torch.from_numpy(self.rng.random(b) < cfg.drop_image).to(self.device)
-        drop_l = torch.from_numpy(self.rng.random(b) < cfg.drop_light).to(self.device)
+        uncond = batch.get("unconditional", np.zeros(b, bool))
+        drop_i = torch.from_numpy((self.rng.random(b) < cfg.drop_image) | uncond).to(self.device)
+        drop_l = torch.from_numpy((self.rng.random(b) < cfg.drop_light) | uncond).to(self.device)
         img = torch.where(drop_i[:, None, None, None], torch.zeros_like(img), img)
         tokens = torch.where(drop_l[:, None, None], model.null_tokens(b), tokens)
+        if env is not None:
+            env = torch.where(drop_l[:, None, None, None], torch.zeros_like(env), env)
         generator = torch.Generator().manual_seed(int(self.rng.integers(2 ** 31)))
         if cfg.pyramid_discount > 0:
             noise = pyramid_noise(tuple(x0.shape), generator, cfg.pyramid_discount).to(self.device)
@@ -175,7 +207,7 @@ class Trainer:
         t = torch.from_numpy(self.rng.integers(0, self.pipe.scheduler.config.num_train_timesteps, b)).to(self.device)
         noisy = self.pipe.scheduler.add_noise(x0, noise, t)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            pred = model(noisy, t, img, tokens)
+            pred = model(noisy, t, img, tokens, env)
         return torch.nn.functional.mse_loss(pred.float(), noise)
 
     def train(self, progress: bool = True) -> dict:
@@ -187,8 +219,7 @@ class Trainer:
         start = time.perf_counter() - self.seconds
         metrics = {}
         while self.step < cfg.steps:
-            batch = self.data.sample(self.rng, cfg.batch, self.split.train_views, self.split.train_lights,
-                                     cfg.area_prob, self.model_config.stage_radius)
+            batch = self.sample(self.rng, self.split.train_views)
             self.model.train()
             loss = self.loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
@@ -230,6 +261,8 @@ class Trainer:
     def validate(self) -> dict:
         model = self.ema_model()
         rng = np.random.default_rng(1234)
+        if self.cfg.conditioning == "envmap":
+            return self._validate_environment(model, rng)
         sets = {"val_lights": (self.split.train_views, self.split.val_lights)}
         if self.split.val_views:
             sets["val_views"] = (self.split.val_views, np.arange(len(self.data.layout)))
@@ -245,6 +278,25 @@ class Trainer:
                 mask = self.data.alpha[v] > 0.5
                 scores.append((psnr(pred, truth, mask), ssim(pred, truth, mask)))
             out[f"{name}_psnr"], out[f"{name}_ssim"] = (float(np.mean([s[k] for s in scores])) for k in (0, 1))
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(out) + "\n")
+        return out
+
+    def _validate_environment(self, model: RelightModel, rng: np.random.Generator) -> dict:
+        views = self.split.val_views or self.split.train_views
+        batch = self.data.sample_environment(rng, self.cfg.val_samples, views, self.environments)
+        pipe = RelightPipeline(model, self.pipe.scheduler, self.pipe.codec, self.pipe.tone,
+                               self.pipe.exposure_image, self.pipe.exposure_target)
+        scores = []
+        for b in range(len(batch["flat"])):
+            pred = pipe(batch["flat"][b], environment=batch["environment"][b:b + 1],
+                        num_inference_steps=self.cfg.val_steps).images[0]
+            mask = batch["alpha"][b] > 0.5
+            scores.append((psnr(pred, batch["target"][b], mask), ssim(pred, batch["target"][b], mask)))
+        name = "val_views" if self.split.val_views else "train_views"
+        out = {"step": self.step, "seconds": round(self.seconds, 1),
+               f"{name}_env_psnr": float(np.mean([s[0] for s in scores])),
+               f"{name}_env_ssim": float(np.mean([s[1] for s in scores]))}
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(out) + "\n")
         return out
@@ -271,6 +323,38 @@ class Trainer:
                     "derived from the base checkpoint's weights: its licence terms apply",
         )
         return save_bundle(folder or self.out / "bundle", pipe, info)
+
+
+def _load_environments(names: list[str], height: int = 32) -> list[np.ndarray]:
+    """The training HDRIs, box-filtered down to ``height`` rows (projection and lookup stay cheap)."""
+    from ..lighting.hdri import load_environment
+    from .data import box_downsample
+
+    out = []
+    for name in names:
+        path = Path(name)
+        if not path.exists():
+            from ..synthetic.hdris import builtin_hdri
+
+            path = builtin_hdri(name)
+        pixels = load_environment(path)
+        out.append(box_downsample(pixels, max(1, pixels.shape[0] // height)))
+    return out
+
+
+def _load_real_images(paths: list[str], resolution: int) -> list[np.ndarray]:
+    """Unpaired real images for the multi-task objective: linearised, centre-cropped, resized."""
+    from ..io.plates import read_plate
+    from ..io.plates import fit_square
+
+    images = []
+    for p in paths:
+        plate = read_plate(p)
+        rgb, _ = fit_square(plate.rgb, plate.alpha, resolution)
+        images.append(rgb.astype(np.float32))
+    if not images:
+        raise RelitError("multitask_ratio > 0 needs multitask_images (files of real photos)")
+    return images
 
 
 def _copy_unet(unet):

@@ -50,8 +50,8 @@ def relight_frame(pipe, info, plate: np.ndarray, alpha: np.ndarray, rig: LightRi
                   settings: RelightSettings, progress=None) -> tuple[RelitPasses, int]:
     """Relit passes of one plate ([H, W, 3] flat-lit at the model resolution, matte [H, W]) and the
     number of UNet evaluations spent."""
-    if info.config.conditioning != "olat":
-        raise RelitError("this relight path needs an olat bundle (envmap bundles: strategy 'envmap')")
+    if info.config.conditioning == "envmap":
+        return _relight_envmap(pipe, info, plate, alpha, rig, settings, progress)
     dirs, sizes, scale, layer_of = [], [], [], []
     for light in rig.lights:
         dirs.append(light.direction)
@@ -74,6 +74,26 @@ def relight_frame(pipe, info, plate: np.ndarray, alpha: np.ndarray, rig: LightRi
         contribution = (img * np.asarray(s, dtype=np.float32)[None, None, :]) * matte
         layers[name] = layers.get(name, 0) + contribution.astype(np.float32)
     return RelitPasses(layers, alpha.astype(np.float32)), out.evaluations
+
+
+def _relight_envmap(pipe, info, plate, alpha, rig: LightRig, settings: RelightSettings, progress):
+    """SynthLight: one pass with the environment (camera frame, tone-mapped) on channels."""
+    from ..model.envmap import camera_frame_latlong, encode_environment
+
+    if rig.lights:
+        raise RelitError(f"an envmap bundle ({info.id}) relights environments only; the rig has "
+                         f"{len(rig.lights)} light(s): use an olat bundle for lights")
+    env = rig.environment
+    if env is None or rig.camera_c2w is None:
+        raise ValidationError("an envmap bundle needs the rig's environment and camera_c2w")
+    res = info.config.resolution
+    latlong = camera_frame_latlong(load_environment(env.path), env.rotation, np.asarray(rig.camera_c2w), res // 2)
+    encoded, scale = encode_environment(latlong * env.intensity, res)
+    out = pipe(plate, environment=encoded[None], num_inference_steps=settings.steps,
+               guidance_image=settings.guidance_image, guidance_light=settings.guidance_light, seed=settings.seed,
+               sampler=settings.sampler, callback_on_step_end=progress)
+    image = out.images[0] * np.float32(scale) * alpha.astype(np.float32)[..., None]
+    return RelitPasses({ENV_LAYER: image.astype(np.float32)}, alpha.astype(np.float32)), out.evaluations
 
 
 def input_hash(plate: np.ndarray, rig: LightRig, bundle_sha256: str, settings: RelightSettings) -> str:
