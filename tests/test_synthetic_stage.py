@@ -122,3 +122,17 @@ def test_rerun_renders_nothing_and_finishes_an_interrupted_set(capture, tmp_path
     assert len(victim.read_bytes()) > 0.5 * len(keep)
     other = run_relit(*[a if a != "2" else "3" for a in ARGS], "-o", str(root))  # another seed
     assert other.returncode == 2 and "other settings" in other.stderr
+
+
+def test_suzanne_subject_renders(tmp_path):
+    out = tmp_path / "suzanne"
+    run = run_relit("synth", "--subject", "suzanne", "--seed", "1", "--views", "2", "--frames", "2",
+                    "--layout", "rings16", "--res", "24", "--samples", "8", "--quiet", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    from core.data.capture import CaptureSet
+
+    cs = CaptureSet(out)
+    assert cs.manifest.subject == "suzanne-0001" and cs.missing_files() == []
+    flat = cs.flat("cam01", 2)
+    coverage = (flat.alpha > 0.5).mean()
+    assert 0.1 < coverage < 0.9 and flat.rgb[flat.alpha > 0.99].mean() > 0.01
