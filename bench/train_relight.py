@@ -11,7 +11,6 @@ view against three baselines, over 3 seeds:
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import subprocess
 import sys

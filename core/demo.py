@@ -43,7 +43,6 @@ def _nearest_stage_light(layout, c2w, camera_dir) -> int:
 
 def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: int = 30, seed: int = 0,
              progress: bool = True) -> DemoResult:
-    from .data.capture import CaptureSet
     from .model.bundle import load_bundle, read_info
     from .relight.frame import RelightSettings, input_hash, pass_metadata, relight_frame
     from .synthetic.synth import SynthConfig, synthesize

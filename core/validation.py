@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
-from .errors import ValidationError
+from .errors import RelitIOError, ValidationError
+
+
+def load_json(path: str | Path, missing: str) -> object:
+    """A JSON file's content; ``missing`` says what the file is, for the not-found error."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise RelitIOError(f"{p}: not found; {missing}") from None
+    except json.JSONDecodeError as e:
+        raise ValidationError(f"{p}: not valid JSON ({e})") from None
 
 
 def check_fields(data, where: str, known: set[str], required: tuple[str, ...] = ()) -> None:

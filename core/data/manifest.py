@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RelitIOError, ValidationError
+from ..errors import ValidationError
 from ..io.atomic import atomic_write_text
 from ..lighting.layout import StageLayout, layout_from_json
 from ..lighting.rig import Environment, environment_from_json
-from ..validation import as_numbers, check_fields
+from ..validation import as_numbers, check_fields, load_json
 
 MANIFEST = "manifest.json"
 FORMAT = "relit-capture"
@@ -181,10 +181,4 @@ def _camera(item, where: str) -> Camera:
 
 def load_manifest(folder: str | Path) -> CaptureManifest:
     path = Path(folder) / MANIFEST
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RelitIOError(f"{path}: not found; a capture set is a folder with a {MANIFEST}") from None
-    except json.JSONDecodeError as e:
-        raise ValidationError(f"{path}: not valid JSON ({e})") from None
-    return CaptureManifest.from_json(data, str(path))
+    return CaptureManifest.from_json(load_json(path, f"a capture set is a folder with a {MANIFEST}"), str(path))

@@ -10,7 +10,6 @@ time (``hdri.project_to_layout``) and the energy dropped is reported.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RelitIOError, ValidationError
+from ..errors import ValidationError
+from ..validation import load_json
 from .latlong import pixel_directions, row_solid_angles
 
 DEFAULT_LAYOUT = "default"
@@ -166,13 +166,7 @@ def load_layout(name_or_path: str | Path) -> StageLayout:
     path = Path(name_or_path)
     if path.suffix.lower() != ".json":
         return builtin_layout(str(name_or_path))
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RelitIOError(f"{path}: layout file not found") from None
-    except json.JSONDecodeError as e:
-        raise ValidationError(f"{path}: not valid JSON ({e})") from None
-    return layout_from_json(data, source=str(path))
+    return layout_from_json(load_json(path, "give a layout name or a layout JSON file"), source=str(path))
 
 
 def layout_from_json(data: dict, source: str = "layout") -> StageLayout:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RelitIOError, ValidationError
+from ..errors import ValidationError
 from ..io.atomic import atomic_write_text
 from ..io.naming import light_layer_name
-from ..validation import as_number, as_numbers, check_fields
+from ..validation import as_number, as_numbers, check_fields, load_json
 from .camera import world_to_camera_directions
 from .hdri import LayoutProjection
 from .layout import StageLayout
@@ -86,14 +86,7 @@ class LightRig:
 
     @classmethod
     def load(cls, path: str | Path) -> "LightRig":
-        p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise RelitIOError(f"{p}: rig file not found") from None
-        except json.JSONDecodeError as e:
-            raise ValidationError(f"{p}: not valid JSON ({e})") from None
-        return cls.from_json(data, source=str(p))
+        return cls.from_json(load_json(path, "the rig file is missing"), source=str(path))
 
     @classmethod
     def from_json(cls, data: dict, source: str = "rig") -> "LightRig":

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import torch
 
-from .._version import __version__, git_hash
+from .._version import __version__
 from ..errors import RelitIOError, ValidationError
 from ..lighting.layout import StageLayout, layout_from_json
+from ..validation import load_json
 from .codec import UnshuffleCodec, VaeCodec
 from .config import ModelConfig
 from .network import RelightModel
@@ -117,12 +118,7 @@ def save_bundle(folder: str | Path, pipe: RelightPipeline, info: BundleInfo) -> 
 def read_info(folder: str | Path) -> BundleInfo:
     folder = Path(folder)
     path = folder / BUNDLE_JSON
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RelitIOError(f"{path}: not found; a model bundle is a folder with {BUNDLE_JSON}") from None
-    except json.JSONDecodeError as e:
-        raise ValidationError(f"{path}: not valid JSON ({e})") from None
+    data = load_json(path, f"a model bundle is a folder with {BUNDLE_JSON}")
     if data.get("format") != FORMAT or data.get("version") != VERSION:
         raise ValidationError(f"{path}: not a relit bundle of version {VERSION}")
     layout = data.get("stage_layout")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shlex
 import sys
 import time
@@ -24,7 +23,6 @@ import torch
 from .._version import git_hash
 from ..data.capture import CaptureSet
 from ..errors import RelitError
-from ..io.atomic import atomic_write_text
 from .bundle import BundleInfo, save_bundle
 from .codec import UnshuffleCodec, VaeCodec
 from .config import preset

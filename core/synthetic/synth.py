@@ -6,7 +6,6 @@ where it stopped and never re-renders a finished image.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
