@@ -180,3 +180,16 @@ def test_pyramid_noise_has_unit_variance_and_low_frequency_power():
     coarse = lambda z: torch.nn.functional.avg_pool2d(z, 8).var().item()
     assert coarse(n) > 5 * coarse(white)  # white noise averages away, pyramid noise does not
     assert build_unet(preset("tiny", resolution=RES)).config.in_channels == 24
+
+
+def test_dpm_solver_and_ddim_agree_in_the_limit_of_steps():
+    """Both samplers integrate the same model: with many steps their results converge to each other."""
+    pipe = tiny_pipe()
+    kwargs = dict(seed=2, guidance_image=1.0, guidance_light=1.0)
+    ddim = pipe(flat_image(), DIRS[:1], num_inference_steps=20, sampler="ddim", **kwargs).images
+    dpm = pipe(flat_image(), DIRS[:1], num_inference_steps=20, sampler="dpmpp", **kwargs).images
+    few = pipe(flat_image(), DIRS[:1], num_inference_steps=2, sampler="dpmpp", **kwargs).images
+    assert np.all(np.isfinite(dpm))
+    assert np.abs(ddim - dpm).mean() < np.abs(ddim - few).mean()
+    with pytest.raises(ValueError, match="sampler"):
+        pipe(flat_image(), DIRS[:1], num_inference_steps=2, sampler="euler")
