@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5.0, help="wall time per model and seed")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--res", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate of both models")
     ap.add_argument("--steps", type=int, default=30, help="DDIM steps at evaluation")
     ap.add_argument("--runs", default="out/bench_train")
     ap.add_argument("--default-bundle", default="", help="copy seed 0's bundle here (the demo's default)")
@@ -75,7 +76,7 @@ def main() -> None:
     for seed in args.seeds:
         run = Path(args.runs) / f"seed{seed}"
         cmd = ["relit", "train", args.capture, "-o", str(run / "diffusion"), "--res", str(args.res),
-               "--steps", "100000", "--max-minutes", str(args.minutes), "--seed", str(seed),
+               "--steps", "100000", "--max-minutes", str(args.minutes), "--seed", str(seed), "--lr", str(args.lr),
                "--holdout-cameras", HOLDOUT_CAMERA, "--val-every", "0", "--checkpoint-every", "0", "--quiet"]
         if seed == args.seeds[0] and args.default_bundle:
             cmd += ["--bundle", args.default_bundle]
@@ -86,6 +87,7 @@ def main() -> None:
         pipe, info = load_bundle(bundle)
         regressor = Trainer(TrainConfig(capture=args.capture, output=str(run / "regressor"), resolution=args.res,
                                         objective="regression", steps=100000, max_minutes=args.minutes, seed=seed,
+                                        lr=args.lr,
                                         holdout_cameras=[HOLDOUT_CAMERA], val_every=0, checkpoint_every=0))
         regressor.train(progress=False)
         reg_model = regressor.ema_model()
@@ -110,7 +112,8 @@ def main() -> None:
 Machine: {machine()}. Capture set `{args.capture}` (relit synth: face seed 0, 8 views x 4 frames, 134-light
 default stage, 128 px, 128 spp), trained at {args.res} px (box-filtered down). Held out: every 10th stage
 light (13 lights, scored on every other training view) and camera `{HOLDOUT_CAMERA}` entirely (12 random
-lights per frame). Each model gets {args.minutes:g} min of wall time per seed ({steps}); the diffusion
+lights per frame). Each model gets {args.minutes:g} min of wall time per seed ({steps}), AdamW lr {args.lr:g},
+batch 8; the tiny codec is a lossless pixel-unshuffle (x2, no weights, exact inverse). The diffusion
 model samples with DDIM, {args.steps} steps, guidance 1 (the plain conditional prediction). Scores are
 on subject pixels (alpha > 0.5) of scene-linear images per unit irradiance; PSNR uses the ground
 truth's peak. Mean ± sd over seeds {args.seeds}.
