@@ -59,7 +59,7 @@ def contact_sheet(path: str | Path,
         tile = oiio.ImageBuf(oiio.ImageSpec(w, h, 3, "float"))
         tile.set_pixels(oiio.ROI(0, w, 0, h), img.astype(np.float32))
         oiio.ImageBufAlgo.paste(sheet, x, y + label_h, 0, 0, tile)
-        text = label + (f" ({exposure:+g} EV)" if exposure else "")
+        text = label + (f" ({exposure:+.1f} EV)" if exposure else "")
         oiio.ImageBufAlgo.render_text(sheet, x + 3, y + 11, text, 10, "", (0.9, 0.9, 0.6))
     sheet.specmod().attribute("ImageDescription", caption)
     with atomic_path(path) as tmp:
