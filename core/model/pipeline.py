@@ -25,14 +25,24 @@ from .tone import ToneCurve
 SAMPLERS = ("ddim", "dpmpp")
 
 
-def make_scheduler(sampler: str, train_config: dict):
-    """A sampler built from the training noise schedule (the bundle's scheduler config)."""
+def make_scheduler(sampler: str, train_config: dict, bounded: bool):
+    """A sampler built from the training noise schedule (the bundle's scheduler config).
+
+    ``bounded``: the latents lie in [-1, 1] by construction (the tone curve's range through the
+    lossless unshuffle codec), so each step's clean-latent estimate is clipped to it. Without this,
+    early steps of a cosine schedule (alpha_bar near 0) amplify the noise estimate's error into
+    saturated images.
+    """
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
+    # trailing spacing starts sampling at the last training step (pure noise under a zero-SNR schedule)
     if sampler == "ddim":
-        return DDIMScheduler.from_config(train_config, clip_sample=False, set_alpha_to_one=False)
+        return DDIMScheduler.from_config(train_config, clip_sample=bounded, clip_sample_range=1.0,
+                                         set_alpha_to_one=False, timestep_spacing="trailing")
     if sampler == "dpmpp":
-        return DPMSolverMultistepScheduler.from_config(train_config, algorithm_type="dpmsolver++")
+        return DPMSolverMultistepScheduler.from_config(train_config, algorithm_type="dpmsolver++",
+                                                       thresholding=bounded, sample_max_value=1.0,
+                                                       timestep_spacing="trailing")
     raise ValueError(f"sampler {sampler!r}: use one of {SAMPLERS}")
 
 
@@ -117,7 +127,7 @@ class RelightPipeline(DiffusionPipeline):
         # 2. Encode the flat-lit image once for every light
         img = self._to_latent(torch.as_tensor(image, dtype=torch.float32, device=device)[None], self.exposure_image)
         # 3. Prepare latents: the same initial noise for every light
-        scheduler = make_scheduler(sampler, self.scheduler.config)
+        scheduler = make_scheduler(sampler, self.scheduler.config, bounded=isinstance(self.codec, UnshuffleCodec))
         scheduler.set_timesteps(num_inference_steps, device=device)
         generator = torch.Generator(device="cpu").manual_seed(seed)
         noise = torch.randn((1,) + img.shape[1:], generator=generator).to(device)

@@ -82,7 +82,6 @@ def _batch_latents(pipe: RelightPipeline, batch: dict, device) -> tuple[torch.Te
 
 class Trainer:
     def __init__(self, cfg: TrainConfig):
-        from diffusers import DDPMScheduler
         from diffusers.training_utils import EMAModel
 
         self.cfg = cfg
@@ -109,8 +108,7 @@ class Trainer:
             codec = VaeCodec(AutoencoderKL.from_pretrained(Path(cfg.base_checkpoint) / "vae", local_files_only=True))
         else:
             codec = UnshuffleCodec(self.model_config.unshuffle_factor)
-        scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2"
-                                  if cfg.preset in ("tiny", "small") else "scaled_linear")
+        scheduler = training_scheduler(from_scratch=not cfg.base_checkpoint)
         exp_image, exp_target = self.data.exposures(self.split)
         self.pipe = RelightPipeline(model, scheduler, codec.to(self.device), ToneCurve(), exp_image, exp_target)
         self.model = model
@@ -203,10 +201,12 @@ class Trainer:
         else:
             noise = torch.randn(x0.shape, generator=generator).to(self.device)
         t = torch.from_numpy(self.rng.integers(0, self.pipe.scheduler.config.num_train_timesteps, b)).to(self.device)
-        noisy = self.pipe.scheduler.add_noise(x0, noise, t)
+        scheduler = self.pipe.scheduler
+        noisy = scheduler.add_noise(x0, noise, t)
+        target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, t)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             pred = model(noisy, t, img, tokens, env)
-        return torch.nn.functional.mse_loss(pred.float(), noise)
+        return torch.nn.functional.mse_loss(pred.float(), target)
 
     def train(self, progress: bool = True) -> dict:
         from tqdm import tqdm
@@ -321,6 +321,24 @@ class Trainer:
                     "derived from the base checkpoint's weights: its licence terms apply",
         )
         return save_bundle(folder or self.out / "bundle", pipe, info)
+
+
+def training_scheduler(from_scratch: bool):
+    """The noise schedule a model trains with (saved in its bundle, read back by the samplers).
+
+    From scratch: v-prediction on a cosine schedule rescaled to zero terminal SNR (Lin et al. 2024).
+    An OLAT is mostly black, so its latent's mean is far from the noise's; with epsilon prediction
+    and a schedule whose last step still holds signal, the model never learns to move that mean
+    from pure noise and samples come out grey (measured: mean latent -0.06 against -0.93).
+    From a Stable Diffusion checkpoint: its own epsilon prediction and scaled-linear schedule.
+    """
+    from diffusers import DDPMScheduler
+
+    if from_scratch:
+        return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                             prediction_type="v_prediction", rescale_betas_zero_snr=True)
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                         beta_end=0.012, prediction_type="epsilon")
 
 
 def _load_environments(names: list[str], height: int = 32) -> list[np.ndarray]:
