@@ -52,6 +52,7 @@ class TrainingData:
                                   f"training at {resolution} needs square images of a multiple of it")
         self.layout = m.layout
         self.subject = m.subject
+        self.provenance = m.extra  # how the capture set was made (relit synth records its config)
         self.irradiance = m.irradiance.astype(np.float32)          # [N, 3]
         self.views: list[View] = []
         flats, olats, alphas = [], [], []

@@ -315,7 +315,8 @@ class Trainer:
             training={"command": self.cfg.command, "commit": git_hash(), "steps": self.step,
                       "seconds": round(self.seconds, 1), "config": asdict(self.cfg),
                       "data": {"capture": str(capture), "subject": self.data.subject,
-                               "views": len(self.data.views), "lights": len(self.data.layout)}},
+                               "views": len(self.data.views), "lights": len(self.data.layout),
+                               "producer": self.data.provenance}},
             licence="weights trained from scratch by relit on synthetic data (GPL-3.0-or-later project); "
                     "no third-party base weights" if not self.cfg.base_checkpoint else
                     "derived from the base checkpoint's weights: its licence terms apply",
