@@ -16,21 +16,22 @@ def _cfg(capture, out, **kw):
     return TrainConfig(**base)
 
 
+def _probe_loss(trainer, probe, repeats=8):
+    """The loss on a fixed batch with fixed noise and dropout draws (comparable before/after training)."""
+    torch.manual_seed(0)
+    trainer.rng = np.random.default_rng(5)
+    with torch.no_grad():
+        return float(np.mean([trainer.loss(probe).item() for _ in range(repeats)]))
+
+
 def test_training_reduces_the_loss_and_writes_a_bundle(capture, tmp_path):
     trainer = Trainer(_cfg(capture, tmp_path / "run", steps=120))
     rng = np.random.default_rng(99)
     probe = trainer.data.sample(rng, 16, trainer.split.train_views, trainer.split.train_lights, 0.0, 0.2)
-
-    def probe_loss():
-        torch.manual_seed(0)
-        trainer.rng = np.random.default_rng(5)
-        with torch.no_grad():
-            return float(np.mean([trainer.loss(probe).item() for _ in range(8)]))
-
-    before = probe_loss()
+    before = _probe_loss(trainer, probe)
     trainer.rng = np.random.default_rng(0)
     trainer.train(progress=False)
-    after = probe_loss()
+    after = _probe_loss(trainer, probe)
     assert after < 0.7 * before, (before, after)
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["step"] == 120 and np.isfinite(metrics[-1]["val_lights_psnr"])
@@ -59,17 +60,10 @@ def test_envmap_training_learns(capture, tmp_path):
     probe = trainer.data.sample_environment(np.random.default_rng(3), 8, trainer.split.train_views,
                                             trainer.environments)
     assert probe["environment"].shape == (8, 32, 32, 3) and probe["environment"].min() >= -1
-
-    def probe_loss():
-        torch.manual_seed(0)
-        trainer.rng = np.random.default_rng(5)
-        with torch.no_grad():
-            return float(np.mean([trainer.loss(probe).item() for _ in range(6)]))
-
-    before = probe_loss()
+    before = _probe_loss(trainer, probe, repeats=6)
     trainer.rng = np.random.default_rng(0)
     metrics = trainer.train(progress=False)
-    assert probe_loss() < 0.8 * before
+    assert _probe_loss(trainer, probe, repeats=6) < 0.8 * before
     assert np.isfinite(metrics["train_views_env_psnr"])
 
 
