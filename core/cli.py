@@ -67,7 +67,9 @@ def _print_capture(folder: Path) -> None:
 
 
 def _print_json(path: Path) -> None:
-    data = json.loads(path.read_text())
+    from .validation import load_json
+
+    data = load_json(path, "give an existing JSON file")
     if isinstance(data, dict) and "lights" in data:
         from .lighting.rig import LightRig
 
