@@ -217,6 +217,90 @@ def cmd_check_consistency(args: argparse.Namespace) -> None:
               f"{100 * err:.1f}% mean absolute error (relative to the input's mean)")
 
 
+def _job_from_args(args: argparse.Namespace):
+    """A RelightJob from ``relit relight`` flags (or the --job file they point at)."""
+    from .jobs import RelightJob
+    from .lighting.rig import Environment, LightRig
+    from .lighting.rotation import parse_rotation
+
+    if args.job:
+        return RelightJob.load(args.job)
+    if not args.input or not args.output:
+        raise RelitError("relit relight needs --input and -o/--output (or --job JOB.json)")
+    if args.rig and args.hdri:
+        raise RelitError("give either --rig or --hdri, not both (a rig may hold an environment)")
+    rig = None
+    if args.rig:
+        rig = LightRig.load(args.rig)
+    elif args.hdri:
+        env = Environment(str(_resolve_hdri(args.hdri).resolve()), parse_rotation(args.rotation), args.intensity)
+        rig = LightRig([], env, _read_c2w(args.camera_c2w))
+    if rig is not None and args.camera_c2w and args.rig:
+        rig.camera_c2w = _read_c2w(args.camera_c2w)
+    from .demo import DEFAULT_BUNDLE
+
+    job = RelightJob(bundle=str(args.bundle or DEFAULT_BUNDLE), input=args.input, output=args.output,
+                     rig=None if rig is None else rig.to_json(), matte=args.matte, frames=args.frames,
+                     hdri_strategy=args.hdri_strategy, clusters=args.clusters, missing=args.missing,
+                     basis=args.basis, steps=args.steps, guidance_image=args.guidance_image,
+                     guidance_light=args.guidance_light, seed=args.seed, sampler=args.sampler, noise=args.noise,
+                     device=args.device, batch_size=args.batch_size, margin=args.margin,
+                     colour_space=args.colour_space, working_space=args.working_space, subject=args.subject,
+                     allow_other_subject=args.allow_other_subject, name=args.name)
+    job.validate("command line")
+    return job
+
+
+def _read_c2w(path: str | None) -> list | None:
+    if not path:
+        return None
+    from .validation import as_numbers, load_json
+
+    return as_numbers(load_json(path, "give a JSON file holding a 4x4 camera-to-world matrix"),
+                      f"{path}", (4, 4)).tolist()
+
+
+def cmd_relight(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .relight.run import run_relight
+
+    job = _job_from_args(args)
+    if args.save_job:
+        job.save(args.save_job)
+        print(f"wrote {args.save_job}")
+        return
+    bars: dict[str, tqdm] = {}
+
+    def progress(event) -> None:
+        bar = bars.get(event.stage)
+        if bar is None:
+            bar = bars[event.stage] = tqdm(total=event.total, desc=event.stage, position=len(bars),
+                                           unit="frame" if event.stage == "frames" else "light-step",
+                                           disable=args.quiet, leave=event.stage == "frames")
+        if event.stage == "lights" and event.done < bar.n:
+            bar.reset(total=event.total)
+        bar.set_postfix_str(f"frame {event.frame}{' (skipped)' if event.skipped else ''}")
+        bar.update(event.done - bar.n)
+
+    try:
+        report = run_relight(job, progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    rendered = [f for f in report.frames if not f.skipped]
+    skipped = len(report.frames) - len(rendered)
+    print(f"{report.folder}: {len(rendered)} frame(s) relit"
+          + (f", {skipped} skipped (same inputs as before)" if skipped else "")
+          + f"; {report.inferences} inference(s) per frame")
+    if rendered:
+        evals = rendered[0].evaluations
+        secs = sum(f.seconds for f in rendered) / len(rendered)
+        print(f"  {evals} UNet evaluations and {secs:.2f} s per frame on {job.device}")
+    for w in report.warnings:
+        print(f"  warning: {w}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relit",
@@ -306,6 +390,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("relight", help="relight a plate or a sequence under a rig or an HDRI -> EXR passes",
+                       description="Relight flat-lit plates with a model bundle. Lights of a rig become one "
+                                   "inference each; an HDRI is relit by projection onto the bundle's stage "
+                                   "(stage), by K fitted area lights (area) or by an env-map bundle (envmap). "
+                                   "Writes one multi-layer EXR per frame (a layer per light or group, summing "
+                                   "to the beauty) into a new version folder OUT/vNNN; a rerun resumes it and "
+                                   "skips frames whose inputs did not change.")
+    p.add_argument("--bundle", help="model bundle folder (default: the bundled default)")
+    p.add_argument("--input", help="flat-lit plate file or sequence pattern (name.####.exr, name.%%04d.exr)")
+    p.add_argument("--matte", help="matte file or pattern (default: the plate's alpha; with a matte the plate is "
+                                   "taken as not premultiplied)")
+    p.add_argument("--frames", help="frame range A-B, A-BxSTEP or a comma list (default: every frame found)")
+    p.add_argument("--rig", help="LightRig JSON (lights, light groups, an optional environment)")
+    p.add_argument("--hdri", help="lat-long HDRI file or a Blender bundled HDRI name (forest, sunset, ...)")
+    p.add_argument("--rotation", default="0", help="HDRI rotation: DEG about Z, or X,Y,Z Euler degrees")
+    p.add_argument("--intensity", type=float, default=1.0, help="HDRI strength (multiplies its radiance)")
+    p.add_argument("--camera-c2w", help="JSON 4x4 Blender camera-to-world the plate is seen from "
+                                        "(default: the rig's, else the front view)")
+    p.add_argument("--hdri-strategy", choices=("auto", "stage", "area", "envmap"), default="auto",
+                   help="stage: one inference per stage light (reference); area: K area lights (fast); "
+                        "envmap: one pass of an env-map bundle; auto (default): stage for an olat bundle, "
+                        "envmap for an envmap bundle")
+    p.add_argument("--clusters", type=int, default=8, help="area lights for --hdri-strategy area")
+    p.add_argument("--missing", choices=("drop", "nearest"), default="drop",
+                   help="HDRI light below the stage floor: drop it (reported) or give it to the nearest light")
+    p.add_argument("--basis", action="store_true",
+                   help="also write NAME_basis.####.exr: every stage direction's unit-light prediction, to "
+                        "relight later in comp by weights alone")
+    p.add_argument("--steps", type=int, default=30, help="denoising steps")
+    p.add_argument("--guidance-image", type=float, default=1.0, help="image guidance scale (lambda_I)")
+    p.add_argument("--guidance-light", type=float, default=1.0, help="lighting guidance scale (lambda_L)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler", choices=("ddim", "dpmpp"), default="ddim")
+    p.add_argument("--noise", choices=("fixed", "flow"), default="fixed",
+                   help="initial noise over a sequence: the same every frame, or carried along optical flow")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    p.add_argument("--batch-size", type=int, default=16, help="lights per UNet batch")
+    p.add_argument("--margin", type=float, default=0.1, help="border around the subject when cropping big plates")
+    p.add_argument("--colour-space", help="the plates' colour space (default: header, else by file type)")
+    p.add_argument("--working-space", default="lin_rec709", help="output scene-linear space: lin_rec709 or acescg")
+    p.add_argument("--subject", help="the plate's subject id, when its header does not name it")
+    p.add_argument("--allow-other-subject", action="store_true",
+                   help="run a subject-specific bundle on another subject's plate (warns)")
+    p.add_argument("--name", default="relit", help="output file stem (NAME.####.exr)")
+    p.add_argument("--job", help="run this job JSON instead of the flags (the schema the worker and farm use)")
+    p.add_argument("--save-job", help="write the job JSON the flags make and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-o", "--output", help="output folder (version folders vNNN are made inside)")
+    p.set_defaults(func=cmd_relight)
 
     p = sub.add_parser("check-consistency", help="sum of predicted stage OLATs vs the input (no ground truth)",
                        description="Light transport is linear and flat-lit is the sum of all stage lights, so the "

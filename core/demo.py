@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .io.naming import new_version_dir
-from .io.passes import write_passes
+from .io.naming import light_layer_name
+from .io.passes import read_passes
+from .jobs import RelightJob
 from .io.preview import contact_sheet
 from .lighting.camera import world_to_camera_directions
 from .lighting.hdri import load_environment, project_to_layout
@@ -44,7 +45,7 @@ def _nearest_stage_light(layout, c2w, camera_dir) -> int:
 def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: int = 30, seed: int = 0,
              progress: bool = True) -> DemoResult:
     from .model.bundle import load_bundle, read_info
-    from .relight.frame import RelightSettings, input_hash, pass_metadata, relight_frame
+    from .relight.run import run_relight
     from .synthetic.synth import SynthConfig, synthesize
 
     out = Path(out)
@@ -72,14 +73,14 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     rig = LightRig([Light("key", "area", tuple(cam_dirs[key]), 0.0, (1.0, 0.85, 0.7), 2.0),
                     Light("rim", "area", tuple(cam_dirs[rim]), 0.0, (0.6, 0.75, 1.0), 3.0)],
                    Environment(str(env_path), DEMO_ROTATION, 1.0), cam.c2w.tolist())
-    # 3. relight
+    # 3. relight: the same job `relit relight` runs
     pipe, info = load_bundle(bundle)
-    settings = RelightSettings(steps=steps, seed=seed)
-    passes, evaluations = relight_frame(pipe, info, plate.rgb, plate.alpha, rig, settings)
-    folder = new_version_dir(out / "relit")
-    path = write_passes(folder / f"relit.{frame:04d}.exr", passes,
-                        pass_metadata(rig, info, settings, input_hash(plate.rgb, rig, info.sha256, settings),
-                                      m.colour_space))
+    job = RelightJob(bundle=str(bundle), input=str(capture.path(m.flat_images, cam.name, frame)),
+                     output=str(out / "relit"), rig=rig.to_json(), steps=steps, seed=seed)
+    report = run_relight(job, pipe_and_info=(pipe, info))
+    path, evaluations = report.frames[0].path, report.frames[0].evaluations
+    layers, beauty, _ = read_passes(path)
+    relit = {name: layers[light_layer_name(name)] for name in ("key", "rim", "environment")}
     # 4. ground truth from the same render: the OLATs of the two stage lights, and Cycles' HDRI render
     olats, _ = capture.olats(cam.name, frame)
     unit = olats / m.irradiance[:, None, None, :]
@@ -88,14 +89,14 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     w = project_to_layout(load_environment(env_path), m.layout, DEMO_ROTATION).weights
     oracle = np.einsum("nhwc,nc->hwc", unit, w)
     mask = plate.alpha > 0.5
-    scores = {name: psnr(passes.layers[name], truth[name], mask) for name in truth}
+    scores = {name: psnr(relit[name], truth[name], mask) for name in truth}
     scores["environment_oracle"] = psnr(oracle, truth["environment"], mask)
     scores["flat_lit_scaled"] = _flat_baseline(plate.rgb, truth["environment"], mask)
     tiles = [("input (flat-lit)", plate.rgb, 0.0)]
     for name in ("key", "rim", "environment"):
-        tiles += [(f"relit {name}", passes.layers[name], 0.0), (f"truth {name}", truth[name], 0.0)]
-    tiles += [("relit beauty", passes.beauty(), 0.0), ("truth beauty", sum(truth.values()), 0.0)]
-    sheet = contact_sheet(folder / "contact_sheet.png", tiles, columns=3, scale=max(1, 192 // res),
+        tiles += [(f"relit {name}", relit[name], 0.0), (f"truth {name}", truth[name], 0.0)]
+    tiles += [("relit beauty", beauty, 0.0), ("truth beauty", sum(truth.values()), 0.0)]
+    sheet = contact_sheet(report.folder / "contact_sheet.png", tiles, columns=3, scale=max(1, 192 // res),
                           title=f"relit demo: {info.id}, {evaluations} UNet evaluations, {steps} DDIM steps")
     log.info("demo scores: %s", scores)
     return DemoResult(path, sheet, scores)

@@ -53,12 +53,14 @@ def read_rgb(path: str | Path) -> np.ndarray:  # [H, W, 3] float32
 
 
 def resize(img: np.ndarray,  # [H, W, C] float32
-           height: int, width: int) -> np.ndarray:  # [height, width, C]
-    """OpenImageIO's filtered resize (a box/Lanczos filter chosen by OIIO for the scale)."""
+           height: int, width: int,
+           filter: str = "") -> np.ndarray:  # [height, width, C]
+    """OpenImageIO's filtered resize; ``filter`` names an OIIO filter ("box", "triangle", ...),
+    default: the one OIIO picks for the scale (Lanczos, which rings: not for ratios)."""
     import OpenImageIO as oiio
 
     h, w, c = img.shape
     src = oiio.ImageBuf(oiio.ImageSpec(w, h, c, "float"))
     src.set_pixels(oiio.ROI(0, w, 0, h, 0, 1, 0, c), np.ascontiguousarray(img, dtype=np.float32))
-    dst = oiio.ImageBufAlgo.resize(src, roi=oiio.ROI(0, width, 0, height, 0, 1, 0, c))
+    dst = oiio.ImageBufAlgo.resize(src, filtername=filter, roi=oiio.ROI(0, width, 0, height, 0, 1, 0, c))
     return np.asarray(dst.get_pixels(oiio.FLOAT), dtype=np.float32).reshape(height, width, c)

@@ -34,7 +34,9 @@ class PassMetadata:
     seed: int = 0                # noise seed
     input_hash: str = ""         # hash of everything the frame depends on (resume skips matching frames)
     colour_space: str = "lin_rec709"  # working space key (core.io.colour.WORKING_SPACES)
-    basis: list[dict] | None = None   # OLAT-basis files: per layer {layer, direction, size, solid_angle}
+    basis: list[dict] | None = None   # OLAT-basis files: per layer {layer, direction, world_direction, size, solid_angle}
+    stage: dict | None = None         # OLAT-basis files: the stage layout JSON (re-weighting needs its cells)
+    camera_c2w: list | None = None    # OLAT-basis files: Blender camera-to-world the directions are seen from
     version: str = __version__   # relit version that wrote the file
     git: str = field(default_factory=git_hash)  # relit commit that wrote the file
 

@@ -11,6 +11,8 @@ from .colour import convert, default_plate_space
 from .exr import read_info
 from .images import open_input, resize, select_rgb
 
+SUBJECT_ATTRIBUTE = "relit/subject"  # header field naming the captured subject (flat-lit renders, 3DGS views)
+
 
 @dataclass(frozen=True)
 class Plate:
@@ -18,6 +20,7 @@ class Plate:
     alpha: np.ndarray   # [H, W] float32 (ones when the file has no alpha)
     colour_space: str   # the space the file was read as
     path: Path
+    subject: str | None = None  # the subject the header names (SUBJECT_ATTRIBUTE), if any
 
 
 def read_plate(path: str | Path, colour_space: str | None = None, working: str = "lin_rec709") -> Plate:
@@ -40,7 +43,8 @@ def read_plate(path: str | Path, colour_space: str | None = None, working: str =
     rgb = select_rgb(pixels, names, path)
     alpha = pixels[..., names.index("A")] if "A" in names else np.ones(pixels.shape[:2], np.float32)
     source = colour_space or part.attributes.get("oiio:ColorSpace") or default_plate_space(str(path))
-    return Plate(convert(rgb, str(source), working), alpha.astype(np.float32), str(source), Path(path))
+    return Plate(convert(rgb, str(source), working), alpha.astype(np.float32), str(source), Path(path),
+                 part.attributes.get(SUBJECT_ATTRIBUTE))
 
 
 def fit_square(rgb: np.ndarray, alpha: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

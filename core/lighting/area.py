@@ -91,3 +91,18 @@ def sg_band_factors(theta: float, degree: int) -> np.ndarray:  # [degree+1]
         return np.ones(degree + 1)
     lam = sg_sharpness_for_radius(theta)
     return zonal_band_factors(lambda t: np.exp(lam * (t - 1.0)), degree, nodes=512)
+
+
+def sg_cell_weights(centre: np.ndarray,        # [3] unit direction of the area light (any frame)
+                    beta: float,               # size in [0, 1]
+                    directions: np.ndarray,    # [N, 3] stage directions (same frame)
+                    solid_angles: np.ndarray,  # [N] their cells' solid angles (sr)
+                    stage_radius: float,       # angular radius of one stage OLAT (beta = 0)
+                    ) -> np.ndarray:           # [N] weights summing to 1
+    """How an area light of size beta spreads over stage lights: a spherical Gaussian with the
+    cap's solid angle, integrated over each cell. This defines what a model predicts for a light
+    of size beta (its training target is these weights applied to per-unit-irradiance OLATs), so
+    an area light of total irradiance E is E times that prediction."""
+    lam = sg_sharpness_for_radius(float(radius_from_beta(beta, stage_radius)))
+    w = np.exp(lam * (np.asarray(directions) @ np.asarray(centre, dtype=np.float64) - 1.0)) * solid_angles
+    return w / w.sum()

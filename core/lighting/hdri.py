@@ -58,7 +58,7 @@ def load_environment(path: str | Path) -> np.ndarray:  # [H, W, 3] float32 linea
     return validate_environment(read_rgb(path), str(path))
 
 
-def _texels(pixels: np.ndarray, rotation: tuple[float, float, float]):
+def texels(pixels: np.ndarray, rotation: tuple[float, float, float]):
     """Yield (world directions [M,3], radiance*solid angle [M,3]) in row chunks."""
     h, w = pixels.shape[:2]
     omega = row_solid_angles(h, w)
@@ -99,7 +99,7 @@ def project_to_layout(pixels: np.ndarray,                    # [H, W, 3] linear 
     weights = np.zeros((len(layout), 3))
     dropped = np.zeros(3)
     total = np.zeros(3)
-    for d, e in _texels(pixels, rotation):
+    for d, e in texels(pixels, rotation):
         total += e.sum(axis=0)
         if layout.floor_z is not None and missing == "drop":
             outside = d[:, 2] < layout.floor_z
@@ -120,7 +120,7 @@ def project_to_sh(pixels: np.ndarray,                     # [H, W, 3] linear rad
                   ) -> np.ndarray:                        # [(degree+1)**2, 3]
     """Orthonormal real-SH coefficients of the (rotated) environment radiance."""
     out = np.zeros((sh_count(degree), 3))
-    for d, e in _texels(pixels, rotation):
+    for d, e in texels(pixels, rotation):
         out += real_sh(d, degree).T @ e
     return out
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..data.capture import CaptureSet
 from ..errors import ValidationError
-from ..lighting.area import radius_from_beta, sg_sharpness_for_radius
+from ..lighting.area import sg_cell_weights
 from ..lighting.camera import world_to_camera_directions
 
 
@@ -101,9 +101,8 @@ class TrainingData:
                 # an area light: spherical Gaussian of size beta around a random training-light direction
                 beta[b] = rng.uniform(0.05, 1.0)
                 centre = self.layout.directions[rng.choice(lights)]
-                lam = sg_sharpness_for_radius(float(radius_from_beta(beta[b], stage_radius)))
-                w = np.exp(lam * (self.layout.directions[lights] @ centre - 1.0)) * self.layout.solid_angles[lights]
-                w /= w.sum()
+                w = sg_cell_weights(centre, beta[b], self.layout.directions[lights],
+                                    self.layout.solid_angles[lights], stage_radius)
                 target[b] = np.einsum("n,nhwc->hwc", w, self.olat[v[b], lights].astype(np.float32))
                 dirs[b] = world_to_camera_directions(centre, self.views[v[b]].c2w)
             else:

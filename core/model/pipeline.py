@@ -68,6 +68,11 @@ class RelightPipeline(DiffusionPipeline):
         self.codec.to(device)
         return self
 
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of the initial noise for one light at the model's resolution."""
+        size = self.model.config.latent_size
+        return self.codec.channels, size, size
+
     # --- 0. check inputs --------------------------------------------------------------------
     def check_inputs(self, image, directions, sizes, environment, steps, guidance_image, guidance_light) -> None:
         cfg = self.model.config
@@ -107,8 +112,15 @@ class RelightPipeline(DiffusionPipeline):
                  sampler: str = "ddim",
                  batch_size: int = 16,
                  callback_on_step_end: Callable[[int, int], None] | None = None,
+                 callback_on_batch_end: Callable[[int], None] | None = None,
+                 noise: np.ndarray | None = None,            # [C, h, w] initial latent noise (else from seed)
                  ) -> RelightOutput:
-        """Relight ``image`` under each light; ``callback_on_step_end(step, steps)`` may raise to cancel."""
+        """Relight ``image`` under each light.
+
+        ``callback_on_step_end(step, steps)`` runs after each denoising step and
+        ``callback_on_batch_end(lights)`` after each batch of a step (``lights`` in it); either may
+        raise to cancel. ``noise`` replaces the seeded initial noise (flow-warped noise in sequences).
+        """
         cfg = self.model.config
         device = next(self.model.parameters()).device
         # 0. Check inputs
@@ -129,17 +141,27 @@ class RelightPipeline(DiffusionPipeline):
         # 3. Prepare latents: the same initial noise for every light
         scheduler = make_scheduler(sampler, self.scheduler.config, bounded=isinstance(self.codec, UnshuffleCodec))
         scheduler.set_timesteps(num_inference_steps, device=device)
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        noise = torch.randn((1,) + img.shape[1:], generator=generator).to(device)
-        latents = (noise * scheduler.init_noise_sigma).expand(n, -1, -1, -1).contiguous()
+        shape = tuple(img.shape[1:])
+        if noise is None:
+            generator = torch.Generator(device="cpu").manual_seed(seed)
+            start = torch.randn((1,) + shape, generator=generator)
+        elif tuple(np.shape(noise)) != shape:
+            raise ValueError(f"noise must be {list(shape)} (the latent shape), got {list(np.shape(noise))}")
+        else:
+            start = torch.as_tensor(np.asarray(noise, dtype=np.float32))[None]
+        latents = (start.to(device) * scheduler.init_noise_sigma).expand(n, -1, -1, -1).contiguous()
         plain = guidance_image == 1.0 and guidance_light == 1.0
         branches = 1 if plain else 3
         # 4. Denoising loop
         for step, t in enumerate(scheduler.timesteps):
-            eps = torch.cat([self._guided(latents[i:i + batch_size], t, img, tokens[i:i + batch_size],
-                                          None if env is None else env[i:i + batch_size],
-                                          plain, guidance_image, guidance_light)
-                             for i in range(0, n, batch_size)])
+            eps = []
+            for i in range(0, n, batch_size):
+                eps.append(self._guided(latents[i:i + batch_size], t, img, tokens[i:i + batch_size],
+                                        None if env is None else env[i:i + batch_size],
+                                        plain, guidance_image, guidance_light))
+                if callback_on_batch_end is not None:
+                    callback_on_batch_end(len(eps[-1]))
+            eps = torch.cat(eps)
             latents = scheduler.step(eps, t, latents).prev_sample
             if callback_on_step_end is not None:
                 callback_on_step_end(step, num_inference_steps)

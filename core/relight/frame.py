@@ -1,25 +1,39 @@
 """Relight one frame: every light of a rig is one inference in a batch; its colour and
 intensity scale the predicted unit-irradiance image in float32; lights (or light groups)
-become layers and the beauty is their float32 sum."""
+become layers and the beauty is their float32 sum.
+
+An environment is relit one of three ways (``strategy``):
+
+- ``stage``: projected onto the bundle's stage layout, one inference per lit direction, summed
+  with the projection's weights (DifFRelight's reference method);
+- ``area``: median-cut into K area lights (direction, size beta, RGB energy), K inferences;
+- ``envmap``: one pass of an env-map bundle (SynthLight).
+
+The OLAT basis (every stage direction's unit-irradiance prediction) can be written as well;
+when the environment uses ``stage`` it is computed once and serves both.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import RelitError, ValidationError
+from ..errors import ValidationError
 from ..io.passes import PassMetadata, RelitPasses
+from ..io.naming import sanitise_name
+from ..lighting.area import beta_from_radius
 from ..lighting.camera import front_camera_c2w, world_to_camera_directions
+from ..lighting.cluster import cluster_environment
 from ..lighting.hdri import load_environment, project_to_layout
 from ..lighting.rig import LightRig
+from .framing import Framing, ratio_eps, subject_framing, to_model, to_plate
 
 log = logging.getLogger(__name__)
 
 ENV_LAYER = "environment"
+STRATEGIES = ("auto", "stage", "area", "envmap")
 
 
 @dataclass
@@ -32,85 +46,213 @@ class RelightSettings:
     batch_size: int = 16         # lights per UNet batch
 
 
-def _stage_lights(info, rig: LightRig) -> tuple[np.ndarray, np.ndarray]:
-    """Camera-frame stage directions [N, 3] and their HDRI weights [N, 3] for the rig's environment."""
-    env = rig.environment
-    if info.layout is None:
-        raise ValidationError("the bundle records no stage layout; the 'stage' HDRI strategy needs an olat bundle")
-    if rig.camera_c2w is None:
-        raise ValidationError("rig.camera_c2w is missing: an environment needs the camera it is seen from")
-    proj = project_to_layout(load_environment(env.path), info.layout, env.rotation, env.intensity)
-    if proj.dropped_fraction > 0:
-        log.warning("the stage has no lights below its floor: %.1f%% of the environment's energy is dropped",
-                    100 * proj.dropped_fraction)
-    return world_to_camera_directions(info.layout.directions, np.asarray(rig.camera_c2w)), proj.weights
+@dataclass
+class LightingPlan:
+    """What one frame costs and how its layers are made from the inferences.
+
+    A layer is a weighted sum of inferences: ``sum_i scale_i * image_i`` with ``scale_i`` the
+    light's RGB irradiance (W/m² per channel) and ``image_i`` the prediction per unit irradiance.
+    """
+    directions: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # [N, 3] camera frame
+    sizes: np.ndarray = field(default_factory=lambda: np.zeros(0))           # [N] beta
+    layers: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (idx [M], rgb [M, 3])
+    basis: list[dict] | None = None      # OLAT-basis layers {layer, index, direction, world_direction, size, solid_angle}
+    stage: dict | None = None            # the stage layout JSON (basis files carry it)
+    environment: np.ndarray | None = None  # [1, m, m, 3] encoded camera-frame environment (envmap bundles)
+    environment_scale: float = 1.0       # radiance the encoded environment stands for (envmap bundles)
+
+    @property
+    def inferences(self) -> int:
+        return 1 if self.environment is not None else len(self.directions)
+
+    def _add(self, directions: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        start = len(self.directions)
+        self.directions = np.concatenate([self.directions, np.asarray(directions, np.float64).reshape(-1, 3)])
+        self.sizes = np.concatenate([self.sizes, np.asarray(sizes, np.float64).reshape(-1)])
+        return np.arange(start, len(self.directions))
+
+    def _feed(self, layer: str, idx: np.ndarray, rgb: np.ndarray) -> None:
+        old_idx, old_rgb = self.layers.get(layer, (np.zeros(0, int), np.zeros((0, 3))))
+        self.layers[layer] = (np.concatenate([old_idx, idx]), np.concatenate([old_rgb, np.asarray(rgb).reshape(-1, 3)]))
 
 
-def relight_frame(pipe, info, plate: np.ndarray, alpha: np.ndarray, rig: LightRig,
-                  settings: RelightSettings, progress=None) -> tuple[RelitPasses, int]:
-    """Relit passes of one plate ([H, W, 3] flat-lit at the model resolution, matte [H, W]) and the
-    number of UNet evaluations spent."""
-    if info.config.conditioning == "envmap":
-        return _relight_envmap(pipe, info, plate, alpha, rig, settings, progress)
-    dirs, sizes, scale, layer_of = [], [], [], []
-    for light in rig.lights:
-        dirs.append(light.direction)
-        sizes.append(light.size)
-        scale.append(np.asarray(light.rgb) * light.intensity)
-        layer_of.append(light.group or light.name)
-    if rig.environment is not None:
-        stage_dirs, weights = _stage_lights(info, rig)
-        dirs += list(stage_dirs)
-        sizes += [0.0] * len(stage_dirs)
-        scale += list(weights)
-        layer_of += [ENV_LAYER] * len(stage_dirs)
-    out = pipe(plate, np.asarray(dirs), np.asarray(sizes), num_inference_steps=settings.steps,
-               guidance_image=settings.guidance_image, guidance_light=settings.guidance_light,
-               seed=settings.seed, sampler=settings.sampler, batch_size=settings.batch_size,
-               callback_on_step_end=progress)
-    layers: dict[str, np.ndarray] = {}
-    matte = alpha.astype(np.float32)[..., None]
-    for img, s, name in zip(out.images, scale, layer_of):
-        contribution = (img * np.asarray(s, dtype=np.float32)[None, None, :]) * matte
-        layers[name] = layers.get(name, 0) + contribution.astype(np.float32)
-    return RelitPasses(layers, alpha.astype(np.float32)), out.evaluations
+def _camera(rig: LightRig | None) -> np.ndarray:
+    if rig is not None and rig.camera_c2w is not None:
+        return np.asarray(rig.camera_c2w, dtype=np.float64)
+    log.info("no camera_c2w in the rig: stage directions are taken from the front view (the stage's "
+             "up is the camera's up)")
+    return front_camera_c2w()
 
 
-def _relight_envmap(pipe, info, plate, alpha, rig: LightRig, settings: RelightSettings, progress):
+def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: int = 8, missing: str = "drop",
+                  basis: bool = False, environment: np.ndarray | None = None) -> LightingPlan:
+    """The inferences and layer weights for ``rig`` on bundle ``info``.
+
+    ``environment`` is the rig's environment already loaded ([H, W, 3]); it is read from disk
+    when not given. ``auto`` is ``stage`` for an olat bundle and ``envmap`` for an envmap bundle.
+    """
+    if strategy not in STRATEGIES:
+        raise ValidationError(f"HDRI strategy {strategy!r}: use one of {STRATEGIES}")
+    conditioning = info.config.conditioning
+    if strategy == "auto":
+        strategy = "envmap" if conditioning == "envmap" else "stage"
+    env = rig.environment if rig is not None else None
+    if conditioning == "envmap":
+        return _plan_envmap(info, rig, environment, basis, strategy)
+    if env is not None and strategy == "envmap":
+        raise ValidationError(f"--hdri-strategy envmap needs an envmap bundle; {info.id} is an olat bundle "
+                              "(use stage or area)")
+    plan = LightingPlan()
+    for light in (rig.lights if rig is not None else []):
+        idx = plan._add(light.direction, light.size)
+        plan._feed(light.group or light.name, idx, np.asarray(light.rgb) * light.intensity)
+    need_stage = basis or (env is not None and strategy == "stage")
+    if need_stage and info.layout is None:
+        raise ValidationError(f"bundle {info.id} records no stage layout; the stage strategy and the OLAT "
+                              "basis need one (use --hdri-strategy area)")
+    layout = info.layout
+    c2w = _camera(rig) if (need_stage or env is not None) else None
+    pixels = None
+    if env is not None:
+        pixels = environment if environment is not None else load_environment(env.path)
+    if need_stage:
+        cam_dirs = world_to_camera_directions(layout.directions, c2w)
+        weights = None
+        if env is not None and strategy == "stage":
+            proj = project_to_layout(pixels, layout, env.rotation, env.intensity, missing)
+            _report_dropped(proj.dropped_fraction, layout.name)
+            weights = proj.weights
+        lit = np.arange(len(layout)) if basis else np.flatnonzero(weights.max(axis=1) > 0)
+        idx = plan._add(cam_dirs[lit], np.zeros(len(lit)))
+        if weights is not None:
+            plan._feed(ENV_LAYER, idx, weights[lit])
+        if basis:
+            plan.stage = layout.to_json()
+            plan.basis = [{"layer": f"stage_{sanitise_name(layout.names[i])}", "index": int(j),
+                           "direction": cam_dirs[i].tolist(), "world_direction": layout.directions[i].tolist(),
+                           "size": 0.0, "solid_angle": float(layout.solid_angles[i])} for i, j in zip(lit, idx)]
+    if env is not None and strategy == "area":
+        found = cluster_environment(pixels, clusters, env.rotation, env.intensity, layout, missing)
+        if layout is not None:
+            _report_dropped(found.dropped_fraction, layout.name)
+        theta0 = info.config.stage_radius
+        dirs = world_to_camera_directions(np.stack([a.direction for a in found.lights]), c2w)
+        beta = beta_from_radius(np.array([a.radius for a in found.lights]), theta0)
+        idx = plan._add(dirs, beta)
+        plan._feed(ENV_LAYER, idx, np.stack([a.energy for a in found.lights]))
+    return plan
+
+
+def _report_dropped(fraction: float, stage: str) -> None:
+    if fraction > 0:
+        log.warning("stage %s has no lights below its floor: %.1f%% of the environment's energy is dropped "
+                    "(--missing nearest keeps it)", stage, 100 * fraction)
+
+
+def _plan_envmap(info, rig: LightRig | None, environment, basis: bool, strategy: str) -> LightingPlan:
     """SynthLight: one pass with the environment (camera frame, tone-mapped) on channels."""
     from ..model.envmap import camera_frame_latlong, encode_environment
 
-    if rig.lights:
-        raise RelitError(f"an envmap bundle ({info.id}) relights environments only; the rig has "
-                         f"{len(rig.lights)} light(s): use an olat bundle for lights")
+    if rig is not None and rig.lights:
+        raise ValidationError(f"an envmap bundle ({info.id}) relights environments only; the rig has "
+                              f"{len(rig.lights)} light(s): use an olat bundle for lights")
+    if rig is None or rig.environment is None:
+        raise ValidationError(f"an envmap bundle ({info.id}) relights an environment: give --hdri or a rig "
+                              "with an environment")
+    if basis:
+        raise ValidationError(f"the OLAT basis needs an olat bundle; {info.id} is an envmap bundle")
+    if strategy != "envmap":
+        raise ValidationError(f"--hdri-strategy {strategy} needs an olat bundle; {info.id} is an envmap bundle "
+                              "(use --hdri-strategy envmap)")
     env = rig.environment
-    if env is None or rig.camera_c2w is None:
-        raise ValidationError("an envmap bundle needs the rig's environment and camera_c2w")
+    pixels = environment if environment is not None else load_environment(env.path)
     res = info.config.resolution
-    latlong = camera_frame_latlong(load_environment(env.path), env.rotation, np.asarray(rig.camera_c2w), res // 2)
+    latlong = camera_frame_latlong(pixels, env.rotation, _camera(rig), res // 2)
     encoded, scale = encode_environment(latlong * env.intensity, res)
-    out = pipe(plate, environment=encoded[None], num_inference_steps=settings.steps,
-               guidance_image=settings.guidance_image, guidance_light=settings.guidance_light, seed=settings.seed,
-               sampler=settings.sampler, callback_on_step_end=progress)
-    image = out.images[0] * np.float32(scale) * alpha.astype(np.float32)[..., None]
-    return RelitPasses({ENV_LAYER: image.astype(np.float32)}, alpha.astype(np.float32)), out.evaluations
+    plan = LightingPlan(environment=encoded[None], environment_scale=float(scale))
+    plan.layers[ENV_LAYER] = (np.zeros(1, int), np.ones((1, 3)))
+    return plan
 
 
-def input_hash(plate: np.ndarray, rig: LightRig, bundle_sha256: str, settings: RelightSettings) -> str:
-    """Everything a frame's result depends on; a resumed job skips frames whose stored hash matches."""
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(plate, dtype=np.float32).tobytes())
-    h.update(rig.dumps().encode())
-    h.update(bundle_sha256.encode())
-    h.update(json.dumps(settings.__dict__, sort_keys=True).encode())
-    return h.hexdigest()
+@dataclass
+class PreparedPlate:
+    """A plate ready for the model: premultiplied, framed, at the model's resolution."""
+    source: np.ndarray       # [H, W, 3] premultiplied scene-linear plate (full resolution)
+    matte: np.ndarray        # [H, W] its matte, the output alpha
+    framing: Framing         # where the model's square lies on the plate
+    model_input: np.ndarray  # [m, m, 3] what the model sees
+    eps: float               # ratio floor used to carry results back
 
 
-def pass_metadata(rig: LightRig, info, settings: RelightSettings, digest: str, colour_space: str) -> PassMetadata:
-    return PassMetadata(rig=rig.to_json(), bundle_id=info.id, bundle_sha256=info.sha256, sampler=settings.sampler,
-                        steps=settings.steps, guidance={"image": settings.guidance_image,
-                                                        "lighting": settings.guidance_light},
+def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
+                  matte: np.ndarray,     # [H, W] in [0, 1]
+                  resolution: int,       # the model's
+                  premultiply: bool = False,  # True when the matte is separate (plate not premultiplied)
+                  margin: float = 0.1,
+                  source: str = "plate") -> PreparedPlate:
+    matte = np.clip(matte.astype(np.float32), 0.0, 1.0)
+    plate = rgb.astype(np.float32) * (matte[..., None] if premultiply else np.float32(1.0))
+    framing = subject_framing(matte, resolution, margin, source)
+    model_input = to_model(plate, framing)
+    return PreparedPlate(plate, matte, framing, model_input, ratio_eps(model_input, to_model(matte[..., None],
+                                                                                             framing)[..., 0]))
+
+
+@dataclass
+class FrameResult:
+    passes: RelitPasses | None        # the rig's layers (None for a basis-only job)
+    basis: RelitPasses | None         # the OLAT basis (unit irradiance per stage direction)
+    evaluations: int                  # UNet evaluations spent (every guidance branch counts)
+
+
+def relight_prepared(pipe, plan: LightingPlan, plate: PreparedPlate, settings: RelightSettings,
+                     noise: np.ndarray | None = None, on_batch=None, on_step=None) -> FrameResult:
+    """Run the plan's inferences on a prepared plate and carry the layers back to its resolution."""
+    common = dict(num_inference_steps=settings.steps, guidance_image=settings.guidance_image,
+                  guidance_light=settings.guidance_light, seed=settings.seed, sampler=settings.sampler,
+                  batch_size=settings.batch_size, noise=noise, callback_on_batch_end=on_batch,
+                  callback_on_step_end=on_step)
+    if plan.environment is not None:
+        out = pipe(plate.model_input, environment=plan.environment, **common)
+        images = out.images * np.float32(plan.environment_scale)
+    else:
+        out = pipe(plate.model_input, plan.directions, plan.sizes, **common)
+        images = out.images
+    passes = None
+    if plan.layers:
+        small = np.stack([np.einsum("mhwc,mc->hwc", images[idx], rgb.astype(np.float32)) if len(idx)
+                          else np.zeros(images.shape[1:], np.float32) for idx, rgb in plan.layers.values()])
+        full = to_plate(small.astype(np.float32), plate.model_input, plate.source, plate.framing, plate.eps)
+        passes = RelitPasses(dict(zip(plan.layers, full)), plate.matte)
+    basis = None
+    if plan.basis is not None:
+        idx = np.array([b["index"] for b in plan.basis])
+        full = to_plate(images[idx], plate.model_input, plate.source, plate.framing, plate.eps)
+        basis = RelitPasses({b["layer"]: img for b, img in zip(plan.basis, full)}, plate.matte)
+    return FrameResult(passes, basis, out.evaluations)
+
+
+def relight_frame(pipe, info, plate: np.ndarray, alpha: np.ndarray, rig: LightRig, settings: RelightSettings,
+                  strategy: str = "auto", clusters: int = 8) -> tuple[RelitPasses, int]:
+    """Relit passes of one premultiplied plate ([H, W, 3], matte [H, W]) and the UNet evaluations spent."""
+    plan = plan_lighting(info, rig, strategy, clusters)
+    prepared = prepare_plate(plate, alpha, info.config.resolution)
+    result = relight_prepared(pipe, plan, prepared, settings)
+    return result.passes, result.evaluations
+
+
+def pass_metadata(rig: LightRig | None, info, settings: RelightSettings, digest: str, colour_space: str,
+                  plan: LightingPlan | None = None, basis: bool = False) -> PassMetadata:
+    """Header metadata of a relit file (``basis``: of its OLAT-basis file)."""
+    meta = PassMetadata(rig=rig.to_json() if rig is not None else {}, bundle_id=info.id,
+                        bundle_sha256=info.sha256, sampler=settings.sampler, steps=settings.steps,
+                        guidance={"image": settings.guidance_image, "lighting": settings.guidance_light},
                         seed=settings.seed, input_hash=digest, colour_space=colour_space)
+    if basis and plan is not None:
+        meta.basis = [{k: v for k, v in b.items() if k != "index"} for b in plan.basis]
+        meta.stage = plan.stage
+        meta.camera_c2w = _camera(rig).tolist()
+    return meta
 
 
 def consistency_error(pipe, info, plate: np.ndarray, alpha: np.ndarray, settings: RelightSettings,

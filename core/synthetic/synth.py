@@ -20,6 +20,7 @@ from ..data.manifest import MANIFEST, CaptureManifest, Frame, HdriRender, load_m
 from ..errors import RelitError
 from ..io.atomic import remove_stale_partials
 from ..io.exr import write_exr
+from ..io.plates import SUBJECT_ATTRIBUTE
 from ..lighting.layout import load_layout
 from ..lighting.rig import Environment
 from .cameras import arc_cameras
@@ -123,7 +124,8 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True) -> Capt
                 if vector is not None:
                     px += list(vector_to_flow(vector))
                     names += ["motion_prev.X", "motion_prev.Y", "motion_next.X", "motion_next.Y"]
-                write_exr(flat, np.concatenate(px, -1), names, ["half"] * 4 + ["float"] * (len(names) - 4))
+                write_exr(flat, np.concatenate(px, -1), names, ["half"] * 4 + ["float"] * (len(names) - 4),
+                          {SUBJECT_ATTRIBUTE: manifest.subject})
                 rendered += 1
             bar.update(1)
             olat = cs.path(manifest.olat_images, cam.name, f.frame)

@@ -1,0 +1,114 @@
+"""The job schema (DESIGN.md contract 5): one JSON shape for the CLI, the worker's requests,
+the ``JOB.json`` a farm plan splits and a Ray task's argument.
+
+Pure Python (no torch): the Blender add-on builds and validates jobs in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from .errors import ValidationError
+from .io.atomic import atomic_write_text
+from .io.sequence import parse_frame_range
+from .validation import as_number, as_numbers, check_fields, load_json
+
+JOB_VERSION = 1
+HDRI_STRATEGIES = ("auto", "stage", "area", "envmap")
+NOISE_MODES = ("fixed", "flow")
+SAMPLERS = ("ddim", "dpmpp")
+
+
+@dataclass
+class RelightJob:
+    bundle: str                          # model bundle folder
+    input: str                           # flat-lit plate: a file or a sequence pattern (####, %04d)
+    output: str                          # output root; every run writes into a version folder vNNN below it
+    rig: dict | None = None              # LightRig JSON (lights and/or environment), inline
+    matte: str | None = None             # matte file or pattern (default: the plate's alpha)
+    frames: str | None = None            # frame range "A-B" or "A-B,C" (default: every frame found)
+    hdri_strategy: str = "auto"          # how an environment is relit: stage | area | envmap (auto: by bundle)
+    clusters: int = 8                    # area lights for the "area" strategy
+    missing: str = "drop"                # light below a stage floor: drop (reported) | nearest
+    basis: bool = False                  # also write every stage direction's unit prediction (OLAT basis)
+    steps: int = 30                      # denoising steps
+    guidance_image: float = 1.0          # lambda_I
+    guidance_light: float = 1.0          # lambda_L
+    seed: int = 0                        # initial-noise seed
+    sampler: str = "ddim"                # ddim | dpmpp
+    noise: str = "fixed"                 # initial noise over a sequence: fixed (same every frame) | flow (warped)
+    device: str = "cpu"                  # torch device of the model
+    batch_size: int = 16                 # lights per UNet batch
+    margin: float = 0.1                  # border around the subject's box when cropping big plates
+    colour_space: str | None = None      # the plates' colour space (default: header, else by file type)
+    working_space: str = "lin_rec709"    # scene-linear space of the outputs: lin_rec709 | acescg
+    subject: str | None = None           # the plate's subject, when its header does not say
+    allow_other_subject: bool = False    # run a subject-specific bundle on another subject (warns)
+    name: str = "relit"                  # output file stem: NAME.####.exr (and NAME_basis.####.exr)
+    version: int = JOB_VERSION           # schema version
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, sort_keys=True)
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, self.dumps() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RelightJob":
+        return cls.from_json(load_json(path, "give a relight job JSON file"), source=str(path))
+
+    @classmethod
+    def from_json(cls, data: dict, source: str = "job") -> "RelightJob":
+        """Parse and validate; errors name the source and the field."""
+        known = {f.name for f in fields(cls)}
+        check_fields(data, source, known, required=("bundle", "input", "output"))
+        job = cls(**data)
+        job.validate(source)
+        return job
+
+    def validate(self, source: str = "job") -> None:
+        from .lighting.rig import LightRig
+
+        if self.version != JOB_VERSION:
+            raise ValidationError(f"{source}: version: {self.version!r} is not supported (this relit reads "
+                                  f"{JOB_VERSION})")
+        for key in ("bundle", "input", "output", "name"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ValidationError(f"{source}.{key}: must be a non-empty string")
+        _choice(self.hdri_strategy, HDRI_STRATEGIES, f"{source}.hdri_strategy")
+        _choice(self.noise, NOISE_MODES, f"{source}.noise")
+        _choice(self.sampler, SAMPLERS, f"{source}.sampler")
+        _choice(self.missing, ("drop", "nearest"), f"{source}.missing")
+        for key, lo in (("clusters", 1), ("steps", 1), ("batch_size", 1), ("seed", 0)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+                raise ValidationError(f"{source}.{key}: must be an integer >= {lo}, got {value!r}")
+        as_number(self.guidance_image, f"{source}.guidance_image", 0.0)
+        as_number(self.guidance_light, f"{source}.guidance_light", 0.0)
+        as_number(self.margin, f"{source}.margin", 0.0, 2.0)
+        if self.frames is not None:
+            parse_frame_range(self.frames)
+        if self.rig is None and not self.basis:
+            raise ValidationError(f"{source}: nothing to render; give a rig (lights or an HDRI) or ask for the "
+                                  "OLAT basis")
+        if self.rig is not None:
+            rig = LightRig.from_json(self.rig, source=f"{source}.rig")
+            if rig.camera_c2w is not None:
+                as_numbers(rig.camera_c2w, f"{source}.rig.camera_c2w", (4, 4))
+
+    def light_rig(self):
+        """The validated LightRig, or None (basis-only jobs)."""
+        from .lighting.rig import LightRig
+
+        return None if self.rig is None else LightRig.from_json(self.rig, source="job.rig")
+
+
+def _choice(value, options: tuple[str, ...], where: str) -> None:
+    if value not in options:
+        raise ValidationError(f"{where}: {value!r} is not one of {options}")
+

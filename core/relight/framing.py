@@ -1,0 +1,111 @@
+"""Plates of any size in, model-resolution squares through the model, full resolution out.
+
+The subject is cropped from the matte (a square box around it with a margin,
+padded with black where it leaves the frame) and resized to the model's
+resolution. The relit result comes back as a *ratio* to the flat-lit input at
+model resolution, upsampled and multiplied into the full-resolution plate, so
+the plate's own detail (pores, hair, sharpness) survives and only the shading
+changes. The plate fed to the model is premultiplied by its matte, and so is
+the output: the matte composites it, and the output's alpha is that matte.
+A plate that already is a square at the model's resolution goes through pixel
+for pixel (no resampling; the ratio then only darkens where the plate is black).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ValidationError
+from ..io.images import resize
+
+MATTE_THRESHOLD = 0.05  # matte values above this count as subject when finding the box
+RATIO_EPS = 1e-3        # ratio denominator floor, relative to the subject's mean flat-lit value
+LAYER_CHUNK = 16        # layers resized together (bounds the memory of big plates)
+
+
+@dataclass(frozen=True)
+class Framing:
+    x0: int        # top-left of the square box in plate pixels (may be negative: padded)
+    y0: int
+    size: int      # side of the box in plate pixels
+    height: int    # plate size
+    width: int
+    model: int     # model resolution
+
+    @property
+    def identity(self) -> bool:
+        return self.size == self.model and (self.x0, self.y0, self.height, self.width) == (0, 0, self.model,
+                                                                                            self.model)
+
+
+def subject_framing(matte: np.ndarray,  # [H, W] in [0, 1]
+                    model: int,          # model resolution
+                    margin: float = 0.1,  # extra border on each side, as a fraction of the box
+                    source: str = "plate",
+                    ) -> Framing:
+    """The square box around the subject (the whole plate when it already is the model's size)."""
+    h, w = matte.shape
+    if (h, w) == (model, model):
+        return Framing(0, 0, model, h, w, model)
+    ys, xs = np.nonzero(matte > MATTE_THRESHOLD)
+    if len(ys) == 0:
+        raise ValidationError(f"{source}: the matte is empty (no pixel above {MATTE_THRESHOLD}); "
+                              "give a matte with --matte or a plate with an alpha channel")
+    side = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1)
+    size = int(np.ceil(side * (1 + 2 * margin)))
+    cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
+    return Framing(int(round(cx - size / 2)), int(round(cy - size / 2)), size, h, w, model)
+
+
+def _overlap(f: Framing) -> tuple[slice, slice, slice, slice]:
+    """(box rows, box cols, plate rows, plate cols) of the part of the box inside the plate."""
+    y0, y1 = max(f.y0, 0), min(f.y0 + f.size, f.height)
+    x0, x1 = max(f.x0, 0), min(f.x0 + f.size, f.width)
+    return (slice(y0 - f.y0, y1 - f.y0), slice(x0 - f.x0, x1 - f.x0), slice(y0, y1), slice(x0, x1))
+
+
+def to_model(img: np.ndarray, f: Framing) -> np.ndarray:  # [H, W, C] -> [model, model, C]
+    """Crop the box (black outside the plate) and resize it to the model's resolution (box filter)."""
+    if f.identity:
+        return img.astype(np.float32, copy=False)
+    by, bx, py, px = _overlap(f)
+    box = np.zeros((f.size, f.size, img.shape[2]), np.float32)
+    box[by, bx] = img[py, px]
+    if f.size == f.model:
+        return box
+    return resize(box, f.model, f.model, "box" if f.size > f.model else "triangle")
+
+
+def ratio_eps(flat: np.ndarray, matte: np.ndarray) -> float:
+    """Denominator floor of the relit/flat ratio: a small fraction of the subject's mean value."""
+    inside = matte > 0.5
+    mean = float(flat[inside].mean()) if inside.any() else float(flat.mean())
+    return RATIO_EPS * max(mean, 1e-12)
+
+
+def to_plate(relit: np.ndarray,        # [L, m, m, 3] relit layers at model resolution
+             flat: np.ndarray,         # [m, m, 3] the premultiplied flat-lit input the model saw
+             source: np.ndarray,       # [H, W, 3] the premultiplied full-resolution plate
+             f: Framing,
+             eps: float,               # ratio floor (ratio_eps)
+             ) -> np.ndarray:          # [L, H, W, 3] float32
+    """Carry relit layers back to the plate as ratios to the flat-lit input.
+
+    Linear in ``relit``: layers that sum at model resolution still sum here.
+    """
+    ratio = (relit / np.maximum(flat, eps)[None]).astype(np.float32)
+    if f.identity:
+        return ratio * source[None]
+    n = len(relit)
+    out = np.zeros((n, f.height, f.width, 3), np.float32)
+    by, bx, py, px = _overlap(f)
+    for i in range(0, n, LAYER_CHUNK):
+        chunk = ratio[i:i + LAYER_CHUNK]
+        stacked = chunk.transpose(1, 2, 0, 3).reshape(f.model, f.model, -1)
+        if f.size != f.model:
+            stacked = resize(stacked, f.size, f.size, "triangle")
+        up = stacked.reshape(f.size, f.size, len(chunk), 3).transpose(2, 0, 1, 3)
+        out[i:i + len(chunk), py, px] = up[:, by, bx] * source[None, py, px]
+    return out

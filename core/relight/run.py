@@ -1,0 +1,270 @@
+"""``relit relight``: a RelightJob over a frame or a sequence, streamed frame by frame.
+
+- Every frame's file is written atomically into a version folder ``OUT/vNNN``.
+- A rerun resumes the newest version when each frame file it holds carries the input hash this
+  job would give that frame (those frames are skipped); if any differs (an edited rig, bundle,
+  setting or plate) the job renders into a new version, so nothing is ever overwritten.
+- Inputs are checked before anything is written: bundle vs strategy, the rig and its HDRI,
+  every frame's header, the subject of a subject-specific bundle.
+- The initial noise is the same every frame (``fixed``) or carried along the plate's optical
+  flow (``flow``, see :mod:`core.temporal.noise`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..errors import RelitIOError, ValidationError
+from ..io.atomic import atomic_write_text, remove_stale_partials
+from ..io.exr import read_info as read_exr_info
+from ..io.images import read_rgb
+from ..io.naming import new_version_dir, versions
+from ..io.passes import read_metadata, write_passes
+from ..io.plates import SUBJECT_ATTRIBUTE, read_plate
+from ..io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
+from ..jobs import RelightJob
+from ..lighting.hdri import load_environment
+from .frame import (LightingPlan, PreparedPlate, RelightSettings, pass_metadata, plan_lighting, prepare_plate,
+                    relight_prepared)
+
+log = logging.getLogger(__name__)
+
+JOB_RECORD = "job.json"
+FILE_HASH_CHUNK = 1 << 20
+
+
+@dataclass
+class ProgressEvent:
+    stage: str        # "frames" (a frame finished or was skipped) or "lights" (light-steps of the frame)
+    done: int
+    total: int
+    frame: int | None = None
+    skipped: bool = False
+
+
+@dataclass
+class FrameReport:
+    frame: int
+    path: Path
+    skipped: bool                 # an earlier run wrote it with the same input hash
+    evaluations: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class RunReport:
+    folder: Path                  # the version folder written into
+    frames: list[FrameReport] = field(default_factory=list)
+    inferences: int = 0           # per frame
+    warnings: list[str] = field(default_factory=list)
+
+
+def _file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(FILE_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _job_digest(job: RelightJob, bundle_sha256: str, hdri_sha256: str) -> str:
+    """What every frame of the job depends on besides its own pixels and noise.
+
+    Device, batch size and the output folder change no result (beyond float rounding) and are left out.
+    """
+    keep = {k: v for k, v in job.to_json().items() if k not in ("device", "batch_size", "output")}
+    return hashlib.sha256(json.dumps([keep, bundle_sha256, hdri_sha256], sort_keys=True).encode()).hexdigest()
+
+
+def _frame_digest(job_digest: str, prepared: PreparedPlate, noise: np.ndarray | None) -> str:
+    h = hashlib.sha256(job_digest.encode())
+    h.update(np.ascontiguousarray(prepared.source).tobytes())
+    h.update(np.ascontiguousarray(prepared.matte).tobytes())
+    if noise is not None:
+        h.update(np.ascontiguousarray(noise, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+def output_name(job: RelightJob, frame: int, basis: bool = False) -> str:
+    return f"{job.name}{'_basis' if basis else ''}.{frame:04d}.exr"
+
+
+class FrameSource:
+    """The job's frames, read one at a time: plate, matte, framing and initial noise."""
+
+    def __init__(self, job: RelightJob, info, latent_shape: tuple[int, int, int]):
+        self.job, self.info, self.latent_shape = job, info, latent_shape
+        found = find_frames(job.input)
+        if job.frames is not None:
+            wanted = parse_frame_range(job.frames)
+            if not is_sequence(job.input):
+                raise ValidationError(f"--frames {job.frames}: {job.input} is a single file, not a sequence "
+                                      "pattern (name.####.exr)")
+            missing = [f for f in wanted if f not in found]
+            if missing:
+                raise RelitIOError(f"{job.input}: frame(s) {missing[:10]} not found; render them or narrow "
+                                   "--frames")
+            found = {f: found[f] for f in wanted}
+        self.frames = found
+        self.mattes: dict[int, Path] | None = None
+        if job.matte is not None:
+            if is_sequence(job.matte):
+                self.mattes = {f: frame_path(job.matte, f) for f in found}
+                absent = [str(p) for p in self.mattes.values() if not p.exists()]
+                if absent:
+                    raise RelitIOError(f"matte file(s) not found: {absent[:3]}; give --matte a pattern that "
+                                       "covers every frame")
+            else:
+                self.mattes = {f: Path(job.matte) for f in found}
+
+    def check_headers(self) -> list[str]:
+        """Read every frame's header (an unreadable file fails here, before anything is written);
+        returns warnings. A subject-specific bundle on another subject's plate is an error unless
+        the job allows it."""
+        warnings: list[str] = []
+        bundle_subject = self.info.subject
+        for frame, path in self.frames.items():
+            header = read_exr_info(path).parts[0]
+            if self.mattes is not None:
+                read_exr_info(self.mattes[frame])
+            subject = header.attributes.get(SUBJECT_ATTRIBUTE) or self.job.subject
+            if bundle_subject and subject and subject != bundle_subject:
+                message = (f"{path}: the plate is of subject {subject!r} but bundle {self.info.id} was trained "
+                           f"on subject {bundle_subject!r} only; its results on another face are unreliable")
+                if not self.job.allow_other_subject:
+                    raise ValidationError(message + ". Use a bundle for this subject, or pass "
+                                                    "--allow-other-subject to run it anyway")
+                if message not in warnings:
+                    warnings.append(message)
+        return warnings
+
+    def __iter__(self) -> Iterator[tuple[int, Path, PreparedPlate, np.ndarray | None]]:
+        """(frame, plate path, prepared plate, initial noise or None for the seeded default)."""
+        from ..temporal.noise import latent_flow, warp_noise
+
+        job, res = self.job, self.info.config.resolution
+        noise, previous = None, None
+        if job.noise == "flow":
+            noise = np.random.default_rng(job.seed).standard_normal(self.latent_shape).astype(np.float32)
+        for frame, path in self.frames.items():
+            plate = read_plate(path, job.colour_space, job.working_space)
+            if self.mattes is None:
+                matte, premultiply = plate.alpha, False
+            else:
+                matte, premultiply = read_rgb(self.mattes[frame])[..., 0], True
+                if matte.shape != plate.alpha.shape:
+                    raise ValidationError(f"{self.mattes[frame]}: the matte is {matte.shape[1]}x{matte.shape[0]}, "
+                                          f"the plate {path.name} is {plate.alpha.shape[1]}x{plate.alpha.shape[0]}")
+            prepared = prepare_plate(plate.rgb, matte, res, premultiply, job.margin, str(path))
+            if job.noise == "flow" and previous is not None:
+                factor = res // self.latent_shape[1]
+                flow, valid = latent_flow(previous, prepared.model_input, factor)
+                noise = warp_noise(noise, flow, valid, np.random.default_rng([job.seed, frame]))
+            previous = prepared.model_input
+            yield frame, path, prepared, noise
+
+
+def _outputs(job: RelightJob, folder: Path, frame: int) -> list[Path]:
+    """The files a job writes for one frame: the relit passes (when it has a rig), the basis (when asked)."""
+    return ([folder / output_name(job, frame)] if job.rig is not None else []) + \
+           ([folder / output_name(job, frame, True)] if job.basis else [])
+
+
+def _choose_folder(job: RelightJob, source: FrameSource, job_digest: str) -> tuple[Path | None, set[int]]:
+    """The newest version folder to resume (and the frames it already holds), or None for a new one."""
+    existing = versions(job.output)
+    if not existing:
+        return None, set()
+    folder = existing[-1]
+    held = {f for f in source.frames if any(p.exists() for p in _outputs(job, folder, f))}
+    if not held:
+        record = folder / JOB_RECORD
+        same = record.exists() and json.loads(record.read_text()).get("digest") == job_digest
+        return (folder if same else None), set()
+    for frame, _, prepared, noise in source:
+        if frame not in held:
+            continue
+        digest = _frame_digest(job_digest, prepared, noise)
+        for path in _outputs(job, folder, frame):
+            if not path.exists() or read_metadata(path).get("input_hash") != digest:
+                log.info("%s: made from other inputs; this run writes a new version", path)
+                return None, set()
+    return folder, held
+
+
+def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | None = None,
+                pipe_and_info=None) -> RunReport:
+    """Run a relight job; ``progress`` receives events (and may raise to cancel).
+
+    ``pipe_and_info``: an already loaded ``(pipeline, BundleInfo)`` (a worker that keeps it).
+    """
+    from ..model.bundle import load_bundle, read_info
+
+    job.validate()
+    info = read_info(job.bundle) if pipe_and_info is None else pipe_and_info[1]
+    rig = job.light_rig()
+    environment, hdri_sha = None, ""
+    if rig is not None and rig.environment is not None:
+        environment = load_environment(rig.environment.path)
+        hdri_sha = _file_sha256(rig.environment.path)
+    plan: LightingPlan = plan_lighting(info, rig, job.hdri_strategy, job.clusters, job.missing, job.basis,
+                                       environment)
+    pipe, info = pipe_and_info if pipe_and_info is not None else load_bundle(job.bundle, job.device)
+    source = FrameSource(job, info, pipe.latent_shape())
+    report = RunReport(folder=Path(job.output), inferences=plan.inferences, warnings=source.check_headers())
+    for w in report.warnings:
+        log.warning("%s", w)
+    job_digest = _job_digest(job, info.sha256, hdri_sha)
+    folder, done = _choose_folder(job, source, job_digest)
+    if folder is None:
+        folder = new_version_dir(job.output)
+    else:
+        removed = remove_stale_partials(folder)
+        if removed:
+            log.info("%s: removed %d partial file(s) a killed run left", folder, removed)
+    report.folder = folder
+    atomic_write_text(folder / JOB_RECORD, json.dumps({"job": job.to_json(), "digest": job_digest,
+                                                       "bundle_sha256": info.sha256, "hdri_sha256": hdri_sha},
+                                                      indent=2, sort_keys=True) + "\n")
+    settings = RelightSettings(job.steps, job.guidance_image, job.guidance_light, job.seed, job.sampler,
+                               job.batch_size)
+    total = len(source.frames)
+    light_steps = plan.inferences * job.steps
+    for n, (frame, path, prepared, noise) in enumerate(source, start=1):
+        out = folder / output_name(job, frame, basis=rig is None)
+        if frame in done:
+            report.frames.append(FrameReport(frame, out, True))
+            _emit(progress, ProgressEvent("frames", n, total, frame, skipped=True))
+            continue
+        start = time.perf_counter()
+        counter = [0]
+
+        def on_batch(lights: int) -> None:
+            counter[0] += lights
+            _emit(progress, ProgressEvent("lights", counter[0], light_steps, frame))
+
+        result = relight_prepared(pipe, plan, prepared, settings, noise, on_batch=on_batch)
+        digest = _frame_digest(job_digest, prepared, noise)
+        colour = job.working_space
+        if result.basis is not None:
+            write_passes(folder / output_name(job, frame, True), result.basis,
+                         pass_metadata(rig, info, settings, digest, colour, plan, basis=True))
+        if result.passes is not None:
+            write_passes(out, result.passes, pass_metadata(rig, info, settings, digest, colour))
+        report.frames.append(FrameReport(frame, out, False, result.evaluations, time.perf_counter() - start))
+        _emit(progress, ProgressEvent("frames", n, total, frame))
+    return report
+
+
+def _emit(progress, event: ProgressEvent) -> None:
+    if progress is not None:
+        progress(event)
+

@@ -1,0 +1,1 @@
+"""Temporal stability: optical flow between frames, flow-warped noise, blending and metrics."""
