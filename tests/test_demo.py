@@ -32,8 +32,12 @@ def test_demo_writes_passes_and_a_contact_sheet(tmp_path):
     assert (tmp_path / "demo" / "relit" / "v001" / "contact_sheet.png").exists() and sheet.endswith(".png")
     scores = dict(re.findall(r"(\w+) (-?[\d.]+) dB", run.stdout))
     assert float(scores["environment_oracle"]) > 25  # the physical upper bound of the stage method
+    # the same demo again resumes v001 (its frame is skipped, the file untouched); other settings make v002
+    before = open(passes, "rb").read()
     rerun = run_relit("demo", "-o", str(tmp_path / "demo"), "--steps", "3", "--quiet")
-    assert rerun.returncode == 0 and "v002" in rerun.stdout  # versions are never overwritten
+    assert rerun.returncode == 0 and "v001" in rerun.stdout and open(passes, "rb").read() == before
+    other = run_relit("demo", "-o", str(tmp_path / "demo"), "--steps", "2", "--quiet")
+    assert other.returncode == 0 and "v002" in other.stdout and open(passes, "rb").read() == before
 
 
 def test_check_consistency_on_a_real_photo(tmp_path):

@@ -1,11 +1,13 @@
-"""HDRI -> K area lights by median cut on the sphere (DifFRelight's cheap HDRI path).
+"""HDRI -> K area lights by a variance cut on the sphere (DifFRelight's cheap HDRI path).
 
 Texels keep their exact solid angle and are moved to where the rotation puts
-them (as in :mod:`.hdri`). The set is split recursively, always the region
-holding the most energy, across the principal axis of its energy-weighted
-directions at the energy median, so lights gather where the light is (a sun
-gets a small light of its own, a dim sky a few large ones). Each region
-becomes one area light:
+them (as in :mod:`.hdri`). The set is split recursively, like median cut, but
+always the region whose energy is most spread out (largest energy-weighted
+angular variance), across the principal axis of its directions, at the cut that
+leaves the least variance on both sides. So a sun stays one small light (its
+texels hardly spread) while a wide sky is shared out over several large ones;
+energy-median cuts would slice the sun into pieces that each cost an inference.
+Each region becomes one area light:
 
 - direction: its energy-weighted mean direction;
 - energy: its radiance integrated over its texels (W/m² per channel, exact);
@@ -48,19 +50,36 @@ class Clustering:
         return float(self.dropped.sum()) / t if t > 0 else 0.0
 
 
+def _spread(d: np.ndarray, w: np.ndarray) -> float:
+    """Energy-weighted squared distance of a region's directions from their mean."""
+    total = float(w.sum())
+    if total <= 0:
+        return 0.0
+    mean = (w[:, None] * d).sum(axis=0) / total
+    return float((w * ((d - mean) ** 2).sum(axis=1)).sum())
+
+
 def _split(d: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Index sets of the two halves of a region (equal weight across its principal axis)."""
+    """Index sets of the two halves of a region: the cut across its principal axis that leaves
+    the least weighted variance along that axis."""
     if len(w) < 2 or w.sum() <= 0:
         return None
     mean = (w[:, None] * d).sum(axis=0) / w.sum()
     centred = d - mean
     cov = (w[:, None, None] * centred[:, :, None] * centred[:, None, :]).sum(axis=0)
-    axis = np.linalg.eigh(cov)[1][:, -1]
-    p = centred @ axis
+    p = centred @ np.linalg.eigh(cov)[1][:, -1]
     order = np.argsort(p, kind="stable")
-    cum = np.cumsum(w[order])
-    cut = int(np.searchsorted(cum, 0.5 * cum[-1]))
-    cut = min(max(cut, 1), len(order) - 1)
+    p, ws = p[order], w[order]
+    cw, cwp, cwp2 = np.cumsum(ws), np.cumsum(ws * p), np.cumsum(ws * p * p)
+    left_w, left_p, left_p2 = cw[:-1], cwp[:-1], cwp2[:-1]
+    right_w, right_p, right_p2 = cw[-1] - left_w, cwp[-1] - left_p, cwp2[-1] - left_p2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sse = (left_p2 - np.where(left_w > 0, left_p ** 2 / left_w, 0.0)
+               + right_p2 - np.where(right_w > 0, right_p ** 2 / right_w, 0.0))
+    sse[(left_w <= 0) | (right_w <= 0)] = np.inf
+    if not np.isfinite(sse).any():
+        return None
+    cut = int(np.argmin(sse)) + 1
     return order[:cut], order[cut:]
 
 
@@ -99,8 +118,8 @@ def cluster_environment(pixels: np.ndarray,                 # [H, W, 3] linear r
         es.append(e[keep])
     d, e = np.concatenate(ds), np.concatenate(es)
     w = e @ LUMINANCE
-    # split the region with the most energy until there are k (or nothing left to split)
-    heap = [(-float(w.sum()), 0, np.arange(len(w)))]
+    # split the most spread-out region until there are k (or nothing left to split)
+    heap = [(-_spread(d, w), 0, np.arange(len(w)))]
     done: list[np.ndarray] = []
     counter = 1
     while heap and len(heap) + len(done) < k:
@@ -110,7 +129,7 @@ def cluster_environment(pixels: np.ndarray,                 # [H, W, 3] linear r
             done.append(idx)
             continue
         for half in halves:
-            heapq.heappush(heap, (-float(w[idx[half]].sum()), counter, idx[half]))
+            heapq.heappush(heap, (-_spread(d[idx[half]], w[idx[half]]), counter, idx[half]))
             counter += 1
     regions = done + [idx for _, _, idx in heap]
     lights = [_area_light(d[idx], e[idx], w[idx]) for idx in regions if len(idx) and w[idx].sum() > 0]

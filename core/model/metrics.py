@@ -28,3 +28,14 @@ def best_scale(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     """The constant s minimising |s pred - truth|^2 on ``mask`` (the flat-lit baseline's exposure)."""
     p, t = pred[mask].ravel(), truth[mask].ravel()
     return float(p @ t / max(p @ p, 1e-20))
+
+
+def flip(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """Mean HDR-FLIP error (NVIDIA's ``flip-evaluator``, the ``bench`` extra) over ``mask`` pixels;
+    0 is identical, lower is better. Inputs are scene-linear Rec.709, clamped at 0."""
+    import flip_evaluator
+
+    error_map, _, _ = flip_evaluator.evaluate(np.maximum(truth, 0).astype(np.float32),
+                                              np.maximum(pred, 0).astype(np.float32), "HDR",
+                                              applyMagma=False, computeMeanError=False)
+    return float(np.asarray(error_map).reshape(mask.shape)[mask].mean())

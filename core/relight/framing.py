@@ -85,6 +85,25 @@ def ratio_eps(flat: np.ndarray, matte: np.ndarray) -> float:
     return RATIO_EPS * max(mean, 1e-12)
 
 
+def _fill(ratio: np.ndarray,  # [m, m, C]
+          valid: np.ndarray,  # [m, m] bool, where the ratio is trusted
+          ) -> np.ndarray:    # [m, m, C], invalid pixels filled from valid neighbours (push-pull)
+    """Extend the ratio past the subject's edge so upsampling does not blend it with the black
+    outside (a dark fringe). Weights depend on the plate only, so the fill is linear in the ratio."""
+    import cv2
+
+    if valid.all() or not valid.any():
+        return ratio
+    h, w = valid.shape
+    weight = valid.astype(np.float32)
+    small = (max(1, h // 2), max(1, w // 2))
+    num = cv2.resize(ratio * weight[..., None], small[::-1], interpolation=cv2.INTER_AREA).reshape(small + (-1,))
+    den = cv2.resize(weight, small[::-1], interpolation=cv2.INTER_AREA)
+    coarse = _fill(num / np.maximum(den, 1e-12)[..., None], den > 0) if (h, w) != small else num
+    up = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR).reshape(ratio.shape)
+    return np.where(valid[..., None], ratio, up)
+
+
 def to_plate(relit: np.ndarray,        # [L, m, m, 3] relit layers at model resolution
              flat: np.ndarray,         # [m, m, 3] the premultiplied flat-lit input the model saw
              source: np.ndarray,       # [H, W, 3] the premultiplied full-resolution plate
@@ -98,12 +117,13 @@ def to_plate(relit: np.ndarray,        # [L, m, m, 3] relit layers at model reso
     ratio = (relit / np.maximum(flat, eps)[None]).astype(np.float32)
     if f.identity:
         return ratio * source[None]
+    valid = flat.min(axis=-1) >= eps
     n = len(relit)
     out = np.zeros((n, f.height, f.width, 3), np.float32)
     by, bx, py, px = _overlap(f)
     for i in range(0, n, LAYER_CHUNK):
         chunk = ratio[i:i + LAYER_CHUNK]
-        stacked = chunk.transpose(1, 2, 0, 3).reshape(f.model, f.model, -1)
+        stacked = _fill(chunk.transpose(1, 2, 0, 3).reshape(f.model, f.model, -1), valid)
         if f.size != f.model:
             stacked = resize(stacked, f.size, f.size, "triangle")
         up = stacked.reshape(f.size, f.size, len(chunk), 3).transpose(2, 0, 1, 3)

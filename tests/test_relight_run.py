@@ -1,0 +1,307 @@
+"""`relit relight` jobs: sequences, versions and resume, big plates, the OLAT basis, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from core.errors import RelitError, ValidationError
+from core.io.exr import read_channels, write_exr, write_rgba
+from core.io.passes import read_metadata, read_passes
+from core.io.plates import SUBJECT_ATTRIBUTE
+from core.jobs import RelightJob
+from core.lighting.camera import front_camera_c2w
+from core.lighting.hdri import project_to_layout
+from core.lighting.layout import builtin_layout
+from core.lighting.rig import Environment, Light, LightRig
+from core.model.bundle import BundleInfo, save_bundle
+from core.model.pipeline import RelightOutput
+from core.relight.run import run_relight
+from tests.conftest import ROOT, env_from_function
+from tests.test_model import RES, tiny_pipe
+
+LAYOUT = "rings16"
+SUBJECT = "face-0007"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    pipe = tiny_pipe()
+    layout = builtin_layout(LAYOUT)
+    irr = np.repeat(layout.solid_angles[:, None], 3, 1).tolist()
+    info = BundleInfo(id="tiny-test", config=pipe.model.config, tone=pipe.tone, exposure_image=pipe.exposure_image,
+                      exposure_target=pipe.exposure_target, layout=layout, stage_irradiance=irr, subject=SUBJECT,
+                      training={}, licence="")
+    return save_bundle(tmp_path_factory.mktemp("bundle") / "b", pipe, info)
+
+
+def _plates(folder, frames, size=RES, subject=SUBJECT, shift=0):
+    """A textured disc per frame (moving ``shift`` px per frame), premultiplied, alpha = the disc."""
+    rng = np.random.default_rng(0)
+    texture = 0.2 + rng.random((size, size + 8 * len(frames), 3)).astype(np.float32)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for n, f in enumerate(frames):
+        alpha = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (0.4 * size) ** 2).astype(np.float32)
+        rgb = texture[:, n * shift: n * shift + size] * alpha[..., None]
+        write_rgba(folder / f"flat.{f:04d}.exr", rgb, alpha, {SUBJECT_ATTRIBUTE: subject})
+    return str(folder / "flat.####.exr")
+
+
+def _rig(intensity=2.0):
+    return LightRig([Light("key", "area", (0.3, 0.4, 0.866), 0.2, (1.0, 0.8, 0.6), intensity),
+                     Light("fill", "point", (-0.7, 0.0, 0.714), 0.0, (0.5, 0.5, 1.0), 0.5, group="soft"),
+                     Light("bounce", "point", (0.0, -0.9, 0.436), 0.5, (1.0, 1.0, 1.0), 0.25, group="soft")])
+
+
+def _job(bundle, plates, out, **kw):
+    kw = {"rig": _rig().to_json(), "steps": 2, "seed": 3, **kw}
+    return RelightJob(bundle=str(bundle), input=plates, output=str(out), **kw)
+
+
+def test_sequence_resumes_skips_and_rerenders_into_a_new_version(tmp_path, bundle):
+    plates = _plates(tmp_path, [1001, 1002, 1003])
+    events = []
+    report = run_relight(_job(bundle, plates, tmp_path / "out"), events.append)
+    folder = tmp_path / "out" / "v001"
+    assert report.folder == folder and [f.frame for f in report.frames] == [1001, 1002, 1003]
+    assert sorted(p.name for p in folder.iterdir()) == ["job.json", "relit.1001.exr", "relit.1002.exr",
+                                                        "relit.1003.exr"]
+    assert report.frames[0].evaluations == 3 * 2  # three lights, plain guidance, two steps
+    assert [e.done for e in events if e.stage == "frames"] == [1, 2, 3]
+    assert max(e.done for e in events if e.stage == "lights") == 3 * 2
+    layers, beauty, alpha = read_passes(folder / "relit.1002.exr")
+    assert sorted(layers) == ["light_key", "light_soft"]
+    half = layers["light_key"] + layers["light_soft"]
+    np.testing.assert_allclose(beauty, half, atol=2e-3 * max(1.0, float(np.abs(half).max())))
+    np.testing.assert_array_equal(alpha, read_channels(tmp_path / "flat.1002.exr", ["A"])[..., 0])
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    # the same job again: every frame skipped, nothing rewritten
+    again = run_relight(_job(bundle, plates, tmp_path / "out"))
+    assert again.folder == folder and all(f.skipped for f in again.frames)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix == ".exr"} == \
+           {k: v for k, v in before.items() if k.endswith(".exr")}
+    # an edited rig renders a new version; the old one is untouched
+    edited = run_relight(_job(bundle, plates, tmp_path / "out", rig=_rig(3.0).to_json()))
+    assert edited.folder == tmp_path / "out" / "v002" and not any(f.skipped for f in edited.frames)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix == ".exr"} == \
+           {k: v for k, v in before.items() if k.endswith(".exr")}
+    key2 = read_passes(edited.folder / "relit.1002.exr")[0]["light_key"]
+    np.testing.assert_allclose(key2, 1.5 * layers["light_key"], rtol=2e-3, atol=1e-3)
+
+
+class LinearModel:
+    """A stand-in model whose prediction is the input times (1 + direction.z): exactly linear, so a
+    relit layer must equal the plate times a known constant at any plate size."""
+
+    def latent_shape(self):
+        return (12, RES // 2, RES // 2)
+
+    def __call__(self, image, directions=None, sizes=None, **kw):
+        k = 1.0 + np.asarray(directions)[:, 2]
+        return RelightOutput((image[None] * k[:, None, None, None]).astype(np.float32), len(k))
+
+
+def test_a_big_plate_is_cropped_relit_and_carried_back_as_a_ratio(tmp_path, bundle):
+    from core.model.bundle import read_info
+
+    h, w = 150, 110  # larger than the model (32 px), not square, subject off-centre
+    yy, xx = np.mgrid[0:h, 0:w]
+    alpha = (((yy - 60) / 40.0) ** 2 + ((xx - 45) / 30.0) ** 2 < 1).astype(np.float32)
+    texture = 0.1 + np.random.default_rng(1).random((h, w, 3)).astype(np.float32)  # per-pixel detail
+    write_rgba(tmp_path / "plate.exr", texture * alpha[..., None], alpha)
+    rig = LightRig([Light("a", "area", (0.0, 0.6, 0.8), 0.0, (1.0, 0.5, 0.25), 2.0),
+                    Light("b", "area", (0.6, 0.0, -0.8), 0.3, (1.0, 1.0, 1.0), 1.0)])
+    job = _job(bundle, str(tmp_path / "plate.exr"), tmp_path / "out", rig=rig.to_json())
+    report = run_relight(job, pipe_and_info=(LinearModel(), read_info(bundle)))
+    layers, beauty, out_alpha = read_passes(report.frames[0].path)
+    assert beauty.shape == (h, w, 3)
+    np.testing.assert_array_equal(out_alpha, alpha)
+    source = texture * alpha[..., None]
+    # the ratio relit/flat is 1.8 (times colour and intensity) everywhere on the subject, so the
+    # full-resolution plate, detail included, comes back scaled by exactly that (within half rounding)
+    np.testing.assert_allclose(layers["light_a"], source * 1.8 * 2.0 * np.array([1.0, 0.5, 0.25]),
+                               rtol=2e-3, atol=1e-6)
+    np.testing.assert_allclose(layers["light_b"], source * 0.2, rtol=2e-3, atol=1e-6)
+    assert np.all(beauty[alpha == 0] == 0)
+
+
+def test_olat_basis_reweighted_equals_the_stage_environment(tmp_path, bundle):
+    env = env_from_function(16, lambda d: (0.2 + np.exp(5 * (d @ np.array([0.3, -0.8, 0.5]) - 1)))[..., None]
+                            * np.array([1.0, 0.8, 0.6]))
+    write_rgba(tmp_path / "env.exr", env, np.ones(env.shape[:2], np.float32))
+    rot = (0.1, -0.2, 0.7)
+    rig = LightRig([], Environment(str(tmp_path / "env.exr"), rot, 1.5), front_camera_c2w(2.0).tolist())
+    plates = _plates(tmp_path, [1])
+    report = run_relight(_job(bundle, plates, tmp_path / "out", rig=rig.to_json(), basis=True))
+    assert report.frames[0].evaluations == len(builtin_layout(LAYOUT)) * 2  # the basis serves the environment
+    relit = read_passes(report.folder / "relit.0001.exr")[0]["light_environment"]
+    basis_path = report.folder / "relit_basis.0001.exr"
+    basis, _, _ = read_passes(basis_path)
+    meta = read_metadata(basis_path)
+    assert len(meta["basis"]) == len(basis) == len(builtin_layout(LAYOUT)) and meta["stage"]["names"] == list(builtin_layout(LAYOUT).names)
+    w = project_to_layout(env.astype(np.float16).astype(np.float32), builtin_layout(LAYOUT), rot, 1.5).weights
+    reweighted = sum(basis[f"light_{b['layer']}"] * w[i] for i, b in enumerate(meta["basis"]))
+    np.testing.assert_allclose(reweighted, relit, rtol=5e-3, atol=2e-3 * float(relit.max()))
+
+
+def test_area_strategy_spends_k_inferences_and_conserves_energy(tmp_path, bundle):
+    from core.model.bundle import read_info
+
+    env = env_from_function(16, lambda d: (0.5 + 3 * (d[..., 2:] > 0.7)) * np.ones(3))
+    write_rgba(tmp_path / "env.exr", env, np.ones(env.shape[:2], np.float32))
+    rig = LightRig([], Environment(str(tmp_path / "env.exr")), front_camera_c2w().tolist())
+    plates = _plates(tmp_path, [1])
+    area = run_relight(_job(bundle, plates, tmp_path / "area", rig=rig.to_json(), hdri_strategy="area",
+                            clusters=4))
+    assert area.inferences == 4 and area.frames[0].evaluations == 4 * 2
+    # with a direction-blind linear model both strategies give (total energy) x plate
+    info = read_info(bundle)
+    a = run_relight(_job(bundle, plates, tmp_path / "a", rig=rig.to_json(), hdri_strategy="area", clusters=4),
+                    pipe_and_info=(DirectionBlind(), info))
+    s = run_relight(_job(bundle, plates, tmp_path / "s", rig=rig.to_json(), hdri_strategy="stage"),
+                    pipe_and_info=(DirectionBlind(), info))
+    la = read_passes(a.frames[0].path)[0]["light_environment"]
+    ls = read_passes(s.frames[0].path)[0]["light_environment"]
+    np.testing.assert_allclose(la, ls, rtol=2e-3, atol=1e-5)
+
+
+class DirectionBlind(LinearModel):
+    def __call__(self, image, directions=None, sizes=None, **kw):
+        return RelightOutput(np.repeat(image[None], len(directions), 0).astype(np.float32), len(directions))
+
+
+def _assert_nothing_written(out):
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("case", ["nan_hdri", "black_hdri", "unreadable_frame", "unknown_field", "unknown_type",
+                                  "other_subject", "strategy_mismatch"])
+def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, bundle, case):
+    plates = _plates(tmp_path, [1, 2], subject="face-0099" if case == "other_subject" else SUBJECT)
+    out = tmp_path / "out"
+    env = np.ones((8, 16, 3), np.float32)
+    rig = _rig().to_json()
+    if case in ("nan_hdri", "black_hdri"):
+        env[3, 5] = np.nan if case == "nan_hdri" else env[3, 5]
+        write_rgba(tmp_path / "env.exr", env if case == "nan_hdri" else 0 * env, np.ones((8, 16), np.float32))
+        rig = LightRig([], Environment(str(tmp_path / "env.exr"))).to_json()
+        match = "NaN or Inf" if case == "nan_hdri" else "black everywhere"
+    elif case == "unreadable_frame":
+        (tmp_path / "flat.0002.exr").write_bytes((tmp_path / "flat.0002.exr").read_bytes()[:100])
+        match = "flat.0002.exr"
+    elif case == "unknown_field":
+        rig["lights"][0]["colour"] = [1, 0, 0]
+        match = r"lights\[0\]: unknown field\(s\) \['colour'\]"
+    elif case == "unknown_type":
+        rig["lights"][1]["type"] = "mesh"
+        match = r"lights\[1\].type: 'mesh' is not a light type"
+    elif case == "other_subject":
+        match = "subject 'face-0099'.*--allow-other-subject"
+    else:
+        rig = LightRig([], Environment(str(tmp_path / "env.exr"))).to_json()
+        write_rgba(tmp_path / "env.exr", env, np.ones((8, 16), np.float32))
+        match = "envmap needs an envmap bundle"
+    with pytest.raises(RelitError, match=match):
+        run_relight(_job(bundle, plates, out, rig=rig, hdri_strategy="envmap" if case == "strategy_mismatch"
+                         else "auto"))
+    _assert_nothing_written(out)
+
+
+def test_other_subject_is_allowed_with_a_warning(tmp_path, bundle):
+    plates = _plates(tmp_path, [1], subject="face-0099")
+    report = run_relight(_job(bundle, plates, tmp_path / "out", allow_other_subject=True))
+    assert len(report.frames) == 1 and "face-0099" in report.warnings[0]
+
+
+def test_cli_reports_a_bad_rig_with_the_file_and_field(tmp_path, bundle):
+    plates = _plates(tmp_path, [1])
+    rig = _rig().to_json()
+    rig["lights"][0]["direction"] = [0, 0, 0]
+    (tmp_path / "rig.json").write_text(json.dumps(rig))
+    run = subprocess.run([sys.executable, "-m", "core.cli", "relight", "--bundle", str(bundle), "--input", plates,
+                          "--rig", str(tmp_path / "rig.json"), "-o", str(tmp_path / "out")],
+                         capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert run.returncode == 2
+    assert "rig.json: lights[0].direction: is the zero vector" in run.stderr
+    _assert_nothing_written(tmp_path / "out")
+
+
+def test_killed_mid_sequence_leaves_no_partial_file_and_the_rerun_completes(tmp_path, bundle):
+    frames = list(range(1, 9))
+    plates = _plates(tmp_path, frames)
+    job = _job(bundle, plates, tmp_path / "out", steps=60, batch_size=1)
+    job.save(tmp_path / "job.json")
+    cmd = [sys.executable, "-m", "core.cli", "relight", "--job", str(tmp_path / "job.json"), "--quiet"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = tmp_path / "out" / "v001"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (folder / "relit.0002.exr").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = sorted(p.name for p in folder.glob("relit.*.exr"))
+    assert 2 <= len(written) < len(frames), "the kill should land mid-sequence"
+    for name in written:  # every file under its final name is whole
+        read_passes(folder / name)
+    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(written)} skipped" in rerun.stdout and "v001" in rerun.stdout
+    assert sorted(p.name for p in folder.glob("relit.*.exr")) == [f"relit.{f:04d}.exr" for f in frames]
+    assert not [p for p in folder.iterdir() if ".partial" in p.name]
+
+
+def test_memory_stays_flat_over_twenty_frames(tmp_path, bundle):
+    """Frames are streamed: resident memory after frame 20 is within a few MB of after frame 5."""
+    plates = _plates(tmp_path, list(range(1, 21)))
+    rss = {}
+
+    def sample(event):
+        if event.stage == "frames":
+            with open("/proc/self/statm") as f:
+                rss[event.done] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    run_relight(_job(bundle, plates, tmp_path / "out", steps=1), sample)
+    growth = (rss[20] - rss[5]) / 2 ** 20
+    assert growth < 8.0, f"resident memory grew {growth:.1f} MiB from frame 5 to 20"
+
+
+def test_flow_noise_moves_with_the_plate_and_is_part_of_the_hash(tmp_path, bundle):
+    plates = _plates(tmp_path, [1, 2, 3], shift=4)
+    fixed = run_relight(_job(bundle, plates, tmp_path / "fixed"))
+    flow = run_relight(_job(bundle, plates, tmp_path / "flow", noise="flow"))
+    h_fixed = [read_metadata(f.path)["input_hash"] for f in fixed.frames]
+    h_flow = [read_metadata(f.path)["input_hash"] for f in flow.frames]
+    assert len(set(h_fixed + h_flow)) == 6
+    again = run_relight(_job(bundle, plates, tmp_path / "flow", noise="flow"))
+    assert all(f.skipped for f in again.frames)
+
+
+def test_job_json_round_trips_and_names_bad_fields(tmp_path):
+    job = RelightJob(bundle="b", input="p.####.exr", output="o", rig=_rig().to_json(), frames="1-3",
+                     hdri_strategy="area", clusters=4)
+    job.save(tmp_path / "job.json")
+    assert RelightJob.load(tmp_path / "job.json") == job
+    data = job.to_json()
+    with pytest.raises(ValidationError, match=r"bad.json: unknown field\(s\) \['lights'\]"):
+        (tmp_path / "bad.json").write_text(json.dumps(dict(data, lights=[])))
+        RelightJob.load(tmp_path / "bad.json")
+    with pytest.raises(ValidationError, match="hdri_strategy: 'sh' is not one of"):
+        RelightJob.from_json(dict(data, hdri_strategy="sh"))
+    with pytest.raises(ValidationError, match="clusters: must be an integer >= 1"):
+        RelightJob.from_json(dict(data, clusters=0))
+    with pytest.raises(ValidationError, match="nothing to render"):
+        RelightJob.from_json(dict(data, rig=None))
+
+
+def test_write_exr_of_plates_keeps_the_subject_attribute(tmp_path):
+    write_exr(tmp_path / "p.exr", np.zeros((4, 4, 4), np.float32), ["R", "G", "B", "A"],
+              attributes={SUBJECT_ATTRIBUTE: "face-0003"})
+    from core.io.plates import read_plate
+
+    assert read_plate(tmp_path / "p.exr").subject == "face-0003"
