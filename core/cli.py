@@ -234,13 +234,12 @@ def _job_from_args(args: argparse.Namespace):
         rig = LightRig.load(args.rig)
     elif args.hdri:
         env = Environment(str(_resolve_hdri(args.hdri).resolve()), parse_rotation(args.rotation), args.intensity)
-        rig = LightRig([], env, _read_c2w(args.camera_c2w))
-    if rig is not None and args.camera_c2w and args.rig:
-        rig.camera_c2w = _read_c2w(args.camera_c2w)
+        rig = LightRig([], env)
     from .demo import DEFAULT_BUNDLE
 
     job = RelightJob(bundle=str(args.bundle or DEFAULT_BUNDLE), input=args.input, output=args.output,
                      rig=None if rig is None else rig.to_json(), matte=args.matte, frames=args.frames,
+                     camera_c2w=_read_c2w(args.camera_c2w),
                      hdri_strategy=args.hdri_strategy, clusters=args.clusters, missing=args.missing,
                      basis=args.basis, steps=args.steps, guidance_image=args.guidance_image,
                      guidance_light=args.guidance_light, seed=args.seed, sampler=args.sampler, noise=args.noise,
@@ -299,6 +298,45 @@ def cmd_relight(args: argparse.Namespace) -> None:
         print(f"  {evals} UNet evaluations and {secs:.2f} s per frame on {job.device}")
     for w in report.warnings:
         print(f"  warning: {w}")
+
+
+def cmd_comp(args: argparse.Namespace) -> None:
+    from compositor_nodes.defaults import default_graph
+    from compositor_nodes.evaluate import evaluate
+    from compositor_nodes.graph import Graph, Read
+    from compositor_nodes.nuke import write_nuke
+    from tqdm import tqdm
+
+    from .io.sequence import find_frames, is_sequence, parse_frame_range
+
+    if bool(args.graph) == bool(args.default):
+        raise RelitError("give a graph JSON, or --default PASSES to build the default comp of a pass file")
+    if args.default:
+        frames = sorted(find_frames(args.default)) if is_sequence(args.default) else []
+        if args.default and not args.output:
+            raise RelitError("--default needs -o/--output: where the comp writes (file or name.####.exr)")
+        graph = default_graph(args.default, args.output, args.plate, frames[0] if frames else None,
+                              frames[-1] if frames else None)
+    else:
+        graph = Graph.load(args.graph)
+    if args.save_graph:
+        graph.save(args.save_graph)
+        print(f"wrote {args.save_graph}")
+    reads = [n for n in graph.nodes.values() if isinstance(n, Read) and n.first is not None]
+    if args.frames:
+        frames = parse_frame_range(args.frames)
+    elif reads:
+        frames = list(range(reads[0].first, reads[0].last + 1))
+    else:
+        frames = [None]
+    if args.nuke:
+        write_nuke(graph, args.nuke, frame=frames[0])
+        print(f"wrote {args.nuke}")
+    if args.no_render:
+        return
+    for frame in tqdm(frames, desc="comp", unit="frame", disable=args.quiet or len(frames) == 1):
+        written = evaluate(graph, frame, keep={w.name for w in graph.outputs()})
+    print(f"comp: {len(frames)} frame(s); last written: {', '.join(str(p) for p in written.values())}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -440,6 +478,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("-o", "--output", help="output folder (version folders vNNN are made inside)")
     p.set_defaults(func=cmd_relight)
+
+    p = sub.add_parser("comp", help="evaluate a comp graph over relit passes (or build the default one)",
+                       description="Evaluate a compositor_nodes graph (JSON) frame by frame with OpenImageIO, "
+                                   "writing EXRs atomically; or build the default comp of a pass file "
+                                   "(a Shuffle -> Grade branch per light, summed). Optionally export it as a "
+                                   "Nuke script.")
+    p.add_argument("graph", nargs="?", help="comp graph JSON")
+    p.add_argument("--default", metavar="PASSES", help="build the default comp of this pass file or sequence")
+    p.add_argument("--plate", help="with --default: the flat-lit plate, read for reference")
+    p.add_argument("-o", "--output", help="with --default: the file or name.####.exr the comp writes")
+    p.add_argument("--frames", help="frame range A-B (default: the Read nodes' range)")
+    p.add_argument("--nuke", help="also write the graph as a Nuke script (.nk)")
+    p.add_argument("--save-graph", help="write the graph JSON (e.g. the default one, to edit)")
+    p.add_argument("--no-render", action="store_true", help="only write --nuke / --save-graph")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_comp)
 
     p = sub.add_parser("check-consistency", help="sum of predicted stage OLATs vs the input (no ground truth)",
                        description="Light transport is linear and flat-lit is the sum of all stage lights, so the "

@@ -28,6 +28,8 @@ class RelightJob:
     output: str                          # output root; every run writes into a version folder vNNN below it
     rig: dict | None = None              # LightRig JSON (lights and/or environment), inline
     matte: str | None = None             # matte file or pattern (default: the plate's alpha)
+    camera_c2w: list | None = None       # Blender 4x4 camera-to-world of the plate (default: the rig's, else
+                                         # the front view); what stage directions are seen from
     frames: str | None = None            # frame range "A-B" or "A-B,C" (default: every frame found)
     hdri_strategy: str = "auto"          # how an environment is relit: stage | area | envmap (auto: by bundle)
     clusters: int = 8                    # area lights for the "area" strategy
@@ -97,15 +99,20 @@ class RelightJob:
             raise ValidationError(f"{source}: nothing to render; give a rig (lights or an HDRI) or ask for the "
                                   "OLAT basis")
         if self.rig is not None:
-            rig = LightRig.from_json(self.rig, source=f"{source}.rig")
-            if rig.camera_c2w is not None:
-                as_numbers(rig.camera_c2w, f"{source}.rig.camera_c2w", (4, 4))
+            LightRig.from_json(self.rig, source=f"{source}.rig")
+        if self.camera_c2w is not None:
+            self.camera_c2w = as_numbers(self.camera_c2w, f"{source}.camera_c2w", (4, 4)).tolist()
 
     def light_rig(self):
-        """The validated LightRig, or None (basis-only jobs)."""
+        """The validated LightRig (its camera replaced by the job's when given), or None (basis-only jobs)."""
         from .lighting.rig import LightRig
 
-        return None if self.rig is None else LightRig.from_json(self.rig, source="job.rig")
+        if self.rig is None:
+            return None
+        rig = LightRig.from_json(self.rig, source="job.rig")
+        if self.camera_c2w is not None:
+            rig.camera_c2w = self.camera_c2w
+        return rig
 
 
 def _choice(value, options: tuple[str, ...], where: str) -> None:

@@ -71,3 +71,54 @@ def capture(tmp_path_factory):
     run = run_relit(*SYNTH_ARGS, "-o", str(out))
     assert run.returncode == 0, run.stderr
     return CaptureSet(out)
+
+
+# --- relight jobs: a tiny bundle, textured plates, a three-light rig -------------------------
+LAYOUT = "rings16"
+SUBJECT = "face-0007"
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    """A tiny untrained olat bundle on disk (32 px, a small stage, subject SUBJECT)."""
+    from core.lighting.layout import builtin_layout
+    from core.model.bundle import BundleInfo, save_bundle
+    from tests.test_model import tiny_pipe
+
+    pipe = tiny_pipe()
+    layout = builtin_layout(LAYOUT)
+    irr = np.repeat(layout.solid_angles[:, None], 3, 1).tolist()
+    info = BundleInfo(id="tiny-test", config=pipe.model.config, tone=pipe.tone, exposure_image=pipe.exposure_image,
+                      exposure_target=pipe.exposure_target, layout=layout, stage_irradiance=irr, subject=SUBJECT,
+                      training={}, licence="")
+    return save_bundle(tmp_path_factory.mktemp("bundle") / "b", pipe, info)
+
+
+def write_plates(folder, frames, size=32, subject=SUBJECT, shift=0):
+    """A textured disc per frame (moving ``shift`` px per frame), premultiplied, alpha = the disc."""
+    from core.io.exr import write_rgba
+    from core.io.plates import SUBJECT_ATTRIBUTE
+
+    rng = np.random.default_rng(0)
+    texture = 0.2 + rng.random((size, size + 8 * len(frames), 3)).astype(np.float32)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for n, f in enumerate(frames):
+        alpha = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (0.4 * size) ** 2).astype(np.float32)
+        rgb = texture[:, n * shift: n * shift + size] * alpha[..., None]
+        write_rgba(folder / f"flat.{f:04d}.exr", rgb, alpha, {SUBJECT_ATTRIBUTE: subject})
+    return str(folder / "flat.####.exr")
+
+
+def example_rig(intensity=2.0):
+    from core.lighting.rig import Light, LightRig
+
+    return LightRig([Light("key", "area", (0.3, 0.4, 0.866), 0.2, (1.0, 0.8, 0.6), intensity),
+                     Light("fill", "point", (-0.7, 0.0, 0.714), 0.0, (0.5, 0.5, 1.0), 0.5, group="soft"),
+                     Light("bounce", "point", (0.0, -0.9, 0.436), 0.5, (1.0, 1.0, 1.0), 0.25, group="soft")])
+
+
+def relight_job(bundle, plates, out, **kw):
+    from core.jobs import RelightJob
+
+    kw = {"rig": example_rig().to_json(), "steps": 2, "seed": 3, **kw}
+    return RelightJob(bundle=str(bundle), input=plates, output=str(out), **kw)

@@ -19,48 +19,12 @@ from core.lighting.camera import front_camera_c2w
 from core.lighting.hdri import project_to_layout
 from core.lighting.layout import builtin_layout
 from core.lighting.rig import Environment, Light, LightRig
-from core.model.bundle import BundleInfo, save_bundle
 from core.model.pipeline import RelightOutput
 from core.relight.run import run_relight
-from tests.conftest import ROOT, env_from_function
-from tests.test_model import RES, tiny_pipe
-
-LAYOUT = "rings16"
-SUBJECT = "face-0007"
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    pipe = tiny_pipe()
-    layout = builtin_layout(LAYOUT)
-    irr = np.repeat(layout.solid_angles[:, None], 3, 1).tolist()
-    info = BundleInfo(id="tiny-test", config=pipe.model.config, tone=pipe.tone, exposure_image=pipe.exposure_image,
-                      exposure_target=pipe.exposure_target, layout=layout, stage_irradiance=irr, subject=SUBJECT,
-                      training={}, licence="")
-    return save_bundle(tmp_path_factory.mktemp("bundle") / "b", pipe, info)
-
-
-def _plates(folder, frames, size=RES, subject=SUBJECT, shift=0):
-    """A textured disc per frame (moving ``shift`` px per frame), premultiplied, alpha = the disc."""
-    rng = np.random.default_rng(0)
-    texture = 0.2 + rng.random((size, size + 8 * len(frames), 3)).astype(np.float32)
-    yy, xx = np.mgrid[0:size, 0:size]
-    for n, f in enumerate(frames):
-        alpha = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (0.4 * size) ** 2).astype(np.float32)
-        rgb = texture[:, n * shift: n * shift + size] * alpha[..., None]
-        write_rgba(folder / f"flat.{f:04d}.exr", rgb, alpha, {SUBJECT_ATTRIBUTE: subject})
-    return str(folder / "flat.####.exr")
-
-
-def _rig(intensity=2.0):
-    return LightRig([Light("key", "area", (0.3, 0.4, 0.866), 0.2, (1.0, 0.8, 0.6), intensity),
-                     Light("fill", "point", (-0.7, 0.0, 0.714), 0.0, (0.5, 0.5, 1.0), 0.5, group="soft"),
-                     Light("bounce", "point", (0.0, -0.9, 0.436), 0.5, (1.0, 1.0, 1.0), 0.25, group="soft")])
-
-
-def _job(bundle, plates, out, **kw):
-    kw = {"rig": _rig().to_json(), "steps": 2, "seed": 3, **kw}
-    return RelightJob(bundle=str(bundle), input=plates, output=str(out), **kw)
+from tests.conftest import LAYOUT, ROOT, SUBJECT, env_from_function, example_rig
+from tests.conftest import relight_job as _job
+from tests.conftest import write_plates as _plates
+from tests.test_model import RES
 
 
 def test_sequence_resumes_skips_and_rerenders_into_a_new_version(tmp_path, bundle):
@@ -86,7 +50,7 @@ def test_sequence_resumes_skips_and_rerenders_into_a_new_version(tmp_path, bundl
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix == ".exr"} == \
            {k: v for k, v in before.items() if k.endswith(".exr")}
     # an edited rig renders a new version; the old one is untouched
-    edited = run_relight(_job(bundle, plates, tmp_path / "out", rig=_rig(3.0).to_json()))
+    edited = run_relight(_job(bundle, plates, tmp_path / "out", rig=example_rig(3.0).to_json()))
     assert edited.folder == tmp_path / "out" / "v002" and not any(f.skipped for f in edited.frames)
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix == ".exr"} == \
            {k: v for k, v in before.items() if k.endswith(".exr")}
@@ -185,7 +149,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, bundle, case):
     plates = _plates(tmp_path, [1, 2], subject="face-0099" if case == "other_subject" else SUBJECT)
     out = tmp_path / "out"
     env = np.ones((8, 16, 3), np.float32)
-    rig = _rig().to_json()
+    rig = example_rig().to_json()
     if case in ("nan_hdri", "black_hdri"):
         env[3, 5] = np.nan if case == "nan_hdri" else env[3, 5]
         write_rgba(tmp_path / "env.exr", env if case == "nan_hdri" else 0 * env, np.ones((8, 16), np.float32))
@@ -220,7 +184,7 @@ def test_other_subject_is_allowed_with_a_warning(tmp_path, bundle):
 
 def test_cli_reports_a_bad_rig_with_the_file_and_field(tmp_path, bundle):
     plates = _plates(tmp_path, [1])
-    rig = _rig().to_json()
+    rig = example_rig().to_json()
     rig["lights"][0]["direction"] = [0, 0, 0]
     (tmp_path / "rig.json").write_text(json.dumps(rig))
     run = subprocess.run([sys.executable, "-m", "core.cli", "relight", "--bundle", str(bundle), "--input", plates,
@@ -283,7 +247,7 @@ def test_flow_noise_moves_with_the_plate_and_is_part_of_the_hash(tmp_path, bundl
 
 
 def test_job_json_round_trips_and_names_bad_fields(tmp_path):
-    job = RelightJob(bundle="b", input="p.####.exr", output="o", rig=_rig().to_json(), frames="1-3",
+    job = RelightJob(bundle="b", input="p.####.exr", output="o", rig=example_rig().to_json(), frames="1-3",
                      hdri_strategy="area", clusters=4)
     job.save(tmp_path / "job.json")
     assert RelightJob.load(tmp_path / "job.json") == job

@@ -58,6 +58,7 @@ class LightingPlan:
     layers: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (idx [M], rgb [M, 3])
     basis: list[dict] | None = None      # OLAT-basis layers {layer, index, direction, world_direction, size, solid_angle}
     stage: dict | None = None            # the stage layout JSON (basis files carry it)
+    camera_c2w: list | None = None       # the camera the basis directions are seen from (basis files carry it)
     environment: np.ndarray | None = None  # [1, m, m, 3] encoded camera-frame environment (envmap bundles)
     environment_scale: float = 1.0       # radiance the encoded environment stands for (envmap bundles)
 
@@ -76,7 +77,9 @@ class LightingPlan:
         self.layers[layer] = (np.concatenate([old_idx, idx]), np.concatenate([old_rgb, np.asarray(rgb).reshape(-1, 3)]))
 
 
-def _camera(rig: LightRig | None) -> np.ndarray:
+def _camera(rig: LightRig | None, camera_c2w=None) -> np.ndarray:
+    if camera_c2w is not None:
+        return np.asarray(camera_c2w, dtype=np.float64)
     if rig is not None and rig.camera_c2w is not None:
         return np.asarray(rig.camera_c2w, dtype=np.float64)
     log.info("no camera_c2w in the rig: stage directions are taken from the front view (the stage's "
@@ -85,11 +88,13 @@ def _camera(rig: LightRig | None) -> np.ndarray:
 
 
 def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: int = 8, missing: str = "drop",
-                  basis: bool = False, environment: np.ndarray | None = None) -> LightingPlan:
+                  basis: bool = False, environment: np.ndarray | None = None,
+                  camera_c2w=None) -> LightingPlan:
     """The inferences and layer weights for ``rig`` on bundle ``info``.
 
     ``environment`` is the rig's environment already loaded ([H, W, 3]); it is read from disk
     when not given. ``auto`` is ``stage`` for an olat bundle and ``envmap`` for an envmap bundle.
+    ``camera_c2w`` (Blender 4x4) is the plate's camera when the rig has none (basis-only jobs).
     """
     if strategy not in STRATEGIES:
         raise ValidationError(f"HDRI strategy {strategy!r}: use one of {STRATEGIES}")
@@ -98,7 +103,7 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
         strategy = "envmap" if conditioning == "envmap" else "stage"
     env = rig.environment if rig is not None else None
     if conditioning == "envmap":
-        return _plan_envmap(info, rig, environment, basis, strategy)
+        return _plan_envmap(info, rig, environment, basis, strategy, camera_c2w)
     if env is not None and strategy == "envmap":
         raise ValidationError(f"--hdri-strategy envmap needs an envmap bundle; {info.id} is an olat bundle "
                               "(use stage or area)")
@@ -111,7 +116,7 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
         raise ValidationError(f"bundle {info.id} records no stage layout; the stage strategy and the OLAT "
                               "basis need one (use --hdri-strategy area)")
     layout = info.layout
-    c2w = _camera(rig) if (need_stage or env is not None) else None
+    c2w = _camera(rig, camera_c2w) if (need_stage or env is not None) else None
     pixels = None
     if env is not None:
         pixels = environment if environment is not None else load_environment(env.path)
@@ -128,6 +133,7 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
             plan._feed(ENV_LAYER, idx, weights[lit])
         if basis:
             plan.stage = layout.to_json()
+            plan.camera_c2w = c2w.tolist()
             plan.basis = [{"layer": f"stage_{sanitise_name(layout.names[i])}", "index": int(j),
                            "direction": cam_dirs[i].tolist(), "world_direction": layout.directions[i].tolist(),
                            "size": 0.0, "solid_angle": float(layout.solid_angles[i])} for i, j in zip(lit, idx)]
@@ -149,7 +155,8 @@ def _report_dropped(fraction: float, stage: str) -> None:
                     "(--missing nearest keeps it)", stage, 100 * fraction)
 
 
-def _plan_envmap(info, rig: LightRig | None, environment, basis: bool, strategy: str) -> LightingPlan:
+def _plan_envmap(info, rig: LightRig | None, environment, basis: bool, strategy: str,
+                 camera_c2w=None) -> LightingPlan:
     """SynthLight: one pass with the environment (camera frame, tone-mapped) on channels."""
     from ..model.envmap import camera_frame_latlong, encode_environment
 
@@ -167,7 +174,7 @@ def _plan_envmap(info, rig: LightRig | None, environment, basis: bool, strategy:
     env = rig.environment
     pixels = environment if environment is not None else load_environment(env.path)
     res = info.config.resolution
-    latlong = camera_frame_latlong(pixels, env.rotation, _camera(rig), res // 2)
+    latlong = camera_frame_latlong(pixels, env.rotation, _camera(rig, camera_c2w), res // 2)
     encoded, scale = encode_environment(latlong * env.intensity, res)
     plan = LightingPlan(environment=encoded[None], environment_scale=float(scale))
     plan.layers[ENV_LAYER] = (np.zeros(1, int), np.ones((1, 3)))
@@ -251,7 +258,7 @@ def pass_metadata(rig: LightRig | None, info, settings: RelightSettings, digest:
     if basis and plan is not None:
         meta.basis = [{k: v for k, v in b.items() if k != "index"} for b in plan.basis]
         meta.stage = plan.stage
-        meta.camera_c2w = _camera(rig).tolist()
+        meta.camera_c2w = plan.camera_c2w
     return meta
 
 

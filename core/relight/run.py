@@ -216,7 +216,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
         environment = load_environment(rig.environment.path)
         hdri_sha = _file_sha256(rig.environment.path)
     plan: LightingPlan = plan_lighting(info, rig, job.hdri_strategy, job.clusters, job.missing, job.basis,
-                                       environment)
+                                       environment, job.camera_c2w)
     pipe, info = pipe_and_info if pipe_and_info is not None else load_bundle(job.bundle, job.device)
     source = FrameSource(job, info, pipe.latent_shape())
     report = RunReport(folder=Path(job.output), inferences=plan.inferences, warnings=source.check_headers())
