@@ -26,7 +26,7 @@ class Multi:
     path: Path         # the file it was read from (Relight reads its metadata)
 
 
-def _frame_file(pattern: str, frame: int | None) -> Path:
+def frame_file(pattern: str, frame: int | None) -> Path:
     sequence = core_module("io.sequence")
     if frame is None or not sequence.is_sequence(pattern):
         return Path(pattern)
@@ -36,7 +36,7 @@ def _frame_file(pattern: str, frame: int | None) -> Path:
 def _read(node: Read, frame: int | None) -> Multi:
     import OpenImageIO as oiio
 
-    path = _frame_file(node.path, frame)
+    path = frame_file(node.path, frame)
     if not path.exists():
         raise RelitIOError(f"node {node.name!r} (Read): {path} not found")
     buf = oiio.ImageBuf(str(path))
@@ -158,7 +158,7 @@ def _relight(node: Relight, multi: Multi):
 def _write(node: Write, img, frame: int | None) -> Path:
     import OpenImageIO as oiio
 
-    path = _frame_file(node.path, frame)
+    path = frame_file(node.path, frame)
     atomic_path = core_module("io.atomic").atomic_path
     out = oiio.ImageBuf(img.spec())
     oiio.ImageBufAlgo.copy(out, img)

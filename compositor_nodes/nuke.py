@@ -28,6 +28,7 @@ import re
 from pathlib import Path
 
 from ._core import core_module
+from .expand import expand_relight
 from .graph import Grade, Graph, Merge, Read, Relight, Shuffle, Write
 
 ValidationError = core_module("errors").ValidationError
@@ -44,41 +45,12 @@ def _quote(text: str) -> str:
     return text if re.fullmatch(r"[A-Za-z0-9_./#%:-]+", text) else "\"" + text.replace("\"", "\\\"") + "\""
 
 
-def _expand_relight(graph: Graph, frame: int | None) -> Graph:
-    """A copy of ``graph`` with each Relight node replaced by Shuffle + Grade (multiply) + Merge plus."""
-    from .evaluate import _frame_file, relight_weights
-
-    passes, naming = core_module("io.passes"), core_module("io.naming")
-    out = Graph()
-    rename: dict[str, str] = {}
-    for node in graph.order():
-        if not isinstance(node, Relight):
-            copy = type(node)(**{**node.params(), "name": node.name,
-                                 "inputs": [rename.get(i, i) for i in node.inputs]})
-            out.add(copy)
-            continue
-        read = graph.nodes[node.inputs[0]]
-        path = _frame_file(read.path, frame if frame is not None else read.first)
-        layers, weights = relight_weights(node, passes.read_metadata(path), path.name)
-        total = None
-        for layer, w in zip(layers, weights):
-            if not any(w):
-                continue
-            b = f"{node.name}_{layer}"
-            out.add(Shuffle(f"shuffle_{b}", [rename.get(read.name, read.name)],
-                            layer=naming.light_layer_name(layer)))
-            graded = out.add(Grade(f"weight_{b}", [f"shuffle_{b}"], tint=tuple(float(v) for v in w)))
-            total = graded.name if total is None else out.add(Merge(f"sum_{b}", [graded.name, total])).name
-        rename[node.name] = total
-    return out
-
-
 def write_nuke(graph: Graph, path: str | Path, layers: list[str] | None = None, frame: int | None = None) -> Path:
     """Write ``graph`` as a Nuke script; ``layers`` are the EXR layers to declare (default: every
     layer the Shuffles use)."""
     graph.validate()
     if any(isinstance(n, Relight) for n in graph.nodes.values()):
-        graph = _expand_relight(graph, frame)
+        graph = expand_relight(graph, frame)
     text = nuke_script(graph, layers, Path(path).name)
     core_module("io.atomic").atomic_write_text(path, text)
     return Path(path)

@@ -11,7 +11,8 @@ LIGHT_MODULES = [
     "core.lighting.rotation", "core.lighting.camera", "core.lighting.layout", "core.lighting.hdri",
     "core.lighting.rig", "core.io.exr", "core.io.passes", "core.io.colour", "core.io.plates",
     "core.io.sequence", "core.io.naming", "core.io.atomic", "core.data.manifest", "core.data.capture",
-    "core.synthetic.hdris", "compositor_nodes",
+    "core.synthetic.hdris", "core.jobs", "core.lighting.cluster", "compositor_nodes", "compositor_nodes.graph",
+    "compositor_nodes.evaluate", "compositor_nodes.defaults", "compositor_nodes.nuke", "compositor_nodes.expand",
 ]
 HEAVY = ["bpy", "torch", "diffusers", "gsplat"]
 
@@ -49,10 +50,13 @@ def test_bpy_is_imported_only_in_the_addon_and_core_synthetic():
 
 
 def test_core_and_compositor_never_import_their_packages_absolutely():
-    # Blender must never see a top-level `core`: inside the packages imports are relative
+    # Blender must never see a top-level `core`: inside the packages imports are relative. The one
+    # exception is the shell, core/cli.py, which DESIGN.md lets import compositor_nodes for `relit comp`
+    # (the command line is not part of what the extension loads).
     offenders = []
     for folder in ("core", "compositor_nodes"):
         for path in (ROOT / folder).rglob("*.py"):
-            if {"core", "compositor_nodes", "blender_addon"} & set(_imports(path)):
+            allowed = {"compositor_nodes"} if path == ROOT / "core" / "cli.py" else set()
+            if ({"core", "compositor_nodes", "blender_addon"} - allowed) & set(_imports(path)):
                 offenders.append(path.relative_to(ROOT).as_posix())
     assert offenders == []
