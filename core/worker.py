@@ -1,0 +1,177 @@
+"""``python -m core.worker``: the JSON-lines worker the Blender add-on and farms talk to (DESIGN.md
+contract 5). No sockets, no ports: requests on stdin, events on stdout, one JSON object per line.
+
+    worker -> {"type": "hello", "protocol": 1, "relit": "0.1.0", "pid": 123}
+    client -> {"id": "j1", "op": "relight", "params": {...RelightJob...}}
+    worker -> {"id": "j1", "type": "progress", "stage": "lights", "done": 3, "total": 60, "eta": 4.2, "frame": 1}
+    worker -> {"id": "j1", "type": "log", "level": "WARNING", "message": "..."}
+    worker -> {"id": "j1", "type": "result", "result": {"folder": ..., "frames": [...]}}
+    worker -> {"id": "j1", "type": "error", "kind": "ValidationError", "message": "...", "cancelled": false}
+    client -> {"id": "j1", "op": "cancel"}          (stops the job between denoising steps)
+    client -> {"op": "shutdown"}
+
+stdout carries only the protocol: at start the worker keeps a private copy of file descriptor 1
+for itself and points descriptor 1 at stderr, so prints and C libraries cannot corrupt the stream.
+Each job writes a log file ``OUTPUT/logs/job-<id>.log``. A loaded bundle is kept for later jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ._version import __version__
+from .errors import RelitError
+
+PROTOCOL = 1
+log = logging.getLogger("relit.worker")
+
+
+class Cancelled(InterruptedError):
+    """The client asked to stop the job."""
+
+
+class Worker:
+    def __init__(self, out=None, inp=None):
+        self.out = out          # protocol stream (text, line-buffered)
+        self.inp = inp          # request stream
+        self.lock = threading.Lock()
+        self.cancel: dict[str, threading.Event] = {}
+        self.jobs: queue.Queue = queue.Queue()
+        self.models: dict[tuple[str, str], tuple] = {}  # (bundle, device) -> (pipeline, info)
+
+    def send(self, event: dict) -> None:
+        with self.lock:
+            self.out.write(json.dumps(event) + "\n")
+            self.out.flush()
+
+    # --- requests ---------------------------------------------------------------------------
+    def serve(self) -> None:
+        """Read requests until stdin closes or a shutdown; jobs run one at a time on a thread."""
+        runner = threading.Thread(target=self._run_jobs, daemon=True)
+        runner.start()
+        self.send({"type": "hello", "protocol": PROTOCOL, "relit": __version__, "pid": os.getpid()})
+        for line in self.inp:
+            if not line.strip():
+                continue
+            try:
+                request = json.loads(line)
+            except json.JSONDecodeError as e:
+                self.send({"type": "error", "kind": "ProtocolError", "message": f"not JSON: {e}", "cancelled": False})
+                continue
+            op, rid = request.get("op"), request.get("id")
+            if op == "shutdown":
+                break
+            if op == "cancel":
+                self.cancel.setdefault(str(rid), threading.Event()).set()
+            elif op == "ping":
+                self.send({"id": rid, "type": "result", "result": {"pong": True}})
+            elif op == "relight":
+                self.cancel.setdefault(str(rid), threading.Event())
+                self.jobs.put(request)
+            else:
+                self.send({"id": rid, "type": "error", "kind": "ProtocolError",
+                           "message": f"unknown op {op!r}: use relight, cancel, ping or shutdown", "cancelled": False})
+        self.jobs.put(None)
+        runner.join()
+
+    def _run_jobs(self) -> None:
+        while (request := self.jobs.get()) is not None:
+            self.run_job(str(request.get("id")), request.get("params") or {})
+
+    # --- one job --------------------------------------------------------------------------------
+    def run_job(self, rid: str, params: dict) -> None:
+        from .jobs import RelightJob
+
+        handlers: list[logging.Handler] = []
+        try:
+            if self.cancel[rid].is_set():
+                raise Cancelled("cancelled before it started")
+            job = RelightJob.from_json(params, source=f"job {rid}")
+            handlers = self._attach_logs(job, rid)
+            log.info("job %s: relight %s with %s -> %s", rid, job.input, job.bundle, job.output)
+            result = self._relight(rid, job)
+            log.info("job %s: done, %d frame(s) in %s", rid, len(result["frames"]), result["folder"])
+            self.send({"id": rid, "type": "result", "result": result})
+        except Cancelled as e:
+            self.send({"id": rid, "type": "error", "kind": "Cancelled", "message": str(e) or "cancelled",
+                       "cancelled": True})
+        except RelitError as e:
+            self.send({"id": rid, "type": "error", "kind": type(e).__name__, "message": str(e), "cancelled": False})
+        except Exception as e:  # a bug: report it with its type, keep serving
+            log.exception("job %s failed", rid)
+            self.send({"id": rid, "type": "error", "kind": type(e).__name__, "message": f"{type(e).__name__}: {e}",
+                       "cancelled": False})
+        finally:
+            for handler in handlers:
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+
+    def _attach_logs(self, job, rid: str) -> list[logging.Handler]:
+        """The job's log file (everything) and its relay to the client (warnings and up)."""
+        folder = Path(job.output) / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(folder / f"job-{rid}.log")
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        relay = _Relay(self, rid)
+        relay.setLevel(logging.WARNING)
+        for handler in (to_file, relay):
+            logging.getLogger().addHandler(handler)
+        return [to_file, relay]
+
+    def _relight(self, rid: str, job) -> dict:
+        from .model.bundle import load_bundle
+        from .relight.run import run_relight
+
+        key = (str(Path(job.bundle).resolve()), job.device)
+        if key not in self.models:
+            self.models = {key: load_bundle(job.bundle, job.device)}  # keep one model resident
+        job_start = frame_start = time.perf_counter()
+
+        def progress(event) -> None:
+            nonlocal frame_start
+            if self.cancel[rid].is_set():
+                raise Cancelled("cancelled by the client")
+            now = time.perf_counter()
+            elapsed = now - (job_start if event.stage == "frames" else frame_start)
+            if event.stage == "frames":
+                frame_start = now
+            eta = elapsed / event.done * (event.total - event.done) if event.done else None
+            self.send({"id": rid, "type": "progress", "stage": event.stage, "done": event.done,
+                       "total": event.total, "eta": eta, "frame": event.frame})
+
+        report = run_relight(job, progress, pipe_and_info=self.models[key])
+        return {"folder": str(report.folder), "warnings": report.warnings,
+                "frames": [{"frame": f.frame, "path": str(f.path), "skipped": f.skipped,
+                            "evaluations": f.evaluations, "seconds": f.seconds} for f in report.frames]}
+
+
+class _Relay(logging.Handler):
+    """Warnings of a job, sent to the client as log events."""
+
+    def __init__(self, worker: Worker, rid: str):
+        super().__init__()
+        self.worker, self.rid = worker, rid
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.worker.send({"id": self.rid, "type": "log", "level": record.levelname, "message": record.getMessage()})
+
+
+def main() -> int:
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)  # the protocol's private copy of stdout
+    os.dup2(2, 1)                                      # everything else writes to stderr
+    sys.stdout = sys.stderr
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    Worker(protocol, sys.stdin).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

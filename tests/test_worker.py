@@ -1,0 +1,88 @@
+"""The JSON-lines worker (DESIGN.md contract 5) through the real process and client."""
+
+import os
+import sys
+
+import pytest
+
+from core.io.passes import read_passes
+from core.worker_client import WorkerClient, WorkerError
+from tests.conftest import ROOT, relight_job, write_plates
+
+ENV = {"PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture
+def client(tmp_path):
+    c = WorkerClient(sys.executable, env=ENV, cwd=str(ROOT), log_path=tmp_path / "worker.log")
+    yield c
+    c.close()
+
+
+def _events(client):
+    out = []
+    while (e := client._next(0)) is not None:
+        out.append(e)
+    return out
+
+
+def test_a_job_runs_reports_progress_and_writes_a_log(tmp_path, bundle, client):
+    assert client.hello["protocol"] == 1 and client.hello["pid"] == client.proc.pid
+    plates = write_plates(tmp_path, [1, 2])
+    job = client.submit("relight", relight_job(bundle, plates, tmp_path / "out").to_json())
+    seen = []
+    while not job.finished:
+        event = client._next(60)
+        assert event is not None and event.get("kind") != "ProtocolError", event  # stdout is pure protocol
+        seen.append(event)
+        client.update(job, event)
+    assert job.error is None, job.error
+    frames = [e for e in seen if e["type"] == "progress" and e["stage"] == "frames"]
+    assert [e["done"] for e in frames] == [1, 2] and all(e["total"] == 2 for e in frames)
+    assert all(set(e) >= {"id", "type", "stage", "done", "total", "eta"} for e in seen if e["type"] == "progress")
+    paths = [f["path"] for f in job.result["frames"]]
+    layers, _, _ = read_passes(paths[0])
+    assert sorted(layers) == ["light_key", "light_soft"]
+    logs = list((tmp_path / "out" / "logs").glob("job-*.log"))
+    assert len(logs) == 1
+    text = logs[0].read_text()
+    assert f"job {job.id}: relight {plates}" in text and "done, 2 frame(s)" in text
+
+
+def test_cancel_stops_between_steps_and_the_worker_keeps_serving(tmp_path, bundle, client):
+    plates = write_plates(tmp_path, list(range(1, 6)))
+    job = client.submit("relight", relight_job(bundle, plates, tmp_path / "out", steps=200, batch_size=1).to_json())
+    while job.done == 0 and not job.finished:
+        client.update(job, client._next(60))
+    client.cancel(job)
+    client.wait(job, timeout=60)
+    assert job.cancelled and "cancelled" in job.error
+    written = list((tmp_path / "out").rglob("relit.*.exr"))
+    assert len(written) < 5 and not list((tmp_path / "out").rglob("*.partial*"))
+    bad = relight_job(bundle, plates, tmp_path / "out2").to_json()
+    bad["rig"]["lights"][0]["type"] = "laser"
+    job2 = client.wait(client.submit("relight", bad), timeout=60)
+    assert "lights[0].type: 'laser' is not a light type" in job2.error and not job2.cancelled
+    client.send({"id": "p", "op": "ping"})
+    assert any(e.get("result") == {"pong": True} for e in [client._next(30)])
+
+
+def test_a_crashed_worker_is_reported(tmp_path, bundle, client):
+    plates = write_plates(tmp_path, list(range(1, 4)))
+    job = client.submit("relight", relight_job(bundle, plates, tmp_path / "out", steps=300, batch_size=1).to_json())
+    while job.done == 0 and not job.finished:
+        client.update(job, client._next(60))
+    client.proc.kill()
+    client.wait(job, timeout=30)
+    assert "exited" in job.error
+    with pytest.raises(WorkerError, match="has exited"):
+        client.submit("ping", {})
+
+
+def test_a_missing_interpreter_is_a_clear_error(tmp_path):
+    with pytest.raises(WorkerError, match="cannot start the relit worker with '/nonexistent/python'"):
+        WorkerClient("/nonexistent/python")
+    with pytest.raises(WorkerError, match="did not say hello.*is relit installed"):
+        # the base interpreter of this virtual environment has no relit installed
+        WorkerClient(os.path.join(sys.base_prefix, "bin", "python3"), env={"PYTHONPATH": ""}, cwd=str(tmp_path),
+                     start_timeout=20)
