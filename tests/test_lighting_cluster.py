@@ -66,3 +66,4 @@ def test_light_below_a_stage_floor_is_dropped_and_reported():
     np.testing.assert_allclose(sum(a.energy for a in c.lights) + c.dropped, c.total, rtol=1e-9)
     kept = cluster_environment(env, 4, layout=layout, missing="nearest")
     assert kept.dropped_fraction == 0
+

@@ -1,0 +1,167 @@
+"""RELIT_OT_relight: the scene's lighting -> a relight job in the worker -> passes and a comp.
+
+``invoke`` (the panel's button) returns at once and follows the job with a timer: progress in the
+status bar and the progress cursor, ESC cancels between denoising steps. ``execute`` (scripts,
+background mode, tests) runs the same job synchronously. Errors from core are reported with their
+message; a crashed or hung worker is reported and Blender keeps running. Applying the results
+loads the passes as an image sequence, builds the comp node group and pushes an undo step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from ._vendor import compositor_module, core_module
+from .dispatch import current_dispatcher
+from .props import STRATEGY
+from .scene_rig import scene_rig
+
+TIMER_SECONDS = 0.1
+
+
+def _prefs(context):
+    return context.preferences.addons[__package__].preferences
+
+
+def _stage_radius(bundle: str) -> float:
+    """The bundle's stage OLAT radius (beta = 0), read from relit.json without loading the model."""
+    validation = core_module("validation")
+    data = validation.load_json(Path(bundle) / "relit.json", "the model bundle folder has no relit.json")
+    return float(data.get("model", {}).get("stage_radius", 0.18))
+
+
+def build_job(context) -> tuple[dict, object]:
+    """(job JSON, SceneRig) for the scene's lighting and settings."""
+    scene, settings = context.scene, context.scene.relit
+    prefs = _prefs(context)
+    bundle = bpy.path.abspath(settings.bundle or prefs.bundle)
+    errors = core_module("errors")
+    if not bundle:
+        raise errors.ValidationError("no model bundle: set one in the relit panel or the add-on preferences")
+    if not settings.plate:
+        raise errors.ValidationError("no plate: choose the flat-lit plate (an EXR or a name.####.exr sequence)")
+    context.view_layer.update()  # object matrices as the scene now stands
+    found = scene_rig(scene, settings.anchor, _stage_radius(bundle))
+    plate = bpy.path.abspath(settings.plate)
+    job = core_module("jobs").RelightJob(
+        bundle=bundle, input=plate, output=bpy.path.abspath(settings.output), rig=found.rig.to_json(),
+        matte=bpy.path.abspath(settings.matte) if settings.matte else None,
+        frames=f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range and "#" in plate else None,
+        hdri_strategy=STRATEGY[settings.mode], clusters=settings.clusters, steps=settings.steps,
+        guidance_image=settings.guidance_image, guidance_light=settings.guidance_light, seed=settings.seed,
+        device=prefs.device, working_space=found.working_space)
+    job.validate("relit panel")
+    return job.to_json(), found
+
+
+def apply_results(context, job: dict, result: dict) -> bpy.types.NodeTree:
+    """Load the passes and build the comp: one branch per light with a keyframeable gain and tint."""
+    frames = [f for f in result["frames"]]
+    if not frames:
+        raise core_module("errors").RelitError("the job wrote no frames")
+    first = frames[0]["path"]
+    pattern = str(Path(result["folder"]) / f"{job['name']}.####.exr") if len(frames) > 1 else first
+    numbers = [f["frame"] for f in frames]
+    graph = compositor_module("defaults").default_graph(
+        pattern, str(Path(result["folder"]) / "comp.####.exr"), plate=job["input"],
+        first=min(numbers) if len(frames) > 1 else None, last=max(numbers) if len(frames) > 1 else None)
+    if len(frames) == 1:
+        graph.nodes["plate"].first = graph.nodes["plate"].last = None
+    from .comp_builder import build_node_group
+
+    tree = build_node_group(graph, context.scene, name=f"relit {Path(result['folder']).name}")
+    bpy.ops.ed.undo_push(message="relit: apply relit passes")
+    return tree
+
+
+class RELIT_OT_relight(bpy.types.Operator):
+    """Relight the plate under the scene's lamps and world HDRI (ESC cancels)"""
+
+    bl_idname = "relit.relight"
+    bl_label = "Relight"
+    bl_options = {"REGISTER"}
+
+    _timer = None
+    _job = None
+    _state = None
+
+    def _start(self, context):
+        job, found = build_job(context)
+        for name, why in found.skipped:
+            self.report({"INFO"}, f"relit: light {name!r} left out: {why}")
+        self._job = job
+        dispatch = current_dispatcher(bpy.path.abspath(_prefs(context).python))
+        self._state = dispatch.start(job)
+        return dispatch
+
+    def _finish(self, context, state) -> set[str]:
+        context.scene.relit.status = ""
+        if state.error is not None:
+            level = {"WARNING"} if state.cancelled else {"ERROR"}
+            self.report(level, f"relit: {state.error}")
+            return {"CANCELLED"}
+        for line in state.logs:
+            self.report({"WARNING"}, f"relit: {line}")
+        apply_results(context, self._job, state.result)
+        self.report({"INFO"}, f"relit: {len(state.result['frames'])} frame(s) in {state.result['folder']}")
+        return {"FINISHED"}
+
+    def execute(self, context):
+        try:
+            dispatch = self._start(context)
+            return self._finish(context, dispatch.wait(self._state))
+        except core_module("errors").RelitError as e:
+            self.report({"ERROR"}, f"relit: {e}")
+            return {"CANCELLED"}
+
+    def invoke(self, context, event):
+        try:
+            self._dispatch = self._start(context)
+        except core_module("errors").RelitError as e:
+            self.report({"ERROR"}, f"relit: {e}")
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(TIMER_SECONDS, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, 1000)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC" and not self._state.finished:
+            self._dispatch.cancel(self._state)
+            context.scene.relit.status = "cancelling..."
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        state = self._dispatch.poll(self._state)
+        if not state.finished:
+            fraction = state.done / state.total if state.total else 0.0
+            eta = f", {state.eta:.0f} s left" if state.eta is not None else ""
+            text = f"relit: {state.stage} {state.done}/{state.total} (frame {state.frame}){eta} - ESC cancels"
+            context.scene.relit.status = text
+            context.workspace.status_text_set(text)
+            context.window_manager.progress_update(int(1000 * fraction))
+            return {"RUNNING_MODAL"}
+        context.window_manager.event_timer_remove(self._timer)
+        context.window_manager.progress_end()
+        context.workspace.status_text_set(None)
+        try:
+            return self._finish(context, state)
+        except core_module("errors").RelitError as e:
+            self.report({"ERROR"}, f"relit: {e}")
+            return {"CANCELLED"}
+
+
+CLASSES = (RELIT_OT_relight,)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,71 @@
+"""RELIT_PT_main: the sidebar panel (3D View > Sidebar > relit): plate, anchor, mode, sampling,
+output, and the lights as the model will see them (or why each one is left out)."""
+
+from __future__ import annotations
+
+import bpy
+
+from ._vendor import core_module
+from .scene_rig import scene_rig
+
+
+class RELIT_PT_main(bpy.types.Panel):
+    bl_label = "relit"
+    bl_idname = "RELIT_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "relit"
+
+    def draw(self, context):
+        settings = context.scene.relit
+        layout = self.layout
+        col = layout.column()
+        col.prop(settings, "plate")
+        col.prop(settings, "matte")
+        col.prop(settings, "bundle")
+        col.prop(settings, "anchor")
+        col.prop(settings, "mode")
+        if settings.mode == "area":
+            col.prop(settings, "clusters")
+        sampling = layout.column(heading="Sampling")
+        sampling.prop(settings, "steps")
+        sampling.prop(settings, "guidance_image")
+        sampling.prop(settings, "guidance_light")
+        sampling.prop(settings, "seed")
+        layout.prop(settings, "use_scene_range")
+        layout.prop(settings, "output")
+        self.draw_lights(context, layout.box())
+        row = layout.row()
+        row.scale_y = 1.5
+        row.operator("relit.relight", icon="LIGHT")
+        if settings.status:
+            layout.label(text=settings.status, icon="TIME")
+
+    @staticmethod
+    def draw_lights(context, box) -> None:
+        box.label(text="What the model will see", icon="LIGHT")
+        try:
+            found = scene_rig(context.scene, context.scene.relit.anchor)
+        except core_module("errors").RelitError as e:
+            box.label(text=str(e), icon="ERROR")
+            return
+        for name, note in found.notes:
+            box.label(text=f"{name}: {note}", icon="OUTLINER_OB_LIGHT")
+        if found.rig.environment is not None:
+            env = found.rig.environment
+            box.label(text=f"World: {bpy.path.basename(env.path)} x {env.intensity:g}", icon="WORLD")
+        for name, why in found.skipped:
+            box.label(text=f"{name}: left out ({why})", icon="HIDE_ON")
+
+
+CLASSES = (RELIT_PT_main,)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

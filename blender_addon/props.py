@@ -1,0 +1,64 @@
+"""The add-on's preferences (where the worker runs) and the per-scene relight settings."""
+
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+MODES = [("olat", "Lights (stage)", "Each lamp is one inference; an HDRI is projected on the bundle's stage"),
+         ("area", "Area lights", "Each lamp is one inference; an HDRI becomes K fitted area lights (fast)"),
+         ("envmap", "Env map", "An env-map bundle relights the world HDRI in one pass (no lamps)")]
+STRATEGY = {"olat": "stage", "area": "area", "envmap": "envmap"}
+
+
+class RELIT_AddonPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    python: StringProperty(name="Python", subtype="FILE_PATH",
+                           description="Interpreter of an environment where relit is installed (the worker runs "
+                                       "there, with torch; Blender's own Python never loads the model)")
+    bundle: StringProperty(name="Default bundle", subtype="DIR_PATH",
+                           description="Model bundle folder used when the scene names none")
+    device: EnumProperty(name="Device", items=[("cpu", "CPU", ""), ("cuda", "CUDA", "The first GPU")],
+                         default="cpu")
+
+    def draw(self, context):
+        col = self.layout.column()
+        col.prop(self, "python")
+        col.prop(self, "bundle")
+        col.prop(self, "device")
+
+
+class RELIT_SceneSettings(bpy.types.PropertyGroup):
+    plate: StringProperty(name="Plate", subtype="FILE_PATH",
+                          description="Flat-lit plate: an EXR or a sequence (name.####.exr), e.g. a rendered 3DGS view")
+    matte: StringProperty(name="Matte", subtype="FILE_PATH", description="Matte file or sequence (default: the "
+                                                                         "plate's alpha)")
+    bundle: StringProperty(name="Bundle", subtype="DIR_PATH", description="Model bundle (default: preferences)")
+    anchor: PointerProperty(name="Subject anchor", type=bpy.types.Object,
+                            description="Light directions and distances are measured from this object")
+    mode: EnumProperty(name="Mode", items=MODES, default="olat")
+    clusters: IntProperty(name="Area lights", default=8, min=1, max=64, description="K for the area mode")
+    steps: IntProperty(name="Steps", default=30, min=1, max=500)
+    guidance_image: FloatProperty(name="Image guidance", default=1.0, min=0.0, soft_max=5.0)
+    guidance_light: FloatProperty(name="Light guidance", default=1.0, min=0.0, soft_max=10.0)
+    seed: IntProperty(name="Seed", default=0, min=0)
+    use_scene_range: BoolProperty(name="Scene frame range", default=True,
+                                  description="Relight the scene's frame range (else every frame of the plate)")
+    output: StringProperty(name="Output", subtype="DIR_PATH", default="//relit/",
+                           description="Version folders v001, v002, ... are made here")
+    status: StringProperty(name="Status", default="")
+
+
+CLASSES = (RELIT_AddonPreferences, RELIT_SceneSettings)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.relit = PointerProperty(type=RELIT_SceneSettings)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.relit
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

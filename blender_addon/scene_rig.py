@@ -1,0 +1,198 @@
+"""The artist's Blender scene -> a LightRig: the one place Blender light units are converted.
+
+Directions are measured from the subject anchor (an object; the world origin without one) and
+expressed in the render camera's frame. Intensities are the irradiance each light delivers at the
+anchor on a surface facing it (W/m², STACK.md's measured conversions):
+
+- point, spot: E = P / (4 pi d^2), P the light's power (a spot's ``energy`` is what it would emit
+  uncut by its cone), times the spot's cone and blend attenuation at the anchor (Cycles' smoothstep);
+- sun: E = strength;
+- area: radiance L = P / (pi A) (A = 1 m² when Normalize is off), E = L x the solid angle the
+  light covers from the anchor (a disk of the same projected area: exact for a disk facing it).
+
+Every power is multiplied by 2^exposure, every colour by the blackbody colour when Temperature is
+on. Sizes become beta from the light's angular radius seen from the anchor (point/spot: the
+radius, sun: half its angle, area: the radius of the disk of the same projected area) and the
+bundle's stage OLAT radius. Lights hidden from render, with zero power, or facing away are left
+out with a reason. Blender light groups become relit layers. The world's Environment Texture
+becomes the rig's environment with its Mapping rotation and Background strength.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import bpy
+import numpy as np
+
+from ._vendor import core_module
+
+# Blender's scene working spaces -> relit's
+WORKING_SPACES = {"Linear Rec.709": "lin_rec709", "ACEScg": "acescg"}
+
+
+@dataclass
+class SceneRig:
+    rig: object                          # core.lighting.rig.LightRig
+    working_space: str                   # relit's name of the scene's working colour space
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (light name, why it is left out)
+    notes: list[tuple[str, str]] = field(default_factory=list)    # (light name, what the model will see)
+
+
+def working_space(scene_data=None) -> str:
+    name = (scene_data or bpy.data).colorspace.working_space
+    if name not in WORKING_SPACES:
+        raise core_module("errors").ColourError(
+            f"the blend file's working colour space is {name!r}; relit works in {sorted(WORKING_SPACES)}: "
+            "change it in Properties > Color Management")
+    return WORKING_SPACES[name]
+
+
+def spot_factor(cos_angle: float, spot_size: float, spot_blend: float) -> float:
+    """Cycles' spot cone: 0 outside half the spot size, a smoothstep over the blend, 1 inside."""
+    cos_half = math.cos(spot_size / 2.0)
+    if cos_angle <= cos_half:
+        return 0.0
+    smooth = (1.0 - cos_half) * spot_blend
+    if smooth <= 0.0:
+        return 1.0
+    t = min(1.0, (cos_angle - cos_half) / smooth)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def disk_solid_angle(area: float, distance: float) -> float:
+    """Solid angle of a disk of ``area`` facing a point at ``distance`` (exact)."""
+    r2 = area / math.pi
+    return 2.0 * math.pi * (1.0 - distance / math.sqrt(distance * distance + r2))
+
+
+def _area_m2(light) -> float:
+    size_y = light.size_y if light.shape in ("RECTANGLE", "ELLIPSE") else light.size
+    area = light.size * size_y
+    return area * (math.pi / 4.0 if light.shape in ("DISK", "ELLIPSE") else 1.0)
+
+
+def _colour(light, space: str) -> np.ndarray:
+    rgb = np.array(light.color[:], dtype=np.float64)
+    if getattr(light, "use_temperature", False):
+        tint = core_module("lighting.blackbody").blackbody_rgb(light.temperature)
+        if space != "lin_rec709":
+            tint = core_module("io.colour").convert(tint[None], "lin_rec709", space)[0].astype(np.float64)
+        rgb = rgb * tint
+    return rgb
+
+
+def light_from_object(obj, anchor: np.ndarray, c2w: np.ndarray, stage_radius: float, space: str):
+    """(Light or None, note): one Blender light object as relit sees it."""
+    rig_mod, area_mod = core_module("lighting.rig"), core_module("lighting.area")
+    camera = core_module("lighting.camera")
+    light = obj.data
+    m = np.array(obj.matrix_world, dtype=np.float64)
+    power = float(light.energy) * 2.0 ** float(getattr(light, "exposure", 0.0))
+    if power <= 0.0:
+        return None, "zero energy"
+    if light.type == "SUN":
+        world_dir = m[:3, 2] / np.linalg.norm(m[:3, 2])  # a sun shines along its -Z: the light is at +Z
+        irradiance, radius = power, float(light.angle) / 2.0
+    else:
+        offset = m[:3, 3] - anchor
+        d = float(np.linalg.norm(offset))
+        if d < 1e-6:
+            return None, "sits on the subject anchor"
+        world_dir = offset / d
+        if light.type in ("POINT", "SPOT"):
+            irradiance = power / (4.0 * math.pi * d * d)
+            radius = math.atan2(float(light.shadow_soft_size), d)
+            if light.type == "SPOT":
+                axis = -m[:3, 2] / np.linalg.norm(m[:3, 2])
+                irradiance *= spot_factor(float(axis @ -world_dir), float(light.spot_size), float(light.spot_blend))
+                if irradiance <= 0.0:
+                    return None, "the subject is outside its cone"
+        elif light.type == "AREA":
+            normal = -m[:3, 2] / np.linalg.norm(m[:3, 2])  # an area light emits along its -Z
+            facing = float(normal @ -world_dir)
+            if facing <= 0.0:
+                return None, "faces away from the subject"
+            sx, sy = np.linalg.norm(m[:3, 0]), np.linalg.norm(m[:3, 1])
+            area = _area_m2(light) * sx * sy
+            radiance = power / (math.pi * (area if getattr(light, "normalize", True) else 1.0))
+            projected = area * facing
+            irradiance = radiance * disk_solid_angle(projected, d)
+            radius = math.atan2(math.sqrt(projected / math.pi), d)
+        else:
+            return None, f"light type {light.type} is not supported"
+    rgb = _colour(light, space)
+    peak = float(rgb.max())
+    if peak <= 0.0:
+        return None, "black colour"
+    direction = camera.world_to_camera_directions(world_dir, c2w)
+    direction = direction / np.linalg.norm(direction)
+    beta = float(area_mod.beta_from_radius(radius, stage_radius))
+    out = rig_mod.Light(name=obj.name, type=light.type.lower(), direction=tuple(direction.tolist()), size=beta,
+                        rgb=tuple((rgb / peak).tolist()), intensity=irradiance * peak,
+                        group=getattr(obj, "lightgroup", "") or None)
+    note = (f"{irradiance * peak:.4g} W/m², beta {beta:.2f}, from "
+            f"({', '.join(f'{v:+.2f}' for v in direction)}) in the camera frame")
+    return out, note
+
+
+def world_environment(world):
+    """The world's Environment Texture as a rig Environment, or None when it has none."""
+    rig_mod = core_module("lighting.rig")
+    if world is None or world.node_tree is None:
+        return None
+    output = next((n for n in world.node_tree.nodes if n.type == "OUTPUT_WORLD" and n.is_active_output), None)
+    if output is None or not output.inputs["Surface"].is_linked:
+        return None
+    background = output.inputs["Surface"].links[0].from_node
+    if background.type != "BACKGROUND" or not background.inputs["Color"].is_linked:
+        return None
+    texture = background.inputs["Color"].links[0].from_node
+    if texture.type != "TEX_ENVIRONMENT" or texture.image is None:
+        return None
+    path = bpy.path.abspath(texture.image.filepath, library=texture.image.library)
+    if not path or texture.image.packed_file is not None:
+        raise core_module("errors").ValidationError(
+            f"world {world.name!r}: the environment image {texture.image.name!r} is packed or generated; relit "
+            "reads HDRIs from files: unpack it (File > External Data > Unpack Resources)")
+    rotation = (0.0, 0.0, 0.0)
+    vector = texture.inputs["Vector"]
+    if vector.is_linked:
+        mapping = vector.links[0].from_node
+        if mapping.type == "MAPPING":
+            rotation = tuple(float(v) for v in mapping.inputs["Rotation"].default_value)
+    strength = float(background.inputs["Strength"].default_value)
+    return rig_mod.Environment(str(bpy.path.native_pathsep(path)), rotation, strength)
+
+
+def scene_rig(scene, anchor_object=None, stage_radius: float = 0.18) -> SceneRig:
+    """The LightRig of ``scene`` as seen by its render camera from ``anchor_object``."""
+    errors = core_module("errors")
+    if scene.camera is None:
+        raise errors.ValidationError(f"scene {scene.name!r} has no camera; relit needs the render camera to "
+                                     "express light directions as the plate sees them")
+    space = working_space()
+    c2w = np.array(scene.camera.matrix_world, dtype=np.float64)
+    c2w[:3, :3] /= np.linalg.norm(c2w[:3, :3], axis=0)  # a scaled camera object keeps its orientation only
+    anchor = np.array(anchor_object.matrix_world.translation if anchor_object is not None else (0.0, 0.0, 0.0))
+    out = SceneRig(rig=None, working_space=space)
+    lights = []
+    for obj in sorted(scene.objects, key=lambda o: o.name):
+        if obj.type != "LIGHT":
+            continue
+        if obj.hide_render:
+            out.skipped.append((obj.name, "hidden from render"))
+            continue
+        light, note = light_from_object(obj, anchor, c2w, stage_radius, space)
+        if light is None:
+            out.skipped.append((obj.name, note))
+        else:
+            lights.append(light)
+            out.notes.append((obj.name, note))
+    env = world_environment(scene.world)
+    if not lights and env is None:
+        raise errors.ValidationError(f"scene {scene.name!r} has no light relit can use and no world "
+                                     "environment texture" + (f" (left out: {out.skipped})" if out.skipped else ""))
+    out.rig = core_module("lighting.rig").LightRig(lights, env, c2w.tolist())
+    return out

@@ -1,0 +1,132 @@
+"""The Blender extension with real bpy 5.0.1: registration, scene -> LightRig, the job end to end."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from core.lighting.area import beta_from_radius
+from tests.conftest import ROOT
+
+STAGE_RADIUS = 0.18
+
+
+def run_bpy(code: str, *args: str, timeout: int = 300) -> dict:
+    """Run ``code`` in a fresh Python with bpy (one bpy per process); it prints one JSON line last."""
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_register_and_unregister_twice():
+    out = run_bpy("""
+import json, bpy, blender_addon
+seen = []
+for _ in range(2):
+    blender_addon.register()
+    seen.append([hasattr(bpy.types, "RELIT_PT_main"), bpy.context.scene.relit.steps, bpy.ops.relit.relight.idname()])
+    blender_addon.unregister()
+print(json.dumps({"seen": seen, "left": hasattr(bpy.types.Scene, "relit") or hasattr(bpy.types, "RELIT_PT_main")}))
+""")
+    assert out["seen"] == [[True, 30, "RELIT_OT_relight"]] * 2 and out["left"] is False
+
+
+SCENE = """
+import json, math, sys, bpy
+from blender_addon.scene_rig import scene_rig
+
+bpy.ops.wm.read_factory_settings(use_empty=True)
+scene = bpy.context.scene
+cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+cam.location, cam.rotation_euler = (0, -3, 0), (math.radians(90), 0, 0)   # looks along +Y at the origin
+scene.collection.objects.link(cam); scene.camera = cam
+anchor = bpy.data.objects.new("head", None); anchor.location = (0, 0, 0); scene.collection.objects.link(anchor)
+
+def lamp(name, kind, location=(0, 0, 0), rotation=(0, 0, 0), **props):
+    data = bpy.data.lights.new(name, kind)
+    for k, v in props.items():
+        setattr(data, k, v)
+    obj = bpy.data.objects.new(name, data)
+    obj.location, obj.rotation_euler = location, rotation
+    scene.collection.objects.link(obj)
+    return obj
+
+lamp("key", "POINT", (1, -1, 1), energy=100.0, shadow_soft_size=0.1, color=(1.0, 0.5, 0.25))
+lamp("sun", "SUN", rotation=(0, math.radians(45), 0), energy=3.0, exposure=1.0, angle=math.radians(10))
+lamp("spot_on", "SPOT", (0, -2, 0), (math.radians(90), 0, 0), energy=200.0, spot_size=math.radians(60),
+     spot_blend=0.5, shadow_soft_size=0.0).lightgroup = "practicals"
+edge = lamp("spot_edge", "SPOT", (0, -2, 0), (math.radians(90), 0, math.radians(25)), energy=200.0,
+            spot_size=math.radians(60), spot_blend=0.5, shadow_soft_size=0.0)
+edge.lightgroup = "practicals"
+lamp("spot_off", "SPOT", (0, -2, 0), (math.radians(-90), 0, 0), energy=200.0, spot_size=math.radians(60))
+lamp("panel", "AREA", (0, -2, 0), (math.radians(90), 0, 0), energy=50.0, shape="DISK", size=0.5)
+lamp("hidden", "POINT", (0, -1, 0), energy=10.0).hide_render = True
+lamp("dark", "POINT", (0, -1, 0), energy=0.0)
+lamp("warm", "POINT", (-1, -1, 0), energy=10.0, use_temperature=True, temperature=2700.0)
+world = bpy.data.worlds.new("w"); scene.world = world
+nt = world.node_tree
+bg = next(n for n in nt.nodes if n.type == "BACKGROUND")
+bg.inputs["Strength"].default_value = 1.7
+tex = nt.nodes.new("ShaderNodeTexEnvironment")
+tex.image = bpy.data.images.load(sys.argv[1])
+mapping = nt.nodes.new("ShaderNodeMapping")
+mapping.inputs["Rotation"].default_value = (0.1, 0.2, 0.3)
+coord = nt.nodes.new("ShaderNodeTexCoord")
+nt.links.new(coord.outputs["Generated"], mapping.inputs["Vector"])
+nt.links.new(mapping.outputs["Vector"], tex.inputs["Vector"])
+nt.links.new(tex.outputs["Color"], bg.inputs["Color"])
+bpy.context.view_layer.update()
+found = scene_rig(scene, anchor, %r)
+print(json.dumps({"rig": found.rig.to_json(), "skipped": dict(found.skipped), "space": found.working_space,
+                  "notes": dict(found.notes)}))
+""" % STAGE_RADIUS
+
+
+def test_scene_lights_become_a_rig_with_hand_computed_values(tmp_path):
+    from core.io.exr import write_rgba
+
+    hdri = tmp_path / "sky.exr"
+    write_rgba(hdri, np.ones((8, 16, 3), np.float32), np.ones((8, 16), np.float32))
+    out = run_bpy(SCENE, str(hdri))
+    lights = {light["name"]: light for light in out["rig"]["lights"]}
+    assert out["space"] == "lin_rec709"
+    assert out["skipped"] == {"hidden": "hidden from render", "dark": "zero energy",
+                              "spot_off": "the subject is outside its cone"}
+    # camera frame: x = world x, y = world z, z = -world y (the camera sits at -Y looking at +Y)
+    s3 = 1 / math.sqrt(3)
+    key = lights["key"]
+    np.testing.assert_allclose(key["direction"], [s3, s3, s3], atol=1e-6)
+    np.testing.assert_allclose(key["intensity"], 100.0 / (4 * math.pi * 3), rtol=1e-5)
+    np.testing.assert_allclose(key["rgb"], [1.0, 0.5, 0.25], rtol=1e-6)
+    np.testing.assert_allclose(key["size"], beta_from_radius(math.atan2(0.1, math.sqrt(3)), STAGE_RADIUS), atol=1e-6)
+    assert key["type"] == "point" and "group" not in key
+    sun = lights["sun"]  # a sun turned 45 degrees about Y: the light is towards (sin 45, 0, cos 45)
+    np.testing.assert_allclose(sun["direction"], [math.sqrt(0.5), math.sqrt(0.5), 0.0], atol=1e-6)
+    np.testing.assert_allclose(sun["intensity"], 3.0 * 2.0, rtol=1e-6)  # strength x 2^exposure
+    np.testing.assert_allclose(sun["size"], beta_from_radius(math.radians(5), STAGE_RADIUS), atol=1e-6)
+    on = lights["spot_on"]  # on its axis, 2 m in front of the camera side
+    np.testing.assert_allclose(on["direction"], [0, 0, 1], atol=1e-6)
+    np.testing.assert_allclose(on["intensity"], 200.0 / (4 * math.pi * 4), rtol=1e-5)
+    assert on["group"] == "practicals" and lights["spot_edge"]["group"] == "practicals"
+    # 25 degrees off the axis of a 60-degree cone with blend 0.5: Cycles' smoothstep by hand
+    cos_half = math.cos(math.radians(30))
+    t = (math.cos(math.radians(25)) - cos_half) / ((1 - cos_half) * 0.5)
+    np.testing.assert_allclose(lights["spot_edge"]["intensity"], 200.0 / (16 * math.pi) * t * t * (3 - 2 * t),
+                               rtol=1e-4)
+    panel = lights["panel"]  # a 0.5 m disk of 50 W facing the subject from 2 m
+    area = math.pi * 0.25 ** 2
+    radiance = 50.0 / (math.pi * area)
+    omega = 2 * math.pi * (1 - 2 / math.sqrt(4 + 0.25 ** 2))
+    np.testing.assert_allclose(panel["intensity"], radiance * omega, rtol=1e-5)
+    np.testing.assert_allclose(panel["size"], beta_from_radius(math.atan2(0.25, 2.0), STAGE_RADIUS), atol=1e-6)
+    warm = lights["warm"]["rgb"]
+    assert warm[0] == 1.0 and warm[0] > warm[1] > warm[2]  # 2700 K
+    env = out["rig"]["environment"]
+    assert env["path"] == str(hdri) and env["intensity"] == pytest.approx(1.7)
+    np.testing.assert_allclose(env["rotation"], [0.1, 0.2, 0.3], atol=1e-6)
+    np.testing.assert_allclose(np.array(out["rig"]["camera_c2w"])[:3, 3], [0, -3, 0], atol=1e-6)
