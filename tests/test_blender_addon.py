@@ -130,3 +130,104 @@ def test_scene_lights_become_a_rig_with_hand_computed_values(tmp_path):
     assert env["path"] == str(hdri) and env["intensity"] == pytest.approx(1.7)
     np.testing.assert_allclose(env["rotation"], [0.1, 0.2, 0.3], atol=1e-6)
     np.testing.assert_allclose(np.array(out["rig"]["camera_c2w"])[:3, 3], [0, -3, 0], atol=1e-6)
+
+
+END_TO_END = """
+import json, math, sys, time, bpy, addon_utils
+bundle, plates, out, root = sys.argv[1:5]
+bpy.ops.wm.read_factory_settings(use_empty=True)
+addon_utils.enable("blender_addon", default_set=True)
+from blender_addon.dispatch import WorkerDispatcher, set_dispatcher
+set_dispatcher(WorkerDispatcher(sys.executable, env={"PYTHONPATH": root}, cwd=root))
+scene = bpy.context.scene
+cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+cam.location, cam.rotation_euler = (0, -3, 0), (math.radians(90), 0, 0)
+scene.collection.objects.link(cam); scene.camera = cam
+for name, kind, loc, energy in (("key", "POINT", (1, -1, 1), 100.0), ("rim", "SUN", (0, 0, 0), 2.0)):
+    obj = bpy.data.objects.new(name, bpy.data.lights.new(name, kind))
+    obj.data.energy, obj.location = energy, loc
+    scene.collection.objects.link(obj)
+bpy.context.view_layer.update()
+s = scene.relit
+s.plate, s.bundle, s.output, s.steps, s.use_scene_range = plates, bundle, out, 2, False
+t = time.perf_counter()
+result = bpy.ops.relit.relight()
+seconds = time.perf_counter() - t
+tree = scene.compositing_node_group
+grades = {n.name: n for n in tree.nodes if n.type == "GROUP"}
+grades["grade_key"].inputs["Gain"].default_value = 0.5
+grades["grade_key"].inputs["Gain"].keyframe_insert("default_value", frame=1)
+grades["grade_rim"].inputs["Tint"].default_value = (2.0, 1.0, 0.5, 1.0)
+scene.render.resolution_x = scene.render.resolution_y = 32
+scene.render.resolution_percentage = 100
+scene.render.image_settings.file_format, scene.render.image_settings.color_depth = "OPEN_EXR", "32"
+scene.render.filepath = out + "/render.exr"
+bpy.ops.render.render(write_still=True)
+images = [i.filepath for i in bpy.data.images if i.source in ("FILE", "SEQUENCE")]
+print(json.dumps({"result": list(result), "tree": tree.name, "grades": sorted(grades), "images": images,
+                  "seconds": seconds, "undo": bpy.ops.ed.undo.poll()}))
+"""
+
+
+def test_end_to_end_through_the_worker_builds_a_comp_that_sums_gained_layers(tmp_path, bundle):
+    from core.io.exr import read_channels
+    from core.io.passes import read_passes
+    from tests.conftest import write_plates
+
+    plates = write_plates(tmp_path, [1])
+    out = run_bpy(END_TO_END, str(bundle), plates.replace("####", "0001"), str(tmp_path / "relit"), str(ROOT))
+    assert out["result"] == ["FINISHED"] and out["grades"] == ["grade_key", "grade_rim"]
+    passes = tmp_path / "relit" / "v001" / "relit.0000.exr"
+    layers, _, alpha = read_passes(passes)
+    render = read_channels(tmp_path / "relit" / "render.exr", ["R", "G", "B", "A"])
+    expected = 0.5 * layers["light_key"] + layers["light_rim"] * np.array([2.0, 1.0, 0.5])
+    np.testing.assert_allclose(render[..., :3], expected, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(render[..., 3], alpha, atol=1e-6)
+    assert (tmp_path / "relit" / "logs").is_dir()
+
+
+INSTALL = """
+import json, math, sys
+sys.modules["core"] = None              # no top-level core or compositor_nodes may be importable
+sys.modules["compositor_nodes"] = None
+sys.path = [p for p in sys.path if p not in ("", sys.argv[2])]
+import bpy
+bpy.ops.wm.read_factory_settings(use_empty=True)
+result = bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default",
+                                                   enable_on_install=True, overwrite=True)
+import importlib
+addon = importlib.import_module("bl_ext.user_default.relit")
+rig_mod = importlib.import_module("bl_ext.user_default.relit.scene_rig")
+scene = bpy.context.scene
+cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+cam.location, cam.rotation_euler = (0, -3, 0), (math.radians(90), 0, 0)
+scene.collection.objects.link(cam); scene.camera = cam
+sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN")); scene.collection.objects.link(sun)
+bpy.context.view_layer.update()
+found = rig_mod.scene_rig(scene)
+try:
+    import core  # noqa
+    top_level = True
+except ImportError:
+    top_level = False
+print(json.dumps({"result": list(result), "enabled": "bl_ext.user_default.relit" in bpy.context.preferences.addons,
+                  "panel": hasattr(bpy.types, "RELIT_PT_main"), "rig_module": type(found.rig).__module__,
+                  "lights": [l.name for l in found.rig.lights], "top_level_core": top_level}))
+"""
+
+
+def test_the_extension_zip_installs_and_works_without_a_top_level_core(tmp_path):
+    build = subprocess.run([sys.executable, str(ROOT / "bundle" / "build_extension.py"), "-o", str(tmp_path / "dist")],
+                           capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert build.returncode == 0, build.stderr
+    (zip_path,) = (tmp_path / "dist").glob("relit-*.zip")
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"))
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run([sys.executable, "-c", INSTALL, str(zip_path), str(ROOT)], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["result"] == ["FINISHED"] and out["enabled"] and out["panel"]
+    assert out["rig_module"] == "bl_ext.user_default.relit.core.lighting.rig"  # the vendored copy
+    assert out["lights"] == ["sun"] and out["top_level_core"] is False
+    assert (tmp_path / "blender_user").is_dir()
