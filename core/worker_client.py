@@ -49,6 +49,8 @@ class WorkerClient:
 
     def __init__(self, python: str, env: dict | None = None, cwd: str | None = None, start_timeout: float = 120.0,
                  log_path: str | Path | None = None):
+        """Spawn the worker; returns at once (the hello is checked by :meth:`handshake` or among the
+        events), so an operator can start a job without waiting for torch to import."""
         self.events: queue.Queue = queue.Queue()  # decoded events, in arrival order
         self._ids = itertools.count(1)
         stderr = open(log_path, "ab") if log_path else subprocess.DEVNULL
@@ -62,19 +64,31 @@ class WorkerClient:
         finally:
             if log_path:
                 stderr.close()
+        self.python, self.start_timeout = python, start_timeout
+        self.hello: dict | None = None
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        hello = self._next(start_timeout)
-        if hello is None or hello.get("type") != "hello":
+
+    def handshake(self, timeout: float | None = None) -> dict:
+        """Block until the worker's hello (the asynchronous path never blocks: it sees the hello
+        among the events)."""
+        if self.hello is None:
+            event = self._next(self.start_timeout if timeout is None else timeout)
+            self._hello(event)
+        return self.hello
+
+    def _hello(self, event: dict | None) -> None:
+        if event is None or event.get("type") != "hello":
+            code = self.proc.poll()
             self.close()
-            raise WorkerError(f"the worker ({python}) did not say hello within {start_timeout:.0f} s"
-                              + (f" (exit code {self.proc.returncode})" if self.proc.poll() is not None else "")
+            raise WorkerError(f"the worker ({self.python}) did not say hello"
+                              + (f" (it exited with code {code})" if code is not None else "")
                               + "; is relit installed in that environment?")
-        if hello.get("protocol") != PROTOCOL:
+        if event.get("protocol") != PROTOCOL:
             self.close()
-            raise WorkerError(f"the worker speaks protocol {hello.get('protocol')}, this client {PROTOCOL}; "
+            raise WorkerError(f"the worker speaks protocol {event.get('protocol')}, this client {PROTOCOL}; "
                               "update relit on one side")
-        self.hello = hello
+        self.hello = event
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -95,7 +109,8 @@ class WorkerClient:
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
         except (BrokenPipeError, ValueError):
-            raise WorkerError(f"the worker has exited (code {self.proc.poll()})") from None
+            raise WorkerError(f"the worker has exited (code {self.proc.poll()}); see its log, and check that relit "
+                              f"is installed for {self.python}") from None
 
     def submit(self, op: str, params: dict) -> JobState:
         rid = f"j{next(self._ids)}"
@@ -108,9 +123,16 @@ class WorkerClient:
     def update(self, job: JobState, event: dict) -> None:
         """Apply one event to the job's state (events of other jobs are ignored)."""
         kind = event.get("type")
+        if kind == "hello" and self.hello is None:
+            try:
+                self._hello(event)
+            except WorkerError as e:
+                job.error = str(e)
+            return
         if kind == "exit":
             if not job.finished:
-                job.error = f"the worker exited (code {event.get('code')}) before the job finished"
+                job.error = (f"the worker exited (code {event.get('code')}) before the job finished"
+                             + ("" if self.hello else f"; it never said hello: is relit installed for {self.python}?"))
             return
         if event.get("id") != job.id:
             return

@@ -1,6 +1,7 @@
 """The JSON-lines worker (DESIGN.md contract 5) through the real process and client."""
 
 import os
+import re
 import sys
 
 import pytest
@@ -15,6 +16,7 @@ ENV = {"PYTHONPATH": str(ROOT)}
 @pytest.fixture
 def client(tmp_path):
     c = WorkerClient(sys.executable, env=ENV, cwd=str(ROOT), log_path=tmp_path / "worker.log")
+    c.handshake()
     yield c
     c.close()
 
@@ -85,4 +87,11 @@ def test_a_missing_interpreter_is_a_clear_error(tmp_path):
     with pytest.raises(WorkerError, match="did not say hello.*is relit installed"):
         # the base interpreter of this virtual environment has no relit installed
         WorkerClient(os.path.join(sys.base_prefix, "bin", "python3"), env={"PYTHONPATH": ""}, cwd=str(tmp_path),
-                     start_timeout=20)
+                     start_timeout=20).handshake()
+    # asynchronously, the same failure reaches the job
+    client = WorkerClient(os.path.join(sys.base_prefix, "bin", "python3"), env={"PYTHONPATH": ""}, cwd=str(tmp_path))
+    try:
+        message = client.wait(client.submit("relight", {}), timeout=30).error
+    except WorkerError as e:  # it may already have exited when the request is sent
+        message = str(e)
+    assert re.search(r"relit (is )?installed", message), message
