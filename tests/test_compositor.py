@@ -307,3 +307,21 @@ def test_nuke_layer_names_follow_nukes_channel_rules(tmp_path):
         assert layer.replace("light_", "")[0].isalpha() or layer.replace("light_", "")[0] == "_"
         assert all(c.isalnum() or c == "_" for c in layer)
         assert f"add_layer {{{layer} {layer}.red {layer}.green {layer}.blue}}" in text
+
+
+def test_relit_comp_streams_a_sequence_and_writes_the_nuke_script(tmp_path):
+    from tests.conftest import run_relit
+
+    for f in (1001, 1002):
+        _pass_file(tmp_path / f"relit.{f:04d}.exr", seed=f)
+    run = run_relit("comp", "--default", str(tmp_path / "relit.####.exr"), "-o", str(tmp_path / "comp.####.exr"),
+                    "--nuke", str(tmp_path / "comp.nk"), "--save-graph", str(tmp_path / "g.json"))
+    assert run.returncode == 0, run.stderr
+    for f in (1001, 1002):
+        _, beauty, _ = read_passes(tmp_path / f"relit.{f:04d}.exr")
+        out = read_channels(tmp_path / f"comp.{f:04d}.exr", ["R", "G", "B"])
+        np.testing.assert_allclose(out, beauty, rtol=2e-3, atol=2e-3)
+    graph, layers, _ = parse_nuke((tmp_path / "comp.nk").read_text())
+    assert layers == ["light_environment", "light_key", "light_rim"] and graph.nodes["passes"].first == 1001
+    rerun = run_relit("comp", str(tmp_path / "g.json"), "--frames", "1002")
+    assert rerun.returncode == 0 and "comp: 1 frame(s)" in rerun.stdout
