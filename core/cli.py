@@ -269,6 +269,9 @@ def cmd_relight(args: argparse.Namespace) -> None:
         job.save(args.save_job)
         print(f"wrote {args.save_job}")
         return
+    if args.ray is not None or args.chunk:
+        _relight_in_units(job, args)
+        return
     bars: dict[str, tqdm] = {}
 
     def progress(event) -> None:
@@ -298,6 +301,53 @@ def cmd_relight(args: argparse.Namespace) -> None:
         print(f"  {evals} UNet evaluations and {secs:.2f} s per frame on {job.device}")
     for w in report.warnings:
         print(f"  warning: {w}")
+
+
+def _relight_in_units(job, args: argparse.Namespace) -> None:
+    """``relit relight --chunk N [--light-chunk M] [--ray [ADDRESS]]``: plan, then run the units."""
+    from tqdm import tqdm
+
+    from .farm.units import plan_job, run_plan_local
+
+    plan = plan_job(job, args.chunk or 1_000_000, args.light_chunk)
+    units_path = Path(args.units_out or Path(next(iter(plan.folders.values()))) / "units.json")
+    plan.save(units_path)
+    if args.ray is not None:
+        from .farm.ray_runner import run_plan_ray
+
+        report = run_plan_ray(plan, args.ray or None, args.workers, args.cpus_per_worker, args.gpus_per_worker,
+                              threads=job.threads, progress=not args.quiet)
+        print(f"{units_path}: {len(report.done)} unit(s) done on {len(report.workers)} Ray worker(s), "
+              f"{report.retries} retried, {len(report.failed)} failed")
+        for f in report.failed:
+            print(f"  unit {f['unit']} failed after {f['attempts']} attempt(s): {f['error']}\n    {f['command']}")
+        if report.failed:
+            raise RelitError(f"{len(report.failed)} unit(s) failed; rerun the same command to retry only those")
+        return
+    bar = tqdm(total=len(plan.units), desc="units", unit="unit", disable=args.quiet)
+    run_plan_local(plan, job.threads, lambda done, total: bar.update(1))
+    bar.close()
+    print(f"{units_path}: {len(plan.units)} unit(s) done in this process; outputs in "
+          f"{', '.join(sorted(set(plan.folders.values())))}")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from .farm.units import plan_job
+    from .jobs import RelightJob
+
+    plan = plan_job(RelightJob.load(args.job), args.chunk, args.light_chunk)
+    plan.save(args.output)
+    kinds = {k: sum(u.kind == k for u in plan.units) for k in ("relight", "merge")}
+    print(f"{args.output}: {len(plan.units)} unit(s) ({kinds['relight']} relight, {kinds['merge']} merge) over "
+          f"{len(plan.folders)} camera(s); run each with: relit run-unit {args.output} --index I")
+
+
+def cmd_run_unit(args: argparse.Namespace) -> None:
+    from .farm.units import Plan, run_unit
+
+    result = run_unit(Plan.load(args.units), args.index)
+    print(f"unit {args.index} ({result['kind']}): {len(result['outputs'])} file(s)"
+          + (f", {len(result['skipped'])} frame(s) already done" if result["skipped"] else ""))
 
 
 def cmd_comp(args: argparse.Namespace) -> None:
@@ -475,6 +525,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="relit", help="output file stem (NAME.####.exr)")
     p.add_argument("--job", help="run this job JSON instead of the flags (the schema the worker and farm use)")
     p.add_argument("--save-job", help="write the job JSON the flags make and exit")
+    p.add_argument("--chunk", type=int, help="split into work units of this many frames (see relit plan)")
+    p.add_argument("--light-chunk", type=int, help="and, for the stage strategy and the basis, of this many stage "
+                                                   "directions (merged per frame)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the units on Ray: a local cluster started here, or the cluster at ADDRESS")
+    p.add_argument("--workers", type=int, default=2, help="Ray workers (each loads the bundle once)")
+    p.add_argument("--cpus-per-worker", type=int, default=1)
+    p.add_argument("--gpus-per-worker", type=float, default=0.0)
+    p.add_argument("--units-out", help="where to write the units JSON (default: in the version folder)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("-o", "--output", help="output folder (version folders vNNN are made inside)")
     p.set_defaults(func=cmd_relight)
@@ -494,6 +553,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-render", action="store_true", help="only write --nuke / --save-graph")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_comp)
+
+    p = sub.add_parser("plan", help="split a relight job into work units for a render farm",
+                       description="Split JOB.json (relit relight --save-job) into units of --chunk frames per "
+                                   "camera (and --light-chunk stage directions, merged per frame) and write "
+                                   "units.json with the exact relit run-unit command of each unit. Units are "
+                                   "deterministic, write atomically, and skip work already done.")
+    p.add_argument("job", help="job JSON")
+    p.add_argument("--chunk", type=int, required=True, help="frames per unit")
+    p.add_argument("--light-chunk", type=int, help="stage directions per unit (stage strategy, OLAT basis)")
+    p.add_argument("-o", "--output", required=True, help="units JSON to write")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run-unit", help="run one work unit of a plan (what a farm task runs)")
+    p.add_argument("units", help="units JSON written by relit plan")
+    p.add_argument("--index", type=int, required=True, help="the unit to run")
+    p.set_defaults(func=cmd_run_unit)
 
     p = sub.add_parser("check-consistency", help="sum of predicted stage OLATs vs the input (no ground truth)",
                        description="Light transport is linear and flat-lit is the sum of all stage lights, so the "

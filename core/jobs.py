@@ -49,6 +49,12 @@ class RelightJob:
     subject: str | None = None           # the plate's subject, when its header does not say
     allow_other_subject: bool = False    # run a subject-specific bundle on another subject (warns)
     name: str = "relit"                  # output file stem: NAME.####.exr (and NAME_basis.####.exr)
+    cameras: dict | None = None          # several cameras: name -> Blender 4x4 c2w; input, matte and output
+                                         # hold "{camera}", the rig is seen from its camera_c2w (reference)
+    light_chunk: list | None = None      # [start, end) of the stage directions to compute (a farm unit's
+                                         # share); the frame's other chunks are merged later
+    folder: str | None = None            # write into this version folder (farm units share the plan's)
+    threads: int = 0                     # torch CPU threads (0: torch's default); pin it for identical bytes
     version: int = JOB_VERSION           # schema version
 
     def to_json(self) -> dict:
@@ -86,7 +92,7 @@ class RelightJob:
         _choice(self.noise, NOISE_MODES, f"{source}.noise")
         _choice(self.sampler, SAMPLERS, f"{source}.sampler")
         _choice(self.missing, ("drop", "nearest"), f"{source}.missing")
-        for key, lo in (("clusters", 1), ("steps", 1), ("batch_size", 1), ("seed", 0)):
+        for key, lo in (("clusters", 1), ("steps", 1), ("batch_size", 1), ("seed", 0), ("threads", 0)):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise ValidationError(f"{source}.{key}: must be an integer >= {lo}, got {value!r}")
@@ -102,6 +108,46 @@ class RelightJob:
             LightRig.from_json(self.rig, source=f"{source}.rig")
         if self.camera_c2w is not None:
             self.camera_c2w = as_numbers(self.camera_c2w, f"{source}.camera_c2w", (4, 4)).tolist()
+        if self.cameras is not None:
+            if not isinstance(self.cameras, dict) or not self.cameras:
+                raise ValidationError(f"{source}.cameras: must map camera names to 4x4 camera-to-world matrices")
+            for name, c2w in self.cameras.items():
+                as_numbers(c2w, f"{source}.cameras.{name}", (4, 4))
+            for key in ("input", "output"):
+                if "{camera}" not in getattr(self, key):
+                    raise ValidationError(f"{source}.{key}: a job over several cameras needs '{{camera}}' in it")
+            if self.rig is not None and LightRig.from_json(self.rig).camera_c2w is None:
+                raise ValidationError(f"{source}.rig.camera_c2w: a job over several cameras needs the camera the "
+                                      "rig's directions are given in")
+        if self.light_chunk is not None:
+            chunk = self.light_chunk
+            if (not isinstance(chunk, list) or len(chunk) != 2 or not all(isinstance(v, int) for v in chunk)
+                    or not 0 <= chunk[0] < chunk[1]):
+                raise ValidationError(f"{source}.light_chunk: must be [start, end) with 0 <= start < end, got {chunk!r}")
+
+    def for_camera(self, name: str) -> "RelightJob":
+        """The single-camera job of one of ``cameras``: paths filled in, camera set, lights turned
+        from the rig's reference camera into this one's frame (the world lighting stays put)."""
+        import numpy as np
+
+        from .lighting.camera import camera_to_world_directions, world_to_camera_directions
+        from .lighting.rig import LightRig
+
+        if self.cameras is None or name not in self.cameras:
+            raise ValidationError(f"camera {name!r} is not one of the job's cameras {sorted(self.cameras or {})}")
+        c2w = np.asarray(self.cameras[name], dtype=np.float64)
+        rig = None
+        if self.rig is not None:
+            ref = LightRig.from_json(self.rig, source="job.rig")
+            for light in ref.lights:
+                world = camera_to_world_directions(np.asarray(light.direction), np.asarray(ref.camera_c2w))
+                light.direction = tuple(world_to_camera_directions(world, c2w).tolist())
+            ref.camera_c2w = c2w.tolist()
+            rig = ref.to_json()
+        data = {**self.to_json(), "cameras": None, "rig": rig, "camera_c2w": c2w.tolist(),
+                "input": self.input.replace("{camera}", name), "output": self.output.replace("{camera}", name),
+                "matte": None if self.matte is None else self.matte.replace("{camera}", name)}
+        return RelightJob.from_json(data, source=f"job camera {name}")
 
     def light_rig(self):
         """The validated LightRig (its camera replaced by the job's when given), or None (basis-only jobs)."""

@@ -145,7 +145,8 @@ def write_exr(path: str | Path,
               pixel_types: list[str] | None = None,  # [C] "half" | "float"; default all half
               attributes: dict | None = None,        # header attributes: str, int, float or (TypeDesc, value)
               ) -> Path:
-    """Write one single-part EXR atomically (ZIP); nothing is left behind on failure."""
+    """Write one single-part EXR atomically (ZIP, no DateTime: reproducible bytes); nothing is left
+    behind on failure."""
     import OpenImageIO as oiio
 
     pixels = np.ascontiguousarray(pixels, dtype=np.float32)
@@ -159,6 +160,8 @@ def write_exr(path: str | Path,
     spec.channelnames = tuple(channels)
     spec.channelformats = tuple(oiio.TypeDesc(t) for t in types)
     spec.attribute("compression", "zip")
+    # no write time in the header (OpenImageIO adds one unless told): the same inputs give the same bytes
+    spec.attribute("DateTime", "")
     for key, value in (attributes or {}).items():
         if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], oiio.TypeDesc):
             spec.attribute(key, value[0], value[1])

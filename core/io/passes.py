@@ -66,10 +66,13 @@ def _check(passes: RelitPasses) -> tuple[int, int]:
     return h, w
 
 
-def write_passes(path: str | Path, passes: RelitPasses, meta: PassMetadata) -> Path:
-    """Write a relit pass file atomically; returns its path."""
+def write_passes(path: str | Path, passes: RelitPasses, meta: PassMetadata, precision: str = "half") -> Path:
+    """Write a relit pass file atomically; returns its path. ``precision`` of the light layers:
+    half (the contract) or float (intermediate files a merge sums, e.g. a farm unit's light chunk)."""
     import OpenImageIO as oiio
 
+    if precision not in ("half", "float"):
+        raise ValidationError(f"precision {precision!r}: use half or float")
     h, w = _check(passes)
     layer_of = light_layer_names(list(passes.layers))
     names, formats, columns = ["R", "G", "B", "A"], ["half"] * 4, []
@@ -78,7 +81,7 @@ def write_passes(path: str | Path, passes: RelitPasses, meta: PassMetadata) -> P
     for light, img in passes.layers.items():
         for c, comp in enumerate("RGB"):
             names.append(f"{layer_of[light]}.{comp}")
-            formats.append("half")
+            formats.append(precision)
             columns.append(img[..., c].astype(np.float32))
     for layer, img in passes.data.items():
         img = img.reshape(h, w, -1)

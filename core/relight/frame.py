@@ -89,12 +89,14 @@ def _camera(rig: LightRig | None, camera_c2w=None) -> np.ndarray:
 
 def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: int = 8, missing: str = "drop",
                   basis: bool = False, environment: np.ndarray | None = None,
-                  camera_c2w=None) -> LightingPlan:
+                  camera_c2w=None, light_chunk: tuple[int, int] | None = None) -> LightingPlan:
     """The inferences and layer weights for ``rig`` on bundle ``info``.
 
     ``environment`` is the rig's environment already loaded ([H, W, 3]); it is read from disk
     when not given. ``auto`` is ``stage`` for an olat bundle and ``envmap`` for an envmap bundle.
     ``camera_c2w`` (Blender 4x4) is the plate's camera when the rig has none (basis-only jobs).
+    ``light_chunk`` = (start, end) keeps the stage directions with layout index in [start, end) (a
+    farm unit's share of a frame); the rig's own lights and area lights go with the chunk at 0.
     """
     if strategy not in STRATEGIES:
         raise ValidationError(f"HDRI strategy {strategy!r}: use one of {STRATEGIES}")
@@ -108,7 +110,8 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
         raise ValidationError(f"--hdri-strategy envmap needs an envmap bundle; {info.id} is an olat bundle "
                               "(use stage or area)")
     plan = LightingPlan()
-    for light in (rig.lights if rig is not None else []):
+    first_chunk = light_chunk is None or light_chunk[0] == 0
+    for light in (rig.lights if rig is not None and first_chunk else []):
         idx = plan._add(light.direction, light.size)
         plan._feed(light.group or light.name, idx, np.asarray(light.rgb) * light.intensity)
     need_stage = basis or (env is not None and strategy == "stage")
@@ -128,6 +131,8 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
             _report_dropped(proj.dropped_fraction, layout.name)
             weights = proj.weights
         lit = np.arange(len(layout)) if basis else np.flatnonzero(weights.max(axis=1) > 0)
+        if light_chunk is not None:
+            lit = lit[(lit >= light_chunk[0]) & (lit < light_chunk[1])]
         idx = plan._add(cam_dirs[lit], np.zeros(len(lit)))
         if weights is not None:
             plan._feed(ENV_LAYER, idx, weights[lit])
@@ -137,7 +142,7 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
             plan.basis = [{"layer": f"stage_{sanitise_name(layout.names[i])}", "index": int(j),
                            "direction": cam_dirs[i].tolist(), "world_direction": layout.directions[i].tolist(),
                            "size": 0.0, "solid_angle": float(layout.solid_angles[i])} for i, j in zip(lit, idx)]
-    if env is not None and strategy == "area":
+    if env is not None and strategy == "area" and first_chunk:
         found = cluster_environment(pixels, clusters, env.rotation, env.intensity, layout, missing)
         if layout is not None:
             _report_dropped(found.dropped_fraction, layout.name)
@@ -221,10 +226,13 @@ def relight_prepared(pipe, plan: LightingPlan, plate: PreparedPlate, settings: R
                   callback_on_step_end=on_step)
     if plan.environment is not None:
         out = pipe(plate.model_input, environment=plan.environment, **common)
-        images = out.images * np.float32(plan.environment_scale)
-    else:
+        images, evaluations = out.images * np.float32(plan.environment_scale), out.evaluations
+    elif len(plan.directions):
         out = pipe(plate.model_input, plan.directions, plan.sizes, **common)
-        images = out.images
+        images, evaluations = out.images, out.evaluations
+    else:  # a farm unit's light chunk with nothing lit in it
+        m = plate.model_input.shape[0]
+        images, evaluations = np.zeros((0, m, m, 3), np.float32), 0
     passes = None
     if plan.layers:
         small = np.stack([np.einsum("mhwc,mc->hwc", images[idx], rgb.astype(np.float32)) if len(idx)
@@ -236,7 +244,7 @@ def relight_prepared(pipe, plan: LightingPlan, plate: PreparedPlate, settings: R
         idx = np.array([b["index"] for b in plan.basis])
         full = to_plate(images[idx], plate.model_input, plate.source, plate.framing, plate.eps)
         basis = RelitPasses({b["layer"]: img for b, img in zip(plan.basis, full)}, plate.matte)
-    return FrameResult(passes, basis, out.evaluations)
+    return FrameResult(passes, basis, evaluations)
 
 
 def relight_frame(pipe, info, plate: np.ndarray, alpha: np.ndarray, rig: LightRig, settings: RelightSettings,

@@ -78,9 +78,11 @@ def _file_sha256(path: str | Path) -> str:
 def _job_digest(job: RelightJob, bundle_sha256: str, hdri_sha256: str) -> str:
     """What every frame of the job depends on besides its own pixels and noise.
 
-    Device, batch size and the output folder change no result (beyond float rounding) and are left out.
+    Device, batch size, threads and the output folder change no result (beyond float rounding) and
+    are left out.
     """
-    keep = {k: v for k, v in job.to_json().items() if k not in ("device", "batch_size", "output")}
+    keep = {k: v for k, v in job.to_json().items()
+            if k not in ("device", "batch_size", "output", "folder", "threads")}
     return hashlib.sha256(json.dumps([keep, bundle_sha256, hdri_sha256], sort_keys=True).encode()).hexdigest()
 
 
@@ -93,8 +95,10 @@ def _frame_digest(job_digest: str, prepared: PreparedPlate, noise: np.ndarray | 
     return h.hexdigest()
 
 
-def output_name(job: RelightJob, frame: int, basis: bool = False) -> str:
-    return f"{job.name}{'_basis' if basis else ''}.{frame:04d}.exr"
+def output_name(name: str, frame: int, basis: bool = False, light_chunk: list[int] | None = None) -> str:
+    """NAME.####.exr / NAME_basis.####.exr; a light chunk's share: NAME.####.lightsSSSS-EEEE.exr."""
+    part = "" if light_chunk is None else f".lights{light_chunk[0]:04d}-{light_chunk[1]:04d}"
+    return f"{name}{'_basis' if basis else ''}.{frame:04d}{part}.exr"
 
 
 class FrameSource:
@@ -172,10 +176,18 @@ class FrameSource:
             yield frame, path, prepared, noise
 
 
+PARTS = "parts"  # subfolder of a version folder holding farm units' light-chunk shares
+
+
+def output_path(job: RelightJob, folder: Path, frame: int, basis: bool = False) -> Path:
+    return (folder if job.light_chunk is None else folder / PARTS) / output_name(job.name, frame, basis,
+                                                                                 job.light_chunk)
+
+
 def _outputs(job: RelightJob, folder: Path, frame: int) -> list[Path]:
     """The files a job writes for one frame: the relit passes (when it has a rig), the basis (when asked)."""
-    return ([folder / output_name(job, frame)] if job.rig is not None else []) + \
-           ([folder / output_name(job, frame, True)] if job.basis else [])
+    return ([output_path(job, folder, frame)] if job.rig is not None else []) + \
+           ([output_path(job, folder, frame, True)] if job.basis else [])
 
 
 def _choose_folder(job: RelightJob, source: FrameSource, job_digest: str) -> tuple[Path | None, set[int]]:
@@ -200,6 +212,19 @@ def _choose_folder(job: RelightJob, source: FrameSource, job_digest: str) -> tup
     return folder, held
 
 
+def _done_in(job: RelightJob, source: FrameSource, job_digest: str, folder: Path) -> set[int]:
+    """Frames whose every output in ``folder`` carries this job's input hash (a farm unit's resume)."""
+    done: set[int] = set()
+    held = {f for f in source.frames if all(p.exists() for p in _outputs(job, folder, f))}
+    if not held:
+        return done
+    for frame, _, prepared, noise in source:
+        digest = _frame_digest(job_digest, prepared, noise)
+        if frame in held and all(read_metadata(p).get("input_hash") == digest for p in _outputs(job, folder, frame)):
+            done.add(frame)
+    return done
+
+
 def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | None = None,
                 pipe_and_info=None) -> RunReport:
     """Run a relight job; ``progress`` receives events (and may raise to cancel).
@@ -215,31 +240,41 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     if rig is not None and rig.environment is not None:
         environment = load_environment(rig.environment.path)
         hdri_sha = _file_sha256(rig.environment.path)
+    if job.threads:
+        import torch
+
+        torch.set_num_threads(job.threads)
     plan: LightingPlan = plan_lighting(info, rig, job.hdri_strategy, job.clusters, job.missing, job.basis,
-                                       environment, job.camera_c2w)
+                                       environment, job.camera_c2w,
+                                       None if job.light_chunk is None else tuple(job.light_chunk))
     pipe, info = pipe_and_info if pipe_and_info is not None else load_bundle(job.bundle, job.device)
     source = FrameSource(job, info, pipe.latent_shape())
     report = RunReport(folder=Path(job.output), inferences=plan.inferences, warnings=source.check_headers())
     for w in report.warnings:
         log.warning("%s", w)
     job_digest = _job_digest(job, info.sha256, hdri_sha)
-    folder, done = _choose_folder(job, source, job_digest)
-    if folder is None:
-        folder = new_version_dir(job.output)
+    if job.folder is not None:  # a farm unit: the plan chose the version folder, other units share it
+        folder = Path(job.folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        done = _done_in(job, source, job_digest, folder)
     else:
-        removed = remove_stale_partials(folder)
-        if removed:
-            log.info("%s: removed %d partial file(s) a killed run left", folder, removed)
+        folder, done = _choose_folder(job, source, job_digest)
+        if folder is None:
+            folder = new_version_dir(job.output)
+        else:
+            removed = remove_stale_partials(folder)
+            if removed:
+                log.info("%s: removed %d partial file(s) a killed run left", folder, removed)
+        atomic_write_text(folder / JOB_RECORD, json.dumps({"job": job.to_json(), "digest": job_digest,
+                                                           "bundle_sha256": info.sha256, "hdri_sha256": hdri_sha},
+                                                          indent=2, sort_keys=True) + "\n")
     report.folder = folder
-    atomic_write_text(folder / JOB_RECORD, json.dumps({"job": job.to_json(), "digest": job_digest,
-                                                       "bundle_sha256": info.sha256, "hdri_sha256": hdri_sha},
-                                                      indent=2, sort_keys=True) + "\n")
     settings = RelightSettings(job.steps, job.guidance_image, job.guidance_light, job.seed, job.sampler,
                                job.batch_size)
     total = len(source.frames)
     light_steps = plan.inferences * job.steps
     for n, (frame, path, prepared, noise) in enumerate(source, start=1):
-        out = folder / output_name(job, frame, basis=rig is None)
+        out = output_path(job, folder, frame, basis=rig is None)
         if frame in done:
             report.frames.append(FrameReport(frame, out, True))
             _emit(progress, ProgressEvent("frames", n, total, frame, skipped=True))
@@ -254,11 +289,12 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
         result = relight_prepared(pipe, plan, prepared, settings, noise, on_batch=on_batch)
         digest = _frame_digest(job_digest, prepared, noise)
         colour = job.working_space
+        precision = "half" if job.light_chunk is None else "float"  # a chunk's share is summed later
         if result.basis is not None:
-            write_passes(folder / output_name(job, frame, True), result.basis,
-                         pass_metadata(rig, info, settings, digest, colour, plan, basis=True))
+            write_passes(output_path(job, folder, frame, True), result.basis,
+                         pass_metadata(rig, info, settings, digest, colour, plan, basis=True), precision)
         if result.passes is not None:
-            write_passes(out, result.passes, pass_metadata(rig, info, settings, digest, colour))
+            write_passes(out, result.passes, pass_metadata(rig, info, settings, digest, colour), precision)
         report.frames.append(FrameReport(frame, out, False, result.evaluations, time.perf_counter() - start))
         _emit(progress, ProgressEvent("frames", n, total, frame))
     return report

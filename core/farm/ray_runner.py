@@ -1,0 +1,148 @@
+"""Run a plan's units on Ray: a pool of actors, each loading the model bundle once and running
+units one after another (relight units first, a merge as soon as its light chunks are done).
+
+A unit whose actor dies (a killed worker, a lost node) or which raises is retried on a fresh or
+another actor, up to ``attempts`` times in all; one that still fails is reported with its command
+and error and the rest of the job completes. Units write atomically and skip frames already done,
+so a retry or a rerun after a crash recomputes only what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import ray
+
+from .units import Plan, run_unit
+
+log = logging.getLogger(__name__)
+
+
+@ray.remote
+class UnitRunner:
+    """One worker: the bundle is loaded once, at start, and serves every unit sent here."""
+
+    def __init__(self, plan: dict, threads: int):
+        import torch
+
+        from ..model.bundle import load_bundle
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.plan = Plan(plan["job"], plan["folders"], [_unit(u) for u in plan["units"]])
+        job = self.plan.job
+        self.model = load_bundle(job["bundle"], job.get("device", "cpu"))
+        self.loads = 1
+
+    def info(self) -> dict:
+        return {"pid": os.getpid(), "loads": self.loads}
+
+    def run(self, index: int) -> dict:
+        out = run_unit(self.plan, index, pipe_and_info=self.model)
+        out["pid"] = os.getpid()
+        return out
+
+
+def _unit(data: dict):
+    from .units import WorkUnit
+
+    return WorkUnit(**data)
+
+
+@dataclass
+class FarmReport:
+    done: list[dict] = field(default_factory=list)       # results of finished units
+    failed: list[dict] = field(default_factory=list)     # {unit, command, error, attempts}
+    workers: dict[int, int] = field(default_factory=dict)  # pid -> bundle loads, of every actor started
+    retries: int = 0
+
+
+def run_plan_ray(plan: Plan, address: str | None = None, workers: int = 2, cpus: int = 1, gpus: float = 0.0,
+                 attempts: int = 3, threads: int = 0, progress: bool = True,
+                 on_result: Callable[[dict, dict], None] | None = None) -> FarmReport:
+    """Run every unit of ``plan`` on Ray (a local cluster started here, or ``address``).
+
+    ``on_result(result, actors)`` is called after each finished unit with the live actors by pid
+    (tests use it to kill one).
+    """
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(workers * cpus, 1), num_gpus=gpus * workers or None, include_dashboard=False,
+                     log_to_driver=False)
+    payload = {"job": plan.job, "folders": plan.folders, "units": [asdict(u) for u in plan.units]}
+    options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
+    report = FarmReport()
+
+    def start_actor():
+        actor = UnitRunner.options(**options).remote(payload, threads)
+        info = ray.get(actor.info.remote())
+        report.workers[info["pid"]] = info["loads"]
+        return actor, info["pid"]
+
+    idle = [start_actor() for _ in range(workers)]
+    tries = {u.index: 0 for u in plan.units}
+    finished: set[int] = set()
+    blocked: set[int] = set()     # merges whose inputs failed
+    queue = [u.index for u in plan.units]
+    running: dict = {}             # future -> (unit index, actor, pid)
+    bar = tqdm(total=len(plan.units), desc="units", unit="unit", disable=not progress)
+    while queue or running:
+        ready = [i for i in queue if all(d in finished for d in plan.units[i].depends_on)]
+        for i in [i for i in queue if any(d in blocked or _failed(report, d) for d in plan.units[i].depends_on)]:
+            queue.remove(i)
+            blocked.add(i)
+            report.failed.append({"unit": i, "command": plan.units[i].command, "attempts": 0,
+                                  "error": f"not run: a unit it depends on failed ({plan.units[i].depends_on})"})
+        while ready and idle:
+            i = ready.pop(0)
+            queue.remove(i)
+            actor, pid = idle.pop()
+            tries[i] += 1
+            running[actor.run.remote(i)] = (i, actor, pid)
+        if not running:
+            continue
+        done, _ = ray.wait(list(running), num_returns=1)
+        future = done[0]
+        i, actor, pid = running.pop(future)
+        try:
+            result = ray.get(future)
+        except ray.exceptions.RayActorError as e:  # the worker died: replace it, retry its unit
+            log.warning("worker %d died running unit %d (%s); retrying on a new worker", pid, i, type(e).__name__)
+            idle.append(start_actor())
+            _retry_or_fail(report, plan, i, tries, attempts, queue, f"worker {pid} died: {e}")
+            continue
+        except ray.exceptions.RayTaskError as e:
+            idle.append((actor, pid))
+            _retry_or_fail(report, plan, i, tries, attempts, queue, str(e.cause if e.cause else e))
+            continue
+        idle.append((actor, pid))
+        finished.add(i)
+        report.done.append(result)
+        bar.update(1)
+        if on_result is not None:
+            on_result(result, {p: a for a, p in idle} | {p: a for _, a, p in running.values()})
+    bar.close()
+    return report
+
+
+def _failed(report: FarmReport, index: int) -> bool:
+    return any(f["unit"] == index for f in report.failed)
+
+
+def _retry_or_fail(report: FarmReport, plan: Plan, index: int, tries: dict, attempts: int, queue: list,
+                   error: str) -> None:
+    if tries[index] < attempts:
+        report.retries += 1
+        queue.append(index)
+        return
+    report.failed.append({"unit": index, "command": plan.units[index].command, "attempts": tries[index],
+                          "error": error})

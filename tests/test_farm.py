@@ -1,0 +1,141 @@
+"""Work units, plan / run-unit, and Ray: same bytes as one process, faults survived, nothing redone."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from core.farm.units import Plan, plan_job, run_plan_local, run_unit
+from core.io.exr import write_rgba
+from core.io.passes import read_passes
+from core.jobs import RelightJob
+from core.lighting.camera import front_camera_c2w
+from core.lighting.layout import builtin_layout
+from core.lighting.rig import Environment, LightRig
+from core.relight.run import run_relight
+from tests.conftest import LAYOUT, ROOT, env_from_function, example_rig, write_plates
+
+N_STAGE = len(builtin_layout(LAYOUT))
+
+
+def _job(bundle, tmp_path, out, frames=(1, 2, 3), **kw):
+    """A basis + HDRI (stage) + three-light job; its plates and HDRI are written once per test."""
+    if (tmp_path / "env.exr").exists():
+        return RelightJob.from_json({**json.loads((tmp_path / "job_template.json").read_text()), "output": str(out),
+                                     "input": write_plates(tmp_path, list(frames))})
+    env = env_from_function(8, lambda d: (0.4 + np.exp(3 * (d @ np.array([0.2, -0.9, 0.4]) - 1)))[..., None]
+                            * np.ones(3))
+    write_rgba(tmp_path / "env.exr", env, np.ones(env.shape[:2], np.float32))
+    rig = example_rig()
+    rig.environment = Environment(str(tmp_path / "env.exr"), (0.0, 0.0, 0.4), 1.0)
+    rig.camera_c2w = front_camera_c2w().tolist()
+    plates = write_plates(tmp_path, list(frames))
+    job = RelightJob(bundle=str(bundle), input=plates, output=str(out), rig=rig.to_json(), basis=True, steps=2,
+                     seed=5, threads=1, **kw)
+    job.save(tmp_path / "job_template.json")
+    return job
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.exr"))}
+
+
+def test_plan_lists_units_with_commands_and_dependencies(tmp_path, bundle):
+    job = _job(bundle, tmp_path, tmp_path / "out", frames=(1, 2, 3, 4, 5))
+    plan = plan_job(job, chunk=2, light_chunk=8)
+    plan.save(tmp_path / "units.json")
+    chunks = -(-N_STAGE // 8)
+    assert len(plan.units) == 3 * (chunks + 1)
+    data = json.loads((tmp_path / "units.json").read_text())
+    first_merge = data["units"][chunks]
+    assert first_merge["kind"] == "merge" and first_merge["depends_on"] == list(range(chunks))
+    assert first_merge["frames"] == [1, 2] and data["units"][0]["light_chunk"] == [0, 8]
+    assert data["units"][0]["command"] == f"relit run-unit {tmp_path / 'units.json'} --index 0"
+    assert Plan.load(tmp_path / "units.json").units[-1].frames == [5]
+
+
+def test_light_chunks_merge_to_the_unsplit_result(tmp_path, bundle):
+    job = _job(bundle, tmp_path, tmp_path / "whole")
+    whole = run_relight(job)
+    plan = plan_job(_job(bundle, tmp_path, tmp_path / "split"), chunk=2, light_chunk=7)
+    run_plan_local(plan)
+    folder = tmp_path / "split" / "v001"
+    for f in (1, 2, 3):
+        a, _, alpha_a = read_passes(whole.folder / f"relit.{f:04d}.exr")
+        b, beauty_b, alpha_b = read_passes(folder / f"relit.{f:04d}.exr")
+        assert sorted(a) == sorted(b)
+        for name in a:  # float sums in another order and other batches, both rounded to half
+            np.testing.assert_allclose(b[name], a[name], rtol=4e-3, atol=1e-3 * max(1.0, float(a[name].max())))
+        np.testing.assert_array_equal(alpha_a, alpha_b)
+        basis_a, _, _ = read_passes(whole.folder / f"relit_basis.{f:04d}.exr")
+        basis_b, _, _ = read_passes(folder / f"relit_basis.{f:04d}.exr")
+        assert sorted(basis_a) == sorted(basis_b) and len(basis_b) == N_STAGE
+    # a rerun of every unit finds everything done
+    again = [run_unit(plan, u.index) for u in plan.units if u.kind == "relight"]
+    assert all(r["skipped"] == plan.units[r["unit"]].frames for r in again)
+
+
+def test_cli_plan_and_run_unit(tmp_path, bundle):
+    job = _job(bundle, tmp_path, tmp_path / "out", frames=(1, 2))
+    job.save(tmp_path / "job.json")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, "-m", "core.cli", "plan", str(tmp_path / "job.json"), "--chunk", "1",
+                          "-o", str(tmp_path / "units.json")], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert "2 unit(s) (2 relight, 0 merge)" in run.stdout
+    for i in range(2):
+        unit = subprocess.run([sys.executable, "-m", "core.cli", "run-unit", str(tmp_path / "units.json"), "--index",
+                               str(i)], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert unit.returncode == 0, unit.stderr
+    assert sorted(_files(tmp_path / "out" / "v001")) == ["relit.0001.exr", "relit.0002.exr", "relit_basis.0001.exr",
+                                                         "relit_basis.0002.exr"]
+
+
+@pytest.fixture
+def ray_local():
+    ray = pytest.importorskip("ray")
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_with_two_workers_gives_the_single_process_bytes_and_survives_a_killed_worker(tmp_path, bundle, ray_local):
+    from core.farm.ray_runner import run_plan_ray
+
+    local = plan_job(_job(bundle, tmp_path, tmp_path / "local", frames=(1, 2, 3, 4)), chunk=1, light_chunk=9)
+    run_plan_local(local, threads=1)
+    reference = _files(tmp_path / "local" / "v001")
+    plan = plan_job(_job(bundle, tmp_path, tmp_path / "ray", frames=(1, 2, 3, 4)), chunk=1, light_chunk=9)
+    plan.save(tmp_path / "units.json")
+    killed = []
+
+    def kill_one(result, actors):
+        if not killed and len(actors) > 1:
+            pid = next(p for p in actors if p != result["pid"])  # one still busy (or about to be)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    report = run_plan_ray(plan, workers=2, threads=1, progress=False, on_result=kill_one)
+    assert killed and not report.failed and len(report.done) == len(plan.units)
+    pids = {r["pid"] for r in report.done}
+    assert len(pids) >= 2  # at least two worker processes ran units
+    assert all(loads == 1 for loads in report.workers.values())  # the bundle was loaded once per worker
+    assert len(report.workers) >= 3  # the killed worker was replaced
+    produced = _files(tmp_path / "ray" / "v001")
+    assert produced.keys() == reference.keys()
+    assert all(produced[k] == reference[k] for k in reference)  # byte-identical (threads pinned to 1)
+    assert not list((tmp_path / "ray").rglob("*.partial*"))
+
+
+def test_a_unit_that_keeps_failing_is_reported_and_the_rest_completes(tmp_path, bundle, ray_local):
+    from core.farm.ray_runner import run_plan_ray
+
+    plan = plan_job(_job(bundle, tmp_path, tmp_path / "out", frames=(1, 2, 3)), chunk=1)
+    (tmp_path / "flat.0002.exr").write_bytes(b"not an exr")  # frame 2's unit fails every time
+    report = run_plan_ray(plan, workers=2, threads=1, progress=False)
+    assert [f["unit"] for f in report.failed] == [1] and report.failed[0]["attempts"] == 3
+    assert "flat.0002.exr" in report.failed[0]["error"] and report.retries == 2
+    assert sorted(r["unit"] for r in report.done) == [0, 2]
