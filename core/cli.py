@@ -177,6 +177,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                       gradient_checkpointing=args.gradient_checkpointing, base_checkpoint=args.base_checkpoint,
                       command=shlex.join(["relit", *sys.argv[1:]]))
     trainer, metrics = train(cfg, progress=not args.quiet)
+    if trainer.rank != 0:  # data-parallel under torchrun: rank 0 writes the bundle
+        return
     bundle = trainer.save(args.bundle) if args.bundle else trainer.save()
     print(f"bundle: {bundle}")
     print("validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))

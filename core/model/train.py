@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -22,7 +23,7 @@ import torch
 
 from .._version import git_hash
 from ..data.capture import CaptureSet
-from ..errors import RelitError
+from ..errors import RelitError, ValidationError
 from .bundle import BundleInfo, save_bundle
 from .codec import UnshuffleCodec, VaeCodec
 from .config import preset
@@ -80,10 +81,33 @@ def _batch_latents(pipe: RelightPipeline, batch: dict, device) -> tuple[torch.Te
     return pipe._to_latent(target, pipe.exposure_target), pipe._to_latent(flat, pipe.exposure_image)
 
 
+def _distributed(cfg: TrainConfig) -> tuple[int, int]:
+    """(rank, world size) under torchrun (WORLD_SIZE set), initialising the process group once:
+    gloo on CPU, NCCL on CUDA (each rank on its LOCAL_RANK GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if cfg.device.startswith("cuda"):
+        cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
 class Trainer:
+    """Trains on one process or data-parallel under torchrun: every rank draws the same global batch
+    and random numbers, takes its equal share, and gradients are averaged across ranks before each
+    step (what DDP does), so N ranks take the same steps as one process over the global batch.
+    Rank 0 alone writes checkpoints, metrics and the bundle; a checkpoint resumes on any world size."""
+
     def __init__(self, cfg: TrainConfig):
         from diffusers.training_utils import EMAModel
 
+        self.rank, self.world = _distributed(cfg)
+        if cfg.batch % self.world:
+            raise ValidationError(f"--batch {cfg.batch} does not split over {self.world} processes; use a multiple")
         self.cfg = cfg
         self.out = Path(cfg.output)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -173,8 +197,21 @@ class Trainer:
                 batch["target"][b] = self.real_images[rng.integers(len(self.real_images))] / self.pipe.exposure_target
         return batch
 
+    def _share(self, batch: dict) -> tuple[dict, slice]:
+        """This rank's part of a global batch, and where it lies in it."""
+        total = len(batch["flat"])
+        size = total // self.world
+        part = slice(self.rank * size, (self.rank + 1) * size)
+        if self.world == 1:
+            return batch, part
+        return {k: v[part] if isinstance(v, np.ndarray) and len(v) == total else v for k, v in batch.items()}, part
+
     def loss(self, batch: dict) -> torch.Tensor:
+        """Loss of this rank's share of a global batch; the random draws are made for the whole
+        batch (the same on every rank) and sliced."""
         cfg, model = self.cfg, self.model
+        total = len(batch["flat"])
+        batch, part = self._share(batch)
         x0, img = _batch_latents(self.pipe, batch, self.device)
         b = len(x0)
         env = None
@@ -189,18 +226,20 @@ class Trainer:
             pred = model(torch.zeros_like(x0), torch.zeros(b, dtype=torch.long, device=self.device), img, tokens)
             return torch.nn.functional.mse_loss(pred, x0)
         uncond = batch.get("unconditional", np.zeros(b, bool))
-        drop_i = torch.from_numpy((self.rng.random(b) < cfg.drop_image) | uncond).to(self.device)
-        drop_l = torch.from_numpy((self.rng.random(b) < cfg.drop_light) | uncond).to(self.device)
+        drop_i = torch.from_numpy((self.rng.random(total)[part] < cfg.drop_image) | uncond).to(self.device)
+        drop_l = torch.from_numpy((self.rng.random(total)[part] < cfg.drop_light) | uncond).to(self.device)
         img = torch.where(drop_i[:, None, None, None], torch.zeros_like(img), img)
         tokens = torch.where(drop_l[:, None, None], model.null_tokens(b), tokens)
         if env is not None:
             env = torch.where(drop_l[:, None, None, None], torch.zeros_like(env), env)
         generator = torch.Generator().manual_seed(int(self.rng.integers(2 ** 31)))
+        shape = (total,) + tuple(x0.shape[1:])
         if cfg.pyramid_discount > 0:
-            noise = pyramid_noise(tuple(x0.shape), generator, cfg.pyramid_discount).to(self.device)
+            noise = pyramid_noise(shape, generator, cfg.pyramid_discount)[part].to(self.device)
         else:
-            noise = torch.randn(x0.shape, generator=generator).to(self.device)
-        t = torch.from_numpy(self.rng.integers(0, self.pipe.scheduler.config.num_train_timesteps, b)).to(self.device)
+            noise = torch.randn(shape, generator=generator)[part].to(self.device)
+        t = torch.from_numpy(self.rng.integers(0, self.pipe.scheduler.config.num_train_timesteps,
+                                               total)[part]).to(self.device)
         scheduler = self.pipe.scheduler
         noisy = scheduler.add_noise(x0, noise, t)
         target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, t)
@@ -222,16 +261,20 @@ class Trainer:
             loss = self.loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self._average_gradients()
             self.optimizer.step()
             self.ema.step(self.model.parameters())
             self.step += 1
             self.seconds = time.perf_counter() - start
             bar.set_postfix(loss=f"{loss.item():.4f}")
             bar.update(1)
-            out_of_time = cfg.max_minutes and self.seconds > 60 * cfg.max_minutes
+            out_of_time = self._agree(bool(cfg.max_minutes and self.seconds > 60 * cfg.max_minutes))
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                self.save_checkpoint()
-            if (cfg.val_every and self.step % cfg.val_every == 0) or self.step == cfg.steps or out_of_time:
+                if self.rank == 0:
+                    self.save_checkpoint()
+                self._barrier()
+            validate = (cfg.val_every and self.step % cfg.val_every == 0) or self.step == cfg.steps or out_of_time
+            if validate and self.rank == 0:
                 metrics = self.validate()
                 bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
                                                              if isinstance(v, float)))
@@ -239,6 +282,33 @@ class Trainer:
                 break
         bar.close()
         return metrics
+
+    # --- data parallel -------------------------------------------------------------------------
+    def _average_gradients(self) -> None:
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        for p in self.model.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad /= self.world
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def _agree(self, flag: bool) -> bool:
+        """True on every rank when any rank says so (a wall-time limit stops all ranks together)."""
+        if self.world == 1:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
 
     # --- validation --------------------------------------------------------------------------
     def ema_model(self) -> RelightModel:
