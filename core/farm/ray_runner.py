@@ -58,6 +58,8 @@ class FarmReport:
     failed: list[dict] = field(default_factory=list)     # {unit, command, error, attempts}
     workers: dict[int, int] = field(default_factory=dict)  # pid -> bundle loads, of every actor started
     retries: int = 0
+    startup_s: float = 0.0        # until the first workers had loaded the bundle (cluster start included)
+    seconds: float = 0.0          # the whole run
 
 
 def run_plan_ray(plan: Plan, address: str | None = None, workers: int = 2, cpus: int = 1, gpus: float = 0.0,
@@ -68,10 +70,12 @@ def run_plan_ray(plan: Plan, address: str | None = None, workers: int = 2, cpus:
     ``on_result(result, actors)`` is called after each finished unit with the live actors by pid
     (tests use it to kill one).
     """
+    import time
     from dataclasses import asdict
 
     from tqdm import tqdm
 
+    started = time.perf_counter()
     if not ray.is_initialized():
         if address:
             ray.init(address=address, log_to_driver=False)
@@ -89,6 +93,7 @@ def run_plan_ray(plan: Plan, address: str | None = None, workers: int = 2, cpus:
         return actor, info["pid"]
 
     idle = [start_actor() for _ in range(workers)]
+    report.startup_s = time.perf_counter() - started
     tries = {u.index: 0 for u in plan.units}
     finished: set[int] = set()
     blocked: set[int] = set()     # merges whose inputs failed
@@ -131,6 +136,7 @@ def run_plan_ray(plan: Plan, address: str | None = None, workers: int = 2, cpus:
         if on_result is not None:
             on_result(result, {p: a for a, p in idle} | {p: a for _, a, p in running.values()})
     bar.close()
+    report.seconds = time.perf_counter() - started
     return report
 
 
