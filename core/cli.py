@@ -159,7 +159,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
     cfg = SynthConfig(subject=args.subject, seed=args.seed, views=args.views, frames=args.frames,
                       first_frame=args.first_frame, layout=args.layout, resolution=args.res,
                       samples=args.samples, batch=args.batch, hdris=list(args.hdris),
-                      rotations=[list(parse_rotation(r)) for r in args.rotations], vector=not args.no_vector)
+                      rotations=[list(parse_rotation(r)) for r in args.rotations], vector=not args.no_vector,
+                      olats=not args.no_olats)
     cs = synthesize(cfg, args.output, progress=not args.quiet)
     print(f"capture set: {cs}")
 
@@ -441,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotations", nargs="*", default=["0"],
                    help="rotations for each HDRI render (DEG or X,Y,Z degrees, as --rotation)")
     p.add_argument("--no-vector", action="store_true", help="skip Cycles' Vector (motion) pass")
+    p.add_argument("--no-olats", action="store_true",
+                   help="flat-lit only (a multi-view sequence for relit reconstruct), no OLAT renders")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True, help="capture set folder")
     p.set_defaults(func=cmd_synth)

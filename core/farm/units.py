@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ValidationError
-from ..io.atomic import atomic_write_text
+from ..io.atomic import atomic_write_text, remove_partials_of
 from ..io.naming import new_version_dir, versions
 from ..io.passes import PassMetadata, RelitPasses, read_metadata, write_passes
 from ..io.sequence import find_frames, parse_frame_range
@@ -143,6 +143,7 @@ def merge_unit(plan: Plan, unit: WorkUnit) -> list[Path]:
                 raise ValidationError(f"unit {unit.index}: light-chunk files missing: {missing[:3]}; run the units "
                                       f"it depends on ({unit.depends_on}) first")
             target = folder / output_name(job.name, frame, basis)
+            remove_partials_of(target)
             written.append(_merge_files(parts, target, basis))
     return written
 

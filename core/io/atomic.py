@@ -47,3 +47,17 @@ def remove_stale_partials(folder: str | Path) -> int:
             path.unlink()
             removed += 1
     return removed
+
+
+def remove_partials_of(target: str | Path) -> int:
+    """Delete temporary files a killed writer of ``target`` left beside it; returns how many.
+
+    Safe while other writers work in the same folder, as long as only one writes ``target``.
+    """
+    target = Path(target)
+    removed = 0
+    for path in target.parent.glob(f".{target.stem}.*{PARTIAL}{target.suffix}"):
+        if path.is_file():
+            path.unlink()
+            removed += 1
+    return removed

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import RelitIOError, ValidationError
-from ..io.atomic import atomic_write_text, remove_stale_partials
+from ..io.atomic import atomic_write_text, remove_partials_of, remove_stale_partials
 from ..io.exr import read_info as read_exr_info
 from ..io.images import read_rgb
 from ..io.naming import new_version_dir, versions
@@ -280,6 +280,8 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
             _emit(progress, ProgressEvent("frames", n, total, frame, skipped=True))
             continue
         start = time.perf_counter()
+        for target in _outputs(job, folder, frame):  # a killed earlier attempt at this frame
+            remove_partials_of(target)
         counter = [0]
 
         def on_batch(lights: int) -> None:

@@ -46,6 +46,7 @@ class SynthConfig:
     rotations: list[list[float]] = field(default_factory=lambda: [[0.0, 0.0, 0.0]])  # Euler XYZ rad, per HDRI render
     vector: bool = True          # write true motion (Cycles' Vector pass) with each flat-lit image:
                                  # layers motion_prev / motion_next, pixel offsets, +x right, +y down
+    olats: bool = True           # render the OLATs; off: flat-lit only (multi-view sequences for 3DGS)
 
 
 def _hdri_path(name: str) -> Path:
@@ -77,7 +78,8 @@ def plan_manifest(cfg: SynthConfig, subject_name: str, expressions: list[str]) -
     return CaptureManifest(
         subject=subject_name, cameras=arc_cameras(cfg.views, cfg.resolution), layout=layout,
         irradiance=irradiance, frames=frames,
-        flat_images="flat/{camera}/flat.{frame:04d}.exr", olat_images="olat/{camera}/olat.{frame:04d}.exr",
+        flat_images="flat/{camera}/flat.{frame:04d}.exr",
+        olat_images="olat/{camera}/olat.{frame:04d}.exr" if cfg.olats else "",
         hdri=_hdri_renders(cfg),
         extra={"generator": "relit synth", "relit_version": __version__, "config": asdict(cfg),
                "stage_lights": "Cycles suns sized to their cells; flat-lit = every light on = a uniform "
@@ -109,6 +111,7 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True) -> Capt
     cs = CaptureSet(out)
     todo = [(cam, f) for f in manifest.frames for cam in manifest.cameras]
     n_batches = math.ceil(len(manifest.layout) / cfg.batch)
+    n_batches = n_batches if cfg.olats else 0
     per_view = 1 + n_batches + len(manifest.hdri)
     scene = StageScene(subject, {f: w for f, (w, _) in zip(numbers, track)}, manifest.layout,
                        manifest.irradiance, RenderSettings(cfg.resolution, cfg.samples, cfg.batch, seed=cfg.seed))
@@ -128,8 +131,8 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True) -> Capt
                           {SUBJECT_ATTRIBUTE: manifest.subject})
                 rendered += 1
             bar.update(1)
-            olat = cs.path(manifest.olat_images, cam.name, f.frame)
-            if not olat.exists():
+            olat = cs.path(manifest.olat_images, cam.name, f.frame) if cfg.olats else None
+            if olat is not None and not olat.exists():
                 olats, alpha = scene.render_olats(progress=bar.update)
                 write_olats(olat, manifest.layout, olats, alpha, manifest.irradiance)
                 rendered += n_batches
