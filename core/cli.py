@@ -353,6 +353,76 @@ def cmd_run_unit(args: argparse.Namespace) -> None:
           + (f", {len(result['skipped'])} frame(s) already done" if result["skipped"] else ""))
 
 
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .data.capture import CaptureSet
+    from .gaussians.train import load_config, load_views, preset, reconstruct, save_config
+
+    out = Path(args.output)
+    if (out / "reconstruction.json").exists():
+        cfg, capture_path = load_config(out)
+        if Path(capture_path).resolve() != Path(args.capture).resolve():
+            raise RelitError(f"{out}: holds a reconstruction of {capture_path}; choose another folder")
+    else:
+        overrides = {k: v for k, v in (("keyframes", args.keyframes), ("kframe_iterations", args.kframe_iterations),
+                                       ("segment_iterations", args.segment_iterations), ("warmup", args.warmup),
+                                       ("resolution", args.res), ("gaussians", args.gaussians)) if v is not None}
+        cfg = preset(args.preset, holdout_cameras=list(args.holdout_cameras), device=args.device, **overrides)
+        save_config(out, cfg, str(Path(args.capture).resolve()))
+    views = load_views(CaptureSet(args.capture), cfg.resolution)
+    bar = tqdm(total=cfg.keyframes, desc="reconstruct", unit="model", disable=args.quiet)
+    recon = reconstruct(views, cfg, store=out, progress=lambda done, total, name: bar.update(done - bar.n))
+    bar.close()
+    print(f"{out}: K-frame model and {len(recon.segments)} segment(s) between keyframes {recon.keyframes}")
+
+
+def cmd_render_views(args: argparse.Namespace) -> None:
+    import numpy as np
+    from tqdm import tqdm
+
+    from .data.capture import CaptureSet
+    from .gaussians.export import export_frame_ply, render_view
+    from .gaussians.train import load_config, load_reconstruction
+    from .io.exr import write_exr
+    from .io.plates import SUBJECT_ATTRIBUTE
+    from .io.sequence import parse_frame_range
+    from .validation import check_fields, load_json
+
+    cfg, capture_path = load_config(args.recon)
+    recon = load_reconstruction(args.recon, cfg)
+    capture = CaptureSet(capture_path)
+    if args.camera_json:
+        data = load_json(args.camera_json, "give a JSON camera: {K, c2w, width, height}")
+        check_fields(data, args.camera_json, {"K", "c2w", "width", "height"}, required=("K", "c2w", "width", "height"))
+        K, c2w, width, height = np.asarray(data["K"]), np.asarray(data["c2w"]), int(data["width"]), int(data["height"])
+    else:
+        cams = {c.name: c for c in capture.manifest.cameras}
+        if args.camera not in cams:
+            raise RelitError(f"--camera {args.camera!r}: the capture set's cameras are {sorted(cams)}")
+        cam = cams[args.camera]
+        scale = args.res / cam.height if args.res else 1.0
+        K = np.asarray(cam.K, dtype=np.float64).copy()
+        K[:2] *= scale
+        c2w, width, height = cam.c2w, round(cam.width * scale), round(cam.height * scale)
+    frames = parse_frame_range(args.frames) if args.frames else [f.frame for f in capture.manifest.frames]
+    out = Path(args.output)
+    done = 0
+    for f in tqdm(frames, desc="render-views", unit="frame", disable=args.quiet):
+        path = out / f"flat.{f:04d}.exr"
+        if not path.exists():  # resume: frames already rendered are kept
+            rgb, alpha = render_view(recon.model_for(f), f, K, c2w, width, height)
+            write_exr(path, np.concatenate([rgb, alpha[..., None]], -1), ["R", "G", "B", "A"],
+                      attributes={SUBJECT_ATTRIBUTE: capture.manifest.subject})
+            done += 1
+        if args.ply:
+            ply = out / "ply" / f"gaussians.{f:04d}.ply"
+            if not ply.exists():
+                export_frame_ply(recon.model_for(f), f, ply)
+    print(f"{out}: {done} frame(s) rendered ({len(frames) - done} already there)"
+          + (f"; PLY per frame in {out / 'ply'}" if args.ply else ""))
+
+
 def cmd_comp(args: argparse.Namespace) -> None:
     from compositor_nodes.defaults import default_graph
     from compositor_nodes.evaluate import evaluate
@@ -574,6 +644,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("units", help="units JSON written by relit plan")
     p.add_argument("--index", type=int, required=True, help="the unit to run")
     p.set_defaults(func=cmd_run_unit)
+
+    p = sub.add_parser("reconstruct", help="dynamic 3D Gaussians of a multi-view flat-lit sequence",
+                       description="Reconstruct a capture set's flat-lit performance as dynamic 3D Gaussians the "
+                                   "scalable way (DifFRelight): a K-frame model, then one model per segment between "
+                                   "keyframes, initialised from it. Resumes: finished models are kept.")
+    p.add_argument("capture", help="capture set with flat-lit frames from several cameras")
+    p.add_argument("--keyframes", type=int, help="K (default: the preset's, 4)")
+    p.add_argument("--preset", default="tiny", help="tiny (CPU, minutes) or production (GPU)")
+    p.add_argument("--res", type=int, help="training resolution")
+    p.add_argument("--gaussians", type=int, help="initial Gaussians")
+    p.add_argument("--kframe-iterations", type=int)
+    p.add_argument("--segment-iterations", type=int)
+    p.add_argument("--warmup", type=int, help="frozen-Gaussian warm-up iterations per segment")
+    p.add_argument("--holdout-cameras", nargs="*", default=[], help="cameras never trained on")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("-o", "--output", required=True, help="reconstruction folder")
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("render-views", help="render a reconstruction from any camera as flat-lit EXRs",
+                       description="Render a relit reconstruct folder from a capture set camera or a JSON camera "
+                                   "({K, c2w (Blender), width, height}) at any frames: OUT/flat.####.exr, the input "
+                                   "relit relight takes. --ply also writes the Gaussians of each frame (standard "
+                                   "3DGS PLY). Frames already rendered are kept (resume).")
+    p.add_argument("recon", help="folder relit reconstruct wrote")
+    p.add_argument("--camera", help="a camera of the capture set")
+    p.add_argument("--camera-json", help="or a JSON camera file")
+    p.add_argument("--res", type=int, help="output height in pixels for a capture camera (default: its own)")
+    p.add_argument("--frames", help="frame range A-B (default: every frame)")
+    p.add_argument("--ply", action="store_true", help="also export per-frame PLY files")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_render_views)
 
     p = sub.add_parser("check-consistency", help="sum of predicted stage OLATs vs the input (no ground truth)",
                        description="Light transport is linear and flat-lit is the sum of all stage lights, so the "

@@ -98,3 +98,42 @@ def test_kframe_segments_start_from_the_kframe_model_and_stay_tied_at_keyframes(
                 assert float(gap) < 0.004, (seg.first, end, float(gap))
         # frozen during warm-up: the canonical Gaussians are the K-frame model's at the first keyframe
         torch.testing.assert_close(recon.segments[1].params["means"], recon.kframe.at(3)["means"])
+
+
+def test_ply_round_trip_in_the_standard_layout(tmp_path):
+    from core.gaussians.export import export_frame_ply, read_ply
+
+    views = _moving_scene(frames=2, cams=2)
+    cfg = ReconConfig(gaussians=30, densify=False, sh_degree=1, deform=DeformConfig((4,), 2, 4, 8, 1))
+    model = new_model(np.random.default_rng(0).normal(0, 0.05, (30, 3)), np.full((30, 3), 0.25),
+                      torch.tensor([[-0.2, -0.2, -0.2], [0.2, 0.2, 0.2]]), cfg, 1, 2, extent=0.4)
+    export_frame_ply(model, 2, tmp_path / "g.ply")
+    ply = read_ply(tmp_path / "g.ply")
+    assert list(ply)[:9] == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    assert [k for k in ply if k.startswith("f_rest")] == [f"f_rest_{i}" for i in range(9)]
+    assert list(ply)[-8:] == ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    np.testing.assert_allclose(np.stack([ply["x"], ply["y"], ply["z"]], 1), model.params["means"].detach().numpy(),
+                               rtol=1e-6)  # a new field is the identity at every frame
+    np.testing.assert_allclose(ply["f_dc_0"], (0.25 - 0.5) / 0.28209479177387814, rtol=1e-5)
+    np.testing.assert_allclose(ply["opacity"], model.params["opacities"].detach().numpy(), rtol=1e-6)
+    assert views.images.shape[:2] == (2, 2)
+
+
+def test_reconstruct_resumes_from_saved_models(tmp_path):
+    from core.gaussians.train import load_reconstruction
+
+    views = _moving_scene(frames=3, cams=3)
+    cfg = ReconConfig(keyframes=2, gaussians=60, densify=False, kframe_iterations=20, segment_iterations=20,
+                      warmup=5, deform=DeformConfig((4,), 2, 4, 8, 1))
+    first = reconstruct(views, cfg, store=tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["kframe.safetensors", "segment_000.safetensors"]
+    again = reconstruct(views, cfg, store=tmp_path)
+    assert again.stats["kframe"] == "loaded" and again.stats["segment_000"] == "loaded"
+    loaded = load_reconstruction(tmp_path, cfg)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model_for(2).at(2)["means"], first.model_for(2).at(2)["means"])
+    (tmp_path / "segment_000.safetensors").unlink()  # a run killed before the segment finished
+    resumed = reconstruct(views, cfg, store=tmp_path)
+    assert resumed.stats["kframe"] == "loaded" and isinstance(resumed.stats["segment_000"], dict)
+    with torch.no_grad():  # the segment is trained again exactly as the first time
+        torch.testing.assert_close(resumed.segments[0].params["means"], first.segments[0].params["means"])

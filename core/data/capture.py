@@ -73,6 +73,14 @@ class CaptureSet:
         h, w = px.shape[:2]
         return px[..., 1:].reshape(h, w, -1, 3).transpose(2, 0, 1, 3), px[..., 0]
 
+    def motion(self, camera: str, frame: int) -> tuple[np.ndarray, np.ndarray]:  # ([H, W, 2], [H, W, 2])
+        """True motion of a synthetic flat-lit frame (Cycles' Vector pass): each pixel's offset to
+        where it is in the previous and in the next frame, +x right, +y down."""
+        path = self.path(self.manifest.flat_images, camera, frame)
+        names = ["motion_prev.X", "motion_prev.Y", "motion_next.X", "motion_next.Y"]
+        px = read_channels(path, names)
+        return px[..., :2], px[..., 2:]
+
     def _check_olats(self) -> None:
         if not self.manifest.olat_images:
             raise ValidationError(f"{self.root}: this capture set has flat-lit images only (no OLATs); render one "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -286,8 +286,14 @@ def new_model(points, colours, bounds, cfg: ReconConfig, first: int, last: int, 
     return DynamicGaussians(params, Deformation(cfg.deform, bounds), first, last)
 
 
-def reconstruct(views: Views, cfg: ReconConfig, kframe_init: bool = True, progress: bool = False) -> Reconstruction:
-    """The full method (``kframe_init=False``: independent segments trained from scratch)."""
+def reconstruct(views: Views, cfg: ReconConfig, kframe_init: bool = True, store: str | Path | None = None,
+                progress=None) -> Reconstruction:
+    """The full method (``kframe_init=False``: independent segments trained from scratch).
+
+    With ``store``, each model is saved there as it finishes and a rerun loads the finished ones
+    instead of training them again (each model draws from its own random stream, so a resumed run
+    trains the rest exactly as an uninterrupted one). ``progress(done, total, name)`` per model.
+    """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train_cams = [i for i, c in enumerate(views.cameras) if c not in cfg.holdout_cameras]
@@ -296,24 +302,57 @@ def reconstruct(views: Views, cfg: ReconConfig, kframe_init: bool = True, progre
     extent = float((bounds[1] - bounds[0]).max())
     keys = keyframes(views.frames, cfg.keyframes)
     stats: dict = {"keyframes": keys}
+    store = None if store is None else Path(store)
+    total = len(keys) - 1 + int(kframe_init)
+
+    def trained(name: str, index: int, build, train) -> DynamicGaussians:
+        path = None if store is None else store / f"{name}.safetensors"
+        if path is not None and path.exists():
+            model = load_model(path, cfg)
+            stats[name] = "loaded"
+        else:
+            torch.manual_seed(cfg.seed + index)
+            model = build()
+            stats[name] = train(model, np.random.default_rng([cfg.seed, index]))
+            if path is not None:
+                save_model(model, path)
+        if progress is not None:
+            progress(index + 1 - int(not kframe_init), total, name)
+        return model
+
     kframe = new_model(points, colours, bounds, cfg, views.frames[0], views.frames[-1], extent)
     if kframe_init:
-        stats["kframe"] = train_deformable(kframe, views, train_cams, keys, cfg, cfg.kframe_iterations, extent, rng)
+        kframe = trained("kframe", 0, lambda: kframe, lambda m, r: train_deformable(
+            m, views, train_cams, keys, cfg, cfg.kframe_iterations, extent, r))
     segments = []
-    for a, b in zip(keys[:-1], keys[1:]):
+    for i, (a, b) in enumerate(zip(keys[:-1], keys[1:]), start=1):
         span = [f for f in views.frames if a <= f <= b]
         if kframe_init:
-            seg = DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b)
             with torch.no_grad():
                 tie = (kframe.at(a), kframe.at(b))
-            s = train_deformable(seg, views, train_cams, span, cfg, cfg.segment_iterations, extent, rng,
-                                 warmup=cfg.warmup, tie=tie)
+            seg = trained(f"segment_{i - 1:03d}", i,
+                          lambda a=a, b=b: DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b),
+                          lambda m, r, span=span, tie=tie: train_deformable(
+                              m, views, train_cams, span, cfg, cfg.segment_iterations, extent, r, warmup=cfg.warmup,
+                              tie=tie))
         else:
-            seg = new_model(points, colours, bounds, cfg, a, b, extent)
-            s = train_deformable(seg, views, train_cams, span, cfg, cfg.segment_iterations, extent, rng)
-        stats.setdefault("segments", []).append(s)
+            seg = trained(f"segment_{i - 1:03d}", i, lambda a=a, b=b: new_model(points, colours, bounds, cfg, a, b,
+                                                                                 extent),
+                          lambda m, r, span=span: train_deformable(m, views, train_cams, span, cfg,
+                                                                   cfg.segment_iterations, extent, r))
         segments.append(seg)
     return Reconstruction(kframe, segments, keys, stats)
+
+
+def load_reconstruction(store: str | Path, cfg: ReconConfig) -> Reconstruction:
+    """The models ``reconstruct`` saved under ``store``."""
+    store = Path(store)
+    segments = [load_model(p, cfg) for p in sorted(store.glob("segment_*.safetensors"))]
+    if not segments:
+        raise ValidationError(f"{store}: no segment_*.safetensors; run relit reconstruct into it first")
+    kframe = load_model(store / "kframe.safetensors", cfg) if (store / "kframe.safetensors").exists() else segments[0]
+    keys = [s.first for s in segments] + [segments[-1].last]
+    return Reconstruction(kframe, segments, keys, {})
 
 
 def single_model(views: Views, cfg: ReconConfig, iterations: int) -> Reconstruction:
@@ -329,35 +368,52 @@ def single_model(views: Views, cfg: ReconConfig, iterations: int) -> Reconstruct
     return Reconstruction(model, [model], [views.frames[0], views.frames[-1]], {"single": stats})
 
 
-def config_json(cfg: ReconConfig) -> dict:
-    return asdict(cfg)
-
-
-def save_reconstruction(recon: Reconstruction, folder: str | Path, cfg: ReconConfig) -> Path:
-    """Each model's parameters and deformation as safetensors plus a JSON index (atomic folder)."""
-    import json
-    import os
-    import shutil
-    import tempfile
-
+def save_model(model: DynamicGaussians, path: str | Path) -> Path:
+    """One dynamic model (parameters, deformation, frame span) as safetensors, atomically."""
     from safetensors.torch import save_file
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
-    try:
-        index = {"config": config_json(cfg), "keyframes": recon.keyframes, "stats": recon.stats, "models": []}
-        for i, model in enumerate([recon.kframe] + recon.segments):
-            name = "kframe" if i == 0 else f"segment_{i - 1:03d}"
-            tensors = {f"params.{k}": v.detach().contiguous() for k, v in model.params.items()}
-            tensors.update({f"deform.{k}": v.detach().contiguous() for k, v in model.deformation.state_dict().items()})
-            save_file(tensors, tmp / f"{name}.safetensors")
-            index["models"].append({"name": name, "first": model.first, "last": model.last})
-        (tmp / "reconstruction.json").write_text(json.dumps(index, indent=1, default=str))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return folder
+    from ..io.atomic import atomic_path
+
+    tensors = {f"params.{k}": v.detach().contiguous() for k, v in model.params.items()}
+    tensors.update({f"deform.{k}": v.detach().contiguous() for k, v in model.deformation.state_dict().items()})
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata={"first": str(model.first), "last": str(model.last)})
+    return Path(path)
+
+
+def load_model(path: str | Path, cfg: ReconConfig) -> DynamicGaussians:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    params = nn.ParameterDict({k[len("params."):]: nn.Parameter(v) for k, v in tensors.items()
+                               if k.startswith("params.")})
+    deform = {k[len("deform."):]: v for k, v in tensors.items() if k.startswith("deform.")}
+    deformation = Deformation(cfg.deform, deform["bounds"])
+    deformation.load_state_dict(deform)
+    return DynamicGaussians(params, deformation, int(meta["first"]), int(meta["last"]))
+
+
+RECON_JSON = "reconstruction.json"
+
+
+def save_config(store: str | Path, cfg: ReconConfig, capture: str) -> None:
+    import json
+    from dataclasses import asdict
+
+    from ..io.atomic import atomic_write_text
+
+    Path(store).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(store) / RECON_JSON, json.dumps({"capture": capture, "config": asdict(cfg)}, indent=1) + "\n")
+
+
+def load_config(store: str | Path) -> tuple[ReconConfig, str]:
+    """(config, capture folder) a reconstruction folder was made with."""
+    from ..validation import load_json
+
+    data = load_json(Path(store) / RECON_JSON, "give a folder relit reconstruct wrote")
+    cfg = dict(data["config"])
+    d = cfg.pop("deform")
+    d["resolutions"] = tuple(d["resolutions"])
+    return ReconConfig(**cfg, deform=DeformConfig(**d)), data["capture"]
