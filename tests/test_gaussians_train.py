@@ -7,7 +7,7 @@ import torch
 
 from core.gaussians.deform import DeformConfig, Deformation
 from core.gaussians.raster import rasterize_torch
-from core.gaussians.train import (DynamicGaussians, ReconConfig, Views, keyframes, new_model, reconstruct,
+from core.gaussians.train import (ReconConfig, Views, keyframes, new_model, reconstruct,
                                   train_deformable)
 from core.lighting.camera import blender_c2w_to_opencv_w2c, look_at_c2w
 
@@ -101,7 +101,8 @@ def test_kframe_segments_start_from_the_kframe_model_and_stay_tied_at_keyframes(
 
 
 def test_ply_round_trip_in_the_standard_layout(tmp_path):
-    from core.gaussians.export import export_frame_ply, read_ply
+    from core.gaussians.export import export_frame_ply
+    from core.io.ply import read_ply
 
     views = _moving_scene(frames=2, cams=2)
     cfg = ReconConfig(gaussians=30, densify=False, sh_degree=1, deform=DeformConfig((4,), 2, 4, 8, 1))

@@ -64,8 +64,8 @@ class ReconConfig:
 
 
 PRESETS = {
-    "tiny": dict(gaussians=1500, resolution=64, kframe_iterations=600, segment_iterations=500, warmup=150,
-                 refine_scale=0.04, max_gaussians=2000, deform=DeformConfig((8, 16), 6, 8, 32, 1)),
+    "tiny": dict(gaussians=1500, resolution=64, kframe_iterations=1500, segment_iterations=1200, warmup=300,
+                 refine_scale=0.25, max_gaussians=2000, deform=DeformConfig((8, 16), 6, 8, 32, 1)),
     "production": {},
 }
 
@@ -244,12 +244,25 @@ def train_deformable(model: DynamicGaussians, views: Views, train_cams: list[int
                 opt.step()
         if refine:
             strategy.step_post_backward(model.params, gauss_opt, state, it - warmup, info, packed=False)
-        losses.append(float(loss))
+            _cap(model.params, gauss_opt, state, cfg.max_gaussians)
+        losses.append(loss.item())
         if log_every and (it + 1) % log_every == 0:
             log.info("it %d: loss %.4f, %d Gaussians", it + 1, np.mean(losses[-log_every:]),
                      len(model.params["means"]))
     return {"iterations": iterations, "seconds": time.perf_counter() - start, "final_loss": float(np.mean(losses[-50:])),
             "gaussians": len(model.params["means"])}
+
+
+def _cap(params, optimizers, state, limit: int) -> None:
+    """Keep at most ``limit`` Gaussians: the least opaque go first (a budget, as on the CPU protocol)."""
+    n = len(params["means"])
+    if n <= limit:
+        return
+    from gsplat.strategy.ops import remove
+
+    drop = torch.zeros(n, dtype=torch.bool)
+    drop[torch.argsort(params["opacities"].detach())[: n - limit]] = True
+    remove(params, optimizers, state, drop)
 
 
 def scene_bounds(points: np.ndarray, margin: float = 0.25) -> torch.Tensor:  # [2, 3]
