@@ -27,8 +27,8 @@ class WorkerDispatcher:
             self.client = client_mod.WorkerClient(self.python, env=self.env, cwd=self.cwd, log_path=self.log_path)
         return self.client
 
-    def start(self, params: dict):
-        return self._client().submit("relight", params)
+    def start(self, params: dict, op: str = "relight"):
+        return self._client().submit(op, params)
 
     def poll(self, job):
         return self.client.poll(job, hang_after=HANG_SECONDS)

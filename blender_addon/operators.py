@@ -76,49 +76,48 @@ def apply_results(context, job: dict, result: dict) -> bpy.types.NodeTree:
     return tree
 
 
-class RELIT_OT_relight(bpy.types.Operator):
-    """Relight the plate under the scene's lamps and world HDRI (ESC cancels)"""
-
-    bl_idname = "relit.relight"
-    bl_label = "Relight"
-    bl_options = {"REGISTER"}
+class _WorkerOperator:
+    """A job in the worker: ``invoke`` returns at once and follows it with a timer (status bar,
+    progress cursor, ESC cancels); ``execute`` runs it synchronously (scripts, background mode)."""
 
     _timer = None
     _job = None
     _state = None
+    _dispatch = None
+
+    def start_job(self, context):  # -> (params, op)
+        raise NotImplementedError
+
+    def apply(self, context, result: dict) -> None:
+        raise NotImplementedError
 
     def _start(self, context):
-        job, found = build_job(context)
-        for name, why in found.skipped:
-            self.report({"INFO"}, f"relit: light {name!r} left out: {why}")
-        self._job = job
-        dispatch = current_dispatcher(bpy.path.abspath(_prefs(context).python))
-        self._state = dispatch.start(job)
-        return dispatch
+        params, op = self.start_job(context)
+        self._job = params
+        self._dispatch = current_dispatcher(bpy.path.abspath(_prefs(context).python))
+        self._state = self._dispatch.start(params, op)
 
     def _finish(self, context, state) -> set[str]:
         context.scene.relit.status = ""
         if state.error is not None:
-            level = {"WARNING"} if state.cancelled else {"ERROR"}
-            self.report(level, f"relit: {state.error}")
+            self.report({"WARNING"} if state.cancelled else {"ERROR"}, f"relit: {state.error}")
             return {"CANCELLED"}
         for line in state.logs:
             self.report({"WARNING"}, f"relit: {line}")
-        apply_results(context, self._job, state.result)
-        self.report({"INFO"}, f"relit: {len(state.result['frames'])} frame(s) in {state.result['folder']}")
+        self.apply(context, state.result)
         return {"FINISHED"}
 
     def execute(self, context):
         try:
-            dispatch = self._start(context)
-            return self._finish(context, dispatch.wait(self._state))
+            self._start(context)
+            return self._finish(context, self._dispatch.wait(self._state))
         except core_module("errors").RelitError as e:
             self.report({"ERROR"}, f"relit: {e}")
             return {"CANCELLED"}
 
     def invoke(self, context, event):
         try:
-            self._dispatch = self._start(context)
+            self._start(context)
         except core_module("errors").RelitError as e:
             self.report({"ERROR"}, f"relit: {e}")
             return {"CANCELLED"}
@@ -154,7 +153,75 @@ class RELIT_OT_relight(bpy.types.Operator):
             return {"CANCELLED"}
 
 
-CLASSES = (RELIT_OT_relight,)
+class RELIT_OT_relight(_WorkerOperator, bpy.types.Operator):
+    """Relight the plate under the scene's lamps and world HDRI (ESC cancels)"""
+
+    bl_idname = "relit.relight"
+    bl_label = "Relight"
+    bl_options = {"REGISTER"}
+
+    def start_job(self, context):
+        job, found = build_job(context)
+        for name, why in found.skipped:
+            self.report({"INFO"}, f"relit: light {name!r} left out: {why}")
+        return job, "relight"
+
+    def apply(self, context, result: dict) -> None:
+        apply_results(context, self._job, result)
+        self.report({"INFO"}, f"relit: {len(result['frames'])} frame(s) in {result['folder']}")
+
+
+class RELIT_OT_render_gaussian_view(_WorkerOperator, bpy.types.Operator):
+    """Render the reconstruction flat-lit from the scene camera; the frames become the plate"""
+
+    bl_idname = "relit.render_gaussian_view"
+    bl_label = "Render flat-lit view"
+    bl_options = {"REGISTER"}
+
+    def start_job(self, context):
+        from .gaussians_io import camera_json
+
+        settings, scene = context.scene.relit, context.scene
+        if not settings.recon:
+            raise core_module("errors").ValidationError("no reconstruction: choose the folder relit reconstruct wrote")
+        params = {"recon": bpy.path.abspath(settings.recon), "camera": camera_json(scene),
+                  "frames": f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range else None,
+                  "output": bpy.path.abspath(settings.views_output), "ply": True}
+        return params, "render-views"
+
+    def apply(self, context, result: dict) -> None:
+        context.scene.relit.plate = result["pattern"]
+        self.report({"INFO"}, f"relit: {result['rendered']} view(s) rendered; the plate is now {result['pattern']}")
+
+
+class RELIT_OT_import_gaussians(bpy.types.Operator):
+    """Load a PLY sequence of dynamic Gaussians as points, one object shown per frame"""
+
+    bl_idname = "relit.import_gaussians"
+    bl_label = "Import Gaussians"
+    bl_options = {"REGISTER", "UNDO"}
+
+    directory: bpy.props.StringProperty(subtype="DIR_PATH")
+
+    def execute(self, context):
+        from .gaussians_io import import_ply_sequence
+
+        folder = bpy.path.abspath(self.directory or str(Path(bpy.path.abspath(context.scene.relit.views_output))
+                                                        / "ply"))
+        try:
+            collection = import_ply_sequence(folder, context.scene)
+        except core_module("errors").RelitError as e:
+            self.report({"ERROR"}, f"relit: {e}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"relit: {len(collection.objects)} frame(s) of Gaussians in {collection.name!r}")
+        return {"FINISHED"}
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+
+CLASSES = (RELIT_OT_relight, RELIT_OT_render_gaussian_view, RELIT_OT_import_gaussians)
 
 
 def register() -> None:

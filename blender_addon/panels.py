@@ -19,6 +19,13 @@ class RELIT_PT_main(bpy.types.Panel):
     def draw(self, context):
         settings = context.scene.relit
         layout = self.layout
+        gauss = layout.box()
+        gauss.label(text="Volumetric capture (dynamic Gaussians)", icon="POINTCLOUD_DATA")
+        gauss.prop(settings, "recon")
+        gauss.prop(settings, "views_output")
+        row = gauss.row()
+        row.operator("relit.render_gaussian_view", icon="RENDER_STILL")
+        row.operator("relit.import_gaussians", icon="IMPORT")
         col = layout.column()
         col.prop(settings, "plate")
         col.prop(settings, "matte")

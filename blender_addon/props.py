@@ -46,6 +46,10 @@ class RELIT_SceneSettings(bpy.types.PropertyGroup):
                                   description="Relight the scene's frame range (else every frame of the plate)")
     output: StringProperty(name="Output", subtype="DIR_PATH", default="//relit/",
                            description="Version folders v001, v002, ... are made here")
+    recon: StringProperty(name="Reconstruction", subtype="DIR_PATH",
+                          description="Dynamic 3D Gaussians written by relit reconstruct")
+    views_output: StringProperty(name="Views", subtype="DIR_PATH", default="//relit_views/",
+                                 description="Where flat-lit renders of the Gaussians (and their PLYs) go")
     status: StringProperty(name="Status", default="")
 
 

@@ -382,22 +382,18 @@ def cmd_render_views(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .data.capture import CaptureSet
-    from .gaussians.export import export_frame_ply, render_view
-    from .gaussians.train import load_config, load_reconstruction
-    from .io.exr import write_exr
-    from .io.plates import SUBJECT_ATTRIBUTE
+    from .gaussians.export import render_sequence
+    from .gaussians.train import load_config
     from .io.sequence import parse_frame_range
     from .validation import check_fields, load_json
 
-    cfg, capture_path = load_config(args.recon)
-    recon = load_reconstruction(args.recon, cfg)
-    capture = CaptureSet(capture_path)
     if args.camera_json:
         data = load_json(args.camera_json, "give a JSON camera: {K, c2w, width, height}")
         check_fields(data, args.camera_json, {"K", "c2w", "width", "height"}, required=("K", "c2w", "width", "height"))
         K, c2w, width, height = np.asarray(data["K"]), np.asarray(data["c2w"]), int(data["width"]), int(data["height"])
     else:
-        cams = {c.name: c for c in capture.manifest.cameras}
+        _, capture_path = load_config(args.recon)
+        cams = {c.name: c for c in CaptureSet(capture_path).manifest.cameras}
         if args.camera not in cams:
             raise RelitError(f"--camera {args.camera!r}: the capture set's cameras are {sorted(cams)}")
         cam = cams[args.camera]
@@ -405,22 +401,13 @@ def cmd_render_views(args: argparse.Namespace) -> None:
         K = np.asarray(cam.K, dtype=np.float64).copy()
         K[:2] *= scale
         c2w, width, height = cam.c2w, round(cam.width * scale), round(cam.height * scale)
-    frames = parse_frame_range(args.frames) if args.frames else [f.frame for f in capture.manifest.frames]
-    out = Path(args.output)
-    done = 0
-    for f in tqdm(frames, desc="render-views", unit="frame", disable=args.quiet):
-        path = out / f"flat.{f:04d}.exr"
-        if not path.exists():  # resume: frames already rendered are kept
-            rgb, alpha = render_view(recon.model_for(f), f, K, c2w, width, height)
-            write_exr(path, np.concatenate([rgb, alpha[..., None]], -1), ["R", "G", "B", "A"],
-                      attributes={SUBJECT_ATTRIBUTE: capture.manifest.subject})
-            done += 1
-        if args.ply:
-            ply = out / "ply" / f"gaussians.{f:04d}.ply"
-            if not ply.exists():
-                export_frame_ply(recon.model_for(f), f, ply)
-    print(f"{out}: {done} frame(s) rendered ({len(frames) - done} already there)"
-          + (f"; PLY per frame in {out / 'ply'}" if args.ply else ""))
+    frames = parse_frame_range(args.frames) if args.frames else None
+    bar = tqdm(desc="render-views", unit="frame", disable=args.quiet)
+    rendered, kept = render_sequence(args.recon, K, c2w, width, height, frames, args.output, args.ply,
+                                     lambda done, total, f: (setattr(bar, "total", total), bar.update(1)))
+    bar.close()
+    print(f"{args.output}: {rendered} frame(s) rendered ({kept} already there)"
+          + (f"; PLY per frame in {Path(args.output) / 'ply'}" if args.ply else ""))
 
 
 def cmd_comp(args: argparse.Namespace) -> None:

@@ -8,6 +8,8 @@ contract 5). No sockets, no ports: requests on stdin, events on stdout, one JSON
     worker -> {"id": "j1", "type": "result", "result": {"folder": ..., "frames": [...]}}
     worker -> {"id": "j1", "type": "error", "kind": "ValidationError", "message": "...", "cancelled": false}
     client -> {"id": "j1", "op": "cancel"}          (stops the job between denoising steps)
+    client -> {"id": "r1", "op": "render-views", "params": {"recon", "camera": {K, c2w, width, height},
+                                                          "frames", "output", "ply"}}
     client -> {"op": "shutdown"}
 
 stdout carries only the protocol: at start the worker keeps a private copy of file descriptor 1
@@ -72,18 +74,60 @@ class Worker:
                 self.cancel.setdefault(str(rid), threading.Event()).set()
             elif op == "ping":
                 self.send({"id": rid, "type": "result", "result": {"pong": True}})
-            elif op == "relight":
+            elif op in ("relight", "render-views"):
                 self.cancel.setdefault(str(rid), threading.Event())
                 self.jobs.put(request)
             else:
                 self.send({"id": rid, "type": "error", "kind": "ProtocolError",
-                           "message": f"unknown op {op!r}: use relight, cancel, ping or shutdown", "cancelled": False})
+                           "message": f"unknown op {op!r}: use relight, render-views, cancel, ping or shutdown",
+                           "cancelled": False})
         self.jobs.put(None)
         runner.join()
 
     def _run_jobs(self) -> None:
         while (request := self.jobs.get()) is not None:
-            self.run_job(str(request.get("id")), request.get("params") or {})
+            if request.get("op") == "render-views":
+                self.run_render(str(request.get("id")), request.get("params") or {})
+            else:
+                self.run_job(str(request.get("id")), request.get("params") or {})
+
+    def run_render(self, rid: str, params: dict) -> None:
+        """Render a reconstruction from one camera: params {recon, camera: {K, c2w, width, height},
+        frames (optional "A-B"), output, ply (optional)}."""
+        import numpy as np
+
+        from .gaussians.export import render_sequence
+        from .io.sequence import parse_frame_range
+        from .validation import check_fields
+
+        try:
+            check_fields(params, f"render-views {rid}", {"recon", "camera", "frames", "output", "ply"},
+                         required=("recon", "camera", "output"))
+            cam = params["camera"]
+            check_fields(cam, f"render-views {rid}.camera", {"K", "c2w", "width", "height"},
+                         required=("K", "c2w", "width", "height"))
+            frames = parse_frame_range(params["frames"]) if params.get("frames") else None
+
+            def progress(done, total, frame):
+                if self.cancel[rid].is_set():
+                    raise Cancelled("cancelled by the client")
+                self.send({"id": rid, "type": "progress", "stage": "frames", "done": done, "total": total,
+                           "eta": None, "frame": frame})
+
+            rendered, kept = render_sequence(params["recon"], np.asarray(cam["K"]), np.asarray(cam["c2w"]),
+                                             int(cam["width"]), int(cam["height"]), frames, params["output"],
+                                             bool(params.get("ply")), progress)
+            pattern = str(Path(params["output"]) / "flat.####.exr")
+            self.send({"id": rid, "type": "result", "result": {"pattern": pattern, "rendered": rendered,
+                                                                "kept": kept}})
+        except Cancelled as e:
+            self.send({"id": rid, "type": "error", "kind": "Cancelled", "message": str(e), "cancelled": True})
+        except RelitError as e:
+            self.send({"id": rid, "type": "error", "kind": type(e).__name__, "message": str(e), "cancelled": False})
+        except Exception as e:  # a bug: report it with its type, keep serving
+            log.exception("render %s failed", rid)
+            self.send({"id": rid, "type": "error", "kind": type(e).__name__, "message": f"{type(e).__name__}: {e}",
+                       "cancelled": False})
 
     # --- one job --------------------------------------------------------------------------------
     def run_job(self, rid: str, params: dict) -> None:

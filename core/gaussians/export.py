@@ -32,3 +32,40 @@ def render_view(model, frame: float, K: np.ndarray, c2w: np.ndarray, width: int,
     with torch.no_grad():
         img, alpha, _ = model.render(frame, viewmat, Ks, width, height)
     return img[0].numpy(), alpha[0, ..., 0].numpy()
+
+
+def render_sequence(recon_folder: str | Path,
+                    K: np.ndarray,          # [3, 3] intrinsics of the output size
+                    c2w: np.ndarray,        # [4, 4] Blender camera-to-world
+                    width: int, height: int,
+                    frames: list[int] | None,  # None: every frame of the capture set
+                    output: str | Path,
+                    ply: bool = False,
+                    progress=None,          # progress(done, total, frame)
+                    ) -> tuple[int, int]:
+    """Render a reconstruction folder from one camera into OUTPUT/flat.####.exr (flat-lit RGBA,
+    premultiplied, the subject named in the header; frames already there are kept) and, with
+    ``ply``, OUTPUT/ply/gaussians.####.ply. Returns (rendered, kept)."""
+    from ..data.capture import CaptureSet
+    from ..io.exr import write_exr
+    from ..io.plates import SUBJECT_ATTRIBUTE
+    from .train import load_config, load_reconstruction
+
+    cfg, capture_path = load_config(recon_folder)
+    recon = load_reconstruction(recon_folder, cfg)
+    capture = CaptureSet(capture_path)
+    frames = frames or [f.frame for f in capture.manifest.frames]
+    out = Path(output)
+    rendered = 0
+    for n, f in enumerate(frames, start=1):
+        path = out / f"flat.{f:04d}.exr"
+        if not path.exists():
+            rgb, alpha = render_view(recon.model_for(f), f, K, c2w, width, height)
+            write_exr(path, np.concatenate([rgb, alpha[..., None]], -1), ["R", "G", "B", "A"],
+                      attributes={SUBJECT_ATTRIBUTE: capture.manifest.subject})
+            rendered += 1
+        if ply and not (out / "ply" / f"gaussians.{f:04d}.ply").exists():
+            export_frame_ply(recon.model_for(f), f, out / "ply" / f"gaussians.{f:04d}.ply")
+        if progress is not None:
+            progress(n, len(frames), f)
+    return rendered, len(frames) - rendered
