@@ -371,6 +371,18 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
         cfg = preset(args.preset, holdout_cameras=list(args.holdout_cameras), device=args.device, **overrides)
         save_config(out, cfg, str(Path(args.capture).resolve()))
     views = load_views(CaptureSet(args.capture), cfg.resolution)
+    if args.ray is not None:  # the K-frame model here, then the segments (independent) as Ray tasks
+        from .farm.ray_runner import map_ray
+        from .gaussians.train import keyframes
+
+        reconstruct(views, cfg, store=out, segments=False)
+        n = len(keyframes(views.frames, cfg.keyframes)) - 1
+        _, failed = map_ray("core.gaussians.train", "train_segment", [(str(out.resolve()), i) for i in range(n)],
+                            args.ray or None, args.workers, progress=not args.quiet)
+        if failed:
+            raise RelitError(f"{len(failed)} segment(s) failed after three attempts: {failed}; rerun to retry")
+        print(f"{out}: K-frame model and {n} segment(s), segments trained on Ray")
+        return
     bar = tqdm(total=cfg.keyframes, desc="reconstruct", unit="model", disable=args.quiet)
     recon = reconstruct(views, cfg, store=out, progress=lambda done, total, name: bar.update(done - bar.n))
     bar.close()
@@ -402,6 +414,22 @@ def cmd_render_views(args: argparse.Namespace) -> None:
         K[:2] *= scale
         c2w, width, height = cam.c2w, round(cam.width * scale), round(cam.height * scale)
     frames = parse_frame_range(args.frames) if args.frames else None
+    if args.ray is not None:  # chunks of frames as Ray tasks
+        from .farm.ray_runner import map_ray
+
+        if frames is None:
+            _, capture_path = load_config(args.recon)
+            frames = [f.frame for f in CaptureSet(capture_path).manifest.frames]
+        chunks = [frames[i:i + args.chunk] for i in range(0, len(frames), args.chunk)]
+        calls = [(str(Path(args.recon).resolve()), np.asarray(K), np.asarray(c2w), width, height, chunk,
+                  str(Path(args.output).resolve()), args.ply) for chunk in chunks]
+        results, failed = map_ray("core.gaussians.export", "render_sequence", calls, args.ray or None, args.workers,
+                                  progress=not args.quiet)
+        if failed:
+            raise RelitError(f"{len(failed)} chunk(s) failed after three attempts; rerun to retry")
+        print(f"{args.output}: {sum(r[0] for r in results)} frame(s) rendered on Ray "
+              f"({sum(r[1] for r in results)} already there)")
+        return
     bar = tqdm(desc="render-views", unit="frame", disable=args.quiet)
     rendered, kept = render_sequence(args.recon, K, c2w, width, height, frames, args.output, args.ply,
                                      lambda done, total, f: (setattr(bar, "total", total), bar.update(1)))
@@ -646,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, help="frozen-Gaussian warm-up iterations per segment")
     p.add_argument("--holdout-cameras", nargs="*", default=[], help="cameras never trained on")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="train the segments (independent once the K-frame model exists) as Ray tasks")
+    p.add_argument("--workers", type=int, default=2, help="Ray workers")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("-o", "--output", required=True, help="reconstruction folder")
     p.set_defaults(func=cmd_reconstruct)
@@ -661,6 +692,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--res", type=int, help="output height in pixels for a capture camera (default: its own)")
     p.add_argument("--frames", help="frame range A-B (default: every frame)")
     p.add_argument("--ply", action="store_true", help="also export per-frame PLY files")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="render chunks of frames as Ray tasks (a local cluster, or the one at ADDRESS)")
+    p.add_argument("--chunk", type=int, default=8, help="frames per Ray task")
+    p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_render_views)

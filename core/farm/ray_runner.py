@@ -152,3 +152,40 @@ def _retry_or_fail(report: FarmReport, plan: Plan, index: int, tries: dict, atte
         return
     report.failed.append({"unit": index, "command": plan.units[index].command, "attempts": tries[index],
                           "error": error})
+
+
+@ray.remote(max_retries=2, retry_exceptions=True)
+def _call(module: str, name: str, args: tuple):
+    """Run ``module.name(*args)`` in a Ray worker (retried twice on failure or a lost worker)."""
+    import importlib
+
+    return getattr(importlib.import_module(module), name)(*args)
+
+
+def map_ray(module: str, name: str, calls: list[tuple], address: str | None = None, workers: int = 2,
+            cpus: int = 1, gpus: float = 0.0, progress: bool = True) -> tuple[list, list[dict]]:
+    """Independent calls of one core function as Ray tasks (segments of a reconstruction, chunks of
+    frames to render): (results in call order, failures {call, error} after three attempts)."""
+    from tqdm import tqdm
+
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(workers * cpus, 1), num_gpus=gpus * workers or None, include_dashboard=False,
+                     log_to_driver=False)
+    futures = [_call.options(num_cpus=cpus, num_gpus=gpus).remote(module, name, args) for args in calls]
+    index = {f: i for i, f in enumerate(futures)}
+    results, failures = [None] * len(calls), []
+    bar = tqdm(total=len(calls), desc=name, unit="task", disable=not progress)
+    pending = list(futures)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        i = index[done[0]]
+        try:
+            results[i] = ray.get(done[0])
+        except ray.exceptions.RayError as e:
+            failures.append({"call": list(calls[i]), "error": str(e)})
+        bar.update(1)
+    bar.close()
+    return results, failures

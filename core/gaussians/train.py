@@ -300,12 +300,14 @@ def new_model(points, colours, bounds, cfg: ReconConfig, first: int, last: int, 
 
 
 def reconstruct(views: Views, cfg: ReconConfig, kframe_init: bool = True, store: str | Path | None = None,
-                progress=None) -> Reconstruction:
+                progress=None, segments: bool = True) -> Reconstruction:
     """The full method (``kframe_init=False``: independent segments trained from scratch).
 
     With ``store``, each model is saved there as it finishes and a rerun loads the finished ones
     instead of training them again (each model draws from its own random stream, so a resumed run
     trains the rest exactly as an uninterrupted one). ``progress(done, total, name)`` per model.
+    ``segments=False`` stops after the K-frame model (the segments then run elsewhere:
+    :func:`train_segment`).
     """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -337,8 +339,8 @@ def reconstruct(views: Views, cfg: ReconConfig, kframe_init: bool = True, store:
     if kframe_init:
         kframe = trained("kframe", 0, lambda: kframe, lambda m, r: train_deformable(
             m, views, train_cams, keys, cfg, cfg.kframe_iterations, extent, r))
-    segments = []
-    for i, (a, b) in enumerate(zip(keys[:-1], keys[1:]), start=1):
+    models = []
+    for i, (a, b) in enumerate(zip(keys[:-1], keys[1:]) if segments else [], start=1):
         span = [f for f in views.frames if a <= f <= b]
         if kframe_init:
             with torch.no_grad():
@@ -353,8 +355,8 @@ def reconstruct(views: Views, cfg: ReconConfig, kframe_init: bool = True, store:
                                                                                  extent),
                           lambda m, r, span=span: train_deformable(m, views, train_cams, span, cfg,
                                                                    cfg.segment_iterations, extent, r))
-        segments.append(seg)
-    return Reconstruction(kframe, segments, keys, stats)
+        models.append(seg)
+    return Reconstruction(kframe, models, keys, stats)
 
 
 def load_reconstruction(store: str | Path, cfg: ReconConfig) -> Reconstruction:
@@ -430,3 +432,31 @@ def load_config(store: str | Path) -> tuple[ReconConfig, str]:
     d = cfg.pop("deform")
     d["resolutions"] = tuple(d["resolutions"])
     return ReconConfig(**cfg, deform=DeformConfig(**d)), data["capture"]
+
+
+def train_segment(store: str | Path, index: int) -> str:
+    """Train segment ``index`` (from 0) of a reconstruction folder whose K-frame model is done, and
+    save it there: the unit a farm or Ray runs once the K-frame model exists (segments are
+    independent of each other). Deterministic: the same as the in-process run."""
+    store = Path(store)
+    cfg, capture = load_config(store)
+    path = store / f"segment_{index:03d}.safetensors"
+    if path.exists():
+        return str(path)
+    views = load_views(CaptureSet(capture), cfg.resolution)
+    keys = keyframes(views.frames, cfg.keyframes)
+    if not 0 <= index < len(keys) - 1:
+        raise ValidationError(f"segment {index}: the reconstruction has segments 0-{len(keys) - 2}")
+    kframe = load_model(store / "kframe.safetensors", cfg)
+    train_cams = [i for i, c in enumerate(views.cameras) if c not in cfg.holdout_cameras]
+    bounds = kframe.deformation.bounds
+    extent = float((bounds[1] - bounds[0]).max())
+    a, b = keys[index], keys[index + 1]
+    torch.manual_seed(cfg.seed + index + 1)
+    seg = DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b)
+    with torch.no_grad():
+        tie = (kframe.at(a), kframe.at(b))
+    train_deformable(seg, views, train_cams, [f for f in views.frames if a <= f <= b], cfg, cfg.segment_iterations,
+                     extent, np.random.default_rng([cfg.seed, index + 1]), warmup=cfg.warmup, tie=tie)
+    save_model(seg, path)
+    return str(path)
