@@ -12,7 +12,8 @@ from core.lighting.hdri import project_to_layout
 from core.lighting.layout import builtin_layout
 from core.lighting.rig import Environment, Light, LightRig
 from core.model.bundle import BundleInfo
-from core.relight.frame import RelightSettings, consistency_error, pass_metadata, relight_frame
+from core.relight.frame import (RelightSettings, consistency_error, light_keys, light_noise, pass_metadata,
+                                plan_lighting, relight_frame)
 from tests.conftest import env_from_function
 from tests.test_model import RES, flat_image, tiny_pipe
 
@@ -77,7 +78,8 @@ def test_environment_is_a_weighted_sum_of_stage_inferences(tmp_path):
     passes, evaluations = relight_frame(pipe, _info(pipe, layout), plate(), alpha, rig, SETTINGS)
     assert evaluations == len(layout) * 3 * 2
     dirs = world_to_camera_directions(layout.directions, c2w)
-    unit = pipe(plate(), dirs, num_inference_steps=2, seed=4, guidance_light=1.5).images
+    noise = light_noise(light_keys(plan_lighting(_info(pipe, layout), rig)), 4, pipe.latent_shape())
+    unit = pipe(plate(), dirs, num_inference_steps=2, noise=noise, guidance_light=1.5).images
     w = project_to_layout(env.astype(np.float16).astype(np.float32), layout, rot, 1.5).weights
     np.testing.assert_allclose(passes.layers["environment"], np.einsum("nhwc,nc->hwc", unit, w), rtol=1e-4, atol=1e-5)
 
@@ -121,3 +123,20 @@ def test_envmap_bundle_relights_an_environment(tmp_path):
     np.testing.assert_allclose(doubled.layers["environment"], 2 * passes.layers["environment"], rtol=1e-4, atol=1e-6)
     with pytest.raises(Exception, match="environments only"):
         relight_frame(pipe, _info(pipe), plate(), alpha, _rig("key"), SETTINGS)
+
+
+def test_each_light_draws_its_own_noise_whatever_shares_its_run():
+    """Independent noise per light (so sampling grain does not add up coherently in sums), keyed by
+    the light itself: the same light gets the same noise alone, in another rig or in another batch."""
+    pipe = tiny_pipe()
+    info = _info(pipe)
+    keys = light_keys(plan_lighting(info, _rig("key", "fill", "bounce")))
+    assert len(set(keys)) == 3
+    noise = light_noise(keys, 4, pipe.latent_shape())
+    assert abs(float(np.corrcoef(noise[0].ravel(), noise[1].ravel())[0, 1])) < 0.1
+    assert keys[1] == light_keys(plan_lighting(info, _rig("fill")))[0]
+    alone, _ = relight_frame(pipe, info, plate(), np.ones((RES, RES), np.float32), _rig("fill", "bounce"), SETTINGS)
+    small = RelightSettings(**{**SETTINGS.__dict__, "batch_size": 1})
+    with_key, _ = relight_frame(pipe, info, plate(), np.ones((RES, RES), np.float32),
+                                _rig("key", "fill", "bounce"), small)
+    np.testing.assert_allclose(with_key.layers["soft"], alone.layers["soft"], rtol=1e-4, atol=1e-4)

@@ -6,7 +6,7 @@ Dual classifier-free guidance over image and lighting (DESIGN.md):
 
 with 0 a zero image latent and the learned null lighting token. With both
 scales at 1 only e(I, L) is evaluated. A batch of lights shares one encoding of
-the flat-lit image and the same initial noise.
+the flat-lit image; the initial noise is shared (from ``seed``) or given per light.
 """
 
 from __future__ import annotations
@@ -113,13 +113,15 @@ class RelightPipeline(DiffusionPipeline):
                  batch_size: int = 16,
                  callback_on_step_end: Callable[[int, int], None] | None = None,
                  callback_on_batch_end: Callable[[int], None] | None = None,
-                 noise: np.ndarray | None = None,            # [C, h, w] initial latent noise (else from seed)
+                 noise: np.ndarray | None = None,            # [C, h, w] or [L, C, h, w] initial noise (else seed)
                  ) -> RelightOutput:
         """Relight ``image`` under each light.
 
         ``callback_on_step_end(step, steps)`` runs after each denoising step and
         ``callback_on_batch_end(lights)`` after each batch of a step (``lights`` in it); either may
-        raise to cancel. ``noise`` replaces the seeded initial noise (flow-warped noise in sequences).
+        raise to cancel. ``noise`` replaces the seeded initial noise shared by every light: one map for
+        all, or one per light (what core.relight does, so that the sampling grain of many lights does
+        not add up coherently in their sum).
         """
         cfg = self.model.config
         device = next(self.model.parameters()).device
@@ -145,10 +147,11 @@ class RelightPipeline(DiffusionPipeline):
         if noise is None:
             generator = torch.Generator(device="cpu").manual_seed(seed)
             start = torch.randn((1,) + shape, generator=generator)
-        elif tuple(np.shape(noise)) != shape:
-            raise ValueError(f"noise must be {list(shape)} (the latent shape), got {list(np.shape(noise))}")
+        elif tuple(np.shape(noise)) not in (shape, (n,) + shape):
+            raise ValueError(f"noise must be {list(shape)} (shared) or {[n] + list(shape)} (one per light), got "
+                             f"{list(np.shape(noise))}")
         else:
-            start = torch.as_tensor(np.asarray(noise, dtype=np.float32))[None]
+            start = torch.as_tensor(np.asarray(noise, dtype=np.float32)).reshape((-1,) + shape)
         latents = (start.to(device) * scheduler.init_noise_sigma).expand(n, -1, -1, -1).contiguous()
         plain = guidance_image == 1.0 and guidance_light == 1.0
         branches = 1 if plain else 3

@@ -186,6 +186,28 @@ def _plan_envmap(info, rig: LightRig | None, environment, basis: bool, strategy:
     return plan
 
 
+def light_keys(plan: LightingPlan) -> list[int]:
+    """A stable id per inference (its direction and size), so a light draws the same initial noise
+    whatever else is in the rig, the batch or the farm unit."""
+    import hashlib
+
+    if plan.environment is not None:
+        return [0]
+    keys = []
+    for d, b in zip(plan.directions, plan.sizes):
+        raw = np.round(np.append(np.asarray(d, dtype=np.float64), b), 6).tobytes()
+        keys.append(int.from_bytes(hashlib.sha1(raw).digest()[:8], "little") >> 1)
+    return keys
+
+
+def light_noise(keys: list[int], seed: int, shape: tuple[int, int, int]) -> np.ndarray:  # [L, C, h, w]
+    """Independent initial noise per light. Shared noise makes every light's sampling grain the
+    same pattern, which then adds up coherently in an HDRI's weighted sum of 100+ lights
+    (measured: 6-7 dB worse than independent noise on the stage strategy)."""
+    return np.stack([np.random.default_rng([seed, key]).standard_normal(shape).astype(np.float32)
+                     for key in keys]) if keys else np.zeros((0,) + tuple(shape), np.float32)
+
+
 @dataclass
 class PreparedPlate:
     """A plate ready for the model: premultiplied, framed, at the model's resolution."""
@@ -219,7 +241,11 @@ class FrameResult:
 
 def relight_prepared(pipe, plan: LightingPlan, plate: PreparedPlate, settings: RelightSettings,
                      noise: np.ndarray | None = None, on_batch=None, on_step=None) -> FrameResult:
-    """Run the plan's inferences on a prepared plate and carry the layers back to its resolution."""
+    """Run the plan's inferences on a prepared plate and carry the layers back to its resolution.
+
+    ``noise``: [L, C, h, w] initial noise per inference; default: :func:`light_noise` of the seed."""
+    if noise is None and (plan.environment is not None or len(plan.directions)):
+        noise = light_noise(light_keys(plan), settings.seed, pipe.latent_shape())
     common = dict(num_inference_steps=settings.steps, guidance_image=settings.guidance_image,
                   guidance_light=settings.guidance_light, seed=settings.seed, sampler=settings.sampler,
                   batch_size=settings.batch_size, noise=noise, callback_on_batch_end=on_batch,

@@ -6,8 +6,8 @@
   setting or plate) the job renders into a new version, so nothing is ever overwritten.
 - Inputs are checked before anything is written: bundle vs strategy, the rig and its HDRI,
   every frame's header, the subject of a subject-specific bundle.
-- The initial noise is the same every frame (``fixed``) or carried along the plate's optical
-  flow (``flow``, see :mod:`core.temporal.noise`).
+- Each light draws its own initial noise (keyed by its direction and size); it is the same every
+  frame (``fixed``) or carried along the plate's optical flow (``flow``, see :mod:`core.temporal.noise`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from ..io.plates import SUBJECT_ATTRIBUTE, read_plate
 from ..io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
 from ..jobs import RelightJob
 from ..lighting.hdri import load_environment
-from .frame import (LightingPlan, PreparedPlate, RelightSettings, pass_metadata, plan_lighting, prepare_plate,
-                    relight_prepared)
+from .frame import (LightingPlan, PreparedPlate, RelightSettings, light_keys, light_noise, pass_metadata,
+                    plan_lighting, prepare_plate, relight_prepared)
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ def output_name(name: str, frame: int, basis: bool = False, light_chunk: list[in
 class FrameSource:
     """The job's frames, read one at a time: plate, matte, framing and initial noise."""
 
-    def __init__(self, job: RelightJob, info, latent_shape: tuple[int, int, int]):
-        self.job, self.info, self.latent_shape = job, info, latent_shape
+    def __init__(self, job: RelightJob, info, latent_shape: tuple[int, int, int], keys: list[int]):
+        self.job, self.info, self.latent_shape, self.keys = job, info, latent_shape, keys
         found = find_frames(job.input)
         if job.frames is not None:
             wanted = parse_frame_range(job.frames)
@@ -150,14 +150,12 @@ class FrameSource:
                     warnings.append(message)
         return warnings
 
-    def __iter__(self) -> Iterator[tuple[int, Path, PreparedPlate, np.ndarray | None]]:
-        """(frame, plate path, prepared plate, initial noise or None for the seeded default)."""
+    def __iter__(self) -> Iterator[tuple[int, Path, PreparedPlate, np.ndarray]]:
+        """(frame, plate path, prepared plate, initial noise per light [L, C, h, w])."""
         from ..temporal.noise import latent_flow, warp_noise
 
         job, res = self.job, self.info.config.resolution
-        noise, previous = None, None
-        if job.noise == "flow":
-            noise = np.random.default_rng(job.seed).standard_normal(self.latent_shape).astype(np.float32)
+        noise, previous = light_noise(self.keys, job.seed, self.latent_shape), None
         for frame, path in self.frames.items():
             plate = read_plate(path, job.colour_space, job.working_space)
             if self.mattes is None:
@@ -171,7 +169,8 @@ class FrameSource:
             if job.noise == "flow" and previous is not None:
                 factor = res // self.latent_shape[1]
                 flow, valid = latent_flow(previous, prepared.model_input, factor)
-                noise = warp_noise(noise, flow, valid, np.random.default_rng([job.seed, frame]))
+                noise = np.stack([warp_noise(n, flow, valid, np.random.default_rng([job.seed, key, frame]))
+                                  for n, key in zip(noise, self.keys)]) if len(noise) else noise
             previous = prepared.model_input
             yield frame, path, prepared, noise
 
@@ -248,7 +247,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
                                        environment, job.camera_c2w,
                                        None if job.light_chunk is None else tuple(job.light_chunk))
     pipe, info = pipe_and_info if pipe_and_info is not None else load_bundle(job.bundle, job.device)
-    source = FrameSource(job, info, pipe.latent_shape())
+    source = FrameSource(job, info, pipe.latent_shape(), light_keys(plan))
     report = RunReport(folder=Path(job.output), inferences=plan.inferences, warnings=source.check_headers())
     for w in report.warnings:
         log.warning("%s", w)
