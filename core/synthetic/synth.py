@@ -102,7 +102,8 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True) -> Capt
     manifest = plan_manifest(cfg, subject.name, [label for _, label in track])
     if (out / MANIFEST).exists():
         existing = load_manifest(out)
-        if existing.extra.get("config") != manifest.extra["config"]:
+        # settings added since the set was made count at their defaults
+        if {**asdict(SynthConfig()), **existing.extra.get("config", {})} != manifest.extra["config"]:
             raise RelitError(f"{out / MANIFEST}: this folder holds a capture set made with other settings; "
                              "choose another output folder or delete it")
     manifest.save(out)
