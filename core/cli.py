@@ -246,6 +246,7 @@ def _job_from_args(args: argparse.Namespace):
                      hdri_strategy=args.hdri_strategy, clusters=args.clusters, missing=args.missing,
                      basis=args.basis, steps=args.steps, guidance_image=args.guidance_image,
                      guidance_light=args.guidance_light, seed=args.seed, sampler=args.sampler, noise=args.noise,
+                     samples=args.samples,
                      device=args.device, batch_size=args.batch_size, margin=args.margin,
                      colour_space=args.colour_space, working_space=args.working_space, subject=args.subject,
                      allow_other_subject=args.allow_other_subject, name=args.name)
@@ -602,6 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance-light", type=float, default=1.0, help="lighting guidance scale (lambda_L)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", choices=("ddim", "dpmpp"), default="ddim")
+    p.add_argument("--samples", type=int, default=1,
+                   help="samples averaged per light: less sampling grain at samples x the cost")
     p.add_argument("--noise", choices=("fixed", "flow"), default="fixed",
                    help="initial noise over a sequence: the same every frame, or carried along optical flow")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")

@@ -39,6 +39,7 @@ class RelightJob:
     guidance_image: float = 1.0          # lambda_I
     guidance_light: float = 1.0          # lambda_L
     seed: int = 0                        # initial-noise seed
+    samples: int = 1                     # samples averaged per light: less sampling grain, samples x the cost
     sampler: str = "ddim"                # ddim | dpmpp
     noise: str = "fixed"                 # initial noise over a sequence: fixed (same every frame) | flow (warped)
     device: str = "cpu"                  # torch device of the model
@@ -92,7 +93,8 @@ class RelightJob:
         _choice(self.noise, NOISE_MODES, f"{source}.noise")
         _choice(self.sampler, SAMPLERS, f"{source}.sampler")
         _choice(self.missing, ("drop", "nearest"), f"{source}.missing")
-        for key, lo in (("clusters", 1), ("steps", 1), ("batch_size", 1), ("seed", 0), ("threads", 0)):
+        for key, lo in (("clusters", 1), ("steps", 1), ("batch_size", 1), ("seed", 0), ("threads", 0),
+                        ("samples", 1)):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise ValidationError(f"{source}.{key}: must be an integer >= {lo}, got {value!r}")

@@ -140,3 +140,21 @@ def test_each_light_draws_its_own_noise_whatever_shares_its_run():
     with_key, _ = relight_frame(pipe, info, plate(), np.ones((RES, RES), np.float32),
                                 _rig("key", "fill", "bounce"), small)
     np.testing.assert_allclose(with_key.layers["soft"], alone.layers["soft"], rtol=1e-4, atol=1e-4)
+
+
+def test_samples_average_independent_draws_per_light():
+    pipe = tiny_pipe()
+    info = _info(pipe)
+    rig = _rig("key")
+    plan = plan_lighting(info, rig)
+    keys = light_keys(plan, 2)
+    assert keys[:1] == light_keys(plan) and len(set(keys)) == 2  # sample 0 is the single-sample draw
+    noise = light_noise(keys, SETTINGS.seed, pipe.latent_shape())
+    kw = dict(num_inference_steps=2, guidance_light=1.5)
+    draws = [pipe(plate(), plan.directions, plan.sizes, noise=noise[i:i + 1], **kw).images[0] for i in range(2)]
+    two = RelightSettings(**{**SETTINGS.__dict__, "samples": 2})
+    passes, evaluations = relight_frame(pipe, info, plate(), np.ones((RES, RES), np.float32), rig, two)
+    assert evaluations == 2 * 3 * 2  # samples x branches x steps
+    light = rig.lights[0]
+    expected = 0.5 * (draws[0] + draws[1]) * np.asarray(light.rgb, np.float32) * light.intensity
+    np.testing.assert_allclose(passes.layers["key"], expected, rtol=1e-4, atol=1e-5)

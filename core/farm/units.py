@@ -168,7 +168,7 @@ def _merge_files(parts: list[Path], target: Path, basis: bool) -> Path:
     meta = PassMetadata(rig=first.get("rig", {}), bundle_id=first.get("bundle_id", ""),
                         bundle_sha256=first.get("bundle_sha256", ""), sampler=first.get("sampler", ""),
                         steps=int(first.get("steps", 0)), guidance=first.get("guidance", {}),
-                        seed=int(first.get("seed", 0)), input_hash=digest,
+                        seed=int(first.get("seed", 0)), samples=int(first.get("samples", 1)), input_hash=digest,
                         colour_space=first.get("colour_space", "lin_rec709"))
     if basis:
         meta.basis = [b for m in metas for b in (m.get("basis") or [])]

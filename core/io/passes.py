@@ -32,6 +32,7 @@ class PassMetadata:
     steps: int = 0               # denoising steps
     guidance: dict = field(default_factory=dict)  # guidance scales by name (image, lighting, text)
     seed: int = 0                # noise seed
+    samples: int = 1             # samples averaged per light
     input_hash: str = ""         # hash of everything the frame depends on (resume skips matching frames)
     colour_space: str = "lin_rec709"  # working space key (core.io.colour.WORKING_SPACES)
     basis: list[dict] | None = None   # OLAT-basis files: per layer {layer, direction, world_direction, size, solid_angle}

@@ -44,6 +44,7 @@ class RelightSettings:
     seed: int = 0                # initial noise seed (shared by every light of the frame)
     sampler: str = "ddim"        # "ddim" or "dpmpp"
     batch_size: int = 16         # lights per UNet batch
+    samples: int = 1             # samples averaged per light (less sampling grain, samples x the cost)
 
 
 @dataclass
@@ -186,17 +187,19 @@ def _plan_envmap(info, rig: LightRig | None, environment, basis: bool, strategy:
     return plan
 
 
-def light_keys(plan: LightingPlan) -> list[int]:
-    """A stable id per inference (its direction and size), so a light draws the same initial noise
-    whatever else is in the rig, the batch or the farm unit."""
+def light_keys(plan: LightingPlan, samples: int = 1) -> list[int]:
+    """A stable id per inference (its direction and size; then per extra sample), so a light draws
+    the same initial noise whatever else is in the rig, the batch or the farm unit. With ``samples``
+    S the list is S blocks of the plan's inferences, sample 0 first (the single-sample keys)."""
     import hashlib
 
-    if plan.environment is not None:
-        return [0]
-    keys = []
-    for d, b in zip(plan.directions, plan.sizes):
+    base = [0] if plan.environment is not None else []
+    for d, b in zip(plan.directions, plan.sizes) if plan.environment is None else []:
         raw = np.round(np.append(np.asarray(d, dtype=np.float64), b), 6).tobytes()
-        keys.append(int.from_bytes(hashlib.sha1(raw).digest()[:8], "little") >> 1)
+        base.append(int.from_bytes(hashlib.sha1(raw).digest()[:8], "little") >> 1)
+    keys = list(base)
+    for sample in range(1, samples):
+        keys += [int.from_bytes(hashlib.sha1(f"{k}/{sample}".encode()).digest()[:8], "little") >> 1 for k in base]
     return keys
 
 
@@ -243,22 +246,26 @@ def relight_prepared(pipe, plan: LightingPlan, plate: PreparedPlate, settings: R
                      noise: np.ndarray | None = None, on_batch=None, on_step=None) -> FrameResult:
     """Run the plan's inferences on a prepared plate and carry the layers back to its resolution.
 
-    ``noise``: [L, C, h, w] initial noise per inference; default: :func:`light_noise` of the seed."""
+    ``noise``: [S L, C, h, w] initial noise per sample and inference; default: :func:`light_noise`
+    of the seed. The S samples of each light are averaged."""
+    samples = settings.samples
     if noise is None and (plan.environment is not None or len(plan.directions)):
-        noise = light_noise(light_keys(plan), settings.seed, pipe.latent_shape())
+        noise = light_noise(light_keys(plan, samples), settings.seed, pipe.latent_shape())
     common = dict(num_inference_steps=settings.steps, guidance_image=settings.guidance_image,
                   guidance_light=settings.guidance_light, seed=settings.seed, sampler=settings.sampler,
                   batch_size=settings.batch_size, noise=noise, callback_on_batch_end=on_batch,
                   callback_on_step_end=on_step)
     if plan.environment is not None:
-        out = pipe(plate.model_input, environment=plan.environment, **common)
+        out = pipe(plate.model_input, environment=np.repeat(plan.environment, samples, axis=0), **common)
         images, evaluations = out.images * np.float32(plan.environment_scale), out.evaluations
     elif len(plan.directions):
-        out = pipe(plate.model_input, plan.directions, plan.sizes, **common)
+        out = pipe(plate.model_input, np.tile(plan.directions, (samples, 1)), np.tile(plan.sizes, samples), **common)
         images, evaluations = out.images, out.evaluations
     else:  # a farm unit's light chunk with nothing lit in it
         m = plate.model_input.shape[0]
         images, evaluations = np.zeros((0, m, m, 3), np.float32), 0
+    if samples > 1 and len(images):
+        images = images.reshape((samples, -1) + images.shape[1:]).mean(axis=0)
     passes = None
     if plan.layers:
         small = np.stack([np.einsum("mhwc,mc->hwc", images[idx], rgb.astype(np.float32)) if len(idx)
@@ -288,7 +295,7 @@ def pass_metadata(rig: LightRig | None, info, settings: RelightSettings, digest:
     meta = PassMetadata(rig=rig.to_json() if rig is not None else {}, bundle_id=info.id,
                         bundle_sha256=info.sha256, sampler=settings.sampler, steps=settings.steps,
                         guidance={"image": settings.guidance_image, "lighting": settings.guidance_light},
-                        seed=settings.seed, input_hash=digest, colour_space=colour_space)
+                        seed=settings.seed, samples=settings.samples, input_hash=digest, colour_space=colour_space)
     if basis and plan is not None:
         meta.basis = [{k: v for k, v in b.items() if k != "index"} for b in plan.basis]
         meta.stage = plan.stage

@@ -247,7 +247,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
                                        environment, job.camera_c2w,
                                        None if job.light_chunk is None else tuple(job.light_chunk))
     pipe, info = pipe_and_info if pipe_and_info is not None else load_bundle(job.bundle, job.device)
-    source = FrameSource(job, info, pipe.latent_shape(), light_keys(plan))
+    source = FrameSource(job, info, pipe.latent_shape(), light_keys(plan, job.samples))
     report = RunReport(folder=Path(job.output), inferences=plan.inferences, warnings=source.check_headers())
     for w in report.warnings:
         log.warning("%s", w)
@@ -269,9 +269,9 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
                                                           indent=2, sort_keys=True) + "\n")
     report.folder = folder
     settings = RelightSettings(job.steps, job.guidance_image, job.guidance_light, job.seed, job.sampler,
-                               job.batch_size)
+                               job.batch_size, job.samples)
     total = len(source.frames)
-    light_steps = plan.inferences * job.steps
+    light_steps = plan.inferences * job.samples * job.steps
     for n, (frame, path, prepared, noise) in enumerate(source, start=1):
         out = output_path(job, folder, frame, basis=rig is None)
         if frame in done:
