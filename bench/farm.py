@@ -20,22 +20,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.relight_memory import RES, tiny_bundle  # noqa: E402
+from bench.relight_memory import RES, plates, tiny_bundle  # noqa: E402
 from bench.report import machine, write_section  # noqa: E402
-from core.io.exr import write_rgba  # noqa: E402
 from core.jobs import RelightJob  # noqa: E402
 from core.lighting.camera import look_at_c2w  # noqa: E402
 from core.lighting.rig import Environment, Light, LightRig  # noqa: E402
-
-
-def plates(folder: Path, frames: range) -> str:
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:RES, 0:RES]
-    alpha = (((yy - RES / 2) ** 2 + (xx - RES / 2) ** 2) < (0.4 * RES) ** 2).astype(np.float32)
-    for f in frames:
-        write_rgba(folder / f"flat.{f:04d}.exr", rng.random((RES, RES, 3)).astype(np.float32) * alpha[..., None],
-                   alpha)
-    return str(folder / "flat.####.exr")
 
 
 def main() -> None:

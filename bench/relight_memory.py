@@ -56,6 +56,17 @@ def tiny_bundle(folder: Path) -> Path:
     return save_bundle(folder, pipe, info)
 
 
+def plates(folder: Path, frames: range) -> str:
+    """Random-textured discs (premultiplied, alpha = the disc) as flat.####.exr; returns the pattern."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:RES, 0:RES]
+    alpha = (((yy - RES / 2) ** 2 + (xx - RES / 2) ** 2) < (0.4 * RES) ** 2).astype(np.float32)
+    for f in frames:
+        write_rgba(folder / f"flat.{f:04d}.exr", rng.random((RES, RES, 3)).astype(np.float32) * alpha[..., None],
+                   alpha)
+    return str(folder / "flat.####.exr")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=1000)
@@ -67,16 +78,11 @@ def main() -> None:
     if out.exists():
         shutil.rmtree(out)
     bundle = tiny_bundle(out / "bundle")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:RES, 0:RES]
-    alpha = (((yy - RES / 2) ** 2 + (xx - RES / 2) ** 2) < (0.4 * RES) ** 2).astype(np.float32)
-    for f in range(1, args.frames + 1):
-        write_rgba(out / "plates" / f"flat.{f:04d}.exr", rng.random((RES, RES, 3)).astype(np.float32)
-                   * alpha[..., None], alpha)
+    pattern = plates(out / "plates", range(1, args.frames + 1))
     rig = LightRig([Light("key", "area", (0.3, 0.4, 0.866), 0.1, (1, 1, 1), 2.0),
                     Light("fill", "area", (-0.7, 0.0, 0.714), 0.5, (1, 1, 1), 0.5),
                     Light("rim", "area", (0.6, 0.2, -0.77), 0.0, (1, 1, 1), 1.0)])
-    job = RelightJob(bundle=str(bundle), input=str(out / "plates" / "flat.####.exr"), output=str(out / "relit"),
+    job = RelightJob(bundle=str(bundle), input=pattern, output=str(out / "relit"),
                      rig=rig.to_json(), steps=1)
     samples: dict[int, float] = {}
     start = time.perf_counter()

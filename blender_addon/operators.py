@@ -223,12 +223,4 @@ class RELIT_OT_import_gaussians(bpy.types.Operator):
 
 CLASSES = (RELIT_OT_relight, RELIT_OT_render_gaussian_view, RELIT_OT_import_gaussians)
 
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

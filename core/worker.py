@@ -120,14 +120,20 @@ class Worker:
             pattern = str(Path(params["output"]) / "flat.####.exr")
             self.send({"id": rid, "type": "result", "result": {"pattern": pattern, "rendered": rendered,
                                                                 "kept": kept}})
-        except Cancelled as e:
-            self.send({"id": rid, "type": "error", "kind": "Cancelled", "message": str(e), "cancelled": True})
-        except RelitError as e:
-            self.send({"id": rid, "type": "error", "kind": type(e).__name__, "message": str(e), "cancelled": False})
-        except Exception as e:  # a bug: report it with its type, keep serving
-            log.exception("render %s failed", rid)
-            self.send({"id": rid, "type": "error", "kind": type(e).__name__, "message": f"{type(e).__name__}: {e}",
-                       "cancelled": False})
+        except Exception as e:
+            self._fail(rid, e)
+
+    def _fail(self, rid: str, e: Exception) -> None:
+        """An error event: cancellation, a domain error with its message, or a bug with its type
+        (logged with its traceback); the worker keeps serving."""
+        if isinstance(e, Cancelled):
+            self.send({"id": rid, "type": "error", "kind": "Cancelled", "message": str(e) or "cancelled",
+                       "cancelled": True})
+            return
+        if not isinstance(e, RelitError):
+            log.exception("job %s failed", rid)
+        message = str(e) if isinstance(e, RelitError) else f"{type(e).__name__}: {e}"
+        self.send({"id": rid, "type": "error", "kind": type(e).__name__, "message": message, "cancelled": False})
 
     # --- one job --------------------------------------------------------------------------------
     def run_job(self, rid: str, params: dict) -> None:
@@ -143,15 +149,8 @@ class Worker:
             result = self._relight(rid, job)
             log.info("job %s: done, %d frame(s) in %s", rid, len(result["frames"]), result["folder"])
             self.send({"id": rid, "type": "result", "result": result})
-        except Cancelled as e:
-            self.send({"id": rid, "type": "error", "kind": "Cancelled", "message": str(e) or "cancelled",
-                       "cancelled": True})
-        except RelitError as e:
-            self.send({"id": rid, "type": "error", "kind": type(e).__name__, "message": str(e), "cancelled": False})
-        except Exception as e:  # a bug: report it with its type, keep serving
-            log.exception("job %s failed", rid)
-            self.send({"id": rid, "type": "error", "kind": type(e).__name__, "message": f"{type(e).__name__}: {e}",
-                       "cancelled": False})
+        except Exception as e:
+            self._fail(rid, e)
         finally:
             for handler in handlers:
                 logging.getLogger().removeHandler(handler)

@@ -132,15 +132,20 @@ def test_scene_lights_become_a_rig_with_hand_computed_values(tmp_path):
     np.testing.assert_allclose(np.array(out["rig"]["camera_c2w"])[:3, 3], [0, -3, 0], atol=1e-6)
 
 
-END_TO_END = """
-import json, math, sys, time, bpy, addon_utils
-bundle, plates, out, root = sys.argv[1:5]
+# the add-on enabled in a fresh Blender, jobs dispatched to a real worker process, a camera object
+ADDON_WITH_WORKER = """
 bpy.ops.wm.read_factory_settings(use_empty=True)
 addon_utils.enable("blender_addon", default_set=True)
 from blender_addon.dispatch import WorkerDispatcher, set_dispatcher
 set_dispatcher(WorkerDispatcher(sys.executable, env={"PYTHONPATH": root}, cwd=root))
 scene = bpy.context.scene
 cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+"""
+
+END_TO_END = """
+import json, math, sys, time, bpy, addon_utils
+bundle, plates, out, root = sys.argv[1:5]
+""" + ADDON_WITH_WORKER + """
 cam.location, cam.rotation_euler = (0, -3, 0), (math.radians(90), 0, 0)
 scene.collection.objects.link(cam); scene.camera = cam
 for name, kind, loc, energy in (("key", "POINT", (1, -1, 1), 100.0), ("rim", "SUN", (0, 0, 0), 2.0)):
@@ -308,14 +313,9 @@ def test_world_hdri_rig_matches_cycles_on_a_diffuse_sphere(tmp_path):
 GAUSSIANS = """
 import json, math, sys, bpy, addon_utils
 recon, views, root, c2w_json = sys.argv[1:5]
-bpy.ops.wm.read_factory_settings(use_empty=True)
-addon_utils.enable("blender_addon", default_set=True)
+""" + ADDON_WITH_WORKER + """
 from mathutils import Matrix
-from blender_addon.dispatch import WorkerDispatcher, set_dispatcher
 from blender_addon.gaussians_io import camera_json
-set_dispatcher(WorkerDispatcher(sys.executable, env={"PYTHONPATH": root}, cwd=root))
-scene = bpy.context.scene
-cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
 cam.data.sensor_fit, cam.data.angle = "AUTO", math.radians(22.0)
 cam.matrix_world = Matrix(json.loads(c2w_json))
 scene.collection.objects.link(cam); scene.camera = cam

@@ -15,7 +15,7 @@ from core.io.passes import read_passes
 from core.jobs import RelightJob
 from core.lighting.camera import front_camera_c2w
 from core.lighting.layout import builtin_layout
-from core.lighting.rig import Environment, LightRig
+from core.lighting.rig import Environment
 from core.relight.run import run_relight
 from tests.conftest import LAYOUT, ROOT, env_from_function, example_rig, write_plates
 

@@ -21,6 +21,17 @@ from .units import Plan, run_unit
 log = logging.getLogger(__name__)
 
 
+def _connect(address: str | None, workers: int, cpus: int, gpus: float) -> None:
+    """Join the Ray cluster at ``address``, or start a local one sized for the workers."""
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=max(workers * cpus, 1), num_gpus=gpus * workers or None, include_dashboard=False,
+                 log_to_driver=False)
+
+
 @ray.remote
 class UnitRunner:
     """One worker: the bundle is loaded once, at start, and serves every unit sent here."""
@@ -76,12 +87,7 @@ def run_plan_ray(plan: Plan, address: str | None = None, workers: int = 2, cpus:
     from tqdm import tqdm
 
     started = time.perf_counter()
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=max(workers * cpus, 1), num_gpus=gpus * workers or None, include_dashboard=False,
-                     log_to_driver=False)
+    _connect(address, workers, cpus, gpus)
     payload = {"job": plan.job, "folders": plan.folders, "units": [asdict(u) for u in plan.units]}
     options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
     report = FarmReport()
@@ -168,12 +174,7 @@ def map_ray(module: str, name: str, calls: list[tuple], address: str | None = No
     frames to render): (results in call order, failures {call, error} after three attempts)."""
     from tqdm import tqdm
 
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=max(workers * cpus, 1), num_gpus=gpus * workers or None, include_dashboard=False,
-                     log_to_driver=False)
+    _connect(address, workers, cpus, gpus)
     futures = [_call.options(num_cpus=cpus, num_gpus=gpus).remote(module, name, args) for args in calls]
     index = {f: i for i, f in enumerate(futures)}
     results, failures = [None] * len(calls), []

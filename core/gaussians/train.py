@@ -299,6 +299,16 @@ def new_model(points, colours, bounds, cfg: ReconConfig, first: int, last: int, 
     return DynamicGaussians(params, Deformation(cfg.deform, bounds), first, last)
 
 
+def _setup(views: Views, cfg: ReconConfig):
+    """Seeded start of a run: (rng, training cameras, initial points, their colours, scene box, extent)."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    train_cams = [i for i, c in enumerate(views.cameras) if c not in cfg.holdout_cameras]
+    points, colours = initial_points(views, cfg.gaussians, rng)
+    bounds = scene_bounds(points)
+    return rng, train_cams, points, colours, bounds, float((bounds[1] - bounds[0]).max())
+
+
 def reconstruct(views: Views, cfg: ReconConfig, kframe_init: bool = True, store: str | Path | None = None,
                 progress=None, segments: bool = True) -> Reconstruction:
     """The full method (``kframe_init=False``: independent segments trained from scratch).
@@ -309,12 +319,7 @@ def reconstruct(views: Views, cfg: ReconConfig, kframe_init: bool = True, store:
     ``segments=False`` stops after the K-frame model (the segments then run elsewhere:
     :func:`train_segment`).
     """
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    train_cams = [i for i, c in enumerate(views.cameras) if c not in cfg.holdout_cameras]
-    points, colours = initial_points(views, cfg.gaussians, rng)
-    bounds = scene_bounds(points)
-    extent = float((bounds[1] - bounds[0]).max())
+    rng, train_cams, points, colours, bounds, extent = _setup(views, cfg)
     keys = keyframes(views.frames, cfg.keyframes)
     stats: dict = {"keyframes": keys}
     store = None if store is None else Path(store)
@@ -372,12 +377,7 @@ def load_reconstruction(store: str | Path, cfg: ReconConfig) -> Reconstruction:
 
 def single_model(views: Views, cfg: ReconConfig, iterations: int) -> Reconstruction:
     """One deformable model over the whole sequence (the baseline DifFRelight improves on)."""
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    train_cams = [i for i, c in enumerate(views.cameras) if c not in cfg.holdout_cameras]
-    points, colours = initial_points(views, cfg.gaussians, rng)
-    bounds = scene_bounds(points)
-    extent = float((bounds[1] - bounds[0]).max())
+    rng, train_cams, points, colours, bounds, extent = _setup(views, cfg)
     model = new_model(points, colours, bounds, cfg, views.frames[0], views.frames[-1], extent)
     stats = train_deformable(model, views, train_cams, views.frames, cfg, iterations, extent, rng)
     return Reconstruction(model, [model], [views.frames[0], views.frames[-1]], {"single": stats})

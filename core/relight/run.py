@@ -189,8 +189,26 @@ def _outputs(job: RelightJob, folder: Path, frame: int) -> list[Path]:
            ([output_path(job, folder, frame, True)] if job.basis else [])
 
 
+def _matching(job: RelightJob, source: FrameSource, job_digest: str, folder: Path, frames: set[int]) -> set[int]:
+    """Those of ``frames`` whose every output in ``folder`` exists and carries this job's input hash."""
+    if not frames:
+        return set()
+    done = set()
+    for frame, _, prepared, noise in source:
+        if frame not in frames:
+            continue
+        digest = _frame_digest(job_digest, prepared, noise)
+        paths = _outputs(job, folder, frame)
+        if all(p.exists() and read_metadata(p).get("input_hash") == digest for p in paths):
+            done.add(frame)
+        else:
+            log.info("%s: frame %d was made from other inputs", folder, frame)
+    return done
+
+
 def _choose_folder(job: RelightJob, source: FrameSource, job_digest: str) -> tuple[Path | None, set[int]]:
-    """The newest version folder to resume (and the frames it already holds), or None for a new one."""
+    """The newest version folder to resume (and the frames it already holds), or None for a new one:
+    resumed only when every frame file it holds for this job carries the hash this job gives it."""
     existing = versions(job.output)
     if not existing:
         return None, set()
@@ -200,28 +218,7 @@ def _choose_folder(job: RelightJob, source: FrameSource, job_digest: str) -> tup
         record = folder / JOB_RECORD
         same = record.exists() and json.loads(record.read_text()).get("digest") == job_digest
         return (folder if same else None), set()
-    for frame, _, prepared, noise in source:
-        if frame not in held:
-            continue
-        digest = _frame_digest(job_digest, prepared, noise)
-        for path in _outputs(job, folder, frame):
-            if not path.exists() or read_metadata(path).get("input_hash") != digest:
-                log.info("%s: made from other inputs; this run writes a new version", path)
-                return None, set()
-    return folder, held
-
-
-def _done_in(job: RelightJob, source: FrameSource, job_digest: str, folder: Path) -> set[int]:
-    """Frames whose every output in ``folder`` carries this job's input hash (a farm unit's resume)."""
-    done: set[int] = set()
-    held = {f for f in source.frames if all(p.exists() for p in _outputs(job, folder, f))}
-    if not held:
-        return done
-    for frame, _, prepared, noise in source:
-        digest = _frame_digest(job_digest, prepared, noise)
-        if frame in held and all(read_metadata(p).get("input_hash") == digest for p in _outputs(job, folder, frame)):
-            done.add(frame)
-    return done
+    return (folder, held) if _matching(job, source, job_digest, folder, held) == held else (None, set())
 
 
 def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | None = None,
@@ -255,7 +252,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     if job.folder is not None:  # a farm unit: the plan chose the version folder, other units share it
         folder = Path(job.folder)
         folder.mkdir(parents=True, exist_ok=True)
-        done = _done_in(job, source, job_digest, folder)
+        done = _matching(job, source, job_digest, folder, set(source.frames))
     else:
         folder, done = _choose_folder(job, source, job_digest)
         if folder is None:
