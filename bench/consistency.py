@@ -28,17 +28,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bundle", default="bundle/default")
     ap.add_argument("--demo", default="out/demo", help="a finished `relit demo` folder")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, help="sampler steps (default: the bundle's recipe)")
     args = ap.parse_args()
     pipe, info = load_bundle(args.bundle)
-    settings = RelightSettings(steps=args.steps)
+    settings = RelightSettings(steps=args.steps or int(info.recipe["steps"]))
     rows = ["| input | matte | error |", "| --- | --- | ---: |"]
     demo = CaptureSet(Path(args.demo) / "subject")
     cam = demo.manifest.cameras[0]
     plate = demo.flat(cam.name, demo.manifest.frames[0].frame)
-    err, _ = consistency_error(pipe, info, plate.rgb, plate.alpha, settings, c2w=cam.c2w)
+    # framed as relit relight frames it
+    from core.io.framing import to_model
+    from core.relight.frame import prepare_plate
+
+    prepared = prepare_plate(plate.rgb, plate.alpha, info.config.resolution)
+    plate_rgb, plate_alpha = prepared.model_input, to_model(prepared.matte[..., None], prepared.framing)[..., 0]
+    err, _ = consistency_error(pipe, info, plate_rgb, plate_alpha, settings, c2w=cam.c2w)
     rows.append(f"| demo held-out view ({info.subject}, frontal camera, synthetic) | rendered alpha | {100 * err:.1f} % |")
-    err_front, _ = consistency_error(pipe, info, plate.rgb, plate.alpha, settings)
+    err_front, _ = consistency_error(pipe, info, plate_rgb, plate_alpha, settings)
     rows.append(f"| same, stage directions taken in the default front frame | rendered alpha | {100 * err_front:.1f} % |")
     from skimage import data as skdata
 
@@ -50,7 +56,7 @@ def main() -> None:
     command = "python bench/consistency.py " + shlex.join(sys.argv[1:])
     write_section("consistency", f"""## Self-consistency (`{command}`)
 
-Machine: {machine()}. Bundle `{info.id}` ({len(info.layout)} stage directions, {args.steps} DDIM steps, guidance 1).
+Machine: {machine()}. Bundle `{info.id}` ({len(info.layout)} stage directions, {settings.steps} sampler steps of its {info.recipe["objective"]["name"]} objective, guidance 1; the raw predictions, before any ratio correction).
 Error: mean absolute difference between the input and the sum of the predicted stage OLATs weighted by the
 stage irradiance the bundle records, relative to the input's mean, over matte pixels. It needs no ground truth.
 For reference, the rendered OLATs themselves sum to the flat-lit render within the render noise (< 1 % at

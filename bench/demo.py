@@ -22,7 +22,7 @@ from bench.report import machine, write_section  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="out/demo_bench")
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, help="sampler steps (default: the bundle's recipe)")
     args = ap.parse_args()
     from core.demo import DEFAULT_BUNDLE, run_demo
     from core.io.passes import read_metadata
@@ -42,10 +42,10 @@ def main() -> None:
     write_section("demo", f"""## `relit demo` (the README's main command; `{command}`)
 
 Machine: {machine()}. `relit demo` with the committed default bundle (`{info.id}`: tiny preset,
-{info.config.resolution} px, {info.training.get('steps')} training steps): renders the held-out frontal view of its
+{info.config.resolution} px, {info.recipe['objective']['name']} objective, {info.training.get('steps')} training steps): renders the held-out frontal view of its
 subject (the training arc has no frontal camera) with Cycles, relights it under a key light, a rim
 light and `forest` turned 30 degrees (stage strategy: {len(info.layout)} inferences, each light with its own
-initial noise), {meta['steps']} DDIM steps, guidance 1; {seconds:.0f} s wall time in all, rendering included.
+initial noise), {meta['steps']} {meta['sampler']} steps, consistency {meta['consistency']}, guidance 1; {seconds:.0f} s wall time in all, rendering included.
 
 | layer | PSNR vs Cycles ground truth (subject) |
 | --- | ---: |

@@ -49,7 +49,7 @@ def build_job(context) -> tuple[dict, object]:
         bundle=bundle, input=plate, output=bpy.path.abspath(settings.output), rig=found.rig.to_json(),
         matte=bpy.path.abspath(settings.matte) if settings.matte else None,
         frames=f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range and "#" in plate else None,
-        hdri_strategy=STRATEGY[settings.mode], clusters=settings.clusters, steps=settings.steps,
+        hdri_strategy=STRATEGY[settings.mode], clusters=settings.clusters, steps=settings.steps or None,
         guidance_image=settings.guidance_image, guidance_light=settings.guidance_light, seed=settings.seed,
         device=prefs.device, working_space=found.working_space)
     job.validate("relit panel")

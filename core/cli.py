@@ -41,7 +41,8 @@ def _print_exr(path: Path) -> None:
             types = sorted({t for _, t in comps})
             print(f"    {layer or '(beauty)'}: {','.join(c for c, _ in comps)} [{'/'.join(types)}]")
         relit = {k: v for k, v in part.attributes.items() if k.startswith("relit/")}
-        for key in ("relit/version", "relit/bundle_id", "relit/sampler", "relit/steps", "relit/seed",
+        for key in ("relit/version", "relit/bundle_id", "relit/objective", "relit/sampler", "relit/steps",
+                    "relit/consistency", "relit/seed",
                     "relit/colour_space", "relit/input_hash"):
             if key in relit:
                 print(f"    {key} = {relit[key]}")
@@ -102,6 +103,8 @@ def _print_bundle(folder: Path) -> None:
     print(f"  trained: {info.training.get('steps')} steps, {info.training.get('seconds')} s, "
           f"commit {str(info.training.get('commit'))[:12]}")
     print(f"  command: {info.training.get('command') or '-'}")
+    r = info.recipe
+    print(f"  recipe: objective {r['objective']}, {r['steps']} sampler steps, consistency {r['consistency']}")
     print(f"  weights sha256: {info.sha256[:16]}...; licence: {info.licence}")
 
 
@@ -171,6 +174,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .model.train import TrainConfig, train
 
     cfg = TrainConfig(capture=args.capture, output=args.output, preset=args.preset, resolution=args.res,
+                      objective=args.objective,
                       steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr, seed=args.seed,
                       holdout_light_every=args.holdout_light_every, holdout_cameras=args.holdout_cameras,
                       holdout_expressions=args.holdout_expressions, val_every=args.val_every,
@@ -180,8 +184,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     trainer, metrics = train(cfg, progress=not args.quiet)
     if trainer.rank != 0:  # data-parallel under torchrun: rank 0 writes the bundle
         return
-    bundle = trainer.save(args.bundle) if args.bundle else trainer.save()
-    print(f"bundle: {bundle}")
+    if trainer.objective.stochastic:
+        bundle = trainer.save(args.bundle) if args.bundle else trainer.save()
+        print(f"bundle: {bundle}")
+    else:
+        print(f"the {cfg.objective} baseline writes no bundle (checkpoints: {Path(args.output) / 'checkpoints'})")
     print("validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
 
 
@@ -202,11 +209,11 @@ def cmd_check_consistency(args: argparse.Namespace) -> None:
     from .io.plates import read_plate
     from .io.sequence import find_frames
     from .model.bundle import load_bundle
-    from .relight.frame import RelightSettings, consistency_error
-    from .io.plates import fit_square
+    from .io.framing import to_model
+    from .relight.frame import RelightSettings, consistency_error, prepare_plate
 
     pipe, info = load_bundle(args.bundle, args.device)
-    settings = RelightSettings(steps=args.steps, seed=args.seed)
+    settings = RelightSettings(steps=args.steps or int(info.recipe["steps"]), seed=args.seed)
     for frame, path in find_frames(args.input).items():
         plate = read_plate(path)
         alpha = plate.alpha
@@ -214,8 +221,11 @@ def cmd_check_consistency(args: argparse.Namespace) -> None:
             from .io.images import read_rgb
 
             alpha = read_rgb(find_frames(args.matte)[frame])[..., 0]
-        rgb, matte = fit_square(plate.rgb, alpha, info.config.resolution)
-        err, _ = consistency_error(pipe, info, rgb.astype(np.float32), matte, settings)
+        # framed as relit relight frames it (the square around the matte, at the model's size)
+        prepared = prepare_plate(plate.rgb, alpha, info.config.resolution, premultiply=bool(args.matte),
+                                 source=str(path))
+        matte = to_model(prepared.matte[..., None], prepared.framing)[..., 0]
+        err, _ = consistency_error(pipe, info, prepared.model_input, matte, settings)
         print(f"frame {frame}: {path.name}: sum of {len(info.layout)} predicted stage OLATs vs input: "
               f"{100 * err:.1f}% mean absolute error (relative to the input's mean)")
 
@@ -246,7 +256,7 @@ def _job_from_args(args: argparse.Namespace):
                      hdri_strategy=args.hdri_strategy, clusters=args.clusters, missing=args.missing,
                      basis=args.basis, steps=args.steps, guidance_image=args.guidance_image,
                      guidance_light=args.guidance_light, seed=args.seed, sampler=args.sampler, noise=args.noise,
-                     samples=args.samples,
+                     samples=args.samples, consistency=args.consistency,
                      device=args.device, batch_size=args.batch_size, margin=args.margin,
                      colour_space=args.colour_space, working_space=args.working_space, subject=args.subject,
                      allow_other_subject=args.allow_other_subject, name=args.name)
@@ -543,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="tiny", help="tiny, small, sd15, sd21")
     p.add_argument("--res", type=int, default=64, help="training resolution")
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--objective", default="refine", choices=("refine", "diffusion", "flow", "regression"),
+                   help="refine (predict-and-refine, default), diffusion (DDPM v-prediction), flow (flat-lit to "
+                        "target rectified flow), regression (the deterministic baseline; saves no bundle)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0: none)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-4)
@@ -565,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="out/demo", help="demo folder (default out/demo)")
     p.add_argument("--bundle", help="model bundle (default: the bundled default)")
     p.add_argument("--train", action="store_true", help="train a fresh bundle first (about half an hour on CPU)")
-    p.add_argument("--steps", type=int, default=30, help="DDIM steps")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the bundle's recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
@@ -598,11 +611,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--basis", action="store_true",
                    help="also write NAME_basis.####.exr: every stage direction's unit-light prediction, to "
                         "relight later in comp by weights alone")
-    p.add_argument("--steps", type=int, default=30, help="denoising steps")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the bundle's recipe)")
+    p.add_argument("--consistency", choices=("none", "ratio"),
+                   help="stage predictions (environment, basis): ratio pins their irradiance-weighted sum to "
+                        "the input; default: the bundle's recipe")
     p.add_argument("--guidance-image", type=float, default=1.0, help="image guidance scale (lambda_I)")
     p.add_argument("--guidance-light", type=float, default=1.0, help="lighting guidance scale (lambda_L)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", choices=("ddim", "dpmpp"), default="ddim")
+    p.add_argument("--sampler", choices=("ddim", "dpmpp", "euler"),
+                   help="ddim or dpmpp (diffusion and refine bundles), euler (flow bundles); default: the bundle's")
     p.add_argument("--samples", type=int, default=1,
                    help="samples averaged per light: less sampling grain at samples x the cost")
     p.add_argument("--noise", choices=("fixed", "flow"), default="fixed",
@@ -710,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", required=True)
     p.add_argument("--input", required=True, help="plate file or sequence pattern (####, %%04d)")
     p.add_argument("--matte", help="matte file or sequence (default: the plate's alpha)")
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, help="sampler steps (default: the bundle's recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_check_consistency)

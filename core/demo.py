@@ -42,7 +42,7 @@ def _nearest_stage_light(layout, c2w, camera_dir) -> int:
     return int(np.argmax(world_to_camera_directions(layout.directions, c2w) @ np.asarray(camera_dir)))
 
 
-def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: int = 30, seed: int = 0,
+def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: int | None = None, seed: int = 0,
              progress: bool = True) -> DemoResult:
     from .model.bundle import load_bundle, read_info
     from .relight.run import run_relight
@@ -55,9 +55,13 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     info = read_info(bundle)
     seed_of_subject = int(info.subject.split("-")[-1])
     res = info.config.resolution
+    # the plate at the size of the training captures, so relit relight frames it as training did
+    # (bundles from before training framed views like relight trained on whole frames at their own size)
+    plate_res = int(info.training.get("data", {}).get("image_size", res))
+    steps = steps or int(info.recipe["steps"])
     # 1. a held-out view: the frontal camera (the training arc has no 0-degree camera)
     cfg = SynthConfig(subject="face", seed=seed_of_subject, views=1, frames=1, layout=str(out / "stage.json"),
-                      resolution=res, samples=256, hdris=[DEMO_HDRI], rotations=[list(DEMO_ROTATION)])
+                      resolution=plate_res, samples=256, hdris=[DEMO_HDRI], rotations=[list(DEMO_ROTATION)])
     out.mkdir(parents=True, exist_ok=True)
     import json
     (out / "stage.json").write_text(json.dumps(info.layout.to_json()))
@@ -96,8 +100,9 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     for name in ("key", "rim", "environment"):
         tiles += [(f"relit {name}", relit[name], 0.0), (f"truth {name}", truth[name], 0.0)]
     tiles += [("relit beauty", beauty, 0.0), ("truth beauty", sum(truth.values()), 0.0)]
-    sheet = contact_sheet(report.folder / "contact_sheet.png", tiles, columns=3, scale=max(1, 192 // res),
-                          title=f"relit demo: {info.id}, {evaluations} UNet evaluations, {steps} DDIM steps")
+    sampler = pipe.objective.check_sampler(None)
+    sheet = contact_sheet(report.folder / "contact_sheet.png", tiles, columns=3, scale=max(1, 192 // plate_res),
+                          title=f"relit demo: {info.id}, {evaluations} UNet evaluations, {steps} {sampler} steps")
     log.info("demo scores: %s", scores)
     return DemoResult(path, sheet, scores)
 

@@ -18,7 +18,8 @@ from .validation import as_number, as_numbers, check_fields, load_json
 JOB_VERSION = 1
 HDRI_STRATEGIES = ("auto", "stage", "area", "envmap")
 NOISE_MODES = ("fixed", "flow")
-SAMPLERS = ("ddim", "dpmpp")
+SAMPLERS = ("ddim", "dpmpp", "euler", "direct")  # which apply depends on the bundle's objective
+CONSISTENCY = ("none", "ratio")
 
 
 @dataclass
@@ -35,12 +36,13 @@ class RelightJob:
     clusters: int = 8                    # area lights for the "area" strategy
     missing: str = "drop"                # light below a stage floor: drop (reported) | nearest
     basis: bool = False                  # also write every stage direction's unit prediction (OLAT basis)
-    steps: int = 30                      # denoising steps
+    steps: int | None = None             # sampler steps (default: the bundle's recipe)
     guidance_image: float = 1.0          # lambda_I
     guidance_light: float = 1.0          # lambda_L
     seed: int = 0                        # initial-noise seed
     samples: int = 1                     # samples averaged per light: less sampling grain, samples x the cost
-    sampler: str = "ddim"                # ddim | dpmpp
+    sampler: str | None = None           # ddim | dpmpp (diffusion, refine) | euler (flow); default: the bundle's
+    consistency: str | None = None       # stage predictions: none | ratio (pinned to the input); default: bundle
     noise: str = "fixed"                 # initial noise over a sequence: fixed (same every frame) | flow (warped)
     device: str = "cpu"                  # torch device of the model
     batch_size: int = 16                 # lights per UNet batch
@@ -91,11 +93,16 @@ class RelightJob:
                 raise ValidationError(f"{source}.{key}: must be a non-empty string")
         _choice(self.hdri_strategy, HDRI_STRATEGIES, f"{source}.hdri_strategy")
         _choice(self.noise, NOISE_MODES, f"{source}.noise")
-        _choice(self.sampler, SAMPLERS, f"{source}.sampler")
+        if self.sampler is not None:
+            _choice(self.sampler, SAMPLERS, f"{source}.sampler")
+        if self.consistency is not None:
+            _choice(self.consistency, CONSISTENCY, f"{source}.consistency")
         _choice(self.missing, ("drop", "nearest"), f"{source}.missing")
         for key, lo in (("clusters", 1), ("steps", 1), ("batch_size", 1), ("seed", 0), ("threads", 0),
                         ("samples", 1)):
             value = getattr(self, key)
+            if key == "steps" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise ValidationError(f"{source}.{key}: must be an integer >= {lo}, got {value!r}")
         as_number(self.guidance_image, f"{source}.guidance_image", 0.0)

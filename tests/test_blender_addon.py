@@ -33,7 +33,7 @@ for _ in range(2):
     blender_addon.unregister()
 print(json.dumps({"seen": seen, "left": hasattr(bpy.types.Scene, "relit") or hasattr(bpy.types, "RELIT_PT_main")}))
 """)
-    assert out["seen"] == [[True, 30, "RELIT_OT_relight"]] * 2 and out["left"] is False
+    assert out["seen"] == [[True, 0, "RELIT_OT_relight"]] * 2 and out["left"] is False  # 0: the bundle's steps
 
 
 SCENE = """

@@ -58,6 +58,22 @@ def test_plan_lists_units_with_commands_and_dependencies(tmp_path, bundle):
     assert Plan.load(tmp_path / "units.json").units[-1].frames == [5]
 
 
+def test_light_chunks_are_refused_before_anything_is_written_when_the_bundle_ratio_corrects(tmp_path, bundle):
+    import shutil
+
+    ratio = tmp_path / "ratio_bundle"
+    shutil.copytree(bundle, ratio)
+    info = json.loads((ratio / "relit.json").read_text())
+    info["recipe"] = {**info["recipe"], "consistency": "ratio"}
+    (ratio / "relit.json").write_text(json.dumps(info))
+    job = _job(ratio, tmp_path, tmp_path / "out")
+    with pytest.raises(ValueError, match="cannot be split into light chunks"):
+        plan_job(job, chunk=2, light_chunk=8)
+    assert not (tmp_path / "out").exists()
+    job.consistency = "none"  # the job may opt out of the correction
+    assert len(plan_job(job, chunk=2, light_chunk=8).units) > 2
+
+
 def test_light_chunks_merge_to_the_unsplit_result(tmp_path, bundle):
     job = _job(bundle, tmp_path, tmp_path / "whole")
     whole = run_relight(job)

@@ -51,7 +51,7 @@ def test_unit_guidance_is_the_plain_conditional_prediction():
     latents = torch.randn(3, 12, RES // 2, RES // 2, generator=g)
     img = torch.randn(1, 12, RES // 2, RES // 2, generator=g)
     tokens = pipe.model.light_tokens(torch.randn(3, 32, generator=g))
-    t = torch.tensor(500)
+    t = torch.full((3,), 500)
     with torch.no_grad():
         three = pipe._guided(latents, t, img, tokens, None, False, 1.0, 1.0)  # every branch evaluated
         plain = pipe._guided(latents, t, img, tokens, None, True, 1.0, 1.0)
@@ -193,3 +193,49 @@ def test_dpm_solver_and_ddim_agree_in_the_limit_of_steps():
     assert np.abs(ddim - dpm).mean() < np.abs(ddim - few).mean()
     with pytest.raises(ValueError, match="sampler"):
         pipe(flat_image(), DIRS[:1], num_inference_steps=2, sampler="euler")
+
+
+def test_bundle_records_its_recipe_and_legacy_bundles_load_as_ddpm(tmp_path):
+    import json
+
+    from core.model.objectives import FlowObjective, RefineObjective
+
+    pipe = tiny_pipe()
+    refine = RelightPipeline(pipe.model, RefineObjective().scheduler(), pipe.codec, pipe.tone, 1.2, 4.0,
+                             RefineObjective(residual_scale=0.2))
+    info = _info(pipe)
+    info.recipe = {"objective": refine.objective.params(), "steps": 10, "consistency": "ratio"}
+    folder = save_bundle(tmp_path / "refine", refine, info)
+    loaded, got = load_bundle(folder)
+    assert got.recipe == info.recipe and isinstance(loaded.objective, RefineObjective)
+    assert loaded.objective.residual_scale == 0.2
+    kwargs = dict(num_inference_steps=3, seed=5)
+    out = loaded(flat_image(), DIRS, **kwargs)
+    np.testing.assert_array_equal(refine(flat_image(), DIRS, **kwargs).images, out.images)
+    assert out.evaluations == 3 * (3 + 1)  # lights x (steps + the mean pass)
+    flow = RelightPipeline(pipe.model, FlowObjective().scheduler(), pipe.codec, pipe.tone, 1.2, 4.0, FlowObjective())
+    info.recipe = {"objective": {"name": "flow", "source_noise": 0.5}, "steps": 4, "consistency": "none"}
+    loaded, _ = load_bundle(save_bundle(tmp_path / "flow", flow, info))
+    np.testing.assert_array_equal(flow(flat_image(), DIRS, **kwargs).images, loaded(flat_image(), DIRS, **kwargs).images)
+    # a bundle from before recipes: DDPM v-prediction, 30 steps, no correction
+    legacy = save_bundle(tmp_path / "legacy", pipe, _info(pipe))
+    data = json.loads((legacy / "relit.json").read_text())
+    del data["recipe"]
+    (legacy / "relit.json").write_text(json.dumps(data))
+    loaded, got = load_bundle(legacy)
+    assert got.recipe == {"objective": {"name": "diffusion"}, "steps": 30, "consistency": "none"}
+    assert loaded.objective.name == "diffusion"
+    data["recipe"] = {"objective": {"name": "gan"}}
+    (legacy / "relit.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="objective 'gan'"):
+        load_bundle(legacy)
+
+
+def test_a_bundle_without_its_scheduler_is_refused_without_a_network_call(tmp_path):
+    import shutil
+
+    pipe = tiny_pipe()
+    folder = save_bundle(tmp_path / "b", pipe, _info(pipe))
+    shutil.rmtree(folder / "scheduler")
+    with pytest.raises(RelitIOError, match="scheduler_config.json missing"):
+        load_bundle(folder)

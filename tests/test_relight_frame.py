@@ -158,3 +158,27 @@ def test_samples_average_independent_draws_per_light():
     light = rig.lights[0]
     expected = 0.5 * (draws[0] + draws[1]) * np.asarray(light.rgb, np.float32) * light.intensity
     np.testing.assert_allclose(passes.layers["key"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_ratio_consistency_makes_a_white_environment_give_the_input_back(tmp_path):
+    """A uniform white world projects onto the stage as the irradiance each stage light delivers (a stage
+    records it; here it is that projection), so with the ratio correction the environment layer is the
+    plate itself, whatever the (untrained) model predicts."""
+    pipe = tiny_pipe()
+    layout = builtin_layout("rings32")
+    env = np.ones((32, 64, 3), np.float32)
+    path = tmp_path / "white.exr"
+    write_rgba(path, env, np.ones(env.shape[:2], np.float32))
+    rig = LightRig([], Environment(str(path), (0.0, 0.0, 0.0), 1.0), front_camera_c2w(2.0).tolist())
+    alpha = np.ones((RES, RES), np.float32)
+    info = _info(pipe, layout)
+    info.stage_irradiance = project_to_layout(env, layout, (0.0, 0.0, 0.0), 1.0, "drop").weights.tolist()
+    settings = RelightSettings(steps=2, seed=4, consistency="ratio")
+    passes, evaluations = relight_frame(pipe, info, plate(), alpha, rig, settings)
+    assert evaluations == len(layout) * 2
+    np.testing.assert_allclose(passes.layers["environment"], plate(), rtol=1e-4, atol=1e-6)
+    raw, _ = relight_frame(pipe, info, plate(), alpha, rig, RelightSettings(steps=2, seed=4))
+    assert np.abs(raw.layers["environment"] - plate()).mean() > 0.05 * plate().mean()
+    # the correction needs every stage light of the frame in one unit
+    with pytest.raises(ValueError, match="light chunks"):
+        plan_lighting(info, rig, light_chunk=(0, 8), consistency="ratio")

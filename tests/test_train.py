@@ -53,6 +53,17 @@ def test_resume_continues_exactly(capture, tmp_path):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)
 
 
+def test_a_run_resumes_only_with_the_objective_it_was_trained_with(capture, tmp_path):
+    import pytest
+
+    from core.errors import ValidationError
+
+    Trainer(_cfg(capture, tmp_path / "run", steps=2, checkpoint_every=2, objective="flow")).train(progress=False)
+    with pytest.raises(ValidationError, match="resume it with --objective flow"):
+        Trainer(_cfg(capture, tmp_path / "run", steps=4, objective="refine"))
+    assert Trainer(_cfg(capture, tmp_path / "run", steps=4, objective="flow")).step == 2
+
+
 def test_envmap_training_learns(capture, tmp_path):
     trainer = Trainer(_cfg(capture, tmp_path / "env", steps=80, conditioning="envmap",
                            environments=["forest", "sunset", "studio"]))
@@ -117,3 +128,50 @@ def test_two_process_data_parallel_equals_one_process_over_the_global_batch(capt
     assert float(diff.norm() / update.norm()) < 0.01
     assert float((diff.abs() < 1e-5).float().mean()) > 0.99
     assert (tmp_path / "two" / "bundle" / "relit.json").exists()  # written once, by rank 0
+
+
+def test_training_frames_each_view_as_relit_relight_frames_a_plate(capture):
+    """The model must see the subject at the same scale in training and at inference: a capture view
+    prepared for relighting is exactly the training image (a crop around the matte, resized)."""
+    from core.model.data import TrainingData
+    from core.relight.frame import prepare_plate
+
+    data = TrainingData(capture, 16)
+    cam, frame = capture.manifest.cameras[0], capture.manifest.frames[1].frame
+    view = [i for i, v in enumerate(data.views) if (v.camera, v.frame) == (cam.name, frame)][0]
+    plate = capture.flat(cam.name, frame)
+    prepared = prepare_plate(plate.rgb, plate.alpha, 16)
+    assert not prepared.framing.identity  # framed around the matte, not the plate taken whole
+    np.testing.assert_allclose(data.flat[view], prepared.model_input, rtol=1e-6, atol=1e-7)
+    olats, alpha = capture.olats(cam.name, frame)
+    from core.io.framing import to_model
+
+    unit = olats[3] / capture.manifest.irradiance[3]
+    np.testing.assert_allclose(data.olat[view, 3].astype(np.float32), to_model(unit, prepared.framing),
+                               rtol=2e-3, atol=1e-4)  # stored as float16
+
+
+def test_a_tiny_refine_model_trained_for_real_beats_the_flat_lit_baseline_and_sums_to_its_input(capture, tmp_path):
+    from core.model.metrics import best_scale, psnr
+    from core.relight.consistency import consistency_gain
+
+    trainer = Trainer(_cfg(capture, tmp_path / "refine", steps=700, objective="refine", lr=2e-3))
+    trainer.train(progress=False)
+    pipe = trainer.pipeline(trainer.ema_model())
+    data, split = trainer.data, trainer.split
+    ours, flat_rows = [], []
+    for v in split.train_views:
+        mask = data.alpha[v] > 0.5
+        lights = split.val_lights
+        pred = pipe(data.flat[v], data.camera_directions(v)[lights], np.zeros(len(lights)), num_inference_steps=4,
+                    seed=v).images
+        for p, i in zip(pred, lights):
+            truth = data.olat[v, i].astype(np.float32)
+            ours.append(psnr(p, truth, mask))
+            flat_rows.append(psnr(data.flat[v] * best_scale(data.flat[v], truth, mask), truth, mask))
+    assert np.mean(ours) > np.mean(flat_rows) + 0.5, (np.mean(ours), np.mean(flat_rows))
+    # its stage predictions add up to the input within a bounded error before any correction
+    v = split.train_views[0]
+    stage = pipe(data.flat[v], data.camera_directions(v), np.zeros(len(data.layout)), num_inference_steps=4).images
+    gain = consistency_gain(stage, data.irradiance, data.flat[v])[data.alpha[v] > 0.5]
+    assert np.median(np.abs(gain - 1)) < 0.3, np.median(np.abs(gain - 1))

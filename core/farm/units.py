@@ -108,8 +108,13 @@ def plan_job(job: RelightJob, chunk: int, light_chunk: int | None = None) -> Pla
         raise ValidationError("--chunk and --light-chunk must be >= 1")
     cameras = sorted(job.cameras) if job.cameras else [None]
     n_stage = _stage_size(job) if light_chunk else 0
+    if n_stage and (job.consistency or read_info(job.bundle).recipe["consistency"]) == "ratio":
+        raise ValidationError(f"{job.bundle}: the bundle corrects a frame's stage predictions together (recipe "
+                              "consistency 'ratio'), so they cannot be split into light chunks; plan without "
+                              "--light-chunk, or set the job's consistency to none")
     light_chunks = [[s, min(s + light_chunk, n_stage)] for s in range(0, n_stage, light_chunk)] if n_stage else [None]
-    sha = read_info(job.bundle).sha256
+    info = read_info(job.bundle)
+    sha = [info.sha256, info.recipe]  # a job leaving steps/consistency to the bundle depends on its recipe
     folders, units = {}, []
     for camera in cameras:
         single = job.for_camera(camera) if camera is not None else job
@@ -166,8 +171,9 @@ def _merge_files(parts: list[Path], target: Path, basis: bool) -> Path:
             layers[name] = layers[name] + img if name in layers else img.astype(np.float32)
     first = metas[0]
     meta = PassMetadata(rig=first.get("rig", {}), bundle_id=first.get("bundle_id", ""),
-                        bundle_sha256=first.get("bundle_sha256", ""), sampler=first.get("sampler", ""),
-                        steps=int(first.get("steps", 0)), guidance=first.get("guidance", {}),
+                        bundle_sha256=first.get("bundle_sha256", ""), objective=first.get("objective", ""),
+                        sampler=first.get("sampler", ""), steps=int(first.get("steps", 0)),
+                        consistency=first.get("consistency", "none"), guidance=first.get("guidance", {}),
                         seed=int(first.get("seed", 0)), samples=int(first.get("samples", 1)), input_hash=digest,
                         colour_space=first.get("colour_space", "lin_rec709"))
     if basis:

@@ -28,8 +28,10 @@ class PassMetadata:
     rig: dict                    # the LightRig JSON the frame was lit with
     bundle_id: str = ""          # model bundle identifier
     bundle_sha256: str = ""      # hash of the bundle's weights
+    objective: str = ""          # what the bundle's network was trained for (refine, diffusion, flow)
     sampler: str = ""            # e.g. "ddim"
-    steps: int = 0               # denoising steps
+    steps: int = 0               # sampler steps
+    consistency: str = "none"    # stage predictions ratio-corrected to sum to the input ("ratio") or not
     guidance: dict = field(default_factory=dict)  # guidance scales by name (image, lighting, text)
     seed: int = 0                # noise seed
     samples: int = 1             # samples averaged per light

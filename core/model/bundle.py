@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,6 +32,7 @@ from ..validation import load_json
 from .codec import UnshuffleCodec, VaeCodec
 from .config import ModelConfig
 from .network import RelightModel
+from .objectives import make_objective
 from .pipeline import RelightPipeline
 from .tone import ToneCurve
 
@@ -41,6 +42,9 @@ BUNDLE_JSON = "relit.json"
 FORMAT = "relit-bundle"
 VERSION = 1
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+CONSISTENCY = ("none", "ratio")  # post-correction of stage predictions (core.relight.consistency)
+# bundles written before relit.json had a recipe: DDPM v-prediction, 30 DDIM steps, no correction
+LEGACY_RECIPE = {"objective": {"name": "diffusion"}, "steps": 30, "consistency": "none"}
 
 
 @dataclass
@@ -56,6 +60,8 @@ class BundleInfo:
     training: dict               # command, commit, data provenance, steps, seconds
     licence: str                 # terms of any base weights
     sha256: str = ""             # hash of the weight files
+    recipe: dict = field(default_factory=lambda: json.loads(json.dumps(LEGACY_RECIPE)))
+                                 # objective (its params), default sampler steps, consistency correction
 
     def to_json(self) -> dict:
         return {
@@ -71,6 +77,7 @@ class BundleInfo:
             "subject": self.subject,
             "training": self.training,
             "licence": self.licence,
+            "recipe": self.recipe,
             "relit_version": __version__,
         }
 
@@ -102,7 +109,8 @@ def save_bundle(folder: str | Path, pipe: RelightPipeline, info: BundleInfo) -> 
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
     try:
         pipe.model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
-        pipe.scheduler.save_pretrained(tmp / "scheduler")
+        if pipe.scheduler is not None:
+            pipe.scheduler.save_pretrained(tmp / "scheduler")
         if isinstance(pipe.codec, VaeCodec):
             pipe.codec.vae.save_pretrained(tmp / "vae", safe_serialization=True)
         save_file({"null_light": pipe.model.null_light.detach().cpu().contiguous()}, tmp / "lighting.safetensors")
@@ -122,19 +130,28 @@ def read_info(folder: str | Path) -> BundleInfo:
     if data.get("format") != FORMAT or data.get("version") != VERSION:
         raise ValidationError(f"{path}: not a relit bundle of version {VERSION}")
     layout = data.get("stage_layout")
+    recipe = {**LEGACY_RECIPE, **(data.get("recipe") or {})}
+    if recipe["consistency"] not in CONSISTENCY:
+        raise ValidationError(f"{path}: recipe.consistency {recipe['consistency']!r}: use one of {CONSISTENCY}")
+    if isinstance(recipe["steps"], bool) or not isinstance(recipe["steps"], int) or recipe["steps"] < 1:
+        raise ValidationError(f"{path}: recipe.steps {recipe['steps']!r}: must be an integer >= 1")
+    try:
+        recipe["objective"] = make_objective(recipe["objective"]).params()  # one form: {"name": ..., params}
+    except ValidationError as exc:
+        raise ValidationError(f"{path}: recipe: {exc}") from None
     return BundleInfo(
         id=data["id"], config=ModelConfig.from_json(data["model"]), tone=ToneCurve(**data["tone"]),
         exposure_image=float(data["exposure"]["image"]), exposure_target=float(data["exposure"]["target"]),
         layout=None if layout is None else layout_from_json(layout, source=f"{path}: stage_layout"),
         stage_irradiance=data.get("stage_irradiance"),
         subject=data.get("subject"), training=data.get("training", {}), licence=data.get("licence", ""),
-        sha256=weights_sha256(folder),
+        sha256=weights_sha256(folder), recipe=recipe,
     )
 
 
 def load_bundle(folder: str | Path, device: str | torch.device = "cpu") -> tuple[RelightPipeline, BundleInfo]:
     """The pipeline and info of a bundle folder (local only, safetensors only)."""
-    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -151,6 +168,13 @@ def load_bundle(folder: str | Path, device: str | torch.device = "cpu") -> tuple
         codec = VaeCodec(AutoencoderKL.from_pretrained(folder / "vae", use_safetensors=True, local_files_only=True))
     else:
         codec = UnshuffleCodec(info.config.unshuffle_factor)
-    scheduler = DDPMScheduler.from_pretrained(folder / "scheduler")
-    pipe = RelightPipeline(model.eval(), scheduler, codec, info.tone, info.exposure_image, info.exposure_target)
+    objective = make_objective(info.recipe["objective"], from_scratch=not info.config.base_checkpoint)
+    scheduler = objective.scheduler()
+    if scheduler is not None:
+        if not (folder / "scheduler" / "scheduler_config.json").is_file():
+            raise RelitIOError(f"{folder}: scheduler/scheduler_config.json missing; the bundle is incomplete "
+                               "(copy it again from where it was trained)")
+        scheduler = type(scheduler).from_pretrained(folder / "scheduler", local_files_only=True)
+    pipe = RelightPipeline(model.eval(), scheduler, codec, info.tone, info.exposure_image, info.exposure_target,
+                           objective)
     return pipe.to(device), info

@@ -1,8 +1,10 @@
 """Training pairs from a capture set: flat-lit -> a light's image per unit irradiance.
 
-Everything is loaded once at the model's resolution (box-filtered down by an
-integer factor) and sampled in memory. Area lights of size beta are made, as in
-DifFRelight, from OLATs weighted by a spherical Gaussian of that size.
+Everything is loaded once at the model's resolution and sampled in memory. Each view is framed
+exactly as ``relit relight`` frames a plate (core.io.framing: the square box around the matte
+with its margin, resized to the model), so the model sees the subject at the same scale and
+framing in training and at inference. Area lights of size beta are made, as in DifFRelight,
+from OLATs weighted by a spherical Gaussian of that size.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from ..data.capture import CaptureSet
 from ..errors import ValidationError
+from ..io.framing import subject_framing, to_model
 from ..lighting.area import sg_cell_weights
 from ..lighting.camera import world_to_camera_directions
 
@@ -46,10 +49,9 @@ class TrainingData:
 
     def __init__(self, capture: CaptureSet, resolution: int):
         m = capture.manifest
-        factor = m.cameras[0].width // resolution
-        if factor < 1 or m.cameras[0].width != factor * resolution or m.cameras[0].height != m.cameras[0].width:
+        if min(m.cameras[0].width, m.cameras[0].height) < resolution:
             raise ValidationError(f"{capture.root}: images are {m.cameras[0].width}x{m.cameras[0].height}; "
-                                  f"training at {resolution} needs square images of a multiple of it")
+                                  f"training at {resolution} needs images at least that large")
         self.layout = m.layout
         self.subject = m.subject
         self.provenance = m.extra  # how the capture set was made (relit synth records its config)
@@ -59,14 +61,19 @@ class TrainingData:
         for cam, f in capture.views():
             ol, alpha = capture.olats(cam.name, f.frame)
             flat = capture.flat(cam.name, f.frame)
-            olats.append(box_downsample(ol / self.irradiance[:, None, None, :], factor).astype(np.float16))
-            flats.append(box_downsample(flat.rgb, factor))
-            alphas.append(box_downsample(alpha[..., None], factor)[..., 0])
+            framing = subject_framing(alpha, resolution, source=f"{capture.root}: {cam.name} frame {f.frame}")
+            n, h, w, _ = ol.shape
+            per_unit = (ol / self.irradiance[:, None, None, :]).transpose(1, 2, 0, 3).reshape(h, w, n * 3)
+            olats.append(to_model(per_unit, framing).reshape(resolution, resolution, n, 3)
+                         .transpose(2, 0, 1, 3).astype(np.float16))
+            flats.append(to_model(flat.rgb, framing))
+            alphas.append(to_model(alpha[..., None], framing)[..., 0])
             self.views.append(View(cam.name, f.frame, f.expression, cam.c2w))
         self.flat = np.stack(flats).astype(np.float32)     # [V, H, W, 3]
         self.olat = np.stack(olats)                        # [V, N, H, W, 3] float16, per unit irradiance
         self.alpha = np.stack(alphas).astype(np.float32)   # [V, H, W]
         self.resolution = resolution
+        self.image_size = int(m.cameras[0].width)  # the capture's image width (plates of this size frame alike)
 
     def split(self, holdout_light_every: int = 10, holdout_cameras: tuple[str, ...] = (),
               holdout_expressions: tuple[str, ...] = ()) -> Split:

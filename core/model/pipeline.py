@@ -20,31 +20,8 @@ from diffusers import DiffusionPipeline
 
 from .codec import UnshuffleCodec, VaeCodec
 from .network import RelightModel
+from .objectives import DiffusionObjective, Objective
 from .tone import ToneCurve
-
-SAMPLERS = ("ddim", "dpmpp")
-
-
-def make_scheduler(sampler: str, train_config: dict, bounded: bool):
-    """A sampler built from the training noise schedule (the bundle's scheduler config).
-
-    ``bounded``: the latents lie in [-1, 1] by construction (the tone curve's range through the
-    lossless unshuffle codec), so each step's clean-latent estimate is clipped to it. Without this,
-    early steps of a cosine schedule (alpha_bar near 0) amplify the noise estimate's error into
-    saturated images.
-    """
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
-
-    # trailing spacing starts sampling at the last training step (pure noise under a zero-SNR schedule)
-    if sampler == "ddim":
-        return DDIMScheduler.from_config(train_config, clip_sample=bounded, clip_sample_range=1.0,
-                                         set_alpha_to_one=False, timestep_spacing="trailing")
-    if sampler == "dpmpp":
-        return DPMSolverMultistepScheduler.from_config(train_config, algorithm_type="dpmsolver++",
-                                                       thresholding=bounded, sample_max_value=1.0,
-                                                       timestep_spacing="trailing")
-    raise ValueError(f"sampler {sampler!r}: use one of {SAMPLERS}")
-
 
 @dataclass
 class RelightOutput:
@@ -54,9 +31,11 @@ class RelightOutput:
 
 class RelightPipeline(DiffusionPipeline):
     def __init__(self, model: RelightModel, scheduler, codec: UnshuffleCodec | VaeCodec,
-                 tone: ToneCurve, exposure_image: float, exposure_target: float):
+                 tone: ToneCurve, exposure_image: float, exposure_target: float,
+                 objective: Objective | None = None):
         super().__init__()
         self.register_modules(model=model, scheduler=scheduler, codec=codec)
+        self.objective = objective or DiffusionObjective()  # what the network was trained to output
         self.register_to_config(tone=tone, exposure_image=exposure_image, exposure_target=exposure_target)
         self.tone = tone
         self.exposure_image = exposure_image    # multiplies flat-lit plates before the tone curve
@@ -74,7 +53,8 @@ class RelightPipeline(DiffusionPipeline):
         return self.codec.channels, size, size
 
     # --- 0. check inputs --------------------------------------------------------------------
-    def check_inputs(self, image, directions, sizes, environment, steps, guidance_image, guidance_light) -> None:
+    def check_inputs(self, image, directions, sizes, environment, steps, guidance_image, guidance_light,
+                     sampler=None) -> None:
         cfg = self.model.config
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be [H, W, 3] scene-linear, got shape {tuple(image.shape)}")
@@ -92,6 +72,7 @@ class RelightPipeline(DiffusionPipeline):
             raise ValueError("an envmap model needs environment maps [L, H, W, 3] (camera frame, tone-mapped)")
         if steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
+        self.objective.check_sampler(sampler)
         if guidance_image < 0 or guidance_light < 0:
             raise ValueError("guidance scales must be >= 0")
 
@@ -109,7 +90,7 @@ class RelightPipeline(DiffusionPipeline):
                  guidance_image: float = 1.0,
                  guidance_light: float = 1.0,
                  seed: int = 0,
-                 sampler: str = "ddim",
+                 sampler: str | None = None,                 # the objective's default when None
                  batch_size: int = 16,
                  callback_on_step_end: Callable[[int, int], None] | None = None,
                  callback_on_batch_end: Callable[[int], None] | None = None,
@@ -126,7 +107,8 @@ class RelightPipeline(DiffusionPipeline):
         cfg = self.model.config
         device = next(self.model.parameters()).device
         # 0. Check inputs
-        self.check_inputs(image, directions, sizes, environment, num_inference_steps, guidance_image, guidance_light)
+        self.check_inputs(image, directions, sizes, environment, num_inference_steps, guidance_image, guidance_light,
+                          sampler)
         n = len(directions) if cfg.conditioning == "olat" else len(environment)
         # 1. Encode the lighting condition
         if cfg.conditioning == "olat":
@@ -140,9 +122,7 @@ class RelightPipeline(DiffusionPipeline):
                                     .permute(0, 3, 1, 2))
         # 2. Encode the flat-lit image once for every light
         img = self._to_latent(torch.as_tensor(image, dtype=torch.float32, device=device)[None], self.exposure_image)
-        # 3. Prepare latents: the same initial noise for every light
-        scheduler = make_scheduler(sampler, self.scheduler.config, bounded=isinstance(self.codec, UnshuffleCodec))
-        scheduler.set_timesteps(num_inference_steps, device=device)
+        # 3. Prepare the initial noise: shared by every light (from seed) or given per light
         shape = tuple(img.shape[1:])
         if noise is None:
             generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -152,32 +132,34 @@ class RelightPipeline(DiffusionPipeline):
                              f"{list(np.shape(noise))}")
         else:
             start = torch.as_tensor(np.asarray(noise, dtype=np.float32)).reshape((-1,) + shape)
-        latents = (start.to(device) * scheduler.init_noise_sigma).expand(n, -1, -1, -1).contiguous()
+        start = start.to(device).expand(n, -1, -1, -1).contiguous()
         plain = guidance_image == 1.0 and guidance_light == 1.0
         branches = 1 if plain else 3
-        # 4. Denoising loop
-        for step, t in enumerate(scheduler.timesteps):
-            eps = []
+
+        def net(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # [n, C, h, w], [n] -> [n, C, h, w]
+            out = []
             for i in range(0, n, batch_size):
-                eps.append(self._guided(latents[i:i + batch_size], t, img, tokens[i:i + batch_size],
+                out.append(self._guided(x[i:i + batch_size], t[i:i + batch_size], img, tokens[i:i + batch_size],
                                         None if env is None else env[i:i + batch_size],
                                         plain, guidance_image, guidance_light))
                 if callback_on_batch_end is not None:
-                    callback_on_batch_end(len(eps[-1]))
-            eps = torch.cat(eps)
-            latents = scheduler.step(eps, t, latents).prev_sample
-            if callback_on_step_end is not None:
-                callback_on_step_end(step, num_inference_steps)
+                    callback_on_batch_end(len(out[-1]))
+            return torch.cat(out)
+
+        # 4. Sample (the objective's loop)
+        config = self.scheduler.config if self.scheduler is not None else {}
+        latents = self.objective.sample(net, img.expand(n, -1, -1, -1), start, num_inference_steps, sampler,
+                                        config, bounded=isinstance(self.codec, UnshuffleCodec),
+                                        on_step=callback_on_step_end)
         # 5. Decode, undo the tone curve and exposure: scene-linear per unit irradiance. The curve is
         #    inverted over its training range [-1, 1] only (up to `white` after exposure).
         out = [self.tone.decode(self.codec.decode(latents[i:i + batch_size]).clamp(-1.0, 1.0)) / self.exposure_target
                for i in range(0, n, batch_size)]
         images = torch.cat(out).permute(0, 2, 3, 1).float().cpu().numpy()
-        return RelightOutput(images, n * branches * num_inference_steps)
+        return RelightOutput(images, n * branches * self.objective.evaluations(num_inference_steps))
 
-    def _guided(self, latents, t, img, tokens, env, plain, gi, gl) -> torch.Tensor:
+    def _guided(self, latents, timesteps, img, tokens, env, plain, gi, gl) -> torch.Tensor:
         b = len(latents)
-        timesteps = torch.full((b,), int(t), device=latents.device)
         image = img.expand(b, -1, -1, -1)
         if plain:
             return self.model(latents, timesteps, image, tokens, env)

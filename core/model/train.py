@@ -1,10 +1,9 @@
 """``relit train``: fit a RelightModel on a capture set.
 
-DDPM objective with pyramid noise, conditioning dropout (zero image latent,
-learned null light token) for dual classifier-free guidance, AdamW, EMA,
-held-out lights and views scored with PSNR/SSIM, checkpoints and resume.
-``objective="regression"`` trains the same network as a deterministic
-regressor (DifFRelight's U-Net baseline).
+The objective (core.model.objectives: refine, diffusion, flow, or the regression baseline) with
+pyramid noise, conditioning dropout (zero image latent, learned null light token) for dual
+classifier-free guidance, AdamW, EMA, held-out lights and views scored with PSNR/SSIM,
+checkpoints and resume.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from .data import Split, TrainingData
 from .metrics import psnr, ssim
 from .network import RelightModel
 from .noise import pyramid_noise
+from .objectives import make_objective
 from .pipeline import RelightPipeline
 from .tone import ToneCurve
 
@@ -49,8 +49,16 @@ class TrainConfig:
     multitask_ratio: float = 0.0      # SynthLight multi-task: share of unconditional samples on real images
     multitask_images: list[str] = field(default_factory=list)  # unpaired real images for it (sRGB or EXR)
     resolution: int = 64              # training resolution (capture images are box-filtered down to it)
-    objective: str = "diffusion"      # "diffusion" (DDPM) or "regression" (the U-Net baseline)
+    objective: str = "refine"         # core.model.objectives.OBJECTIVES: refine, diffusion, flow, regression
     steps: int = 2000                 # optimiser steps
+    sample_steps: int | None = None   # sampler steps the bundle records (None: the objective's measured default)
+    consistency: str = "ratio"        # stage-prediction correction the bundle applies: "ratio" or "none"
+
+    def __post_init__(self) -> None:
+        if self.consistency not in ("none", "ratio"):
+            raise ValidationError(f"consistency {self.consistency!r}: use none or ratio")
+        if self.sample_steps is not None and self.sample_steps < 1:
+            raise ValidationError(f"sample_steps must be >= 1, got {self.sample_steps}")
     max_minutes: float = 0.0          # stop early after this wall time (0: no limit)
     batch: int = 8                    # samples per step
     lr: float = 5e-4                  # AdamW learning rate
@@ -132,9 +140,10 @@ class Trainer:
             codec = VaeCodec(AutoencoderKL.from_pretrained(Path(cfg.base_checkpoint) / "vae", local_files_only=True))
         else:
             codec = UnshuffleCodec(self.model_config.unshuffle_factor)
-        scheduler = training_scheduler(from_scratch=not cfg.base_checkpoint)
+        self.objective = make_objective(cfg.objective, from_scratch=not cfg.base_checkpoint)
         exp_image, exp_target = self.data.exposures(self.split)
-        self.pipe = RelightPipeline(model, scheduler, codec.to(self.device), ToneCurve(), exp_image, exp_target)
+        self.pipe = RelightPipeline(model, self.objective.scheduler(), codec.to(self.device), ToneCurve(), exp_image,
+                                    exp_target, self.objective)
         self.model = model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
@@ -176,6 +185,10 @@ class Trainer:
             p.data.copy_(ema[f"p{i}"])
         self.optimizer.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
         state = json.loads((last / "state.json").read_text())
+        trained = state.get("config", {}).get("objective", "diffusion")
+        if trained != self.cfg.objective:
+            raise ValidationError(f"{self.out}: this run trains the {trained!r} objective; resume it with "
+                                  f"--objective {trained} or train {self.cfg.objective!r} in a new run folder")
         self.step, self.seconds = state["step"], state["seconds"]
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
@@ -213,6 +226,7 @@ class Trainer:
         total = len(batch["flat"])
         batch, part = self._share(batch)
         x0, img = _batch_latents(self.pipe, batch, self.device)
+        source = img  # the flat-lit latent before any dropout (a flow starts from it)
         b = len(x0)
         env = None
         if cfg.conditioning == "envmap":
@@ -222,30 +236,29 @@ class Trainer:
         else:
             enc = torch.from_numpy(self.model_config.light_encoding().encode(batch["direction"], batch["beta"]))
             tokens = model.light_tokens(enc.to(self.device))
-        if cfg.objective == "regression":
-            pred = model(torch.zeros_like(x0), torch.zeros(b, dtype=torch.long, device=self.device), img, tokens)
-            return torch.nn.functional.mse_loss(pred, x0)
         uncond = batch.get("unconditional", np.zeros(b, bool))
-        drop_i = torch.from_numpy((self.rng.random(total)[part] < cfg.drop_image) | uncond).to(self.device)
-        drop_l = torch.from_numpy((self.rng.random(total)[part] < cfg.drop_light) | uncond).to(self.device)
+        drop_i = (self.rng.random(total)[part] < cfg.drop_image) | uncond
+        drop_l = (self.rng.random(total)[part] < cfg.drop_light) | uncond
+        if not self.objective.stochastic:  # the deterministic baseline trains without dropout
+            drop_i[:], drop_l[:] = False, False
+        drop_i, drop_l = torch.from_numpy(drop_i).to(self.device), torch.from_numpy(drop_l).to(self.device)
         img = torch.where(drop_i[:, None, None, None], torch.zeros_like(img), img)
         tokens = torch.where(drop_l[:, None, None], model.null_tokens(b), tokens)
         if env is not None:
             env = torch.where(drop_l[:, None, None, None], torch.zeros_like(env), env)
         generator = torch.Generator().manual_seed(int(self.rng.integers(2 ** 31)))
         shape = (total,) + tuple(x0.shape[1:])
-        if cfg.pyramid_discount > 0:
+        if cfg.pyramid_discount > 0 and self.objective.pyramid:
             noise = pyramid_noise(shape, generator, cfg.pyramid_discount)[part].to(self.device)
         else:
             noise = torch.randn(shape, generator=generator)[part].to(self.device)
-        t = torch.from_numpy(self.rng.integers(0, self.pipe.scheduler.config.num_train_timesteps,
-                                               total)[part]).to(self.device)
-        scheduler = self.pipe.scheduler
-        noisy = scheduler.add_noise(x0, noise, t)
-        target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, t)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            pred = model(noisy, t, img, tokens, env)
-        return torch.nn.functional.mse_loss(pred.float(), target)
+        u = torch.from_numpy(self.rng.random(total)[part]).float().to(self.device)
+
+        def net(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                return model(x, t, img, tokens, env)
+
+        return self.objective.loss(net, x0, source, noise, u)
 
     def train(self, progress: bool = True) -> dict:
         from tqdm import tqdm
@@ -320,10 +333,7 @@ class Trainer:
     def predict(self, model: RelightModel, view: int, directions: np.ndarray, betas: np.ndarray,
                 steps: int, seed: int = 0) -> np.ndarray:  # [L, H, W, 3] per unit irradiance
         flat = self.data.flat[view]
-        if self.cfg.objective == "regression":
-            return regress(self.pipe, model, flat, directions, betas)
-        pipe = RelightPipeline(model, self.pipe.scheduler, self.pipe.codec, self.pipe.tone,
-                               self.pipe.exposure_image, self.pipe.exposure_target)
+        pipe = self.pipeline(model)
         return pipe(flat, directions, betas, num_inference_steps=steps, seed=seed).images
 
     def validate(self) -> dict:
@@ -353,8 +363,7 @@ class Trainer:
     def _validate_environment(self, model: RelightModel, rng: np.random.Generator) -> dict:
         views = self.split.val_views or self.split.train_views
         batch = self.data.sample_environment(rng, self.cfg.val_samples, views, self.environments)
-        pipe = RelightPipeline(model, self.pipe.scheduler, self.pipe.codec, self.pipe.tone,
-                               self.pipe.exposure_image, self.pipe.exposure_target)
+        pipe = self.pipeline(model)
         scores = []
         for b in range(len(batch["flat"])):
             pred = pipe(batch["flat"][b], environment=batch["environment"][b:b + 1],
@@ -369,47 +378,37 @@ class Trainer:
             f.write(json.dumps(out) + "\n")
         return out
 
+    def pipeline(self, model: RelightModel) -> RelightPipeline:
+        """This run's pipeline around ``model`` (e.g. the EMA weights)."""
+        return RelightPipeline(model, self.pipe.scheduler, self.pipe.codec, self.pipe.tone,
+                               self.pipe.exposure_image, self.pipe.exposure_target, self.objective)
+
     def save(self, folder: str | Path | None = None) -> Path:
-        """The EMA weights as a bundle (diffusion objective)."""
-        if self.cfg.objective != "diffusion":
-            raise RelitError("only diffusion runs are saved as bundles")
-        model = self.ema_model()
-        pipe = RelightPipeline(model, self.pipe.scheduler, self.pipe.codec, self.pipe.tone,
-                               self.pipe.exposure_image, self.pipe.exposure_target)
+        """The EMA weights as a bundle (stochastic objectives: a bundle samples)."""
+        if not self.objective.stochastic:
+            raise RelitError(f"the {self.cfg.objective} objective is a deterministic baseline; bundles sample "
+                             "(train with --objective refine, diffusion or flow)")
+        pipe = self.pipeline(self.ema_model())
         capture = Path(self.cfg.capture)
         info = BundleInfo(
-            id=f"{self.data.subject}-{self.model_config.preset}-{self.step}",
+            id=f"{self.data.subject}-{self.model_config.preset}-{self.cfg.objective}-{self.step}",
             config=self.model_config, tone=self.pipe.tone, exposure_image=self.pipe.exposure_image,
             exposure_target=self.pipe.exposure_target, layout=self.data.layout,
             stage_irradiance=self.data.irradiance.round(8).tolist(), subject=self.data.subject,
             training={"command": self.cfg.command, "commit": git_hash(), "steps": self.step,
                       "seconds": round(self.seconds, 1), "config": asdict(self.cfg),
                       "data": {"capture": str(capture), "subject": self.data.subject,
+                               "image_size": self.data.image_size,
                                "views": len(self.data.views), "lights": len(self.data.layout),
                                "producer": self.data.provenance}},
+            recipe={"objective": self.objective.params(),
+                    "steps": self.cfg.sample_steps or self.objective.default_steps,
+                    "consistency": self.cfg.consistency},
             licence="weights trained from scratch by relit on synthetic data (GPL-3.0-or-later project); "
                     "no third-party base weights" if not self.cfg.base_checkpoint else
                     "derived from the base checkpoint's weights: its licence terms apply",
         )
         return save_bundle(folder or self.out / "bundle", pipe, info)
-
-
-def training_scheduler(from_scratch: bool):
-    """The noise schedule a model trains with (saved in its bundle, read back by the samplers).
-
-    From scratch: v-prediction on a cosine schedule rescaled to zero terminal SNR (Lin et al. 2024).
-    An OLAT is mostly black, so its latent's mean is far from the noise's; with epsilon prediction
-    and a schedule whose last step still holds signal, the model never learns to move that mean
-    from pure noise and samples come out grey (measured: mean latent -0.06 against -0.93).
-    From a Stable Diffusion checkpoint: its own epsilon prediction and scaled-linear schedule.
-    """
-    from diffusers import DDPMScheduler
-
-    if from_scratch:
-        return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
-                             prediction_type="v_prediction", rescale_betas_zero_snr=True)
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
-                         beta_end=0.012, prediction_type="epsilon")
 
 
 def _load_environments(names: list[str], height: int = 32) -> list[np.ndarray]:
@@ -448,20 +447,6 @@ def _copy_unet(unet):
     import copy
 
     return copy.deepcopy(unet)
-
-
-def regress(pipe: RelightPipeline, model: RelightModel, flat: np.ndarray, directions: np.ndarray,
-            betas: np.ndarray) -> np.ndarray:  # [L, H, W, 3]
-    """The regression baseline's prediction: one deterministic pass per light."""
-    with torch.no_grad():
-        device = next(model.parameters()).device
-        img = pipe._to_latent(torch.from_numpy(flat).float()[None].to(device), pipe.exposure_image)
-        enc = torch.from_numpy(model.config.light_encoding().encode(directions, betas)).to(device)
-        tokens = model.light_tokens(enc)
-        n = len(directions)
-        z = model(torch.zeros((n,) + img.shape[1:], device=device), torch.zeros(n, dtype=torch.long, device=device),
-                  img.expand(n, -1, -1, -1), tokens)
-        return (pipe.tone.decode(pipe.codec.decode(z).clamp(-1.0, 1.0)) / pipe.exposure_target).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> tuple[Trainer, dict]:

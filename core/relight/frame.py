@@ -28,7 +28,8 @@ from ..lighting.camera import front_camera_c2w, world_to_camera_directions
 from ..lighting.cluster import cluster_environment
 from ..lighting.hdri import load_environment, project_to_layout
 from ..lighting.rig import LightRig
-from .framing import Framing, ratio_eps, subject_framing, to_model, to_plate
+from ..io.framing import Framing, ratio_eps, subject_framing, to_model, to_plate
+from .consistency import ratio_correct
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,10 @@ class RelightSettings:
     guidance_image: float = 1.0  # lambda_I
     guidance_light: float = 1.0  # lambda_L
     seed: int = 0                # initial noise seed (shared by every light of the frame)
-    sampler: str = "ddim"        # "ddim" or "dpmpp"
+    sampler: str | None = None   # the objective's sampler (None: its default; ddim for diffusion bundles)
     batch_size: int = 16         # lights per UNet batch
     samples: int = 1             # samples averaged per light (less sampling grain, samples x the cost)
+    consistency: str = "none"    # stage predictions: "ratio" pins their weighted sum to the input (consistency.py)
 
 
 @dataclass
@@ -62,6 +64,8 @@ class LightingPlan:
     camera_c2w: list | None = None       # the camera the basis directions are seen from (basis files carry it)
     environment: np.ndarray | None = None  # [1, m, m, 3] encoded camera-frame environment (envmap bundles)
     environment_scale: float = 1.0       # radiance the encoded environment stands for (envmap bundles)
+    correction: tuple[np.ndarray, np.ndarray] | None = None  # (inference idx [N], irradiance [N, 3]) of the
+                                         # whole stage, ratio-corrected together (consistency.py)
 
     @property
     def inferences(self) -> int:
@@ -90,7 +94,8 @@ def _camera(rig: LightRig | None, camera_c2w=None) -> np.ndarray:
 
 def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: int = 8, missing: str = "drop",
                   basis: bool = False, environment: np.ndarray | None = None,
-                  camera_c2w=None, light_chunk: tuple[int, int] | None = None) -> LightingPlan:
+                  camera_c2w=None, light_chunk: tuple[int, int] | None = None,
+                  consistency: str = "none") -> LightingPlan:
     """The inferences and layer weights for ``rig`` on bundle ``info``.
 
     ``environment`` is the rig's environment already loaded ([H, W, 3]); it is read from disk
@@ -98,6 +103,8 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
     ``camera_c2w`` (Blender 4x4) is the plate's camera when the rig has none (basis-only jobs).
     ``light_chunk`` = (start, end) keeps the stage directions with layout index in [start, end) (a
     farm unit's share of a frame); the rig's own lights and area lights go with the chunk at 0.
+    ``consistency`` "ratio": the stage inferences (environment and basis) cover every stage light and
+    are corrected together so that they add up to the input (core.relight.consistency).
     """
     if strategy not in STRATEGIES:
         raise ValidationError(f"HDRI strategy {strategy!r}: use one of {STRATEGIES}")
@@ -131,10 +138,17 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
             proj = project_to_layout(pixels, layout, env.rotation, env.intensity, missing)
             _report_dropped(proj.dropped_fraction, layout.name)
             weights = proj.weights
-        lit = np.arange(len(layout)) if basis else np.flatnonzero(weights.max(axis=1) > 0)
+        correct = consistency == "ratio" and info.stage_irradiance is not None
+        if correct and light_chunk is not None:
+            raise ValidationError(f"bundle {info.id} corrects its stage predictions together (recipe consistency "
+                                  "'ratio'), so a frame's stage lights cannot be split into light chunks; "
+                                  "drop --light-chunk or relight with --consistency none")
+        lit = np.arange(len(layout)) if basis or correct else np.flatnonzero(weights.max(axis=1) > 0)
         if light_chunk is not None:
             lit = lit[(lit >= light_chunk[0]) & (lit < light_chunk[1])]
         idx = plan._add(cam_dirs[lit], np.zeros(len(lit)))
+        if correct:
+            plan.correction = (idx, np.asarray(info.stage_irradiance, np.float64)[lit])
         if weights is not None:
             plan._feed(ENV_LAYER, idx, weights[lit])
         if basis:
@@ -266,6 +280,9 @@ def relight_prepared(pipe, plan: LightingPlan, plate: PreparedPlate, settings: R
         images, evaluations = np.zeros((0, m, m, 3), np.float32), 0
     if samples > 1 and len(images):
         images = images.reshape((samples, -1) + images.shape[1:]).mean(axis=0)
+    if plan.correction is not None:
+        idx, irradiance = plan.correction
+        images[idx] = ratio_correct(images[idx], irradiance, plate.model_input)
     passes = None
     if plan.layers:
         small = np.stack([np.einsum("mhwc,mc->hwc", images[idx], rgb.astype(np.float32)) if len(idx)
@@ -283,7 +300,7 @@ def relight_prepared(pipe, plan: LightingPlan, plate: PreparedPlate, settings: R
 def relight_frame(pipe, info, plate: np.ndarray, alpha: np.ndarray, rig: LightRig, settings: RelightSettings,
                   strategy: str = "auto", clusters: int = 8) -> tuple[RelitPasses, int]:
     """Relit passes of one premultiplied plate ([H, W, 3], matte [H, W]) and the UNet evaluations spent."""
-    plan = plan_lighting(info, rig, strategy, clusters)
+    plan = plan_lighting(info, rig, strategy, clusters, consistency=settings.consistency)
     prepared = prepare_plate(plate, alpha, info.config.resolution)
     result = relight_prepared(pipe, plan, prepared, settings)
     return result.passes, result.evaluations
@@ -293,7 +310,8 @@ def pass_metadata(rig: LightRig | None, info, settings: RelightSettings, digest:
                   plan: LightingPlan | None = None, basis: bool = False) -> PassMetadata:
     """Header metadata of a relit file (``basis``: of its OLAT-basis file)."""
     meta = PassMetadata(rig=rig.to_json() if rig is not None else {}, bundle_id=info.id,
-                        bundle_sha256=info.sha256, sampler=settings.sampler, steps=settings.steps,
+                        bundle_sha256=info.sha256, objective=info.recipe["objective"]["name"],
+                        sampler=settings.sampler or "", steps=settings.steps, consistency=settings.consistency,
                         guidance={"image": settings.guidance_image, "lighting": settings.guidance_light},
                         seed=settings.seed, samples=settings.samples, input_hash=digest, colour_space=colour_space)
     if basis and plan is not None:

@@ -75,15 +75,17 @@ def _file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _job_digest(job: RelightJob, bundle_sha256: str, hdri_sha256: str) -> str:
+def _job_digest(job: RelightJob, bundle_sha256: str, hdri_sha256: str, recipe: dict | None = None) -> str:
     """What every frame of the job depends on besides its own pixels and noise.
 
     Device, batch size, threads and the output folder change no result (beyond float rounding) and
-    are left out.
+    are left out. ``recipe``: the bundle's recipe with the job's steps, sampler and consistency
+    resolved (a job that leaves them to the bundle depends on it).
     """
     keep = {k: v for k, v in job.to_json().items()
             if k not in ("device", "batch_size", "output", "folder", "threads")}
-    return hashlib.sha256(json.dumps([keep, bundle_sha256, hdri_sha256], sort_keys=True).encode()).hexdigest()
+    parts = [keep, bundle_sha256, hdri_sha256] + ([recipe] if recipe is not None else [])
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def _frame_digest(job_digest: str, prepared: PreparedPlate, noise: np.ndarray | None) -> str:
@@ -228,6 +230,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     ``pipe_and_info``: an already loaded ``(pipeline, BundleInfo)`` (a worker that keeps it).
     """
     from ..model.bundle import load_bundle, read_info
+    from ..model.objectives import make_objective
 
     job.validate()
     info = read_info(job.bundle) if pipe_and_info is None else pipe_and_info[1]
@@ -240,15 +243,20 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
         import torch
 
         torch.set_num_threads(job.threads)
+    steps = job.steps or int(info.recipe["steps"])
+    consistency = job.consistency or info.recipe["consistency"]
+    objective = make_objective(info.recipe["objective"])
+    sampler = objective.check_sampler(job.sampler)  # checked before anything is written
     plan: LightingPlan = plan_lighting(info, rig, job.hdri_strategy, job.clusters, job.missing, job.basis,
                                        environment, job.camera_c2w,
-                                       None if job.light_chunk is None else tuple(job.light_chunk))
+                                       None if job.light_chunk is None else tuple(job.light_chunk), consistency)
     pipe, info = pipe_and_info if pipe_and_info is not None else load_bundle(job.bundle, job.device)
     source = FrameSource(job, info, pipe.latent_shape(), light_keys(plan, job.samples))
     report = RunReport(folder=Path(job.output), inferences=plan.inferences, warnings=source.check_headers())
     for w in report.warnings:
         log.warning("%s", w)
-    job_digest = _job_digest(job, info.sha256, hdri_sha)
+    job_digest = _job_digest(job, info.sha256, hdri_sha, {**info.recipe, "steps": steps, "sampler": sampler,
+                                                          "consistency": consistency})
     if job.folder is not None:  # a farm unit: the plan chose the version folder, other units share it
         folder = Path(job.folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -265,10 +273,11 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
                                                            "bundle_sha256": info.sha256, "hdri_sha256": hdri_sha},
                                                           indent=2, sort_keys=True) + "\n")
     report.folder = folder
-    settings = RelightSettings(job.steps, job.guidance_image, job.guidance_light, job.seed, job.sampler,
-                               job.batch_size, job.samples)
+    applied = "ratio" if plan.correction is not None else "none"  # what the headers say was done
+    settings = RelightSettings(steps, job.guidance_image, job.guidance_light, job.seed, sampler,
+                               job.batch_size, job.samples, applied)
     total = len(source.frames)
-    light_steps = plan.inferences * job.samples * job.steps
+    light_steps = plan.inferences * job.samples * objective.evaluations(steps)
     for n, (frame, path, prepared, noise) in enumerate(source, start=1):
         out = output_path(job, folder, frame, basis=rig is None)
         if frame in done:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ValidationError
-from ..io.images import resize
+from .images import resize
 
 MATTE_THRESHOLD = 0.05  # matte values above this count as subject when finding the box
 RATIO_EPS = 1e-3        # ratio denominator floor, relative to the subject's mean flat-lit value
