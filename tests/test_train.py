@@ -105,8 +105,11 @@ def test_two_process_data_parallel_equals_one_process_over_the_global_batch(capt
 
     from tests.conftest import ROOT
 
+    # the DDPM objective: refine's residual term (weighted 0.01) leaves many weights with a near-zero gradient,
+    # where AdamW amplifies the all-reduce's float rounding past this test's 1 % bound (the mechanism under
+    # test, equal shares and averaged gradients, does not depend on the objective)
     args = ["train", str(capture.root), "--res", "32", "--batch", "4", "--steps", "3", "--checkpoint-every", "3",
-            "--val-every", "0", "--holdout-light-every", "8", "--quiet"]
+            "--val-every", "0", "--holdout-light-every", "8", "--objective", "diffusion", "--quiet"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     one = subprocess.run([sys.executable, "-m", "core.cli", *args, "-o", str(tmp_path / "one")], capture_output=True,
                          text=True, env=env, cwd=ROOT, timeout=600)
@@ -118,7 +121,7 @@ def test_two_process_data_parallel_equals_one_process_over_the_global_batch(capt
     a = load_file(tmp_path / "one" / "checkpoints" / "step_0000003" / "model.safetensors")
     b = load_file(tmp_path / "two" / "checkpoints" / "step_0000003" / "model.safetensors")
     assert a.keys() == b.keys()
-    init = Trainer(_cfg(capture, tmp_path / "init", steps=0)).model.state_dict()
+    init = Trainer(_cfg(capture, tmp_path / "init", steps=0, objective="diffusion")).model.state_dict()
     diff = torch.cat([(a[k] - b[k]).flatten() for k in a])
     update = torch.cat([(a[k] - init[k].cpu()).flatten() for k in a])
     # AdamW divides by the gradient's running magnitude, so float rounding in the all-reduce (sum of
