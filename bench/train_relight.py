@@ -122,18 +122,23 @@ def environments(trainer: Trainer) -> list[dict]:
     return out
 
 
+def per_light(trainer: Trainer, predict: Predictor, items, **kw) -> list[float]:
+    """Mean [PSNR, SSIM, FLIP] of the predictions for (view, light indices) items against the OLATs."""
+    data = trainer.data
+    rows = []
+    for v, lights in items:
+        mask = data.alpha[v] > 0.5
+        preds = predict(v, data.camera_directions(v)[lights], **kw)
+        rows += [score(p, data.olat[v, i].astype(np.float32), mask) for p, i in zip(preds, lights)]
+    return np.mean(rows, 0).tolist()
+
+
 def evaluate(trainer: Trainer, predict: Predictor, envs: list[dict], steps: int, seed: int,
              curve: bool, guidance: bool) -> dict:
     data = trainer.data
     irradiance = data.irradiance
-    out: dict = {}
-    for name, items in light_sets(trainer).items():
-        rows = []
-        for v, lights in items:
-            mask = data.alpha[v] > 0.5
-            preds = predict(v, data.camera_directions(v)[lights], steps=steps, seed=seed)
-            rows += [score(p, data.olat[v, i].astype(np.float32), mask) for p, i in zip(preds, lights)]
-        out[name] = np.mean(rows, 0).tolist()
+    sets = light_sets(trainer)
+    out: dict = {name: per_light(trainer, predict, items, steps=steps, seed=seed) for name, items in sets.items()}
     stage_raw, stage_fixed, area, white = [], [], [], []
     for e in envs:
         v = e["view"]
@@ -149,25 +154,11 @@ def evaluate(trainer: Trainer, predict: Predictor, envs: list[dict], steps: int,
     out[f"HDRI area K={CLUSTERS}"], out["white environment"] = np.mean(area, 0).tolist(), np.mean(white, 0).tolist()
     out["evaluations"] = predict.pipe.objective.evaluations(steps)
     if curve:
-        out["steps"] = {}
-        items = light_sets(trainer)["held-out lights"][::3]
-        for n in STEP_CURVE:
-            rows = []
-            for v, lights in items:
-                mask = data.alpha[v] > 0.5
-                preds = predict(v, data.camera_directions(v)[lights], steps=n, seed=seed)
-                rows += [score(p, data.olat[v, i].astype(np.float32), mask) for p, i in zip(preds, lights)]
-            out["steps"][n] = np.mean(rows, 0).tolist()
+        out["steps"] = {n: per_light(trainer, predict, sets["held-out lights"][::3], steps=n, seed=seed)
+                        for n in STEP_CURVE}
     if guidance:
-        out["guidance"] = {}
-        items = light_sets(trainer)["held-out lights"][::4]
-        for g in GUIDANCE:
-            rows = []
-            for v, lights in items:
-                mask = data.alpha[v] > 0.5
-                preds = predict(v, data.camera_directions(v)[lights], steps=steps, seed=seed, guidance_light=g)
-                rows += [score(p, data.olat[v, i].astype(np.float32), mask) for p, i in zip(preds, lights)]
-            out["guidance"][g] = np.mean(rows, 0).tolist()
+        out["guidance"] = {g: per_light(trainer, predict, sets["held-out lights"][::4], steps=steps, seed=seed,
+                                        guidance_light=g) for g in GUIDANCE}
     return out
 
 
