@@ -13,13 +13,13 @@ from pathlib import Path
 from .errors import ValidationError
 from .io.atomic import atomic_write_text
 from .io.sequence import parse_frame_range
+from .relight.consistency import CONSISTENCY
 from .validation import as_number, as_numbers, check_fields, load_json
 
 JOB_VERSION = 1
 HDRI_STRATEGIES = ("auto", "stage", "area", "envmap")
 NOISE_MODES = ("fixed", "flow")
 SAMPLERS = ("ddim", "dpmpp", "euler", "direct")  # which apply depends on the bundle's objective
-CONSISTENCY = ("none", "ratio")
 
 
 @dataclass

@@ -28,6 +28,7 @@ import torch
 from .._version import __version__
 from ..errors import RelitIOError, ValidationError
 from ..lighting.layout import StageLayout, layout_from_json
+from ..relight.consistency import CONSISTENCY
 from ..validation import load_json
 from .codec import UnshuffleCodec, VaeCodec
 from .config import ModelConfig
@@ -42,7 +43,6 @@ BUNDLE_JSON = "relit.json"
 FORMAT = "relit-bundle"
 VERSION = 1
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-CONSISTENCY = ("none", "ratio")  # post-correction of stage predictions (core.relight.consistency)
 # bundles written before relit.json had a recipe: DDPM v-prediction, 30 DDIM steps, no correction
 LEGACY_RECIPE = {"objective": {"name": "diffusion"}, "steps": 30, "consistency": "none"}
 

@@ -31,6 +31,7 @@ from .metrics import psnr, ssim
 from .network import RelightModel
 from .noise import pyramid_noise
 from .objectives import make_objective
+from ..relight.consistency import CONSISTENCY
 from .pipeline import RelightPipeline
 from .tone import ToneCurve
 
@@ -55,8 +56,8 @@ class TrainConfig:
     consistency: str = "ratio"        # stage-prediction correction the bundle applies: "ratio" or "none"
 
     def __post_init__(self) -> None:
-        if self.consistency not in ("none", "ratio"):
-            raise ValidationError(f"consistency {self.consistency!r}: use none or ratio")
+        if self.consistency not in CONSISTENCY:
+            raise ValidationError(f"consistency {self.consistency!r}: use one of {CONSISTENCY}")
         if self.sample_steps is not None and self.sample_steps < 1:
             raise ValidationError(f"sample_steps must be >= 1, got {self.sample_steps}")
     max_minutes: float = 0.0          # stop early after this wall time (0: no limit)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+CONSISTENCY = ("none", "ratio")  # the corrections a bundle's recipe or a job may name
 GAIN_FLOOR = 1e-3  # weighted sums below this fraction of the input's mean are not trusted (gain 1)
 
 
