@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import bpy
 
-from ._vendor import compositor_module, core_module
+from compositor_nodes.evaluate import frame_file
+from compositor_nodes.expand import expand_relight
+from compositor_nodes.graph import Grade, Merge, Read, Relight, Shuffle, Write
+from core.errors import ValidationError
 
 GRADE_GROUP = "relit Grade"
 COLUMN, ROW = 260.0, 220.0
@@ -87,10 +90,8 @@ def _load_image(read, frame_file) -> bpy.types.Image:
 def build_node_group(graph, scene: bpy.types.Scene, name: str = "relit comp",
                      frame: int | None = None) -> bpy.types.NodeTree:
     """Build ``graph`` as a compositor node group and make it the scene's compositor."""
-    graph_mod = compositor_module("graph")
-    frame_file = compositor_module("evaluate").frame_file
-    if any(isinstance(n, graph_mod.Relight) for n in graph.nodes.values()):
-        graph = compositor_module("expand").expand_relight(graph, frame)
+    if any(isinstance(n, Relight) for n in graph.nodes.values()):
+        graph = expand_relight(graph, frame)
     order = graph.validate()
     tree = bpy.data.node_groups.new(name, "CompositorNodeTree")
     tree.interface.new_socket(name="Image", in_out="OUTPUT", socket_type="NodeSocketColor")
@@ -99,19 +100,19 @@ def build_node_group(graph, scene: bpy.types.Scene, name: str = "relit comp",
     column: dict[str, float] = {}
     frames: dict[str, bpy.types.Node] = {}
     for i, node in enumerate(order):
-        if isinstance(node, graph_mod.Read):
+        if isinstance(node, Read):
             bnode = tree.nodes.new("CompositorNodeImage")
             bnode.image = _load_image(node, frame_file)
             if node.first is not None:
                 bnode.frame_start, bnode.frame_duration = node.first, node.last - node.first + 1
                 bnode.frame_offset = node.first - 1
             bnode.location = (0.0, -ROW * len(made))
-        elif isinstance(node, graph_mod.Shuffle):
+        elif isinstance(node, Shuffle):
             src = made[node.inputs[0]]
             socket = src.outputs.get(node.layer or "Combined")
             if socket is None:
                 layers = [o.name for o in src.outputs if o.name not in ("Combined", "Alpha")]
-                raise core_module("errors").ValidationError(
+                raise ValidationError(
                     f"node {node.name!r} (Shuffle): {src.image.filepath} has no layer {node.layer!r}; its layers: "
                     f"{layers}")
             bnode = _set_alpha(tree, socket, src.outputs["Alpha"])
@@ -120,7 +121,7 @@ def build_node_group(graph, scene: bpy.types.Scene, name: str = "relit comp",
             frame_node.name = frame_node.label = f"light {node.layer.removeprefix('light_') or 'beauty'}"
             frames[node.name] = frame_node
             bnode.parent = frame_node
-        elif isinstance(node, graph_mod.Grade):
+        elif isinstance(node, Grade):
             bnode = tree.nodes.new("CompositorNodeGroup")
             bnode.node_tree = grade_group()
             tree.links.new(made[node.inputs[0]].outputs[0], bnode.inputs["Image"])
@@ -131,7 +132,7 @@ def build_node_group(graph, scene: bpy.types.Scene, name: str = "relit comp",
             if up in frames:
                 bnode.parent = frames[up]
                 column[node.name] = column[up]
-        elif isinstance(node, graph_mod.Merge):
+        elif isinstance(node, Merge):
             a, b = (made[n].outputs[0] for n in node.inputs)
             if node.op == "over":
                 bnode = tree.nodes.new("CompositorNodeAlphaOver")
@@ -143,15 +144,15 @@ def build_node_group(graph, scene: bpy.types.Scene, name: str = "relit comp",
                 tree.links.new(b, _sockets(mix, "RGBA")[1])
                 bnode = _set_alpha(tree, _sockets(mix, "RGBA", out=True)[0], _alpha_of(tree, b))
                 mix.location = (COLUMN * (len(column) + 1), -ROW * i)
-        elif isinstance(node, graph_mod.Write):
+        elif isinstance(node, Write):
             tree.links.new(made[node.inputs[0]].outputs[0], out_node.inputs["Image"])
             bnode = out_node
         else:
-            raise core_module("errors").ValidationError(f"node {node.name!r}: {node.type} has no Blender equivalent")
+            raise ValidationError(f"node {node.name!r}: {node.type} has no Blender equivalent")
         bnode.name = bnode.label = node.name
         if node.name in column:
-            bnode.location = (column[node.name], -ROW * (2 if isinstance(node, graph_mod.Grade) else 1))
-        elif not isinstance(node, graph_mod.Read):
+            bnode.location = (column[node.name], -ROW * (2 if isinstance(node, Grade) else 1))
+        elif not isinstance(node, Read):
             bnode.location = (COLUMN * (len(column) + 2), -ROW * (3 + i * 0.25))
         made[node.name] = bnode
     scene.compositing_node_group = tree

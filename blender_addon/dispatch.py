@@ -8,7 +8,7 @@ modal handlers, so headless tests and scripts drive the same job synchronously t
 
 from __future__ import annotations
 
-from ._vendor import core_module
+from core.worker_client import WorkerClient
 
 HANG_SECONDS = 600.0  # a worker silent this long (no progress event) is reported as hung
 
@@ -22,9 +22,8 @@ class WorkerDispatcher:
         self.client = None
 
     def _client(self):
-        client_mod = core_module("worker_client")
         if self.client is None or self.client.proc.poll() is not None:
-            self.client = client_mod.WorkerClient(self.python, env=self.env, cwd=self.cwd, log_path=self.log_path)
+            self.client = WorkerClient(self.python, env=self.env, cwd=self.cwd, log_path=self.log_path)
         return self.client
 
     def start(self, params: dict, op: str = "relight"):

@@ -10,7 +10,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ._vendor import core_module
+from core.errors import RelitIOError, ValidationError
+from core.io.ply import read_ply
 
 _FRAME = re.compile(r"\.(\d+)\.ply$")
 
@@ -20,7 +21,7 @@ def camera_json(scene) -> dict:
     length, sensor fit and lens shift, and the Blender camera-to-world."""
     cam = scene.camera
     if cam is None or cam.type != "CAMERA":
-        raise core_module("errors").ValidationError(f"scene {scene.name!r} has no camera to render the Gaussians from")
+        raise ValidationError(f"scene {scene.name!r} has no camera to render the Gaussians from")
     r = scene.render
     width = round(r.resolution_x * r.resolution_percentage / 100)
     height = round(r.resolution_y * r.resolution_percentage / 100)
@@ -42,7 +43,7 @@ def camera_json(scene) -> dict:
 def ply_frames(folder: str | Path) -> dict[int, Path]:
     found = {int(m.group(1)): p for p in Path(folder).glob("*.ply") if (m := _FRAME.search(p.name))}
     if not found:
-        raise core_module("errors").RelitIOError(f"{folder}: no NAME.####.ply files (relit render-views --ply writes "
+        raise RelitIOError(f"{folder}: no NAME.####.ply files (relit render-views --ply writes "
                                                  "them)")
     return dict(sorted(found.items()))
 
@@ -71,7 +72,6 @@ def _points_object(name: str, ply: dict[str, np.ndarray], collection) -> bpy.typ
 def import_ply_sequence(folder: str | Path, scene, name: str = "relit gaussians") -> bpy.types.Collection:
     """One point object per frame (position, opacity, scale, rotation, colour as point attributes),
     each visible in the viewport and render on its own frame only."""
-    read_ply = core_module("io.ply").read_ply
     frames = ply_frames(folder)
     collection = bpy.data.collections.new(name)
     scene.collection.children.link(collection)

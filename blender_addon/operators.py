@@ -13,7 +13,11 @@ from pathlib import Path
 
 import bpy
 
-from ._vendor import compositor_module, core_module
+from compositor_nodes.defaults import default_graph
+from core.errors import RelitError, ValidationError
+from core.jobs import RelightJob
+from core.validation import load_json
+
 from .dispatch import current_dispatcher
 from .props import STRATEGY
 from .scene_rig import scene_rig
@@ -27,8 +31,7 @@ def _prefs(context):
 
 def _stage_radius(bundle: str) -> float:
     """The bundle's stage OLAT radius (beta = 0), read from relit.json without loading the model."""
-    validation = core_module("validation")
-    data = validation.load_json(Path(bundle) / "relit.json", "the model bundle folder has no relit.json")
+    data = load_json(Path(bundle) / "relit.json", "the model bundle folder has no relit.json")
     return float(data.get("model", {}).get("stage_radius", 0.18))
 
 
@@ -37,15 +40,14 @@ def build_job(context) -> tuple[dict, object]:
     scene, settings = context.scene, context.scene.relit
     prefs = _prefs(context)
     bundle = bpy.path.abspath(settings.bundle or prefs.bundle)
-    errors = core_module("errors")
     if not bundle:
-        raise errors.ValidationError("no model bundle: set one in the relit panel or the add-on preferences")
+        raise ValidationError("no model bundle: set one in the relit panel or the add-on preferences")
     if not settings.plate:
-        raise errors.ValidationError("no plate: choose the flat-lit plate (an EXR or a name.####.exr sequence)")
+        raise ValidationError("no plate: choose the flat-lit plate (an EXR or a name.####.exr sequence)")
     context.view_layer.update()  # object matrices as the scene now stands
     found = scene_rig(scene, settings.anchor, _stage_radius(bundle))
     plate = bpy.path.abspath(settings.plate)
-    job = core_module("jobs").RelightJob(
+    job = RelightJob(
         bundle=bundle, input=plate, output=bpy.path.abspath(settings.output), rig=found.rig.to_json(),
         matte=bpy.path.abspath(settings.matte) if settings.matte else None,
         frames=f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range and "#" in plate else None,
@@ -60,11 +62,11 @@ def apply_results(context, job: dict, result: dict) -> bpy.types.NodeTree:
     """Load the passes and build the comp: one branch per light with a keyframeable gain and tint."""
     frames = [f for f in result["frames"]]
     if not frames:
-        raise core_module("errors").RelitError("the job wrote no frames")
+        raise RelitError("the job wrote no frames")
     first = frames[0]["path"]
     pattern = str(Path(result["folder"]) / f"{job['name']}.####.exr") if len(frames) > 1 else first
     numbers = [f["frame"] for f in frames]
-    graph = compositor_module("defaults").default_graph(
+    graph = default_graph(
         pattern, str(Path(result["folder"]) / "comp.####.exr"), plate=job["input"],
         first=min(numbers) if len(frames) > 1 else None, last=max(numbers) if len(frames) > 1 else None)
     if len(frames) == 1:
@@ -111,14 +113,14 @@ class _WorkerOperator:
         try:
             self._start(context)
             return self._finish(context, self._dispatch.wait(self._state))
-        except core_module("errors").RelitError as e:
+        except RelitError as e:
             self.report({"ERROR"}, f"relit: {e}")
             return {"CANCELLED"}
 
     def invoke(self, context, event):
         try:
             self._start(context)
-        except core_module("errors").RelitError as e:
+        except RelitError as e:
             self.report({"ERROR"}, f"relit: {e}")
             return {"CANCELLED"}
         wm = context.window_manager
@@ -148,7 +150,7 @@ class _WorkerOperator:
         context.workspace.status_text_set(None)
         try:
             return self._finish(context, state)
-        except core_module("errors").RelitError as e:
+        except RelitError as e:
             self.report({"ERROR"}, f"relit: {e}")
             return {"CANCELLED"}
 
@@ -183,7 +185,7 @@ class RELIT_OT_render_gaussian_view(_WorkerOperator, bpy.types.Operator):
 
         settings, scene = context.scene.relit, context.scene
         if not settings.recon:
-            raise core_module("errors").ValidationError("no reconstruction: choose the folder relit reconstruct wrote")
+            raise ValidationError("no reconstruction: choose the folder relit reconstruct wrote")
         params = {"recon": bpy.path.abspath(settings.recon), "camera": camera_json(scene),
                   "frames": f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range else None,
                   "output": bpy.path.abspath(settings.views_output), "ply": True}
@@ -210,7 +212,7 @@ class RELIT_OT_import_gaussians(bpy.types.Operator):
                                                         / "ply"))
         try:
             collection = import_ply_sequence(folder, context.scene)
-        except core_module("errors").RelitError as e:
+        except RelitError as e:
             self.report({"ERROR"}, f"relit: {e}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"relit: {len(collection.objects)} frame(s) of Gaussians in {collection.name!r}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import bpy
 
-from ._vendor import core_module
+from core.errors import RelitError
+
 from .scene_rig import scene_rig
 
 
@@ -53,7 +54,7 @@ class RELIT_PT_main(bpy.types.Panel):
         box.label(text="What the model will see", icon="LIGHT")
         try:
             found = scene_rig(context.scene, context.scene.relit.anchor)
-        except core_module("errors").RelitError as e:
+        except RelitError as e:
             box.label(text=str(e), icon="ERROR")
             return
         for name, note in found.notes:

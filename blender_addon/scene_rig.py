@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 import bpy
 import numpy as np
 
-from ._vendor import core_module
+from core.errors import ColourError, ValidationError
+from core.io.colour import convert
+from core.lighting.area import beta_from_radius
+from core.lighting.blackbody import blackbody_rgb
+from core.lighting.camera import world_to_camera_directions
+from core.lighting.rig import Environment, Light, LightRig
 
 # Blender's scene working spaces -> relit's
 WORKING_SPACES = {"Linear Rec.709": "lin_rec709", "ACEScg": "acescg"}
@@ -34,7 +39,7 @@ WORKING_SPACES = {"Linear Rec.709": "lin_rec709", "ACEScg": "acescg"}
 
 @dataclass
 class SceneRig:
-    rig: object                          # core.lighting.rig.LightRig
+    rig: LightRig | None                 # None only while it is being built
     working_space: str                   # relit's name of the scene's working colour space
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (light name, why it is left out)
     notes: list[tuple[str, str]] = field(default_factory=list)    # (light name, what the model will see)
@@ -43,7 +48,7 @@ class SceneRig:
 def working_space(scene_data=None) -> str:
     name = (scene_data or bpy.data).colorspace.working_space
     if name not in WORKING_SPACES:
-        raise core_module("errors").ColourError(
+        raise ColourError(
             f"the blend file's working colour space is {name!r}; relit works in {sorted(WORKING_SPACES)}: "
             "change it in Properties > Color Management")
     return WORKING_SPACES[name]
@@ -76,17 +81,15 @@ def _area_m2(light) -> float:
 def _colour(light, space: str) -> np.ndarray:
     rgb = np.array(light.color[:], dtype=np.float64)
     if getattr(light, "use_temperature", False):
-        tint = core_module("lighting.blackbody").blackbody_rgb(light.temperature)
+        tint = blackbody_rgb(light.temperature)
         if space != "lin_rec709":
-            tint = core_module("io.colour").convert(tint[None], "lin_rec709", space)[0].astype(np.float64)
+            tint = convert(tint[None], "lin_rec709", space)[0].astype(np.float64)
         rgb = rgb * tint
     return rgb
 
 
 def light_from_object(obj, anchor: np.ndarray, c2w: np.ndarray, stage_radius: float, space: str):
     """(Light or None, note): one Blender light object as relit sees it."""
-    rig_mod, area_mod = core_module("lighting.rig"), core_module("lighting.area")
-    camera = core_module("lighting.camera")
     light = obj.data
     m = np.array(obj.matrix_world, dtype=np.float64)
     power = float(light.energy) * 2.0 ** float(getattr(light, "exposure", 0.0))
@@ -126,10 +129,10 @@ def light_from_object(obj, anchor: np.ndarray, c2w: np.ndarray, stage_radius: fl
     peak = float(rgb.max())
     if peak <= 0.0:
         return None, "black colour"
-    direction = camera.world_to_camera_directions(world_dir, c2w)
+    direction = world_to_camera_directions(world_dir, c2w)
     direction = direction / np.linalg.norm(direction)
-    beta = float(area_mod.beta_from_radius(radius, stage_radius))
-    out = rig_mod.Light(name=obj.name, type=light.type.lower(), direction=tuple(direction.tolist()), size=beta,
+    beta = float(beta_from_radius(radius, stage_radius))
+    out = Light(name=obj.name, type=light.type.lower(), direction=tuple(direction.tolist()), size=beta,
                         rgb=tuple((rgb / peak).tolist()), intensity=irradiance * peak,
                         group=getattr(obj, "lightgroup", "") or None)
     note = (f"{irradiance * peak:.4g} W/m², beta {beta:.2f}, from "
@@ -139,7 +142,6 @@ def light_from_object(obj, anchor: np.ndarray, c2w: np.ndarray, stage_radius: fl
 
 def world_environment(world):
     """The world's Environment Texture as a rig Environment, or None when it has none."""
-    rig_mod = core_module("lighting.rig")
     if world is None or world.node_tree is None:
         return None
     output = next((n for n in world.node_tree.nodes if n.type == "OUTPUT_WORLD" and n.is_active_output), None)
@@ -153,7 +155,7 @@ def world_environment(world):
         return None
     path = bpy.path.abspath(texture.image.filepath, library=texture.image.library)
     if not path or texture.image.packed_file is not None:
-        raise core_module("errors").ValidationError(
+        raise ValidationError(
             f"world {world.name!r}: the environment image {texture.image.name!r} is packed or generated; relit "
             "reads HDRIs from files: unpack it (File > External Data > Unpack Resources)")
     rotation = (0.0, 0.0, 0.0)
@@ -163,14 +165,13 @@ def world_environment(world):
         if mapping.type == "MAPPING":
             rotation = tuple(float(v) for v in mapping.inputs["Rotation"].default_value)
     strength = float(background.inputs["Strength"].default_value)
-    return rig_mod.Environment(str(bpy.path.native_pathsep(path)), rotation, strength)
+    return Environment(str(bpy.path.native_pathsep(path)), rotation, strength)
 
 
 def scene_rig(scene, anchor_object=None, stage_radius: float = 0.18) -> SceneRig:
     """The LightRig of ``scene`` as seen by its render camera from ``anchor_object``."""
-    errors = core_module("errors")
     if scene.camera is None:
-        raise errors.ValidationError(f"scene {scene.name!r} has no camera; relit needs the render camera to "
+        raise ValidationError(f"scene {scene.name!r} has no camera; relit needs the render camera to "
                                      "express light directions as the plate sees them")
     space = working_space()
     c2w = np.array(scene.camera.matrix_world, dtype=np.float64)
@@ -192,7 +193,7 @@ def scene_rig(scene, anchor_object=None, stage_radius: float = 0.18) -> SceneRig
             out.notes.append((obj.name, note))
     env = world_environment(scene.world)
     if not lights and env is None:
-        raise errors.ValidationError(f"scene {scene.name!r} has no light relit can use and no world "
+        raise ValidationError(f"scene {scene.name!r} has no light relit can use and no world "
                                      "environment texture" + (f" (left out: {out.skipped})" if out.skipped else ""))
-    out.rig = core_module("lighting.rig").LightRig(lights, env, c2w.tolist())
+    out.rig = LightRig(lights, env, c2w.tolist())
     return out

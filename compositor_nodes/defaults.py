@@ -4,7 +4,10 @@ after a relight and what ``relit comp --default`` writes."""
 
 from __future__ import annotations
 
-from ._core import core_module
+from core.errors import ValidationError
+from core.io import exr, sequence
+from core.io.naming import LIGHT_PREFIX
+
 from .graph import Grade, Graph, Merge, Read, Shuffle, Write
 
 PASSES, PLATE, OUTPUT = "passes", "plate", "write"
@@ -12,14 +15,12 @@ PASSES, PLATE, OUTPUT = "passes", "plate", "write"
 
 def light_layers(path: str) -> list[str]:
     """The ``light_*`` layers of a pass file, in the file's order."""
-    exr = core_module("io.exr")
-    prefix = core_module("io.naming").LIGHT_PREFIX
-    return [layer for layer in exr.read_info(path).layers() if layer.startswith(prefix)]
+    return [layer for layer in exr.read_info(path).layers() if layer.startswith(LIGHT_PREFIX)]
 
 
 def branch_name(layer: str) -> str:
     """``light_key`` -> ``key`` (node names of a light's branch: shuffle_key, grade_key)."""
-    return layer[len(core_module("io.naming").LIGHT_PREFIX):]
+    return layer[len(LIGHT_PREFIX):]
 
 
 def default_graph(passes: str,              # pass file or sequence pattern
@@ -28,12 +29,11 @@ def default_graph(passes: str,              # pass file or sequence pattern
                   first: int | None = None, last: int | None = None,  # frame range of a sequence
                   layers: list[str] | None = None,  # light layers (default: read from the first frame)
                   ) -> Graph:
-    sequence = core_module("io.sequence")
     if layers is None:
         sample = sequence.frame_path(passes, first) if first is not None else passes
         layers = light_layers(str(sample))
     if not layers:
-        raise core_module("errors").ValidationError(f"{passes}: has no light_* layers; is it a relit pass file?")
+        raise ValidationError(f"{passes}: has no light_* layers; is it a relit pass file?")
     g = Graph()
     g.add(Read(PASSES, path=passes, first=first, last=last))
     if plate is not None:

@@ -12,12 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ._core import core_module
+from core.errors import RelitIOError, ValidationError
+from core.io import naming, passes, sequence
+from core.io.atomic import atomic_path
+from core.lighting import area, camera, hdri
+from core.lighting import layout as layout_mod
+from core.lighting import rig as rig_mod
+
 from .graph import Grade, Graph, Merge, Read, Relight, Shuffle, Write
 
 log = logging.getLogger(__name__)
-ValidationError = core_module("errors").ValidationError
-RelitIOError = core_module("errors").RelitIOError
 
 
 @dataclass
@@ -27,7 +31,6 @@ class Multi:
 
 
 def frame_file(pattern: str, frame: int | None) -> Path:
-    sequence = core_module("io.sequence")
     if frame is None or not sequence.is_sequence(pattern):
         return Path(pattern)
     return sequence.frame_path(pattern, frame)
@@ -108,9 +111,6 @@ def relight_weights(node: Relight, metadata: dict, source: str) -> tuple[list[st
     --hdri-strategy stage`` projects it; a rig's lights go to their nearest stage direction (size 0)
     or spread over the cells as the model's area lights are (size beta).
     """
-    layout_mod, hdri, rig_mod = (core_module("lighting.layout"), core_module("lighting.hdri"),
-                                 core_module("lighting.rig"))
-    camera, area = core_module("lighting.camera"), core_module("lighting.area")
     basis, stage, c2w = metadata.get("basis"), metadata.get("stage"), metadata.get("camera_c2w")
     if not basis or stage is None or c2w is None:
         raise ValidationError(f"node {node.name!r} (Relight): {source} is not an OLAT-basis file (write one with "
@@ -142,7 +142,6 @@ def relight_weights(node: Relight, metadata: dict, source: str) -> tuple[list[st
 def _relight(node: Relight, multi: Multi):
     import OpenImageIO as oiio
 
-    passes, naming = core_module("io.passes"), core_module("io.naming")
     layers, weights = relight_weights(node, passes.read_metadata(multi.path), multi.path.name)
     spec = multi.buf.spec()
     total = oiio.ImageBufAlgo.zero(oiio.ROI(0, spec.width, 0, spec.height, 0, 1, 0, 3))
@@ -159,7 +158,6 @@ def _write(node: Write, img, frame: int | None) -> Path:
     import OpenImageIO as oiio
 
     path = frame_file(node.path, frame)
-    atomic_path = core_module("io.atomic").atomic_path
     out = oiio.ImageBuf(img.spec())
     oiio.ImageBufAlgo.copy(out, img)
     out.specmod().attribute("compression", "zip")

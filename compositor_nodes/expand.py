@@ -5,7 +5,8 @@ stage and camera a basis file stores do not change over a sequence)."""
 
 from __future__ import annotations
 
-from ._core import core_module
+from core.io import naming, passes
+
 from .graph import Grade, Graph, Merge, Relight, Shuffle
 
 
@@ -13,7 +14,6 @@ def expand_relight(graph: Graph, frame: int | None) -> Graph:
     """A copy of ``graph`` with each Relight node replaced by Shuffle + Grade (multiply) + Merge plus."""
     from .evaluate import frame_file, relight_weights
 
-    passes, naming = core_module("io.passes"), core_module("io.naming")
     out = Graph()
     rename: dict[str, str] = {}
     for node in graph.order():

@@ -23,13 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from ._core import core_module
-
-ValidationError = core_module("errors").ValidationError
-atomic_write_text = core_module("io.atomic").atomic_write_text
-_validation = core_module("validation")
-as_number, as_numbers = _validation.as_number, _validation.as_numbers
-check_fields, load_json = _validation.check_fields, _validation.load_json
+from core.errors import ValidationError
+from core.io.atomic import atomic_write_text
+from core.lighting.rig import LightRig
+from core.validation import as_number, as_numbers, check_fields, load_json
 
 GRAPH_VERSION = 1
 MULTI, RGBA = "multi", "rgba"
@@ -119,7 +116,6 @@ class Relight(Node):
     input_types = (MULTI,)
 
     def check(self, where: str) -> None:
-        LightRig = core_module("lighting.rig").LightRig
         if (self.rig is None) == (self.hdri is None):
             raise ValidationError(f"{where}: give either an HDRI or a rig")
         if self.rig is not None:

@@ -27,11 +27,12 @@ import math
 import re
 from pathlib import Path
 
-from ._core import core_module
+from core.errors import ValidationError
+from core.io.atomic import atomic_write_text
+
 from .expand import expand_relight
 from .graph import Grade, Graph, Merge, Read, Relight, Shuffle, Write
 
-ValidationError = core_module("errors").ValidationError
 NUKE_CHANNELS = ("red", "green", "blue")
 COLUMN, ROW = 150, 60  # node spacing in the node graph
 _HEADER = "#! nuke\nversion 14.0 v5\n"
@@ -52,7 +53,7 @@ def write_nuke(graph: Graph, path: str | Path, layers: list[str] | None = None, 
     if any(isinstance(n, Relight) for n in graph.nodes.values()):
         graph = expand_relight(graph, frame)
     text = nuke_script(graph, layers, Path(path).name)
-    core_module("io.atomic").atomic_write_text(path, text)
+    atomic_write_text(path, text)
     return Path(path)
 
 
