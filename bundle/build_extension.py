@@ -89,28 +89,28 @@ def check_external(found: Closure, available: set[str], where: str) -> None:
                          "or import them lazily in a module the add-on does not reach):\n" + "\n".join(lines))
 
 
-_FROM = re.compile(r"from(\s+)(\w+)")
+_FROM = re.compile(rb"from(\s+)(\w+)")
 
 
 def relative_source(tree: Tree, name: str, staged_package: str) -> str:
     """Module ``name``'s source with its absolute imports of the vendored packages made relative
     from ``staged_package`` (the package holding it in the extension)."""
-    lines = tree.modules[name].read_text().splitlines(keepends=True)
-    dots = "." * len(staged_package.split("."))
+    # bytes, split as Python's tokenizer splits lines: ast's columns are UTF-8 byte offsets
+    lines = tree.modules[name].read_bytes().splitlines(keepends=True)
+    dots = b"." * len(staged_package.split("."))
     statements = {(imp.line, imp.col): imp for imp in tree.imports(name)}  # one per statement
-    for imp in statements.values():
+    for (line, col), imp in sorted(statements.items(), reverse=True):      # right to left on a line
         top = imp.target.split(".")[0]
         if imp.level or top not in (ADDON, *VENDORED):
             continue
-        text = lines[imp.line - 1]
-        match = _FROM.match(text, imp.col)
-        if top == ADDON or match is None or match.group(2) != top:
-            raise BuildError(f"{tree.modules[name]}:{imp.line}: write `from {top}.x import y` (a plain "
+        text = lines[line - 1]
+        match = _FROM.match(text, col)
+        if top == ADDON or match is None or match.group(2).decode() != top:
+            raise BuildError(f"{tree.modules[name]}:{line}: write `from {top}.x import y` (a plain "
                              f"`import {top}...` cannot become relative inside the extension; the add-on itself "
                              "imports its own modules relatively)")
-        start = match.start(2)
-        lines[imp.line - 1] = text[:start] + dots + text[start:]
-    return "".join(lines)
+        lines[line - 1] = text[:match.start(2)] + dots + text[match.start(2):]
+    return b"".join(lines).decode("utf-8")
 
 
 def stage(folder: Path, tree: Tree, found: Closure) -> list[str]:
@@ -125,7 +125,7 @@ def stage(folder: Path, tree: Tree, found: Closure) -> list[str]:
                                                                                             inside[-1] + ".py")
         package = ".".join([EXTENSION, *(inside if is_package else inside[:-1])])
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(relative_source(tree, name, package))
+        target.write_text(relative_source(tree, name, package), encoding="utf-8")
     shutil.copy(ROOT / ADDON / "blender_manifest.toml", folder / "blender_manifest.toml")
     shutil.copy(ROOT / "LICENSE", folder / "LICENSE")
     return found.modules
@@ -187,7 +187,7 @@ def write_graph(path: Path, found: Closure) -> None:
         lines.append(f"| `{name}` | {targets} |")
     lines += ["", "Third-party modules it needs, all in Blender's own Python: "
               + ", ".join(f"`{n}`" for n in sorted(found.external)) + ".", ""]
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines), encoding="utf-8")
 
 
 def main() -> int:

@@ -52,7 +52,7 @@ class Tree:
         path = self.modules[name]
         package = name if self.is_package(name) else name.rpartition(".")[0]
         found = []
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
             if isinstance(node, ast.Import):
                 found += [Import(name, alias.name, node.lineno, 0, node.col_offset) for alias in node.names]
             elif isinstance(node, ast.ImportFrom):

@@ -85,10 +85,12 @@ def test_the_zip_holds_exactly_the_modules_the_addon_imports(build, extension_zi
 
     graph = grimp.build_graph("blender_addon", "compositor_nodes", "core", cache_dir=None)
     addon = {m for m in graph.modules if m.split(".")[0] == "blender_addon"}
-    needed = set(addon)
-    for module in addon:
-        needed |= graph.find_upstream_modules(module)
-    needed |= {".".join(m.split(".")[:i]) for m in set(needed) for i in range(1, len(m.split(".")))}
+    needed, todo = set(), set(addon)
+    while todo:  # a module, what it imports, and the packages it lives in (their __init__ runs too)
+        needed |= todo
+        reached = set().union(*(graph.find_upstream_modules(m) for m in todo))
+        parents = {".".join(m.split(".")[:i]) for m in todo | reached for i in range(1, len(m.split(".")))}
+        todo = (reached | parents) - needed
     with zipfile.ZipFile(extension_zip) as z:
         files = [n for n in z.namelist() if n.endswith(".py")]
     shipped = set()
@@ -136,6 +138,10 @@ def test_the_build_fails_on_a_missing_module_a_heavy_import_or_an_absolute_impor
     multi = tree({**base, "compositor_nodes/g.py": "x = 1\nif x:\n    from core.light import (a,\n        b)\n"})
     assert build.relative_source(multi, "compositor_nodes.g", "relit.compositor_nodes").splitlines()[2] == \
         "    from ..core.light import (a,"
+    # two statements on one line, non-ASCII text before them (ast's columns count UTF-8 bytes)
+    two = tree({**base, "blender_addon/ops.py": "s = 'ρ'; from core.light import a; from core import light\n"})
+    assert build.relative_source(two, "blender_addon.ops", "relit") == \
+        "s = 'ρ'; from .core.light import a; from .core import light\n"
 
 
 # Every operator and panel of the extension, found by registration (a new one fails the test until
@@ -205,7 +211,8 @@ bpy.ops.render.render(write_still=True)
 bpy.ops.preferences.addon_disable(module=ext.__name__)
 left = [n for n in ("RELIT_PT_main", "RELIT_OT_relight") if hasattr(bpy.types, n)] + (
     ["Scene.relit"] if hasattr(bpy.types.Scene, "relit") else [])
-top_level = [m for m in ("core", "compositor_nodes") if sys.modules.get(m) is not None]
+top_level = [m for m in sys.modules if m.split(".")[0] in ("core", "compositor_nodes", "blender_addon")
+             and sys.modules[m] is not None]  # nothing imported a top-level package
 print(json.dumps({"installed": list(installed), "relight": list(relit), "operators": operators, "drawn": drawn,
                   "grades": sorted(grades), "left": left, "top_level": top_level,
                   "vendored": type(ext.scene_rig.scene_rig(scene).rig).__module__}))
