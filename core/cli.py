@@ -157,13 +157,18 @@ def cmd_rig(args: argparse.Namespace) -> None:
 
 def cmd_synth(args: argparse.Namespace) -> None:
     from .lighting.rotation import parse_rotation
-    from .synthetic.synth import SynthConfig, synthesize
+    from .synthetic.synth import SynthConfig, synthesize, synthesize_identities
 
-    cfg = SynthConfig(subject=args.subject, seed=args.seed, views=args.views, frames=args.frames,
+    subject = args.subject or ("person" if args.identities else "face")
+    cfg = SynthConfig(subject=subject, seed=args.seed, views=args.views, frames=args.frames,
                       first_frame=args.first_frame, layout=args.layout, resolution=args.res,
                       samples=args.samples, batch=args.batch, hdris=list(args.hdris),
                       rotations=[list(parse_rotation(r)) for r in args.rotations], vector=not args.no_vector,
                       olats=not args.no_olats)
+    if args.identities:
+        entries = synthesize_identities(cfg, args.identities, args.output, progress=not args.quiet)
+        print(f"{len(entries)} identities in {args.output} (index: {args.output}/identities.json)")
+        return
     cs = synthesize(cfg, args.output, progress=not args.quiet)
     print(f"capture set: {cs}")
 
@@ -525,7 +530,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Render a synthetic subject into a capture set: flat-lit, one OLAT per stage "
                                    "light (batched light groups), optional HDRI ground truth and true motion. "
                                    "Resumable: rerun the same command to finish an interrupted set.")
-    p.add_argument("--subject", choices=("face", "suzanne"), default="face")
+    p.add_argument("--subject", default=None,
+                   help="face (the face shell), suzanne, or person (head, hair, ears, neck, shoulders, clothes; "
+                        "the default with --identities)")
+    p.add_argument("--identities", type=int, default=0,
+                   help="render N people (seeds SEED..SEED+N-1), one capture set each under -o, with an index "
+                        "identities.json recording each one's look and render time")
     p.add_argument("--seed", type=int, default=0, help="subject variation and expression track")
     p.add_argument("--views", type=int, default=8, help="cameras on a 120-degree arc in front of the subject")
     p.add_argument("--frames", type=int, default=4, help="frames of animated expression")

@@ -26,6 +26,7 @@ from ..io.exr import read_channels
 from ..lighting.area import cap_radius
 from ..lighting.layout import StageLayout
 from ..lighting.rig import Environment
+from .person import PersonLook
 from .subject import Subject, deform
 
 
@@ -77,6 +78,58 @@ def _skin_material(bpy, look, seed: int):
     bsdf.inputs["Subsurface Weight"].default_value = look.subsurface
     bsdf.inputs["Subsurface Radius"].default_value = (1.0, 0.35, 0.2)
     bsdf.inputs["Subsurface Scale"].default_value = 0.004
+    if isinstance(look, PersonLook):
+        bsdf.inputs["Subsurface Scale"].default_value = look.subsurface_radius
+        bsdf.inputs["Specular IOR Level"].default_value = look.specular
+    return mat
+
+
+def _streaks(bpy, mat, scale: tuple[float, float, float], seed: int):
+    """A noise texture stretched along ``scale`` (object coordinates): hair strands, fabric weave."""
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    coords = nodes.new("ShaderNodeTexCoord")
+    mapping = nodes.new("ShaderNodeMapping")
+    mapping.inputs["Scale"].default_value = scale
+    noise = nodes.new("ShaderNodeTexNoise")
+    noise.noise_dimensions = "4D"
+    noise.inputs["W"].default_value = float(seed % 991)
+    noise.inputs["Detail"].default_value = 4.0
+    links.new(coords.outputs["Object"], mapping.inputs["Vector"])
+    links.new(mapping.outputs["Vector"], noise.inputs["Vector"])
+    return noise
+
+
+def _mix_colours(bpy, mat, fac, low, high):
+    mix = mat.node_tree.nodes.new("ShaderNodeMix")
+    mix.data_type = "RGBA"
+    mix.inputs[6].default_value = (*low, 1.0)
+    mix.inputs[7].default_value = (*high, 1.0)
+    mat.node_tree.links.new(fac, mix.inputs["Factor"])
+    return mix.outputs[2]
+
+
+def _hair_material(bpy, look: PersonLook, seed: int):
+    """Strand-like streaks running down the hair (a mesh shell, not curves)."""
+    mat = bpy.data.materials.new("hair")
+    bsdf = mat.node_tree.nodes.get("Principled BSDF")
+    noise = _streaks(bpy, mat, (120.0, 120.0, 8.0), seed)
+    base = np.array(look.hair_colour)
+    colour = _mix_colours(bpy, mat, noise.outputs["Fac"], base * 0.55, np.minimum(base * 1.5, 1.0))
+    mat.node_tree.links.new(colour, bsdf.inputs["Base Color"])
+    bsdf.inputs["Roughness"].default_value = 0.38
+    bsdf.inputs["Specular IOR Level"].default_value = 0.6
+    return mat
+
+
+def _cloth_material(bpy, look: PersonLook, seed: int):
+    mat = bpy.data.materials.new("cloth")
+    bsdf = mat.node_tree.nodes.get("Principled BSDF")
+    noise = _streaks(bpy, mat, (300.0, 300.0, 300.0), seed + 1)
+    base = np.array(look.cloth_colour)
+    colour = _mix_colours(bpy, mat, noise.outputs["Fac"], base * 0.85, np.minimum(base * 1.15, 1.0))
+    mat.node_tree.links.new(colour, bsdf.inputs["Base Color"])
+    bsdf.inputs["Roughness"].default_value = look.cloth_roughness
+    bsdf.inputs["Sheen Weight"].default_value = look.cloth_sheen
     return mat
 
 
@@ -163,6 +216,9 @@ class StageScene:
         mesh.shade_smooth()
         mesh.materials.append(_skin_material(bpy, s.look, zlib.crc32(s.name.encode())))
         mesh.materials.append(_eye_material(bpy, s.look))
+        if isinstance(s.look, PersonLook):  # material indices follow core.synthetic.person
+            mesh.materials.append(_hair_material(bpy, s.look, zlib.crc32(s.name.encode())))
+            mesh.materials.append(_cloth_material(bpy, s.look, zlib.crc32(s.name.encode())))
         obj = self.subject_obj = bpy.data.objects.new(s.name, mesh)
         self.scene.collection.objects.link(obj)
         sub = obj.modifiers.new("smooth", "SUBSURF")

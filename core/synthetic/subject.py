@@ -189,10 +189,11 @@ def _falloff(points: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarra
     return np.exp(-np.sum((points - centre) ** 2, axis=-1) / (2 * radius ** 2))
 
 
-def _rotate_z(points: np.ndarray, angle: float, pivot: np.ndarray) -> np.ndarray:
-    c, s = math.cos(angle), math.sin(angle)
-    r = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
-    return (points - pivot) @ r.T + pivot
+def _rotate_z(points: np.ndarray, angle, pivot: np.ndarray) -> np.ndarray:
+    """Turn ``points`` [N, 3] about the vertical through ``pivot`` by ``angle`` (scalar or [N])."""
+    c, s = np.cos(angle), np.sin(angle)
+    p = points - pivot
+    return np.stack([c * p[:, 0] - s * p[:, 1], s * p[:, 0] + c * p[:, 1], p[:, 2]], -1) + pivot
 
 
 def _rotate_x(points: np.ndarray, angle: np.ndarray, pivot: np.ndarray) -> np.ndarray:
@@ -202,10 +203,17 @@ def _rotate_x(points: np.ndarray, angle: np.ndarray, pivot: np.ndarray) -> np.nd
 
 
 def deform(subject: Subject, weights: dict[str, float]) -> np.ndarray:  # [V, 3]
-    """Vertex positions under expression weights in [0, 1] (head_turn in [-1, 1])."""
+    """Vertex positions under expression weights in [0, 1] (head_turn in [-1, 1]).
+
+    Expressions move the region ``face`` when the subject has one (else everything but the eyes);
+    the head turn moves each vertex by its ``turn`` weight (else everything rigidly).
+    """
     v = subject.vertices.copy()
     lm = v[subject.regions["landmarks"]] if "landmarks" in subject.regions else None
     not_eyes = np.ones(len(v), bool)
+    if "face" in subject.regions:
+        not_eyes[:] = False
+        not_eyes[subject.regions["face"]] = True
     for key in ("right_eye", "left_eye"):
         if key in subject.regions:
             not_eyes[subject.regions[key]] = False
@@ -236,7 +244,8 @@ def deform(subject: Subject, weights: dict[str, float]) -> np.ndarray:  # [V, 3]
             high = np.clip(v[:, 2] / 0.05, 0, 1)[:, None]
             v += weights["brow_raise"] * high * np.array([0.0, 0.0, 0.01])
     if weights.get("head_turn", 0.0):
-        v = _rotate_z(v, math.radians(12.0) * weights["head_turn"], np.array([0.0, 0.03, 0.0]))
+        turn = subject.regions.get("turn", 1.0)
+        v = _rotate_z(v, math.radians(12.0) * weights["head_turn"] * turn, np.array([0.0, 0.03, 0.0]))
     return v
 
 

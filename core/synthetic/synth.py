@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +19,54 @@ from .._version import __version__
 from ..data.capture import CaptureSet, write_olats
 from ..data.manifest import MANIFEST, CaptureManifest, Frame, HdriRender, load_manifest
 from ..errors import RelitError
-from ..io.atomic import remove_stale_partials
+from ..io.atomic import atomic_write_text, remove_stale_partials
 from ..io.exr import write_exr
 from ..io.plates import SUBJECT_ATTRIBUTE
 from ..lighting.layout import load_layout
 from ..lighting.rig import Environment
-from .cameras import arc_cameras
-from .subject import expression_track, face_subject
+from .cameras import arc_cameras, portrait_cameras
+from .subject import Subject, expression_track
 
 log = logging.getLogger(__name__)
+IDENTITIES = "identities.json"  # the index relit synth --identities keeps beside the capture sets
 
-SUBJECTS = ("face", "suzanne")
+
+@dataclass(frozen=True)
+class SubjectKind:
+    """One kind of synthetic subject: how a seed becomes geometry, and the cameras that frame it."""
+
+    make: Callable[[int], Subject]                      # seed -> subject (may import bpy)
+    cameras: Callable[[int, int, int], list]            # (views, resolution, seed) -> cameras
+
+
+def _face(seed: int) -> Subject:
+    from .subject import face_subject
+
+    return face_subject(seed)
+
+
+def _suzanne(seed: int) -> Subject:
+    from .scene import suzanne_subject
+
+    return suzanne_subject(seed)
+
+
+def _person(seed: int) -> Subject:
+    from .person import person_subject
+
+    return person_subject(seed)
+
+
+SUBJECTS: dict[str, SubjectKind] = {
+    "face": SubjectKind(_face, lambda views, res, seed: arc_cameras(views, res)),         # the face shell alone
+    "suzanne": SubjectKind(_suzanne, lambda views, res, seed: arc_cameras(views, res)),   # a non-face subject
+    "person": SubjectKind(_person, portrait_cameras),  # head, hair, ears, neck, shoulders, clothes
+}
 
 
 @dataclass
 class SynthConfig:
-    subject: str = "face"        # "face" (MediaPipe head) or "suzanne"
+    subject: str = "face"        # a key of SUBJECTS: "face" (MediaPipe head), "suzanne" or "person"
     seed: int = 0                # subject variation (shape, skin, eyes) and expression track
     views: int = 8               # cameras on a 120-degree arc in front of the subject
     frames: int = 4              # frames of animated expression
@@ -76,7 +109,8 @@ def plan_manifest(cfg: SynthConfig, subject_name: str, expressions: list[str]) -
     # a unit-radiance white environment: each light delivers its cell's solid angle in W/m²
     irradiance = np.repeat(layout.solid_angles[:, None], 3, axis=1)
     return CaptureManifest(
-        subject=subject_name, cameras=arc_cameras(cfg.views, cfg.resolution), layout=layout,
+        subject=subject_name, cameras=SUBJECTS[cfg.subject].cameras(cfg.views, cfg.resolution, cfg.seed),
+        layout=layout,
         irradiance=irradiance, frames=frames,
         flat_images="flat/{camera}/flat.{frame:04d}.exr",
         olat_images="olat/{camera}/olat.{frame:04d}.exr" if cfg.olats else "",
@@ -91,14 +125,14 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True) -> Capt
     """Render (or finish rendering) the capture set ``cfg`` describes into ``out``."""
     from tqdm import tqdm
 
-    from .scene import RenderSettings, StageScene, suzanne_subject, vector_to_flow
+    from .scene import RenderSettings, StageScene, vector_to_flow
 
     if cfg.subject not in SUBJECTS:
-        raise RelitError(f"--subject {cfg.subject!r}: use one of {SUBJECTS}")
+        raise RelitError(f"--subject {cfg.subject!r}: use one of {sorted(SUBJECTS)}")
     out = Path(out)
     numbers = [cfg.first_frame + i for i in range(cfg.frames)]
     track = expression_track(numbers, cfg.seed)
-    subject = face_subject(cfg.seed) if cfg.subject == "face" else suzanne_subject(cfg.seed)
+    subject = SUBJECTS[cfg.subject].make(cfg.seed)
     manifest = plan_manifest(cfg, subject.name, [label for _, label in track])
     if (out / MANIFEST).exists():
         existing = load_manifest(out)
@@ -152,3 +186,37 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True) -> Capt
     seconds = time.perf_counter() - start
     log.info("%s: %d renders in %.1f s", out, rendered, seconds)
     return cs
+
+
+def synthesize_identities(cfg: SynthConfig, count: int, out: str | Path, progress: bool = True) -> list[dict]:
+    """``count`` people (seeds ``cfg.seed`` ...), one capture set each under ``out``, and an index
+    ``out/identities.json`` (name, seed, look, renders, seconds) rewritten after each identity.
+
+    Resumable like :func:`synthesize`: finished identities are skipped, a half-rendered one goes on
+    where it stopped. Seconds are those of the last run that rendered the identity.
+    """
+    import json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    index_path = out / IDENTITIES
+    index = json.loads(index_path.read_text()) if index_path.exists() else {"identities": []}
+    done = {entry["seed"]: entry for entry in index["identities"] if entry.get("complete")}
+    entries = []
+    for seed in range(cfg.seed, cfg.seed + count):
+        if seed in done:
+            entries.append(done[seed])
+            continue
+        subject = SUBJECTS[cfg.subject].make(seed)
+        name = subject.name
+        start = time.perf_counter()
+        cs = synthesize(replace(cfg, seed=seed), out / name, progress=progress)
+        seconds = time.perf_counter() - start
+        entries.append({"name": name, "seed": seed, "folder": name, "complete": True, "seconds": round(seconds, 1),
+                        "look": asdict(subject.look), "views": len(cs.manifest.cameras),
+                        "frames": len(cs.manifest.frames), "lights": len(cs.manifest.layout)})
+        log.info("%s: identity %d/%d in %.1f s", name, seed - cfg.seed + 1, count, seconds)
+        index = {"config": asdict(cfg), "count": count, "identities": entries + [
+            e for e in index["identities"] if e["seed"] > seed]}
+        atomic_write_text(index_path, json.dumps(index, indent=1) + "\n")
+    return entries

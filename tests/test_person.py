@@ -1,0 +1,112 @@
+"""Synthetic people (core.synthetic.person) and ``relit synth --identities``: geometry, identity,
+expressions that leave the body alone, and a tiny multi-identity render checked for linearity."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial import procrustes
+
+from core.synthetic.person import CLOTH, EYE, HAIR, SKIN, person_subject
+from core.synthetic.subject import deform
+from tests.conftest import run_relit
+
+
+def test_people_have_head_hair_neck_shoulders_and_clothes():
+    for seed in range(6):
+        p = person_subject(seed)
+        materials = set(np.unique(p.material).tolist())
+        assert {SKIN, EYE, CLOTH} <= materials
+        assert (HAIR in materials) == (p.look.hair_style != "bald")
+        v = p.vertices
+        face = v[p.regions["landmarks"]]
+        # shoulders: wider than the head and well below the chin; the skull rises above the forehead
+        assert np.ptp(v[:, 0]) > 2.0 * np.ptp(face[:, 0])
+        assert v[:, 2].min() < face[:, 2].min() - 0.3
+        assert v[:, 2].max() > face[:, 2].max() + 0.02
+        assert 1 <= p.look.fitzpatrick <= 6
+
+
+def test_identities_differ_and_are_deterministic():
+    landmarks = [person_subject(seed).vertices[:468] for seed in range(4)]
+    np.testing.assert_array_equal(person_subject(2).vertices[:468], landmarks[2])
+    # shape after removing position, scale and rotation: every pair of identities differs
+    disparities = [procrustes(landmarks[i], landmarks[j])[2] for i in range(4) for j in range(i + 1, 4)]
+    assert min(disparities) > 2e-3
+    looks = {(person_subject(seed).look.albedo, person_subject(seed).look.hair_style) for seed in range(4)}
+    assert len(looks) == 4
+
+
+def test_expressions_move_the_face_and_the_head_turn_spares_the_body():
+    p = person_subject(3)
+    body = np.ones(len(p.vertices), bool)
+    body[p.regions["face"]] = False
+    jaw = deform(p, {"jaw_open": 1.0, "smile": 1.0})
+    assert np.abs(jaw - p.vertices)[p.regions["face"]].max() > 0.005
+    np.testing.assert_allclose(jaw[body], p.vertices[body], atol=1e-12)  # hair, ears, neck, torso stay
+    turned = deform(p, {"head_turn": 1.0})
+    turn = p.regions["turn"]
+    moved = np.linalg.norm(turned - p.vertices, axis=1)
+    assert moved[turn == 0].max() < 1e-12 and moved[turn == 1].max() > 0.01
+    # the rigid part turns by 12 degrees about the vertical: horizontal distances to the pivot kept
+    pivot = np.array([0.0, 0.03])
+    rigid = turn == 1
+    np.testing.assert_allclose(np.linalg.norm(turned[rigid, :2] - pivot, axis=1),
+                               np.linalg.norm(p.vertices[rigid, :2] - pivot, axis=1), atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory):
+    out = tmp_path_factory.mktemp("people")
+    args = ["synth", "--identities", "2", "--views", "1", "--frames", "1", "--layout", "rings16", "--res", "32",
+            "--samples", "256", "--quiet", "-o", str(out)]
+    run = run_relit(*args)
+    assert run.returncode == 0, run.stderr
+    return out, args
+
+
+def test_each_identity_is_a_linear_capture_set_with_its_cost_recorded(people):
+    from core.data.capture import CaptureSet
+    from core.lighting.layout import builtin_layout
+
+    out, args = people
+    index = json.loads((out / "identities.json").read_text())
+    names = [e["name"] for e in index["identities"]]
+    assert names == ["person-0000", "person-0001"]
+    flats = []
+    for entry in index["identities"]:
+        assert entry["complete"] and entry["seconds"] > 0
+        assert entry["look"]["hair_style"] == person_subject(entry["seed"]).look.hair_style
+        cs = CaptureSet(out / entry["folder"])
+        assert entry["lights"] == len(cs.manifest.layout) == len(builtin_layout("rings16"))
+        assert cs.manifest.subject == entry["name"] and cs.missing_files() == []
+        cam, frame = cs.manifest.cameras[0].name, cs.manifest.frames[0].frame
+        olats, alpha = cs.olats(cam, frame)
+        flat = cs.flat(cam, frame)
+        m = flat.alpha > 0.999
+        # linearity: the OLATs add up to the flat-lit render within Cycles' noise at 256 spp
+        mean = flat.rgb[m].mean()
+        assert np.abs(olats.sum(0) - flat.rgb)[m].mean() < 0.03 * mean
+        assert olats.sum(0)[m].mean() == pytest.approx(mean, rel=0.01)
+        # head and shoulders: the matte reaches the bottom edge and leaves the top corners empty
+        assert alpha[-1].mean() > 0.3 and alpha[0, 0] == 0 and alpha[0, -1] == 0
+        assert 0.2 < (alpha > 0.5).mean() < 0.8
+        flats.append(flat.rgb)
+    assert np.abs(flats[0] - flats[1]).mean() > 0.1 * np.abs(flats[0]).mean()  # two different people
+    # a rerun renders nothing: the index and the files stay as they are
+    before = (out / "identities.json").read_text()
+    run = run_relit(*args)
+    assert run.returncode == 0, run.stderr
+    assert (out / "identities.json").read_text() == before
+
+
+def test_portrait_cameras_vary_the_focal_length_and_frame_the_same_extent():
+    from core.synthetic.cameras import portrait_cameras
+
+    cams = portrait_cameras(8, 128, seed=5)
+    fovs = [2 * math.degrees(math.atan(64 / c.K[0, 0])) for c in cams]
+    assert max(fovs) - min(fovs) > 8 and 18 <= min(fovs) and max(fovs) <= 40
+    for c, fov in zip(cams, fovs):
+        distance = np.linalg.norm(c.c2w[:3, 3] - np.array([0.0, 0.0, -0.07]))
+        assert 2 * distance * math.tan(math.radians(fov) / 2) == pytest.approx(0.5, rel=1e-6)
