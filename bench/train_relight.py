@@ -174,7 +174,7 @@ def env_baselines(trainer: Trainer, envs: list[dict]) -> dict:
 
 
 def train_one(args, objective: str, seed: int) -> tuple[Trainer, float]:
-    cfg = TrainConfig(capture=args.capture, output=str(Path(args.runs) / f"seed{seed}" / objective),
+    cfg = TrainConfig(captures=[args.capture], output=str(Path(args.runs) / f"seed{seed}" / objective),
                       resolution=args.res, objective=objective, steps=args.steps, seed=seed, lr=args.lr,
                       holdout_cameras=[HOLDOUT_CAMERA], val_every=0, checkpoint_every=250)
     trainer = Trainer(cfg)

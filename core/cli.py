@@ -166,10 +166,11 @@ def cmd_synth(args: argparse.Namespace) -> None:
                       rotations=[list(parse_rotation(r)) for r in args.rotations], vector=not args.no_vector,
                       olats=not args.no_olats)
     if args.identities:
-        entries = synthesize_identities(cfg, args.identities, args.output, progress=not args.quiet)
+        entries = synthesize_identities(cfg, args.identities, args.output, progress=not args.quiet,
+                                        threads=args.threads)
         print(f"{len(entries)} identities in {args.output} (index: {args.output}/identities.json)")
         return
-    cs = synthesize(cfg, args.output, progress=not args.quiet)
+    cs = synthesize(cfg, args.output, progress=not args.quiet, threads=args.threads)
     print(f"capture set: {cs}")
 
 
@@ -178,8 +179,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from .model.train import TrainConfig, train
 
-    cfg = TrainConfig(capture=args.capture, output=args.output, preset=args.preset, resolution=args.res,
-                      objective=args.objective,
+    cfg = TrainConfig(captures=args.capture, output=args.output, preset=args.preset, resolution=args.res,
+                      objective=args.objective, conditioning=args.conditioning,
+                      holdout_identities=args.holdout_identities,
                       steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr, seed=args.seed,
                       holdout_light_every=args.holdout_light_every, holdout_cameras=args.holdout_cameras,
                       holdout_expressions=args.holdout_expressions, val_every=args.val_every,
@@ -550,14 +552,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-vector", action="store_true", help="skip Cycles' Vector (motion) pass")
     p.add_argument("--no-olats", action="store_true",
                    help="flat-lit only (a multi-view sequence for relit reconstruct), no OLAT renders")
+    p.add_argument("--threads", type=int, default=2, help="Cycles CPU threads (1 leaves a core free in the background)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True, help="capture set folder")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("train", help="train a relighting model on a capture set",
-                       description="Train a RelightModel (olat conditioning) on a capture set and save a bundle. "
-                                   "Resumes from the run folder's last checkpoint.")
-    p.add_argument("capture", help="capture set folder (relit synth, or a real capture)")
+    p = sub.add_parser("train", help="train a relighting model on capture sets",
+                       description="Train a RelightModel and save a bundle: olat conditioning (DifFRelight: one "
+                                   "subject's flat-lit -> one light) or envmap (SynthLight: any person under any "
+                                   "lighting -> a target environment, from many people's OLATs). Resumes from the "
+                                   "run folder's last checkpoint.")
+    p.add_argument("capture", nargs="+", help="capture set folder(s) (relit synth, or a real capture), or a folder "
+                                              "of people from relit synth --identities")
+    p.add_argument("--conditioning", default="olat", choices=("olat", "envmap"),
+                   help="olat: a subject-specific model lit by directions; envmap: the general portrait model "
+                        "lit by environments")
+    p.add_argument("--holdout-identities", nargs="*", default=[],
+                   help="subjects (capture sets) held out entirely for validation, e.g. person-0064")
     p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, metrics.jsonl, bundle/)")
     p.add_argument("--bundle", help="where to write the bundle (default: OUTPUT/bundle)")
     p.add_argument("--preset", default="tiny", help="tiny, small, sd15, sd21")
@@ -602,8 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "skips frames whose inputs did not change.")
     p.add_argument("--bundle", help="model bundle folder (default: the bundled default)")
     p.add_argument("--input", help="flat-lit plate file or sequence pattern (name.####.exr, name.%%04d.exr)")
-    p.add_argument("--matte", help="matte file or pattern (default: the plate's alpha; with a matte the plate is "
-                                   "taken as not premultiplied)")
+    p.add_argument("--matte", help="matte file or pattern, or auto (default: the plate's alpha, or auto when the "
+                                   "plate has none: the person whose face is found, segmented by MediaPipe; with a "
+                                   "matte the plate is taken as not premultiplied)")
     p.add_argument("--frames", help="frame range A-B, A-BxSTEP or a comma list (default: every frame found)")
     p.add_argument("--rig", help="LightRig JSON (lights, light groups, an optional environment)")
     p.add_argument("--hdri", help="lat-long HDRI file or a Blender bundled HDRI name (forest, sunset, ...)")

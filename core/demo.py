@@ -121,7 +121,7 @@ def train_default(out: Path, progress: bool = True) -> Path:
     capture = out / "capture"
     synthesize(SynthConfig(subject="face", seed=0, views=8, frames=4, layout="default", resolution=128,
                            samples=128), capture, progress=progress)
-    trainer, _ = train(TrainConfig(capture=str(capture), output=str(out / "run"), resolution=64, steps=3000,
+    trainer, _ = train(TrainConfig(captures=[str(capture)], output=str(out / "run"), resolution=64, steps=3000,
                                    holdout_cameras=["cam05"], command=f"relit demo --train -o {out.parent}"),
                        progress=progress)
     bundle = out / "bundle"

@@ -22,13 +22,17 @@ NOISE_MODES = ("fixed", "flow")
 SAMPLERS = ("ddim", "dpmpp", "euler", "direct")  # which apply depends on the bundle's objective
 
 
+AUTO_MATTE = "auto"  # RelightJob.matte: segment the person whose face is found (core.portrait.matte)
+
+
 @dataclass
 class RelightJob:
     bundle: str                          # model bundle folder
     input: str                           # flat-lit plate: a file or a sequence pattern (####, %04d)
     output: str                          # output root; every run writes into a version folder vNNN below it
     rig: dict | None = None              # LightRig JSON (lights and/or environment), inline
-    matte: str | None = None             # matte file or pattern (default: the plate's alpha)
+    matte: str | None = None             # matte file or pattern, or "auto" (default: the plate's alpha, or
+                                         # "auto" when the plate has none: core.portrait.matte)
     camera_c2w: list | None = None       # Blender 4x4 camera-to-world of the plate (default: the rig's, else
                                          # the front view); what stage directions are seen from
     frames: str | None = None            # frame range "A-B" or "A-B,C" (default: every frame found)
@@ -155,7 +159,7 @@ class RelightJob:
             rig = ref.to_json()
         data = {**self.to_json(), "cameras": None, "rig": rig, "camera_c2w": c2w.tolist(),
                 "input": self.input.replace("{camera}", name), "output": self.output.replace("{camera}", name),
-                "matte": None if self.matte is None else self.matte.replace("{camera}", name)}
+                "matte": None if self.matte in (None, AUTO_MATTE) else self.matte.replace("{camera}", name)}
         return RelightJob.from_json(data, source=f"job camera {name}")
 
     def light_rig(self):

@@ -121,8 +121,32 @@ def test_envmap_bundle_relights_an_environment(tmp_path):
     rig.environment.intensity = 4.0
     doubled, _ = relight_frame(pipe, _info(pipe), plate(), alpha, rig, SETTINGS)
     np.testing.assert_allclose(doubled.layers["environment"], 2 * passes.layers["environment"], rtol=1e-4, atol=1e-6)
-    with pytest.raises(Exception, match="environments only"):
-        relight_frame(pipe, _info(pipe), plate(), alpha, _rig("key"), SETTINGS)
+
+
+def test_envmap_bundle_relights_each_lamp_as_its_own_environment(tmp_path):
+    """A rig on a portrait (envmap) bundle: each lamp is one pass lit by an environment holding only
+    that lamp, the HDRI one more; layers follow light groups and sum to the beauty; a lamp's pass
+    scales with its intensity and carries its irradiance (a disc of its size on black)."""
+    pipe = tiny_pipe("envmap")
+    info = _info(pipe)
+    env = env_from_function(16, lambda d: (1.0 + d[..., :1]) * np.ones(3))
+    path = tmp_path / "env.exr"
+    write_rgba(path, env, np.ones(env.shape[:2], np.float32))
+    rig = _rig("key", "fill", "bounce")  # fill and bounce share the group "soft"
+    rig.environment = Environment(str(path), (0.0, 0.0, 0.3), 2.0)
+    plan = plan_lighting(info, rig)
+    assert plan.inferences == 4 and list(plan.layers) == ["key", "soft", "environment"]
+    # the key's pass: an environment whose energy is the key's irradiance (mean radiance = energy / 4 pi)
+    key = rig.lights[0]
+    assert plan.environment_scale[0] == pytest.approx(key.intensity * np.mean(key.rgb) / (4 * np.pi), rel=1e-5)
+    alpha = np.ones((RES, RES), np.float32)
+    passes, evaluations = relight_frame(pipe, info, plate(), alpha, rig, SETTINGS)
+    assert evaluations == 4 * 3 * SETTINGS.steps  # 4 passes x 3 guidance branches x steps
+    np.testing.assert_allclose(sum(passes.layers.values()), passes.beauty(), rtol=1e-6)
+    key.intensity *= 3.0
+    brighter, _ = relight_frame(pipe, info, plate(), alpha, rig, SETTINGS)
+    np.testing.assert_allclose(brighter.layers["key"], 3 * passes.layers["key"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(brighter.layers["soft"], passes.layers["soft"], rtol=1e-5, atol=1e-7)
 
 
 def test_each_light_draws_its_own_noise_whatever_shares_its_run():

@@ -120,3 +120,26 @@ def write_olats(path: str | Path,
              for n, d, o, e in zip(layout.names, layout.directions, layout.solid_angles, irradiance)]
     passes = RelitPasses(dict(zip(layout.names, olats)), alpha)
     return write_passes(path, passes, PassMetadata(rig={}, colour_space=colour_space, basis=basis))
+
+
+IDENTITIES = "identities.json"  # the index `relit synth --identities` keeps beside its capture sets
+
+
+def open_captures(paths: list[str | Path]) -> list[CaptureSet]:
+    """Capture sets named by ``paths``: each a capture set folder, or a folder of people written by
+    ``relit synth --identities`` (its finished identities, in order)."""
+    import json
+
+    out = []
+    for path in map(Path, paths):
+        index = path / IDENTITIES
+        if index.exists():
+            entries = [e for e in json.loads(index.read_text())["identities"] if e.get("complete")]
+            if not entries:
+                raise ValidationError(f"{index}: no finished identity yet; let relit synth --identities run longer")
+            out += [CaptureSet(path / e["folder"]) for e in entries]
+        else:
+            out.append(CaptureSet(path))
+    if not out:
+        raise ValidationError("no capture set given")
+    return out

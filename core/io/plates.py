@@ -21,6 +21,7 @@ class Plate:
     colour_space: str   # the space the file was read as
     path: Path
     subject: str | None = None  # the subject the header names (SUBJECT_ATTRIBUTE), if any
+    has_alpha: bool = True      # whether the file has an alpha channel (else ``alpha`` is ones)
 
 
 def read_plate(path: str | Path, colour_space: str | None = None, working: str = "lin_rec709") -> Plate:
@@ -44,7 +45,7 @@ def read_plate(path: str | Path, colour_space: str | None = None, working: str =
     alpha = pixels[..., names.index("A")] if "A" in names else np.ones(pixels.shape[:2], np.float32)
     source = colour_space or part.attributes.get("oiio:ColorSpace") or default_plate_space(str(path))
     return Plate(convert(rgb, str(source), working), alpha.astype(np.float32), str(source), Path(path),
-                 part.attributes.get(SUBJECT_ATTRIBUTE))
+                 part.attributes.get(SUBJECT_ATTRIBUTE), "A" in names)
 
 
 def fit_square(rgb: np.ndarray, alpha: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,6 @@
-"""Training pairs from a capture set: flat-lit -> a light's image per unit irradiance.
+"""Training pairs from capture sets: flat-lit -> a light's image per unit irradiance (olat), or a
+portrait under one random lighting -> the same view under another, given as an environment
+(envmap, SynthLight's pairs: both composed exactly from the view's OLATs by linearity).
 
 Everything is loaded once at the model's resolution and sampled in memory. Each view is framed
 exactly as ``relit relight`` frames a plate (core.io.framing: the square box around the matte
@@ -18,6 +20,7 @@ from ..errors import ValidationError
 from ..io.framing import subject_framing, to_model
 from ..lighting.area import sg_cell_weights
 from ..lighting.camera import world_to_camera_directions
+from ..lighting.random_lighting import LightingMix, random_lighting
 
 
 def box_downsample(img: np.ndarray,  # [..., H, W, C]
@@ -34,6 +37,7 @@ class View:
     frame: int           # frame number
     expression: str      # expression label
     c2w: np.ndarray      # [4, 4]
+    identity: str = ""   # subject of the capture set the view comes from
 
 
 @dataclass
@@ -45,45 +49,62 @@ class Split:
 
 
 class TrainingData:
-    """Flat-lit images, OLATs per unit irradiance and mattes of every view, at ``resolution``."""
+    """Flat-lit images, OLATs per unit irradiance and mattes of every view of one or more capture
+    sets (people, for the portrait model) on one stage layout, at ``resolution``."""
 
-    def __init__(self, capture: CaptureSet, resolution: int):
-        m = capture.manifest
-        if min(m.cameras[0].width, m.cameras[0].height) < resolution:
-            raise ValidationError(f"{capture.root}: images are {m.cameras[0].width}x{m.cameras[0].height}; "
-                                  f"training at {resolution} needs images at least that large")
-        self.layout = m.layout
-        self.subject = m.subject
-        self.provenance = m.extra  # how the capture set was made (relit synth records its config)
-        self.irradiance = m.irradiance.astype(np.float32)          # [N, 3]
+    def __init__(self, captures: CaptureSet | list[CaptureSet], resolution: int):
+        captures = [captures] if isinstance(captures, CaptureSet) else list(captures)
+        first = captures[0].manifest
+        self.layout = first.layout
+        self.irradiance = first.irradiance.astype(np.float32)     # [N, 3] (OLATs are stored per unit)
         self.views: list[View] = []
         flats, olats, alphas = [], [], []
-        for cam, f in capture.views():
-            ol, alpha = capture.olats(cam.name, f.frame)
-            flat = capture.flat(cam.name, f.frame)
-            framing = subject_framing(alpha, resolution, source=f"{capture.root}: {cam.name} frame {f.frame}")
-            n, h, w, _ = ol.shape
-            per_unit = (ol / self.irradiance[:, None, None, :]).transpose(1, 2, 0, 3).reshape(h, w, n * 3)
-            olats.append(to_model(per_unit, framing).reshape(resolution, resolution, n, 3)
-                         .transpose(2, 0, 1, 3).astype(np.float16))
-            flats.append(to_model(flat.rgb, framing))
-            alphas.append(to_model(alpha[..., None], framing)[..., 0])
-            self.views.append(View(cam.name, f.frame, f.expression, cam.c2w))
+        for capture in captures:
+            m = capture.manifest
+            if min(m.cameras[0].width, m.cameras[0].height) < resolution:
+                raise ValidationError(f"{capture.root}: images are {m.cameras[0].width}x{m.cameras[0].height}; "
+                                      f"training at {resolution} needs images at least that large")
+            if m.layout.names != self.layout.names or not np.allclose(m.layout.directions, self.layout.directions):
+                raise ValidationError(f"{capture.root}: its stage ({len(m.layout)} lights) differs from "
+                                      f"{captures[0].root}'s; train on capture sets of one stage layout")
+            irradiance = m.irradiance.astype(np.float32)
+            for cam, f in capture.views():
+                ol, alpha = capture.olats(cam.name, f.frame)
+                flat = capture.flat(cam.name, f.frame)
+                framing = subject_framing(alpha, resolution, source=f"{capture.root}: {cam.name} frame {f.frame}")
+                n, h, w, _ = ol.shape
+                per_unit = (ol / irradiance[:, None, None, :]).transpose(1, 2, 0, 3).reshape(h, w, n * 3)
+                olats.append(to_model(per_unit, framing).reshape(resolution, resolution, n, 3)
+                             .transpose(2, 0, 1, 3).astype(np.float16))
+                flats.append(to_model(flat.rgb, framing))
+                alphas.append(to_model(alpha[..., None], framing)[..., 0])
+                self.views.append(View(cam.name, f.frame, f.expression, cam.c2w, m.subject))
+        self.subjects = sorted({v.identity for v in self.views})
+        # one subject: a subject-specific bundle; several: the general portrait model
+        self.subject = self.subjects[0] if len(self.subjects) == 1 else "portrait"
+        self.provenance = first.extra if len(captures) == 1 else {  # how the capture sets were made
+            "captures": [str(c.root) for c in captures], "identities": self.subjects, "producer": first.extra}
         self.flat = np.stack(flats).astype(np.float32)     # [V, H, W, 3]
         self.olat = np.stack(olats)                        # [V, N, H, W, 3] float16, per unit irradiance
         self.alpha = np.stack(alphas).astype(np.float32)   # [V, H, W]
         self.resolution = resolution
-        self.image_size = int(m.cameras[0].width)  # the capture's image width (plates of this size frame alike)
+        self.image_size = int(first.cameras[0].width)  # the capture's image width (plates of this size frame alike)
 
     def split(self, holdout_light_every: int = 10, holdout_cameras: tuple[str, ...] = (),
-              holdout_expressions: tuple[str, ...] = ()) -> Split:
+              holdout_expressions: tuple[str, ...] = (), holdout_identities: tuple[str, ...] = ()) -> Split:
         n = len(self.layout)
-        val_lights = np.arange(holdout_light_every // 2, n, holdout_light_every) if holdout_light_every else np.array([], int)
+        val_lights = (np.arange(holdout_light_every // 2, n, holdout_light_every) if holdout_light_every
+                      else np.array([], int))
         train_lights = np.setdiff1d(np.arange(n), val_lights)
-        held = [i for i, v in enumerate(self.views) if v.camera in holdout_cameras or v.expression in holdout_expressions]
+        unknown = sorted(set(holdout_identities) - set(self.subjects))
+        if unknown:
+            raise ValidationError(f"--holdout-identities {unknown}: not among the capture sets' subjects "
+                                  f"({len(self.subjects)}: {self.subjects[:4]}...)")
+        held = [i for i, v in enumerate(self.views) if v.camera in holdout_cameras
+                or v.expression in holdout_expressions or v.identity in holdout_identities]
         train = [i for i in range(len(self.views)) if i not in held]
         if not train:
-            raise ValidationError("every view is held out; hold out fewer cameras or expressions")
+            raise ValidationError("every view is held out; hold out fewer cameras, expressions or identities")
         return Split(train, held, train_lights, val_lights)
 
     def camera_directions(self, view: int) -> np.ndarray:  # [N, 3] stage directions in that camera's frame
@@ -118,21 +139,28 @@ class TrainingData:
                 dirs[b] = cam_dirs[i]
         return {"flat": flat, "target": target, "direction": dirs, "beta": beta, "alpha": self.alpha[v]}
 
-    def sample_environment(self, rng: np.random.Generator, batch: int, views: list[int],
-                           environments: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """An envmap batch: flat, the view under a randomly turned environment per unit of its mean
-        radiance (the OLATs weighted by its projection), and the encoded camera-frame environment."""
+    def sample_portrait(self, rng: np.random.Generator, batch: int, views: list[int],
+                        environments: list[np.ndarray], mix: LightingMix = LightingMix()) -> dict[str, np.ndarray]:
+        """A SynthLight batch: ``flat`` is the view under a random source lighting (an HDRI, lamps, the
+        flat-lit, or both; unit mean radiance), ``target`` the view under a random target lighting per
+        unit of its mean radiance, ``environment`` that target encoded in the camera frame. Both images
+        are the view's OLATs weighted by the lighting's projection on the stage."""
         from ..lighting.hdri import project_to_layout
-        from .envmap import camera_frame_latlong, encode_environment
+        from ..lighting.resample import camera_frame_latlong
+        from .envmap import encode_environment
 
         v = rng.choice(views, size=batch)
-        target = np.zeros_like(self.flat[v])
+        source, target = np.zeros_like(self.flat[v]), np.zeros_like(self.flat[v])
         env = np.zeros((batch, self.resolution, self.resolution, 3), np.float32)
         for b in range(batch):
-            pixels = environments[rng.integers(len(environments))]
-            rotation = (rng.normal(0, 0.15), rng.normal(0, 0.15), rng.uniform(0, 2 * np.pi))
-            env[b], scale = encode_environment(
-                camera_frame_latlong(pixels, rotation, self.views[v[b]].c2w, self.resolution // 2), self.resolution)
-            w = project_to_layout(pixels, self.layout, rotation).weights / scale
-            target[b] = np.einsum("nc,nhwc->hwc", w, self.olat[v[b]].astype(np.float32))
-        return {"flat": self.flat[v], "target": target, "environment": env, "alpha": self.alpha[v]}
+            c2w = self.views[v[b]].c2w
+            olat = self.olat[v[b]].astype(np.float32)
+            towards = c2w[:3, 2]  # from the subject towards the camera: lamps mostly light the seen side
+            lit, _ = random_lighting(rng, environments, towards=towards, mix=mix)
+            source[b] = np.einsum("nc,nhwc->hwc", project_to_layout(lit, self.layout, (0.0, 0.0, 0.0)).weights, olat)
+            goal, _ = random_lighting(rng, environments, towards=towards, mix=mix)
+            env[b], scale = encode_environment(camera_frame_latlong(goal, (0.0, 0.0, 0.0), c2w, self.resolution // 2),
+                                               self.resolution)
+            w = project_to_layout(goal, self.layout, (0.0, 0.0, 0.0)).weights / scale
+            target[b] = np.einsum("nc,nhwc->hwc", w, olat)
+        return {"flat": source, "target": target, "environment": env, "alpha": self.alpha[v]}

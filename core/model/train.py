@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 from .._version import git_hash
-from ..data.capture import CaptureSet
+from ..data.capture import open_captures
 from ..errors import RelitError, ValidationError
 from .bundle import BundleInfo, save_bundle
 from .codec import UnshuffleCodec, VaeCodec
 from .config import preset
 from .data import Split, TrainingData
-from .metrics import psnr, ssim
+from .metrics import best_scale, psnr, ssim
 from .network import RelightModel
 from .noise import pyramid_noise
 from .objectives import make_objective
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    capture: str                      # capture set folder
+    captures: list[str]               # capture set folders, or folders of people (relit synth --identities)
     output: str                       # run folder: checkpoints/, metrics.jsonl, bundle/
     preset: str = "tiny"              # model preset (core.model.config.PRESETS)
     conditioning: str = "olat"        # "olat" (DifFRelight) or "envmap" (SynthLight)
@@ -73,6 +73,7 @@ class TrainConfig:
     holdout_light_every: int = 10     # every k-th stage light is held out
     holdout_cameras: list[str] = field(default_factory=list)      # cameras held out entirely
     holdout_expressions: list[str] = field(default_factory=list)  # expressions held out entirely
+    holdout_identities: list[str] = field(default_factory=list)   # subjects (capture sets) held out entirely
     val_every: int = 500              # validation period in steps (0: only at the end)
     val_samples: int = 6              # validation images per split
     val_steps: int = 20               # DDIM steps at validation
@@ -122,10 +123,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        capture = CaptureSet(cfg.capture)
-        self.data = TrainingData(capture, cfg.resolution)
+        self.data = TrainingData(open_captures(cfg.captures), cfg.resolution)
         self.split: Split = self.data.split(cfg.holdout_light_every, tuple(cfg.holdout_cameras),
-                                            tuple(cfg.holdout_expressions))
+                                            tuple(cfg.holdout_expressions), tuple(cfg.holdout_identities))
         stage_radius = self.data.layout.olat_radius
         self.model_config = preset(cfg.preset, resolution=cfg.resolution, stage_radius=stage_radius,
                                    base_checkpoint=cfg.base_checkpoint, conditioning=cfg.conditioning)
@@ -199,7 +199,7 @@ class Trainer:
     def sample(self, rng: np.random.Generator, views: list[int]) -> dict:
         cfg = self.cfg
         if cfg.conditioning == "envmap":
-            batch = self.data.sample_environment(rng, cfg.batch, views, self.environments)
+            batch = self.data.sample_portrait(rng, cfg.batch, views, self.environments)
         else:
             batch = self.data.sample(rng, cfg.batch, views, self.split.train_lights, cfg.area_prob,
                                      self.model_config.stage_radius)
@@ -363,18 +363,20 @@ class Trainer:
 
     def _validate_environment(self, model: RelightModel, rng: np.random.Generator) -> dict:
         views = self.split.val_views or self.split.train_views
-        batch = self.data.sample_environment(rng, self.cfg.val_samples, views, self.environments)
+        batch = self.data.sample_portrait(rng, self.cfg.val_samples, views, self.environments)
         pipe = self.pipeline(model)
         scores = []
         for b in range(len(batch["flat"])):
             pred = pipe(batch["flat"][b], environment=batch["environment"][b:b + 1],
                         num_inference_steps=self.cfg.val_steps).images[0]
-            mask = batch["alpha"][b] > 0.5
-            scores.append((psnr(pred, batch["target"][b], mask), ssim(pred, batch["target"][b], mask)))
+            truth, mask = batch["target"][b], batch["alpha"][b] > 0.5
+            scores.append((psnr(pred, truth, mask), ssim(pred, truth, mask),
+                           psnr(best_scale(batch["flat"][b], truth, mask) * batch["flat"][b], truth, mask)))
         name = "val_views" if self.split.val_views else "train_views"
         out = {"step": self.step, "seconds": round(self.seconds, 1),
                f"{name}_env_psnr": float(np.mean([s[0] for s in scores])),
-               f"{name}_env_ssim": float(np.mean([s[1] for s in scores]))}
+               f"{name}_env_ssim": float(np.mean([s[1] for s in scores])),
+               f"{name}_input_x_constant_psnr": float(np.mean([s[2] for s in scores]))}
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(out) + "\n")
         return out
@@ -390,7 +392,6 @@ class Trainer:
             raise RelitError(f"the {self.cfg.objective} objective is a deterministic baseline; bundles sample "
                              "(train with --objective refine, diffusion or flow)")
         pipe = self.pipeline(self.ema_model())
-        capture = Path(self.cfg.capture)
         info = BundleInfo(
             id=f"{self.data.subject}-{self.model_config.preset}-{self.cfg.objective}-{self.step}",
             config=self.model_config, tone=self.pipe.tone, exposure_image=self.pipe.exposure_image,
@@ -398,7 +399,7 @@ class Trainer:
             stage_irradiance=self.data.irradiance.round(8).tolist(), subject=self.data.subject,
             training={"command": self.cfg.command, "commit": git_hash(), "steps": self.step,
                       "seconds": round(self.seconds, 1), "config": asdict(self.cfg),
-                      "data": {"capture": str(capture), "subject": self.data.subject,
+                      "data": {"captures": list(self.cfg.captures), "subject": self.data.subject,
                                "image_size": self.data.image_size,
                                "views": len(self.data.views), "lights": len(self.data.layout),
                                "producer": self.data.provenance}},

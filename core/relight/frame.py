@@ -7,7 +7,8 @@ An environment is relit one of three ways (``strategy``):
 - ``stage``: projected onto the bundle's stage layout, one inference per lit direction, summed
   with the projection's weights (DifFRelight's reference method);
 - ``area``: median-cut into K area lights (direction, size beta, RGB energy), K inferences;
-- ``envmap``: one pass of an env-map bundle (SynthLight).
+- ``envmap``: one pass of an env-map bundle (SynthLight); with such a bundle each lamp of a rig is
+  its own environment (a disc of the lamp's size, colour and irradiance on black) for one pass.
 
 The OLAT basis (every stage direction's unit-irradiance prediction) can be written as well;
 when the environment uses ``stage`` it is computed once and serves both.
@@ -62,14 +63,16 @@ class LightingPlan:
     basis: list[dict] | None = None      # OLAT-basis layers {layer, index, direction, world_direction, size, solid_angle}
     stage: dict | None = None            # the stage layout JSON (basis files carry it)
     camera_c2w: list | None = None       # the camera the basis directions are seen from (basis files carry it)
-    environment: np.ndarray | None = None  # [1, m, m, 3] encoded camera-frame environment (envmap bundles)
-    environment_scale: float = 1.0       # radiance the encoded environment stands for (envmap bundles)
+    environment: np.ndarray | None = None  # [K, m, m, 3] encoded camera-frame environments, one per pass
+                                         # (envmap bundles: the HDRI, and each lamp as its own environment)
+    environment_scale: np.ndarray = field(default_factory=lambda: np.ones(0))  # [K] mean radiance each
+                                         # encoded environment stands for
     correction: tuple[np.ndarray, np.ndarray] | None = None  # (inference idx [N], irradiance [N, 3]) of the
                                          # whole stage, ratio-corrected together (consistency.py)
 
     @property
     def inferences(self) -> int:
-        return 1 if self.environment is not None else len(self.directions)
+        return len(self.environment) if self.environment is not None else len(self.directions)
 
     def _add(self, directions: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         start = len(self.directions)
@@ -177,27 +180,40 @@ def _report_dropped(fraction: float, stage: str) -> None:
 
 def _plan_envmap(info, rig: LightRig | None, environment, basis: bool, strategy: str,
                  camera_c2w=None) -> LightingPlan:
-    """SynthLight: one pass with the environment (camera frame, tone-mapped) on channels."""
-    from ..model.envmap import camera_frame_latlong, encode_environment
+    """SynthLight: one pass per environment (camera frame, tone-mapped, on channels): the rig's HDRI
+    is one pass, and each lamp is one more, lit by an environment holding only that lamp (a disc of
+    its size, colour and irradiance on black). By linearity the passes add up to the whole rig."""
+    from ..lighting.area import radius_from_beta
+    from ..lighting.random_lighting import lamp_map
+    from ..lighting.resample import camera_frame_latlong
+    from ..model.envmap import encode_environment
 
-    if rig is not None and rig.lights:
-        raise ValidationError(f"an envmap bundle ({info.id}) relights environments only; the rig has "
-                              f"{len(rig.lights)} light(s): use an olat bundle for lights")
-    if rig is None or rig.environment is None:
-        raise ValidationError(f"an envmap bundle ({info.id}) relights an environment: give --hdri or a rig "
-                              "with an environment")
+    if rig is None or (rig.environment is None and not rig.lights):
+        raise ValidationError(f"an envmap bundle ({info.id}) relights environments and lamps: give --hdri or a rig")
     if basis:
         raise ValidationError(f"the OLAT basis needs an olat bundle; {info.id} is an envmap bundle")
     if strategy != "envmap":
         raise ValidationError(f"--hdri-strategy {strategy} needs an olat bundle; {info.id} is an envmap bundle "
                               "(use --hdri-strategy envmap)")
-    env = rig.environment
-    pixels = environment if environment is not None else load_environment(env.path)
     res = info.config.resolution
-    latlong = camera_frame_latlong(pixels, env.rotation, _camera(rig, camera_c2w), res // 2)
-    encoded, scale = encode_environment(latlong * env.intensity, res)
-    plan = LightingPlan(environment=encoded[None], environment_scale=float(scale))
-    plan.layers[ENV_LAYER] = (np.zeros(1, int), np.ones((1, 3)))
+    passes: list[tuple[str, np.ndarray]] = []  # (layer, camera-frame lat-long radiance)
+    for light in rig.lights:
+        radius = float(radius_from_beta(light.size, info.config.stage_radius))
+        disc = 2.0 * np.pi * (1.0 - np.cos(radius))
+        radiance = np.asarray(light.rgb, np.float64) * light.intensity / disc  # irradiance = radiance x disc
+        direction = np.asarray(light.direction, np.float64)
+        passes.append((light.group or light.name, lamp_map(res // 2, direction / np.linalg.norm(direction),
+                                                           radius, radiance)))
+    if rig.environment is not None:
+        env = rig.environment
+        pixels = environment if environment is not None else load_environment(env.path)
+        passes.append((ENV_LAYER, camera_frame_latlong(pixels, env.rotation, _camera(rig, camera_c2w), res // 2)
+                       * env.intensity))
+    encoded = [encode_environment(latlong, res) for _, latlong in passes]
+    plan = LightingPlan(environment=np.stack([e for e, _ in encoded]),
+                        environment_scale=np.array([scale for _, scale in encoded]))
+    for i, (layer, _) in enumerate(passes):
+        plan._feed(layer, np.array([i]), np.ones((1, 3)))
     return plan
 
 
@@ -207,7 +223,10 @@ def light_keys(plan: LightingPlan, samples: int = 1) -> list[int]:
     S the list is S blocks of the plan's inferences, sample 0 first (the single-sample keys)."""
     import hashlib
 
-    base = [0] if plan.environment is not None else []
+    base = []
+    if plan.environment is not None:  # an environment pass: keyed by its normalised map (not its intensity)
+        for env in plan.environment:
+            base.append(int.from_bytes(hashlib.sha1(np.round(env, 4).tobytes()).digest()[:8], "little") >> 1)
     for d, b in zip(plan.directions, plan.sizes) if plan.environment is None else []:
         raw = np.round(np.append(np.asarray(d, dtype=np.float64), b), 6).tobytes()
         base.append(int.from_bytes(hashlib.sha1(raw).digest()[:8], "little") >> 1)
@@ -270,8 +289,9 @@ def relight_prepared(pipe, plan: LightingPlan, plate: PreparedPlate, settings: R
                   batch_size=settings.batch_size, noise=noise, callback_on_batch_end=on_batch,
                   callback_on_step_end=on_step)
     if plan.environment is not None:
-        out = pipe(plate.model_input, environment=np.repeat(plan.environment, samples, axis=0), **common)
-        images, evaluations = out.images * np.float32(plan.environment_scale), out.evaluations
+        out = pipe(plate.model_input, environment=np.tile(plan.environment, (samples, 1, 1, 1)), **common)
+        scale = np.tile(plan.environment_scale, samples).astype(np.float32)[:, None, None, None]
+        images, evaluations = out.images * scale, out.evaluations
     elif len(plan.directions):
         out = pipe(plate.model_input, np.tile(plan.directions, (samples, 1)), np.tile(plan.sizes, samples), **common)
         images, evaluations = out.images, out.evaluations

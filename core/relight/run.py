@@ -30,7 +30,7 @@ from ..io.naming import new_version_dir, versions
 from ..io.passes import read_metadata, write_passes
 from ..io.plates import SUBJECT_ATTRIBUTE, read_plate
 from ..io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
-from ..jobs import RelightJob
+from ..jobs import AUTO_MATTE, RelightJob
 from ..lighting.hdri import load_environment
 from .frame import (LightingPlan, PreparedPlate, RelightSettings, light_keys, light_noise, pass_metadata,
                     plan_lighting, prepare_plate, relight_prepared)
@@ -120,8 +120,8 @@ class FrameSource:
                                    "--frames")
             found = {f: found[f] for f in wanted}
         self.frames = found
-        self.mattes: dict[int, Path] | None = None
-        if job.matte is not None:
+        self.mattes: dict[int, Path] | None = None  # matte files; None: the plate's alpha or the automatic matte
+        if job.matte not in (None, AUTO_MATTE):
             if is_sequence(job.matte):
                 self.mattes = {f: frame_path(job.matte, f) for f in found}
                 absent = [str(p) for p in self.mattes.values() if not p.exists()]
@@ -160,7 +160,11 @@ class FrameSource:
         noise, previous = light_noise(self.keys, job.seed, self.latent_shape), None
         for frame, path in self.frames.items():
             plate = read_plate(path, job.colour_space, job.working_space)
-            if self.mattes is None:
+            if self.mattes is None and (job.matte == AUTO_MATTE or not plate.has_alpha):
+                from ..portrait.matte import auto_matte
+
+                matte, premultiply = auto_matte(plate.rgb, str(path)), True
+            elif self.mattes is None:
                 matte, premultiply = plate.alpha, False
             else:
                 matte, premultiply = read_rgb(self.mattes[frame])[..., 0], True

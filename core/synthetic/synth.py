@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..data.capture import CaptureSet, write_olats
+from ..data.capture import IDENTITIES, CaptureSet, write_olats
 from ..data.manifest import MANIFEST, CaptureManifest, Frame, HdriRender, load_manifest
 from ..errors import RelitError
 from ..io.atomic import atomic_write_text, remove_stale_partials
@@ -28,7 +28,6 @@ from .cameras import arc_cameras, portrait_cameras
 from .subject import Subject, expression_track
 
 log = logging.getLogger(__name__)
-IDENTITIES = "identities.json"  # the index relit synth --identities keeps beside the capture sets
 
 
 @dataclass(frozen=True)
@@ -121,8 +120,9 @@ def plan_manifest(cfg: SynthConfig, subject_name: str, expressions: list[str]) -
     )
 
 
-def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True) -> CaptureSet:
-    """Render (or finish rendering) the capture set ``cfg`` describes into ``out``."""
+def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads: int = 2) -> CaptureSet:
+    """Render (or finish rendering) the capture set ``cfg`` describes into ``out`` with ``threads``
+    Cycles threads (not part of the set's identity: any count renders the same images' statistics)."""
     from tqdm import tqdm
 
     from .scene import RenderSettings, StageScene, vector_to_flow
@@ -149,7 +149,8 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True) -> Capt
     n_batches = n_batches if cfg.olats else 0
     per_view = 1 + n_batches + len(manifest.hdri)
     scene = StageScene(subject, {f: w for f, (w, _) in zip(numbers, track)}, manifest.layout,
-                       manifest.irradiance, RenderSettings(cfg.resolution, cfg.samples, cfg.batch, seed=cfg.seed))
+                       manifest.irradiance, RenderSettings(cfg.resolution, cfg.samples, cfg.batch, threads=threads,
+                                                      seed=cfg.seed))
     bar = tqdm(total=len(todo) * per_view, desc=f"synth {subject.name}", unit="render", disable=not progress)
     start, rendered = time.perf_counter(), 0
     try:
@@ -188,7 +189,8 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True) -> Capt
     return cs
 
 
-def synthesize_identities(cfg: SynthConfig, count: int, out: str | Path, progress: bool = True) -> list[dict]:
+def synthesize_identities(cfg: SynthConfig, count: int, out: str | Path, progress: bool = True,
+                          threads: int = 2) -> list[dict]:
     """``count`` people (seeds ``cfg.seed`` ...), one capture set each under ``out``, and an index
     ``out/identities.json`` (name, seed, look, renders, seconds) rewritten after each identity.
 
@@ -210,7 +212,7 @@ def synthesize_identities(cfg: SynthConfig, count: int, out: str | Path, progres
         subject = SUBJECTS[cfg.subject].make(seed)
         name = subject.name
         start = time.perf_counter()
-        cs = synthesize(replace(cfg, seed=seed), out / name, progress=progress)
+        cs = synthesize(replace(cfg, seed=seed), out / name, progress=progress, threads=threads)
         seconds = time.perf_counter() - start
         entries.append({"name": name, "seed": seed, "folder": name, "complete": True, "seconds": round(seconds, 1),
                         "look": asdict(subject.look), "views": len(cs.manifest.cameras),

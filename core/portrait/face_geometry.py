@@ -1,0 +1,134 @@
+"""Face geometry from a single photo: MediaPipe's 468 face landmarks as a mesh (the triangles of
+its tessellation graph), the mesh's normals rasterised in the camera frame, and the physically
+based shading estimate they give (the baseline a learned relighting must beat).
+
+Computed the same way on synthetic renders and real plates. The region is the face only
+(forehead to chin): no hair, ears or neck.
+
+Camera frame: Blender's (+x right, +y up, +z towards the viewer); MediaPipe's landmarks are image
+x (right), y (down) in pixels and a relative depth z in the same units, smaller nearer the camera.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from ..lighting.sh import real_sh
+
+# Lambert's cosine lobe in SH (Ramamoorthi & Hanrahan): irradiance = sum_l A_l L_lm Y_lm
+LAMBERT_BANDS = (math.pi, 2.0 * math.pi / 3.0, math.pi / 4.0)
+
+
+def face_landmarks(rgb8: np.ndarray) -> np.ndarray | None:  # [H, W, 3] uint8 -> [468, 3] or None
+    """The face's landmarks in pixels (x right, y down, z depth, smaller nearer), or None."""
+    import mediapipe as mp
+
+    h, w = rgb8.shape[:2]
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False) as fm:
+        found = fm.process(rgb8).multi_face_landmarks
+    if not found:
+        return None
+    return np.array([(p.x * w, p.y * h, p.z * w) for p in found[0].landmark[:468]], dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=1)
+def face_triangles() -> np.ndarray:  # [T, 3] int, oriented to face the camera
+    """Triangles of MediaPipe's face tessellation: the 3-cliques of its edge graph."""
+    import mediapipe as mp
+
+    edges = {tuple(sorted(e)) for e in mp.solutions.face_mesh.FACEMESH_TESSELATION}
+    neighbours: dict[int, set[int]] = {}
+    for a, b in edges:
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    tris = {tuple(sorted((a, b, c))) for a, b in edges for c in neighbours[a] & neighbours[b]}
+    return np.array(sorted(tris), dtype=np.int64)
+
+
+def camera_points(landmarks: np.ndarray) -> np.ndarray:  # [N, 3] pixels -> camera frame (same units)
+    return np.stack([landmarks[:, 0], -landmarks[:, 1], -landmarks[:, 2]], axis=-1)
+
+
+def vertex_normals(points: np.ndarray, tris: np.ndarray) -> np.ndarray:  # [N, 3] unit, facing +z
+    """Area-weighted vertex normals, every face turned towards the camera (+z)."""
+    n = np.cross(points[tris[:, 1]] - points[tris[:, 0]], points[tris[:, 2]] - points[tris[:, 0]])
+    n *= np.where(n[:, 2:3] < 0, -1.0, 1.0)
+    out = np.zeros_like(points)
+    for k in range(3):
+        np.add.at(out, tris[:, k], n)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def rasterise_normals(points: np.ndarray,    # [N, 3] camera frame; x, -y are pixel coordinates
+                      tris: np.ndarray,      # [T, 3]
+                      height: int, width: int,
+                      ) -> tuple[np.ndarray, np.ndarray]:  # (normals [H, W, 3], covered [H, W] bool)
+    """Smooth normals at pixel centres (barycentric interpolation of vertex normals), nearest
+    surface wins (largest z)."""
+    normals = vertex_normals(points, tris)
+    out = np.zeros((height, width, 3))
+    depth = np.full((height, width), -np.inf)
+    px, py = points[:, 0], -points[:, 1]  # image coordinates (y down)
+    for t in tris:
+        x, y = px[t], py[t]
+        x0, x1 = max(0, int(np.floor(x.min() - 0.5))), min(width - 1, int(np.ceil(x.max() - 0.5)))
+        y0, y1 = max(0, int(np.floor(y.min() - 0.5))), min(height - 1, int(np.ceil(y.max() - 0.5)))
+        if x0 > x1 or y0 > y1:
+            continue
+        area = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
+        if abs(area) < 1e-12:
+            continue
+        gx, gy = np.meshgrid(np.arange(x0, x1 + 1) + 0.5, np.arange(y0, y1 + 1) + 0.5)
+        w1 = ((gx - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (gy - y[0])) / area
+        w2 = ((x[1] - x[0]) * (gy - y[0]) - (gx - x[0]) * (y[1] - y[0])) / area
+        w0 = 1.0 - w1 - w2
+        inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
+        if not inside.any():
+            continue
+        z = w0 * points[t[0], 2] + w1 * points[t[1], 2] + w2 * points[t[2], 2]
+        region = depth[y0:y1 + 1, x0:x1 + 1]
+        win = inside & (z > region)
+        region[win] = z[win]
+        n = w0[..., None] * normals[t[0]] + w1[..., None] * normals[t[1]] + w2[..., None] * normals[t[2]]
+        out[y0:y1 + 1, x0:x1 + 1][win] = n[win]
+    covered = np.isfinite(depth)
+    out[covered] /= np.linalg.norm(out[covered], axis=-1, keepdims=True)
+    return out, covered
+
+
+def sh_irradiance(normals: np.ndarray,  # [..., 3] unit
+                  coeffs: np.ndarray,   # [9, 3] order-2 SH of the radiance (lighting.hdri.project_to_sh)
+                  ) -> np.ndarray:      # [..., 3] irradiance
+    bands = np.array([LAMBERT_BANDS[0]] + [LAMBERT_BANDS[1]] * 3 + [LAMBERT_BANDS[2]] * 5)
+    return real_sh(normals, 2) @ (coeffs * bands[:, None])
+
+
+def fit_lighting(rgb: np.ndarray,      # [M, 3] pixel values on the face
+                 normals: np.ndarray,  # [M, 3] their normals
+                 ) -> np.ndarray:      # [9, 3] SH radiance coefficients, up to the albedo's scale
+    """The order-2 SH lighting that best explains ``rgb`` as a constant albedo times irradiance."""
+    bands = np.array([LAMBERT_BANDS[0]] + [LAMBERT_BANDS[1]] * 3 + [LAMBERT_BANDS[2]] * 5)
+    basis = real_sh(normals, 2) * bands
+    coeffs, *_ = np.linalg.lstsq(basis, rgb, rcond=None)
+    return coeffs
+
+
+def shading_relight(plate: np.ndarray,    # [H, W, 3] scene-linear
+                    normals: np.ndarray,  # [H, W, 3] camera frame
+                    face: np.ndarray,     # [H, W] bool: where the normals are known
+                    target: np.ndarray,   # [9, 3] SH radiance of the target lighting (camera frame)
+                    ) -> np.ndarray:      # [H, W, 3]
+    """The physically based estimate: on the face, the plate times target / fitted source irradiance
+    (the source lighting fitted to the plate with a constant albedo); elsewhere the face's median
+    ratio, so the rest of the subject follows its overall change."""
+    source = fit_lighting(plate[face], normals[face])
+    e_source = sh_irradiance(normals[face], source)
+    e_target = sh_irradiance(normals[face], target)
+    floor = 0.05 * np.maximum(np.median(e_source, axis=0), 1e-12)
+    ratio = np.maximum(e_target, 0.0) / np.maximum(e_source, floor)
+    out = plate * np.median(ratio, axis=0)
+    out[face] = plate[face] * ratio
+    return out.astype(np.float32)

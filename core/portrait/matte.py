@@ -1,0 +1,95 @@
+"""Automatic mattes for plates without alpha: MediaPipe's selfie segmenter (whose weights ship
+inside the ``mediapipe`` wheel; nothing is downloaded) keeps the person whose face its face
+detector finds, and a guided filter with the plate as guide brings the matte's edge onto the
+plate's own edges (hair, shoulders)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ValidationError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MatteSettings:
+    min_face_confidence: float = 0.5   # face detector confidence a plate's face must reach
+    threshold: float = 0.5             # segmenter probability that counts as the person (for the component)
+    guide_radius: float = 0.01         # guided-filter radius as a fraction of the plate's larger side
+    guide_eps: float = 1e-3            # guided-filter regularisation (display-encoded [0, 1] guide)
+
+
+def display_rgb8(rgb: np.ndarray) -> np.ndarray:  # [H, W, 3] linear Rec.709 -> uint8 sRGB
+    """What the detectors were trained on: display-encoded 8-bit sRGB."""
+    x = np.clip(rgb, 0.0, 1.0)
+    srgb = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return np.round(srgb * 255.0).astype(np.uint8)
+
+
+def face_boxes(rgb8: np.ndarray, min_confidence: float) -> list[tuple[int, int, int, int]]:
+    """Faces found by MediaPipe's full-range detector, as pixel boxes (x0, y0, x1, y1)."""
+    import mediapipe as mp
+
+    h, w = rgb8.shape[:2]
+    with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_confidence) as fd:
+        found = fd.process(rgb8).detections or []
+    boxes = []
+    for det in found:
+        b = det.location_data.relative_bounding_box
+        x0, y0 = max(0, int(b.xmin * w)), max(0, int(b.ymin * h))
+        boxes.append((x0, y0, min(w, int((b.xmin + b.width) * w)), min(h, int((b.ymin + b.height) * h))))
+    return boxes
+
+
+def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
+    import cv2
+
+    return cv2.blur(x, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
+
+
+def guided_filter(guide: np.ndarray,  # [H, W] float32 in [0, 1]
+                  src: np.ndarray,    # [H, W] float32
+                  radius: int, eps: float) -> np.ndarray:  # [H, W]
+    """He et al.'s guided filter (grey guide): ``src`` smoothed, with edges following ``guide``."""
+    mean_i, mean_p = _box_mean(guide, radius), _box_mean(src, radius)
+    cov = _box_mean(guide * src, radius) - mean_i * mean_p
+    var = _box_mean(guide * guide, radius) - mean_i * mean_i
+    a = cov / (var + eps)
+    b = mean_p - a * mean_i
+    return _box_mean(a, radius) * guide + _box_mean(b, radius)
+
+
+def auto_matte(rgb: np.ndarray,   # [H, W, 3] linear Rec.709 plate
+               source: str,       # the plate's name, for errors
+               settings: MatteSettings = MatteSettings(),
+               ) -> np.ndarray:   # [H, W] float32 in [0, 1]
+    """The matte of the person whose face is found in ``rgb``: face, hair, neck, shoulders."""
+    import cv2
+    import mediapipe as mp
+
+    rgb8 = display_rgb8(rgb)
+    faces = face_boxes(rgb8, settings.min_face_confidence)
+    if not faces:
+        raise ValidationError(f"{source}: no face found for the automatic matte; give the plate an alpha "
+                              "channel or pass --matte FILE")
+    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        prob = seg.process(rgb8).segmentation_mask.astype(np.float32)
+    # keep the connected person regions that hold a detected face
+    count, labels = cv2.connectedComponents((prob > settings.threshold).astype(np.uint8))
+    keep = np.zeros(count, bool)
+    for x0, y0, x1, y1 in faces:
+        inside = labels[y0:y1, x0:x1]
+        keep[np.unique(inside[inside > 0])] = True
+    if not keep.any():
+        raise ValidationError(f"{source}: the segmenter found no person around the detected face; pass --matte FILE")
+    region = keep[labels].astype(np.float32)
+    soft = prob * cv2.dilate(region, np.ones((5, 5), np.uint8))
+    grey = rgb8.astype(np.float32).mean(axis=2) / 255.0
+    radius = max(1, int(round(settings.guide_radius * max(rgb.shape[:2]))))
+    alpha = np.clip(guided_filter(grey, soft, radius, settings.guide_eps), 0.0, 1.0)
+    log.info("%s: automatic matte from %d face(s), %.0f%% of the frame", source, len(faces), 100 * alpha.mean())
+    return alpha.astype(np.float32)
