@@ -159,7 +159,7 @@ class RelightJob:
             rig = ref.to_json()
         data = {**self.to_json(), "cameras": None, "rig": rig, "camera_c2w": c2w.tolist(),
                 "input": self.input.replace("{camera}", name), "output": self.output.replace("{camera}", name),
-                "matte": None if self.matte in (None, AUTO_MATTE) else self.matte.replace("{camera}", name)}
+                "matte": self.matte if self.matte in (None, AUTO_MATTE) else self.matte.replace("{camera}", name)}
         return RelightJob.from_json(data, source=f"job camera {name}")
 
     def light_rig(self):

@@ -78,3 +78,14 @@ def test_mediapipe_mesh_on_a_real_photo_faces_the_camera():
     ok[covered] = (e > 0.05 * np.median(e, axis=0)).all(axis=1)  # where the fit is not floored
     assert ok.mean() > 0.999
     np.testing.assert_allclose(shading_relight(plate, normals, covered, target)[ok], plate[ok], rtol=1e-4, atol=1e-6)
+    # a lamp from the camera's left brightens the face's left half against its right, and mirrored
+    from core.lighting.random_lighting import lamp_map
+
+    nose_x = int(lm[4, 0])
+    for side in (-1.0, 1.0):
+        d = np.array([side, 0.0, 0.5]) / math.sqrt(1.25)
+        lamp = project_to_sh(lamp_map(32, d, math.radians(15), np.ones(3)), 2)
+        out = shading_relight(plate, normals, covered, lamp).mean(axis=-1) / np.maximum(plate.mean(axis=-1), 1e-6)
+        left = out[:, :nose_x][covered[:, :nose_x]].mean()
+        right = out[:, nose_x:][covered[:, nose_x:]].mean()
+        assert (left / right if side < 0 else right / left) > 1.5

@@ -139,6 +139,14 @@ def test_envmap_bundle_relights_each_lamp_as_its_own_environment(tmp_path):
     # the key's pass: an environment whose energy is the key's irradiance (mean radiance = energy / 4 pi)
     key = rig.lights[0]
     assert plan.environment_scale[0] == pytest.approx(key.intensity * np.mean(key.rgb) / (4 * np.pi), rel=1e-5)
+    # ... and the lamp sits where the key is in the camera-frame map the model sees
+    from core.lighting.latlong import pixel_directions, pixel_solid_angles
+
+    seen = ((plan.environment[0].mean(axis=-1) + 1) / 2) ** 2.2  # undo the encoding's gamma
+    h, w = seen.shape
+    centroid = ((seen * pixel_solid_angles(h, w))[..., None] * pixel_directions(h, w)).sum(axis=(0, 1))
+    cosine = centroid @ np.array(key.direction) / np.linalg.norm(centroid) / np.linalg.norm(key.direction)
+    assert np.degrees(np.arccos(min(1.0, cosine))) < 8
     alpha = np.ones((RES, RES), np.float32)
     passes, evaluations = relight_frame(pipe, info, plate(), alpha, rig, SETTINGS)
     assert evaluations == 4 * 3 * SETTINGS.steps  # 4 passes x 3 guidance branches x steps
@@ -147,6 +155,12 @@ def test_envmap_bundle_relights_each_lamp_as_its_own_environment(tmp_path):
     brighter, _ = relight_frame(pipe, info, plate(), alpha, rig, SETTINGS)
     np.testing.assert_allclose(brighter.layers["key"], 3 * passes.layers["key"], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(brighter.layers["soft"], passes.layers["soft"], rtol=1e-5, atol=1e-7)
+    # a dark lamp costs no pass and leaves its layer black (no error from an empty environment)
+    key.intensity = 0.0
+    dark = plan_lighting(info, rig)
+    assert dark.inferences == 3 and list(dark.layers) == ["key", "soft", "environment"]
+    passes, _ = relight_frame(pipe, info, plate(), alpha, rig, SETTINGS)
+    assert not passes.layers["key"].any()
 
 
 def test_each_light_draws_its_own_noise_whatever_shares_its_run():
@@ -206,3 +220,62 @@ def test_ratio_consistency_makes_a_white_environment_give_the_input_back(tmp_pat
     # the correction needs every stage light of the frame in one unit
     with pytest.raises(ValueError, match="light chunks"):
         plan_lighting(info, rig, light_chunk=(0, 8), consistency="ratio")
+
+
+def test_a_partial_stage_is_pinned_to_its_share_of_the_input_not_the_whole():
+    """An analytic Lambertian sphere on a stage that lost its upper lights: the flat-lit was lit by
+    the whole stage, so the partial stage's OLATs add up to a share of it (its coverage). A perfect
+    model's white-environment relight with the ratio correction keeps the partial stage's own sum
+    when the bundle records that coverage; pinned to the whole input it came out 1 / coverage too
+    bright (the 1.26x the issue measured)."""
+    from core.lighting.layout import StageLayout
+    from core.relight.consistency import partial_stage_message, stage_coverage
+    from core.relight.frame import prepare_plate, relight_prepared
+
+    full = builtin_layout("rings32")
+    c2w = front_camera_c2w()
+    yy, xx = (np.mgrid[0:RES, 0:RES] + 0.5) / RES * 2 - 1
+    inside = xx ** 2 + yy ** 2 < 0.9 ** 2
+    normals = np.stack([xx, -yy, np.sqrt(np.clip(1 - xx ** 2 - yy ** 2, 0, 1))], -1)  # camera frame
+    albedo = np.array([0.6, 0.5, 0.4], np.float32)
+
+    def olats(layout):  # [N, H, W, 3] radiance per unit irradiance
+        dirs = world_to_camera_directions(layout.directions, c2w)
+        cos = np.clip(np.einsum("hwc,nc->nhw", normals, dirs), 0, None) * inside
+        return (cos[..., None] * albedo / math.pi).astype(np.float32)
+
+    keep = full.directions[:, 2] < 0.3
+    partial = StageLayout("partial", full.directions[keep], full.solid_angles[keep],
+                          tuple(np.array(full.names)[keep]))
+    flat = np.einsum("nhwc,n->hwc", olats(full), full.solid_angles).astype(np.float32)
+    unit = olats(partial)
+    irradiance = np.repeat(partial.solid_angles[:, None], 3, 1)
+    coverage = stage_coverage(flat[None], unit[None], irradiance, inside[None])
+    assert 0.3 < coverage.mean() < 0.9 and partial_stage_message(coverage, "stage") is not None
+    assert partial_stage_message(stage_coverage(flat[None], olats(full)[None], np.repeat(
+        full.solid_angles[:, None], 3, 1), inside[None]), "stage") is None
+
+    class Oracle:  # the exact OLAT of each requested stage direction
+        def latent_shape(self):
+            return (12, RES // 2, RES // 2)
+
+        def __call__(self, plate, dirs, sizes, **kw):
+            world = camera_to_world_directions(dirs, c2w)
+            images = unit[partial.nearest(world)]
+            return type("Out", (), {"images": images.copy(), "evaluations": len(dirs)})()
+
+    white = np.ones((16, 32, 3), np.float32)
+    pipe = tiny_pipe()
+    prepared = prepare_plate(flat, inside.astype(np.float32), RES)
+    means = {}
+    for label, cov in (("whole input", [1.0, 1.0, 1.0]), ("coverage", coverage.tolist())):
+        info = _info(pipe, partial)
+        info.stage_coverage = cov
+        rig = LightRig([], Environment("white.exr", (0.0, 0.0, 0.0), 1.0), c2w.tolist())
+        plan = plan_lighting(info, rig, "stage", environment=white, consistency="ratio")
+        out = relight_prepared(Oracle(), plan, prepared, SETTINGS).passes.layers["environment"]
+        means[label] = out[inside].mean(axis=0)
+    weights = project_to_layout(white, partial, (0.0, 0.0, 0.0)).weights  # the uncorrected oracle's relight
+    truth = np.einsum("nhwc,nc->hwc", unit, weights)[inside].mean(axis=0)
+    np.testing.assert_allclose(means["coverage"], truth, rtol=0.03)
+    np.testing.assert_allclose(means["whole input"], truth / coverage, rtol=0.03)

@@ -75,7 +75,7 @@ def test_envmap_training_on_portraits_under_any_light_beats_input_x_constant(cap
     assert trainer.model.unet.config.in_channels == 36
     probe = trainer.data.sample_portrait(np.random.default_rng(3), 8, trainer.split.train_views, trainer.environments)
     assert probe["environment"].shape == (8, 32, 32, 3) and probe["environment"].min() >= -1
-    assert not np.allclose(probe["flat"], trainer.data.flat[0])  # inputs under other lights than flat-lit
+    assert min(np.abs(p - trainer.data.flat).mean() for p in probe["flat"]) > 0  # lit otherwise than flat-lit
     before = _probe_loss(trainer, probe, repeats=6)
     trainer.rng = np.random.default_rng(0)
     metrics = trainer.train(progress=False)
@@ -84,7 +84,7 @@ def test_envmap_training_on_portraits_under_any_light_beats_input_x_constant(cap
 
 
 def test_portrait_pairs_are_the_olats_under_the_drawn_lightings(capture, tmp_path):
-    from core.lighting.random_lighting import LightingMix
+    from core.lighting.random_lighting import LightingMix, lamp_map
 
     trainer = Trainer(_cfg(capture, tmp_path / "pairs", steps=1, conditioning="envmap", environments=["forest"]))
     data = trainer.data
@@ -99,6 +99,16 @@ def test_portrait_pairs_are_the_olats_under_the_drawn_lightings(capture, tmp_pat
             err = np.abs(batch[key][b] - data.flat[v])[mask].mean() / data.flat[v][mask].mean()
             assert err < 0.02, (key, err)  # the stage's OLATs add up to the flat-lit within noise
         np.testing.assert_allclose(batch["environment"][b], batch["environment"][b].flat[0], atol=1e-6)  # uniform
+    # a lamp at the camera's left lights the left half of the image: world and camera frames agree
+    c2w = data.views[0].c2w
+    mask = data.alpha[0] > 0.5
+    half = mask.shape[1] // 2
+    for side in (-1.0, 1.0):
+        d = c2w[:3, :3] @ np.array([side, 0.0, 0.4])
+        img = data.compose(0, lamp_map(32, d / np.linalg.norm(d), np.radians(10), np.ones(3)))
+        lum = img.mean(axis=-1)
+        left, right = lum[:, :half][mask[:, :half]].mean(), lum[:, half:][mask[:, half:]].mean()
+        assert (left / right if side < 0 else right / left) > 1.5
 
 
 def test_multitask_mixes_unconditional_real_images(capture, tmp_path):

@@ -62,6 +62,8 @@ class BundleInfo:
     sha256: str = ""             # hash of the weight files
     recipe: dict = field(default_factory=lambda: json.loads(json.dumps(LEGACY_RECIPE)))
                                  # objective (its params), default sampler steps, consistency correction
+    stage_coverage: list = field(default_factory=lambda: [1.0, 1.0, 1.0])  # [3] the stage's OLATs' sum /
+                                 # the flat-lit, per channel, on the training views (1: a complete stage)
 
     def to_json(self) -> dict:
         return {
@@ -78,6 +80,7 @@ class BundleInfo:
             "training": self.training,
             "licence": self.licence,
             "recipe": self.recipe,
+            "stage_coverage": self.stage_coverage,
             "relit_version": __version__,
         }
 
@@ -146,6 +149,7 @@ def read_info(folder: str | Path) -> BundleInfo:
         stage_irradiance=data.get("stage_irradiance"),
         subject=data.get("subject"), training=data.get("training", {}), licence=data.get("licence", ""),
         sha256=weights_sha256(folder), recipe=recipe,
+        stage_coverage=[float(c) for c in data.get("stage_coverage", [1.0, 1.0, 1.0])],
     )
 
 

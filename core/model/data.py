@@ -20,7 +20,8 @@ from ..errors import ValidationError
 from ..io.framing import subject_framing, to_model
 from ..lighting.area import sg_cell_weights
 from ..lighting.camera import world_to_camera_directions
-from ..lighting.random_lighting import LightingMix, random_lighting
+from ..lighting.latlong import pixel_directions
+from ..lighting.random_lighting import LightingMix, mean_radiance, random_lighting
 
 
 def box_downsample(img: np.ndarray,  # [..., H, W, C]
@@ -64,7 +65,9 @@ class TrainingData:
             if min(m.cameras[0].width, m.cameras[0].height) < resolution:
                 raise ValidationError(f"{capture.root}: images are {m.cameras[0].width}x{m.cameras[0].height}; "
                                       f"training at {resolution} needs images at least that large")
-            if m.layout.names != self.layout.names or not np.allclose(m.layout.directions, self.layout.directions):
+            if (m.layout.names != self.layout.names or m.layout.floor_z != self.layout.floor_z
+                    or not np.allclose(m.layout.directions, self.layout.directions)
+                    or not np.allclose(m.layout.solid_angles, self.layout.solid_angles)):
                 raise ValidationError(f"{capture.root}: its stage ({len(m.layout)} lights) differs from "
                                       f"{captures[0].root}'s; train on capture sets of one stage layout")
             irradiance = m.irradiance.astype(np.float32)
@@ -139,13 +142,29 @@ class TrainingData:
                 dirs[b] = cam_dirs[i]
         return {"flat": flat, "target": target, "direction": dirs, "beta": beta, "alpha": self.alpha[v]}
 
+    def compose(self, view: int, latlong: np.ndarray) -> np.ndarray:  # [H, W, 3]
+        """The view lit by a world lat-long map: its OLATs weighted by the map's projection on the stage."""
+        from ..lighting.hdri import project_to_layout
+
+        weights = project_to_layout(latlong, self.layout, (0.0, 0.0, 0.0)).weights
+        return np.einsum("nc,nhwc->hwc", weights, self.olat[view].astype(np.float32))
+
+    def _drawn(self, rng: np.random.Generator, environments: list[np.ndarray], towards: np.ndarray,
+               mix: LightingMix) -> np.ndarray:
+        """A random lighting of unit mean radiance the stage can reproduce: nothing below its floor."""
+        latlong, _ = random_lighting(rng, environments, towards=towards, mix=mix)
+        if self.layout.floor_z is not None:
+            below = pixel_directions(*latlong.shape[:2])[..., 2] < self.layout.floor_z
+            latlong[below] = 0.0
+            latlong /= max(mean_radiance(latlong), 1e-12)
+        return latlong
+
     def sample_portrait(self, rng: np.random.Generator, batch: int, views: list[int],
                         environments: list[np.ndarray], mix: LightingMix = LightingMix()) -> dict[str, np.ndarray]:
         """A SynthLight batch: ``flat`` is the view under a random source lighting (an HDRI, lamps, the
-        flat-lit, or both; unit mean radiance), ``target`` the view under a random target lighting per
-        unit of its mean radiance, ``environment`` that target encoded in the camera frame. Both images
-        are the view's OLATs weighted by the lighting's projection on the stage."""
-        from ..lighting.hdri import project_to_layout
+        flat-lit, or both), ``target`` the view under a random target lighting, both of unit mean
+        radiance, and ``environment`` that target encoded in the camera frame. Both images are the
+        view's OLATs weighted by the lighting's projection on the stage (:meth:`compose`)."""
         from ..lighting.resample import camera_frame_latlong
         from .envmap import encode_environment
 
@@ -154,13 +173,12 @@ class TrainingData:
         env = np.zeros((batch, self.resolution, self.resolution, 3), np.float32)
         for b in range(batch):
             c2w = self.views[v[b]].c2w
-            olat = self.olat[v[b]].astype(np.float32)
             towards = c2w[:3, 2]  # from the subject towards the camera: lamps mostly light the seen side
-            lit, _ = random_lighting(rng, environments, towards=towards, mix=mix)
-            source[b] = np.einsum("nc,nhwc->hwc", project_to_layout(lit, self.layout, (0.0, 0.0, 0.0)).weights, olat)
-            goal, _ = random_lighting(rng, environments, towards=towards, mix=mix)
-            env[b], scale = encode_environment(camera_frame_latlong(goal, (0.0, 0.0, 0.0), c2w, self.resolution // 2),
-                                               self.resolution)
-            w = project_to_layout(goal, self.layout, (0.0, 0.0, 0.0)).weights / scale
-            target[b] = np.einsum("nc,nhwc->hwc", w, olat)
+            source[b] = self.compose(v[b], self._drawn(rng, environments, towards, mix))
+            goal = self._drawn(rng, environments, towards, mix)
+            # the encoded map's own scale is only its resampled copy's: the target is per unit of the
+            # lighting's true mean radiance (1), as inference multiplies by the lighting's true mean
+            env[b], _ = encode_environment(camera_frame_latlong(goal, (0.0, 0.0, 0.0), c2w, self.resolution // 2),
+                                           self.resolution)
+            target[b] = self.compose(v[b], goal)
         return {"flat": source, "target": target, "environment": env, "alpha": self.alpha[v]}

@@ -31,7 +31,7 @@ from .metrics import best_scale, psnr, ssim
 from .network import RelightModel
 from .noise import pyramid_noise
 from .objectives import make_objective
-from ..relight.consistency import CONSISTENCY
+from ..relight.consistency import CONSISTENCY, partial_stage_message, stage_coverage
 from .pipeline import RelightPipeline
 from .tone import ToneCurve
 
@@ -126,6 +126,11 @@ class Trainer:
         self.data = TrainingData(open_captures(cfg.captures), cfg.resolution)
         self.split: Split = self.data.split(cfg.holdout_light_every, tuple(cfg.holdout_cameras),
                                             tuple(cfg.holdout_expressions), tuple(cfg.holdout_identities))
+        subject = self.data.alpha > 0.5
+        subject[self.split.val_views] = False  # measured on the training views
+        self.coverage = stage_coverage(self.data.flat, self.data.olat, self.data.irradiance, subject)
+        if (partial := partial_stage_message(self.coverage, f"{cfg.captures[0]}")) and self.rank == 0:
+            log.warning("%s", partial)
         stage_radius = self.data.layout.olat_radius
         self.model_config = preset(cfg.preset, resolution=cfg.resolution, stage_radius=stage_radius,
                                    base_checkpoint=cfg.base_checkpoint, conditioning=cfg.conditioning)
@@ -406,6 +411,7 @@ class Trainer:
             recipe={"objective": self.objective.params(),
                     "steps": self.cfg.sample_steps or self.objective.default_steps,
                     "consistency": self.cfg.consistency},
+            stage_coverage=np.round(self.coverage, 5).tolist(),
             licence="weights trained from scratch by relit on synthetic data (GPL-3.0-or-later project); "
                     "no third-party base weights" if not self.cfg.base_checkpoint else
                     "derived from the base checkpoint's weights: its licence terms apply",

@@ -17,14 +17,16 @@ import math
 import numpy as np
 
 from ..lighting.sh import real_sh
+from . import mediapipe
 
 # Lambert's cosine lobe in SH (Ramamoorthi & Hanrahan): irradiance = sum_l A_l L_lm Y_lm
 LAMBERT_BANDS = (math.pi, 2.0 * math.pi / 3.0, math.pi / 4.0)
+_LAMBERT9 = np.array([LAMBERT_BANDS[0]] + [LAMBERT_BANDS[1]] * 3 + [LAMBERT_BANDS[2]] * 5)  # per coefficient
 
 
 def face_landmarks(rgb8: np.ndarray) -> np.ndarray | None:  # [H, W, 3] uint8 -> [468, 3] or None
     """The face's landmarks in pixels (x right, y down, z depth, smaller nearer), or None."""
-    import mediapipe as mp
+    mp = mediapipe()
 
     h, w = rgb8.shape[:2]
     with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False) as fm:
@@ -37,7 +39,7 @@ def face_landmarks(rgb8: np.ndarray) -> np.ndarray | None:  # [H, W, 3] uint8 ->
 @functools.lru_cache(maxsize=1)
 def face_triangles() -> np.ndarray:  # [T, 3] int, oriented to face the camera
     """Triangles of MediaPipe's face tessellation: the 3-cliques of its edge graph."""
-    import mediapipe as mp
+    mp = mediapipe()
 
     edges = {tuple(sorted(e)) for e in mp.solutions.face_mesh.FACEMESH_TESSELATION}
     neighbours: dict[int, set[int]] = {}
@@ -102,16 +104,14 @@ def rasterise_normals(points: np.ndarray,    # [N, 3] camera frame; x, -y are pi
 def sh_irradiance(normals: np.ndarray,  # [..., 3] unit
                   coeffs: np.ndarray,   # [9, 3] order-2 SH of the radiance (lighting.hdri.project_to_sh)
                   ) -> np.ndarray:      # [..., 3] irradiance
-    bands = np.array([LAMBERT_BANDS[0]] + [LAMBERT_BANDS[1]] * 3 + [LAMBERT_BANDS[2]] * 5)
-    return real_sh(normals, 2) @ (coeffs * bands[:, None])
+    return real_sh(normals, 2) @ (coeffs * _LAMBERT9[:, None])
 
 
 def fit_lighting(rgb: np.ndarray,      # [M, 3] pixel values on the face
                  normals: np.ndarray,  # [M, 3] their normals
                  ) -> np.ndarray:      # [9, 3] SH radiance coefficients, up to the albedo's scale
     """The order-2 SH lighting that best explains ``rgb`` as a constant albedo times irradiance."""
-    bands = np.array([LAMBERT_BANDS[0]] + [LAMBERT_BANDS[1]] * 3 + [LAMBERT_BANDS[2]] * 5)
-    basis = real_sh(normals, 2) * bands
+    basis = real_sh(normals, 2) * _LAMBERT9
     coeffs, *_ = np.linalg.lstsq(basis, rgb, rcond=None)
     return coeffs
 

@@ -1,7 +1,7 @@
 """Automatic mattes for plates without alpha: MediaPipe's selfie segmenter (whose weights ship
 inside the ``mediapipe`` wheel; nothing is downloaded) keeps the person whose face its face
-detector finds, and a guided filter with the plate as guide brings the matte's edge onto the
-plate's own edges (hair, shoulders)."""
+detector finds (the largest face when there are several), and a guided filter with the plate as
+guide brings the matte's edge onto the plate's own edges (hair, shoulders)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ValidationError
+from . import mediapipe
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def display_rgb8(rgb: np.ndarray) -> np.ndarray:  # [H, W, 3] linear Rec.709 -> 
 
 def face_boxes(rgb8: np.ndarray, min_confidence: float) -> list[tuple[int, int, int, int]]:
     """Faces found by MediaPipe's full-range detector, as pixel boxes (x0, y0, x1, y1)."""
-    import mediapipe as mp
+    mp = mediapipe()
 
     h, w = rgb8.shape[:2]
     with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_confidence) as fd:
@@ -40,9 +41,11 @@ def face_boxes(rgb8: np.ndarray, min_confidence: float) -> list[tuple[int, int, 
     boxes = []
     for det in found:
         b = det.location_data.relative_bounding_box
-        x0, y0 = max(0, int(b.xmin * w)), max(0, int(b.ymin * h))
-        boxes.append((x0, y0, min(w, int((b.xmin + b.width) * w)), min(h, int((b.ymin + b.height) * h))))
-    return boxes
+        x0, y0 = min(w, max(0, int(b.xmin * w))), min(h, max(0, int(b.ymin * h)))
+        x1, y1 = min(w, max(0, int((b.xmin + b.width) * w))), min(h, max(0, int((b.ymin + b.height) * h)))
+        if x1 > x0 and y1 > y0:
+            boxes.append((x0, y0, x1, y1))
+    return sorted(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)  # largest first
 
 
 def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
@@ -63,16 +66,20 @@ def guided_filter(guide: np.ndarray,  # [H, W] float32 in [0, 1]
     return _box_mean(a, radius) * guide + _box_mean(b, radius)
 
 
-def auto_matte(rgb: np.ndarray,   # [H, W, 3] linear Rec.709 plate
+def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultiplied
                source: str,       # the plate's name, for errors
+               space: str = "lin_rec709",  # the plate's working space
                settings: MatteSettings = MatteSettings(),
                ) -> np.ndarray:   # [H, W] float32 in [0, 1]
-    """The matte of the person whose face is found in ``rgb``: face, hair, neck, shoulders."""
+    """The matte of the person whose face is found in ``rgb`` (the largest face): face, hair, neck,
+    shoulders."""
     import cv2
-    import mediapipe as mp
 
-    rgb8 = display_rgb8(rgb)
-    faces = face_boxes(rgb8, settings.min_face_confidence)
+    from ..io.colour import convert
+
+    mp = mediapipe()
+    rgb8 = display_rgb8(rgb if space == "lin_rec709" else convert(rgb, space, "lin_rec709"))
+    faces = face_boxes(rgb8, settings.min_face_confidence)[:1]
     if not faces:
         raise ValidationError(f"{source}: no face found for the automatic matte; give the plate an alpha "
                               "channel or pass --matte FILE")

@@ -150,8 +150,9 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
         if light_chunk is not None:
             lit = lit[(lit >= light_chunk[0]) & (lit < light_chunk[1])]
         idx = plan._add(cam_dirs[lit], np.zeros(len(lit)))
-        if correct:
-            plan.correction = (idx, np.asarray(info.stage_irradiance, np.float64)[lit])
+        if correct:  # pinned to the share of the input the stage accounts for (consistency.py)
+            irradiance = np.asarray(info.stage_irradiance, np.float64) / np.asarray(info.stage_coverage)
+            plan.correction = (idx, irradiance[lit])
         if weights is not None:
             plan._feed(ENV_LAYER, idx, weights[lit])
         if basis:
@@ -209,10 +210,14 @@ def _plan_envmap(info, rig: LightRig | None, environment, basis: bool, strategy:
         pixels = environment if environment is not None else load_environment(env.path)
         passes.append((ENV_LAYER, camera_frame_latlong(pixels, env.rotation, _camera(rig, camera_c2w), res // 2)
                        * env.intensity))
-    encoded = [encode_environment(latlong, res) for _, latlong in passes]
-    plan = LightingPlan(environment=np.stack([e for e, _ in encoded]),
+    lit = [(layer, latlong) for layer, latlong in passes if latlong.max() > 0]  # a dark lamp costs no pass
+    encoded = [encode_environment(latlong, res) for _, latlong in lit]
+    m = info.config.resolution
+    plan = LightingPlan(environment=np.stack([e for e, _ in encoded]) if encoded else np.zeros((0, m, m, 3)),
                         environment_scale=np.array([scale for _, scale in encoded]))
-    for i, (layer, _) in enumerate(passes):
+    for layer, _ in passes:
+        plan._feed(layer, np.zeros(0, int), np.zeros((0, 3)))  # every layer exists, dark ones stay black
+    for i, (layer, _) in enumerate(lit):
         plan._feed(layer, np.array([i]), np.ones((1, 3)))
     return plan
 
@@ -356,7 +361,8 @@ def consistency_error(pipe, info, plate: np.ndarray, alpha: np.ndarray, settings
     out = pipe(plate, dirs, np.zeros(len(dirs)), num_inference_steps=settings.steps,
                guidance_image=settings.guidance_image, guidance_light=settings.guidance_light,
                seed=settings.seed, sampler=settings.sampler, batch_size=settings.batch_size)
-    total = np.einsum("nhwc,nc->hwc", out.images, np.asarray(info.stage_irradiance, dtype=np.float32))
+    irradiance = np.asarray(info.stage_irradiance, np.float32) / np.asarray(info.stage_coverage, np.float32)
+    total = np.einsum("nhwc,nc->hwc", out.images, irradiance)
     mask = alpha > 0.5
     err = float(np.abs(total - plate)[mask].mean() / max(plate[mask].mean(), 1e-12))
     return err, total

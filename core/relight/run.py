@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -32,6 +32,7 @@ from ..io.plates import SUBJECT_ATTRIBUTE, read_plate
 from ..io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
 from ..jobs import AUTO_MATTE, RelightJob
 from ..lighting.hdri import load_environment
+from .consistency import partial_stage_message
 from .frame import (LightingPlan, PreparedPlate, RelightSettings, light_keys, light_noise, pass_metadata,
                     plan_lighting, prepare_plate, relight_prepared)
 
@@ -163,7 +164,11 @@ class FrameSource:
             if self.mattes is None and (job.matte == AUTO_MATTE or not plate.has_alpha):
                 from ..portrait.matte import auto_matte
 
-                matte, premultiply = auto_matte(plate.rgb, str(path)), True
+                rgb = plate.rgb  # un-premultiplied: the automatic matte is applied to it
+                if plate.has_alpha:
+                    rgb = np.where(plate.alpha[..., None] > 0, rgb / np.maximum(plate.alpha, 1e-6)[..., None], 0.0)
+                plate = replace(plate, rgb=rgb.astype(np.float32))
+                matte, premultiply = auto_matte(plate.rgb, str(path), job.working_space), True
             elif self.mattes is None:
                 matte, premultiply = plate.alpha, False
             else:
@@ -257,6 +262,8 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     pipe, info = pipe_and_info if pipe_and_info is not None else load_bundle(job.bundle, job.device)
     source = FrameSource(job, info, pipe.latent_shape(), light_keys(plan, job.samples))
     report = RunReport(folder=Path(job.output), inferences=plan.inferences, warnings=source.check_headers())
+    if plan.correction is not None and (partial := partial_stage_message(info.stage_coverage, f"bundle {info.id}")):
+        report.warnings.append(partial)
     for w in report.warnings:
         log.warning("%s", w)
     job_digest = _job_digest(job, info.sha256, hdri_sha, {**info.recipe, "steps": steps, "sampler": sampler,
