@@ -7,6 +7,7 @@ Pure Python (no torch): the Blender add-on builds and validates jobs in its own 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -22,6 +23,7 @@ NOISE_MODES = ("fixed", "flow")
 SAMPLERS = ("ddim", "dpmpp", "euler", "direct")  # which apply depends on the bundle's objective
 
 
+OUTPUT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # RelightJob.name: a file stem, never a path
 AUTO_MATTE = "auto"  # RelightJob.matte: segment the person whose face is found (core.portrait.matte)
 
 
@@ -95,6 +97,9 @@ class RelightJob:
         for key in ("bundle", "input", "output", "name"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise ValidationError(f"{source}.{key}: must be a non-empty string")
+        if not OUTPUT_NAME.fullmatch(self.name):
+            raise ValidationError(f"{source}.name: {self.name!r} is the output files' stem, not a path: use letters, "
+                                  "digits, '_', '-' and '.' (not first), e.g. relit_key")
         _choice(self.hdri_strategy, HDRI_STRATEGIES, f"{source}.hdri_strategy")
         _choice(self.noise, NOISE_MODES, f"{source}.noise")
         if self.sampler is not None:

@@ -12,6 +12,9 @@ contract 5). No sockets, no ports: requests on stdin, events on stdout, one JSON
                                                           "frames", "output", "ply"}}
     client -> {"op": "shutdown"}
 
+Any line that is not a request (not UTF-8, not JSON, not an object, over 16 MB) and a cancel for an
+id no job has are answered with a ``ProtocolError`` event; the worker keeps serving.
+
 stdout carries only the protocol: at start the worker keeps a private copy of file descriptor 1
 for itself and points descriptor 1 at stderr, so prints and C libraries cannot corrupt the stream.
 Each job writes a log file ``OUTPUT/logs/job-<id>.log``. A loaded bundle is kept for later jobs.
@@ -32,6 +35,7 @@ from ._version import __version__
 from .errors import RelitError
 
 PROTOCOL = 1
+MAX_LINE = 16 * 1024 * 1024  # bytes: a longer request line is refused (and skipped), not read into memory
 log = logging.getLogger("relit.worker")
 
 
@@ -42,7 +46,7 @@ class Cancelled(InterruptedError):
 class Worker:
     def __init__(self, out=None, inp=None):
         self.out = out          # protocol stream (text, line-buffered)
-        self.inp = inp          # request stream
+        self.inp = inp          # request stream (binary: a line that is not UTF-8 is answered, not fatal)
         self.lock = threading.Lock()
         self.cancel: dict[str, threading.Event] = {}
         self.jobs: queue.Queue = queue.Queue()
@@ -59,37 +63,66 @@ class Worker:
         runner = threading.Thread(target=self._run_jobs, daemon=True)
         runner.start()
         self.send({"type": "hello", "protocol": PROTOCOL, "relit": __version__, "pid": os.getpid()})
-        for line in self.inp:
-            if not line.strip():
-                continue
-            try:
-                request = json.loads(line)
-            except json.JSONDecodeError as e:
-                self.send({"type": "error", "kind": "ProtocolError", "message": f"not JSON: {e}", "cancelled": False})
+        while (request := self._next_request()) is not _EOF:
+            if request is None:
                 continue
             op, rid = request.get("op"), request.get("id")
             if op == "shutdown":
                 break
             if op == "cancel":
-                self.cancel.setdefault(str(rid), threading.Event()).set()
+                event = self.cancel.get(str(rid))
+                if event is None:  # answered, and never remembered: a later job with this id runs
+                    self._protocol_error(rid, f"cancel: no queued or running job has id {rid!r}")
+                else:
+                    event.set()
             elif op == "ping":
                 self.send({"id": rid, "type": "result", "result": {"pong": True}})
             elif op in ("relight", "render-views"):
                 self.cancel.setdefault(str(rid), threading.Event())
                 self.jobs.put(request)
             else:
-                self.send({"id": rid, "type": "error", "kind": "ProtocolError",
-                           "message": f"unknown op {op!r}: use relight, render-views, cancel, ping or shutdown",
-                           "cancelled": False})
+                self._protocol_error(rid, f"unknown op {op!r}: use relight, render-views, cancel, ping or shutdown")
         self.jobs.put(None)
         runner.join()
 
+    def _protocol_error(self, rid, message: str) -> None:
+        self.send({"id": rid, "type": "error", "kind": "ProtocolError", "message": message, "cancelled": False})
+
+    def _next_request(self):
+        """The next request object; None for a line answered with an error event; _EOF at the end."""
+        raw = self.inp.readline(MAX_LINE + 1)
+        if not raw:
+            return _EOF
+        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+            while (rest := self.inp.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                pass  # skip the rest of the line without holding it
+            self._protocol_error(None, f"request line longer than {MAX_LINE} bytes: skipped")
+            return None
+        if not raw.strip():
+            return None
+        try:
+            request = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            self._protocol_error(None, f"not UTF-8: {e}")
+            return None
+        except json.JSONDecodeError as e:
+            self._protocol_error(None, f"not JSON: {e}")
+            return None
+        if not isinstance(request, dict):
+            self._protocol_error(None, f"a request is a JSON object {{id, op, params}}, got {type(request).__name__}")
+            return None
+        return request
+
     def _run_jobs(self) -> None:
         while (request := self.jobs.get()) is not None:
-            if request.get("op") == "render-views":
-                self.run_render(str(request.get("id")), request.get("params") or {})
-            else:
-                self.run_job(str(request.get("id")), request.get("params") or {})
+            rid = str(request.get("id"))
+            try:
+                if request.get("op") == "render-views":
+                    self.run_render(rid, request.get("params") or {})
+                else:
+                    self.run_job(rid, request.get("params") or {})
+            finally:
+                self.cancel.pop(rid, None)  # the id is free again
 
     def run_render(self, rid: str, params: dict) -> None:
         """Render a reconstruction from one camera: params {recon, camera: {K, c2w, width, height},
@@ -195,6 +228,9 @@ class Worker:
                             "evaluations": f.evaluations, "seconds": f.seconds} for f in report.frames]}
 
 
+_EOF = object()  # the request stream ended
+
+
 class _Relay(logging.Handler):
     """Warnings of a job, sent to the client as log events."""
 
@@ -212,7 +248,7 @@ def main() -> int:
     sys.stdout = sys.stderr
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Worker(protocol, sys.stdin).serve()
+    Worker(protocol, sys.stdin.buffer).serve()
     return 0
 
 

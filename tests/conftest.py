@@ -6,12 +6,19 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# every process the tests start gets the repository and the network guard (tests/no_network)
+PYTHONPATH = os.pathsep.join([str(ROOT), str(ROOT / "tests" / "no_network")])
+NETWORK_LOG = Path(tempfile.gettempdir()) / f"relit-network-{os.getpid()}.log"
+os.environ["RELIT_NETWORK_LOG"] = str(NETWORK_LOG)
+sys.path.insert(0, str(ROOT / "tests" / "no_network"))
+import sitecustomize as _network_guard  # noqa: E402,F401  (guards this process too)
 
 
 def sphere_quadrature(n_z: int = 32, n_phi: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -38,14 +45,14 @@ def env_from_function(height: int, fn) -> np.ndarray:  # [H, 2H, 3] float32
 
 def run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
     """Run Python code in a fresh interpreter with the repository on sys.path."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           cwd=kwargs.pop("cwd", ROOT), timeout=kwargs.pop("timeout", 120), **kwargs)
 
 
 def run_relit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the ``relit`` CLI in a subprocess (so bpy, when a verb loads it, stays out of pytest)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
     return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True, text=True,
                           env=env, cwd=cwd or ROOT, timeout=300)
 
@@ -122,3 +129,13 @@ def relight_job(bundle, plates, out, **kw):
 
     kw = {"rig": example_rig().to_json(), "steps": 2, "seed": 3, **kw}
     return RelightJob(bundle=str(bundle), input=plates, output=str(out), **kw)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_network_connection():
+    """Fails the session if any process it started tried to reach the network (DESIGN: offline)."""
+    NETWORK_LOG.unlink(missing_ok=True)
+    yield
+    attempts = NETWORK_LOG.read_text() if NETWORK_LOG.exists() else ""
+    NETWORK_LOG.unlink(missing_ok=True)
+    assert attempts == "", f"network connections attempted during the tests:\n{attempts}"

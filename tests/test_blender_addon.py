@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.lighting.area import beta_from_radius
-from tests.conftest import ROOT
+from tests.conftest import PYTHONPATH, ROOT
 
 STAGE_RADIUS = 0.18
 
@@ -18,7 +18,7 @@ STAGE_RADIUS = 0.18
 def run_bpy(code: str, *args: str, timeout: int = 300) -> dict:
     """Run ``code`` in a fresh Python with bpy (one bpy per process); it prints one JSON line last."""
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=timeout)
+                          env=dict(os.environ, PYTHONPATH=PYTHONPATH), timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

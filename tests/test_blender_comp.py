@@ -12,7 +12,7 @@ from compositor_nodes.defaults import default_graph
 from compositor_nodes.evaluate import evaluate
 from core.io.exr import read_channels
 from core.io.passes import PassMetadata, RelitPasses, read_passes, write_passes
-from tests.conftest import ROOT
+from tests.conftest import PYTHONPATH, ROOT
 
 H, W = 24, 40
 
@@ -50,7 +50,7 @@ def _pass_file(path):
 def _render(graph, out):
     code = RENDER.format(w=W, h=H)
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(graph.to_json()), str(out)], capture_output=True,
-                          text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
+                          text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=PYTHONPATH), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import OpenEXR
@@ -167,3 +168,28 @@ def test_versioned_output_folders_never_reuse_a_number(tmp_path):
     assert [first.name, second.name, third.name] == ["v001", "v002", "v011"]
     assert (first / "keep.txt").read_text() == "x"
     assert [p.name for p in versions(tmp_path / "shot")] == ["v001", "v002", "v010", "v011"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_outputs_get_the_mode_the_umask_gives(tmp_path, umask):
+    """Atomic writes create a private temporary file; the finished file has 0666 less the umask,
+    as a plain open() would give it (checked in a fresh process with that umask)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import PYTHONPATH
+
+    code = ("import os, sys, numpy as np\n"
+            f"os.umask({umask})\n"
+            "from core.io.atomic import atomic_write_text\n"
+            "from core.io.exr import write_rgba\n"
+            "atomic_write_text(sys.argv[1] + '/a.json', '{}')\n"
+            "write_rgba(sys.argv[1] + '/b.exr', np.ones((4, 4, 3), np.float32), np.ones((4, 4), np.float32))\n"
+            "open(sys.argv[1] + '/plain.txt', 'w').close()\n")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=PYTHONPATH), timeout=120)
+    assert run.returncode == 0, run.stderr
+    expected = 0o666 & ~umask
+    assert (tmp_path / "plain.txt").stat().st_mode & 0o777 == expected  # the reference: a plain open()
+    for name in ("a.json", "b.exr"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == expected, name

@@ -69,8 +69,9 @@ prefs = bpy.context.preferences.addons["%s"].preferences
 
 def run_shipped(build, extension_zip, tmp_path, script: str, *args: str, timeout: int = 600) -> dict:
     """Install the shipped zip into a fresh bpy process and run ``script`` (it prints one JSON line)."""
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"))
-    env.pop("PYTHONPATH", None)
+    # no repository on the path; only the network guard (the worker it spawns inherits it)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"),
+               PYTHONPATH=str(ROOT / "tests" / "no_network"))
     argv = [json.dumps(worker_only_modules(build)), str(ROOT), str(extension_zip), *args]
     proc = subprocess.run([sys.executable, "-c", INSTALL + script, *argv], capture_output=True, text=True,
                           cwd=tmp_path, env=env, timeout=timeout)

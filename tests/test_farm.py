@@ -17,7 +17,7 @@ from core.lighting.camera import front_camera_c2w
 from core.lighting.layout import builtin_layout
 from core.lighting.rig import Environment
 from core.relight.run import run_relight
-from tests.conftest import LAYOUT, ROOT, env_from_function, example_rig, write_plates
+from tests.conftest import LAYOUT, PYTHONPATH, ROOT, env_from_function, example_rig, write_plates
 
 N_STAGE = len(builtin_layout(LAYOUT))
 
@@ -98,7 +98,7 @@ def test_light_chunks_merge_to_the_unsplit_result(tmp_path, bundle):
 def test_cli_plan_and_run_unit(tmp_path, bundle):
     job = _job(bundle, tmp_path, tmp_path / "out", frames=(1, 2))
     job.save(tmp_path / "job.json")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
     run = subprocess.run([sys.executable, "-m", "core.cli", "plan", str(tmp_path / "job.json"), "--chunk", "1",
                           "-o", str(tmp_path / "units.json")], capture_output=True, text=True, env=env, cwd=ROOT)
     assert run.returncode == 0, run.stderr

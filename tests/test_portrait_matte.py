@@ -13,7 +13,7 @@ import pytest
 
 from core.errors import ValidationError
 from core.portrait.matte import auto_matte, display_rgb8, face_boxes
-from tests.conftest import ROOT, example_rig
+from tests.conftest import PYTHONPATH, ROOT, example_rig
 
 
 def _photo(name: str) -> np.ndarray:  # [H, W, 3] uint8 sRGB
@@ -76,7 +76,7 @@ def test_relight_of_a_photo_without_alpha_uses_the_auto_matte_as_the_pass_alpha(
     write_png(tmp_path / "astronaut.png", u8)
     write_png(tmp_path / "coffee.png", data.coffee()[::4, ::4])
     (tmp_path / "rig.json").write_text(json.dumps(example_rig().to_json()))
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
 
     def relight(name):
         return subprocess.run([sys.executable, "-m", "core.cli", "relight", "--input", str(tmp_path / f"{name}.png"),

@@ -21,7 +21,7 @@ from core.lighting.layout import builtin_layout
 from core.lighting.rig import Environment, Light, LightRig
 from core.model.pipeline import RelightOutput
 from core.relight.run import run_relight
-from tests.conftest import LAYOUT, ROOT, SUBJECT, env_from_function, example_rig
+from tests.conftest import LAYOUT, PYTHONPATH, ROOT, SUBJECT, env_from_function, example_rig
 from tests.conftest import relight_job as _job
 from tests.conftest import write_plates as _plates
 from tests.test_model import RES
@@ -189,7 +189,7 @@ def test_cli_reports_a_bad_rig_with_the_file_and_field(tmp_path, bundle):
     (tmp_path / "rig.json").write_text(json.dumps(rig))
     run = subprocess.run([sys.executable, "-m", "core.cli", "relight", "--bundle", str(bundle), "--input", plates,
                           "--rig", str(tmp_path / "rig.json"), "-o", str(tmp_path / "out")],
-                         capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                         capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=PYTHONPATH))
     assert run.returncode == 2
     assert "rig.json: lights[0].direction: is the zero vector" in run.stderr
     _assert_nothing_written(tmp_path / "out")
@@ -201,7 +201,7 @@ def test_killed_mid_sequence_leaves_no_partial_file_and_the_rerun_completes(tmp_
     job = _job(bundle, plates, tmp_path / "out", steps=60, batch_size=1)
     job.save(tmp_path / "job.json")
     cmd = [sys.executable, "-m", "core.cli", "relight", "--job", str(tmp_path / "job.json"), "--quiet"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     folder = tmp_path / "out" / "v001"
     deadline = time.time() + 120
@@ -269,3 +269,28 @@ def test_write_exr_of_plates_keeps_the_subject_attribute(tmp_path):
     from core.io.plates import read_plate
 
     assert read_plate(tmp_path / "p.exr").subject == "face-0003"
+
+
+@pytest.mark.parametrize("remove", ["unet", "unet/diffusion_pytorch_model.safetensors", "lighting.safetensors"])
+def test_an_incomplete_bundle_is_refused_offline_with_the_fix(tmp_path, bundle, remove):
+    import shutil
+
+    broken = tmp_path / "bundle"
+    shutil.copytree(bundle, broken)
+    target = broken / remove
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    plates = _plates(tmp_path, [1])
+    run = subprocess.run([sys.executable, "-m", "core.cli", "relight", "--bundle", str(broken), "--input", plates,
+                          "--hdri", "forest", "-o", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=PYTHONPATH), timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert str(broken) in run.stderr and "the bundle is incomplete" in run.stderr
+    _assert_nothing_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["../v001/relit", "a/b", "..", ".hidden", "c:\\\\x"])
+def test_an_output_name_is_a_file_stem_never_a_path(tmp_path, bundle, name):
+    plates = _plates(tmp_path, [1])
+    with pytest.raises(RelitError, match="is the output files' stem, not a path"):
+        run_relight(_job(bundle, plates, tmp_path / "out", name=name))
+    _assert_nothing_written(tmp_path / "out")

@@ -136,14 +136,14 @@ def test_two_process_data_parallel_equals_one_process_over_the_global_batch(capt
 
     from safetensors.torch import load_file
 
-    from tests.conftest import ROOT
+    from tests.conftest import PYTHONPATH, ROOT
 
     # the DDPM objective: refine's residual term (weighted 0.01) leaves many weights with a near-zero gradient,
     # where AdamW amplifies the all-reduce's float rounding past this test's 1 % bound (the mechanism under
     # test, equal shares and averaged gradients, does not depend on the objective)
     args = ["train", str(capture.root), "--res", "32", "--batch", "4", "--steps", "3", "--checkpoint-every", "3",
             "--val-every", "0", "--holdout-light-every", "8", "--objective", "diffusion", "--quiet"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH, OMP_NUM_THREADS="1")
     one = subprocess.run([sys.executable, "-m", "core.cli", *args, "-o", str(tmp_path / "one")], capture_output=True,
                          text=True, env=env, cwd=ROOT, timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]

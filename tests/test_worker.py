@@ -8,9 +8,9 @@ import pytest
 
 from core.io.passes import read_passes
 from core.worker_client import WorkerClient, WorkerError
-from tests.conftest import ROOT, relight_job, write_plates
+from tests.conftest import PYTHONPATH, ROOT, relight_job, write_plates
 
-ENV = {"PYTHONPATH": str(ROOT)}
+ENV = {"PYTHONPATH": PYTHONPATH}
 
 
 @pytest.fixture
@@ -95,3 +95,34 @@ def test_a_missing_interpreter_is_a_clear_error(tmp_path):
     except WorkerError as e:  # it may already have exited when the request is sent
         message = str(e)
     assert re.search(r"relit (is )?installed", message), message
+
+
+def test_any_bad_line_is_answered_and_the_worker_keeps_serving(tmp_path, bundle):
+    """JSON of the wrong type, invalid UTF-8, a line over the size limit, a cancel for an unknown id:
+    each gets an error event; the worker goes on, and a later job with the cancelled id runs."""
+    import json
+    import subprocess
+
+    from core.worker import MAX_LINE
+
+    plates = write_plates(tmp_path, [1])
+    job = {"id": "j9", "op": "relight", "params": relight_job(bundle, plates, tmp_path / "out").to_json()}
+    lines = [b"[1, 2]\n", b'"text"\n', b"42\n", b"\xff\xfe not utf-8\n", b"{not json\n",
+             b'{"id": "x", "params": {}}\n' + b"x" * (MAX_LINE + 10) + b"\n",
+             b'{"id": "j9", "op": "cancel"}\n', (json.dumps(job) + "\n").encode(),
+             b'{"id": "p", "op": "ping"}\n']
+    proc = subprocess.run([sys.executable, "-m", "core.worker"], input=b"".join(lines), capture_output=True,
+                          env=dict(os.environ, **ENV), cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert events[0]["type"] == "hello"
+    errors = [e for e in events if e["type"] == "error"]
+    kinds = [e["message"].split(":")[0] for e in errors[:7]]
+    assert [e["kind"] for e in errors[:7]] == ["ProtocolError"] * 7, errors
+    assert "a request is a JSON object" in errors[0]["message"] and "list" in errors[0]["message"]
+    assert "not UTF-8" in kinds and "not JSON" in kinds
+    assert any("longer than" in e["message"] for e in errors)
+    assert any("no queued or running job has id 'j9'" in e["message"] for e in errors)
+    results = {e["id"]: e for e in events if e["type"] == "result"}
+    assert results["p"]["result"] == {"pong": True}
+    assert len(results["j9"]["result"]["frames"]) == 1  # not poisoned by the earlier cancel

@@ -1,7 +1,9 @@
 """Atomic writes: write next to the target under a temporary name, then rename.
 
 A reader never sees a half-written file, and a crash leaves the previous
-file (or nothing) in place, never a partial one.
+file (or nothing) in place, never a partial one. The finished file gets the
+mode a plain ``open`` would give it (0666 less the umask), not the private
+0600 of the temporary file: comp artists and farm users read relit's outputs.
 """
 
 from __future__ import annotations
@@ -9,10 +11,28 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
 PARTIAL = ".partial"  # marks temporary files; a killed writer may leave one behind
+_UMASK_LOCK = threading.Lock()
+
+
+def file_mode(directory: bool = False) -> int:
+    """0666 (0777 for a directory) less the process's umask: the mode ``open(path, "w")`` (``mkdir``)
+    would give it."""
+    full = 0o777 if directory else 0o666
+    try:  # Linux states it without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return full & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return full & ~mask
 
 
 @contextlib.contextmanager
@@ -25,6 +45,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, file_mode())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

@@ -27,6 +27,7 @@ import torch
 
 from .._version import __version__
 from ..errors import RelitIOError, ValidationError
+from ..io.atomic import file_mode
 from ..lighting.layout import StageLayout, layout_from_json
 from ..relight.consistency import CONSISTENCY
 from ..validation import load_json
@@ -119,6 +120,7 @@ def save_bundle(folder: str | Path, pipe: RelightPipeline, info: BundleInfo) -> 
         save_file({"null_light": pipe.model.null_light.detach().cpu().contiguous()}, tmp / "lighting.safetensors")
         info.sha256 = weights_sha256(tmp)
         (tmp / BUNDLE_JSON).write_text(json.dumps(info.to_json(), indent=2) + "\n")
+        os.chmod(tmp, file_mode(directory=True))  # mkdtemp's folder is private; a bundle is shared
         os.replace(tmp, folder)
     finally:
         if tmp.exists():
@@ -163,6 +165,13 @@ def load_bundle(folder: str | Path, device: str | torch.device = "cpu") -> tuple
         raise RelitIOError(f"{folder}: bundle folder not found")
     refuse_pickles(folder)
     info = read_info(folder)
+    for part, what in (("unet/config.json", "the UNet's config"), ("lighting.safetensors", "the lighting weights")):
+        if not (folder / part).is_file():
+            raise RelitIOError(f"{folder}: {part} missing ({what}); the bundle is incomplete: copy it again from "
+                               "where it was trained")
+    if not any((folder / "unet").glob("*.safetensors")):
+        raise RelitIOError(f"{folder}: unet/ holds no .safetensors weights; the bundle is incomplete: copy it again "
+                           "from where it was trained")
     unet = UNet2DConditionModel.from_pretrained(folder / "unet", use_safetensors=True, local_files_only=True)
     model = RelightModel(info.config, unet=unet)
     model.null_light.data.copy_(load_file(folder / "lighting.safetensors")["null_light"])
