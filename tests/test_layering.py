@@ -71,3 +71,26 @@ def test_the_addon_and_the_compositor_reach_core_by_import_statements_only():
     offenders = [path.relative_to(ROOT).as_posix() for folder in ("blender_addon", "compositor_nodes")
                  for path in (ROOT / folder).rglob("*.py") if "importlib" in set(_imports(path))]
     assert offenders == []
+
+
+def test_the_network_guard_of_the_test_processes_catches_a_connection(tmp_path):
+    """The guard every test process runs under (tests/no_network) stops and records a connection
+    beyond this machine, and lets loopback through (Ray's local cluster uses it)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import PYTHONPATH
+
+    code = ("import socket\n"
+            "try:\n"
+            "    socket.create_connection(('192.0.2.1', 80), timeout=0.5)\n"
+            "except OSError as e:\n"
+            "    print('refused:', e)\n"
+            "s = socket.socket(); s.settimeout(0.5)\n"
+            "print('loopback:', s.connect_ex(('127.0.0.1', 9)))\n")
+    log = tmp_path / "network.log"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=PYTHONPATH, RELIT_NETWORK_LOG=str(log)))
+    assert "refused: relit tests: a network connection to ('192.0.2.1', 80)" in run.stdout
+    assert "loopback:" in run.stdout and "192.0.2.1" in log.read_text()
