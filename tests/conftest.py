@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import runpy
 import subprocess
 import sys
 import tempfile
@@ -17,8 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHONPATH = os.pathsep.join([str(ROOT), str(ROOT / "tests" / "no_network")])
 NETWORK_LOG = Path(tempfile.gettempdir()) / f"relit-network-{os.getpid()}.log"
 os.environ["RELIT_NETWORK_LOG"] = str(NETWORK_LOG)
-sys.path.insert(0, str(ROOT / "tests" / "no_network"))
-import sitecustomize as _network_guard  # noqa: E402,F401  (guards this process too)
+runpy.run_path(str(ROOT / "tests" / "no_network" / "sitecustomize.py"))  # guards this process too
 
 
 def sphere_quadrature(n_z: int = 32, n_phi: int = 64) -> tuple[np.ndarray, np.ndarray]:
