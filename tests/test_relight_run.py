@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -196,24 +195,33 @@ def test_cli_reports_a_bad_rig_with_the_file_and_field(tmp_path, bundle):
 
 
 def test_killed_mid_sequence_leaves_no_partial_file_and_the_rerun_completes(tmp_path, bundle):
+    """Killed at a known point (right after frame 2 is reported, through the worker's progress
+    events), not after a wall-clock wait: the frames written are whole and a rerun completes."""
+    from core.worker_client import WorkerClient
+
     frames = list(range(1, 9))
     plates = _plates(tmp_path, frames)
     job = _job(bundle, plates, tmp_path / "out", steps=60, batch_size=1)
     job.save(tmp_path / "job.json")
-    cmd = [sys.executable, "-m", "core.cli", "relight", "--job", str(tmp_path / "job.json"), "--quiet"]
-    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = WorkerClient(sys.executable, env={"PYTHONPATH": PYTHONPATH}, cwd=str(ROOT))
+    client.handshake()
+    running = client.submit("relight", job.to_json())
+    while True:
+        event = client._next(600)
+        assert event is not None and event.get("type") != "error", event
+        if event.get("type") == "progress" and event["stage"] == "frames" and event["done"] == 2:
+            break
+    os.kill(client.proc.pid, signal.SIGKILL)  # frame 3 is under way: 60 steps x 3 lights, batch 1
+    client.proc.wait()
+    assert not running.finished
     folder = tmp_path / "out" / "v001"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (folder / "relit.0002.exr").exists():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
     written = sorted(p.name for p in folder.glob("relit.*.exr"))
     assert 2 <= len(written) < len(frames), "the kill should land mid-sequence"
     for name in written:  # every file under its final name is whole
         read_passes(folder / name)
-    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "core.cli", "relight", "--job", str(tmp_path / "job.json"), "--quiet"]
+    rerun = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=PYTHONPATH), capture_output=True,
+                           text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(written)} skipped" in rerun.stdout and "v001" in rerun.stdout
     assert sorted(p.name for p in folder.glob("relit.*.exr")) == [f"relit.{f:04d}.exr" for f in frames]
