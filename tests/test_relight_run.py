@@ -302,3 +302,20 @@ def test_an_output_name_is_a_file_stem_never_a_path(tmp_path, bundle, name):
     with pytest.raises(RelitError, match="is the output files' stem, not a path"):
         run_relight(_job(bundle, plates, tmp_path / "out", name=name))
     _assert_nothing_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize("case", ["truncated_plate", "matte_size"])
+def test_a_run_that_fails_on_its_first_frame_leaves_no_version_folder(tmp_path, bundle, case):
+    from core.io.exr import write_rgba
+
+    plates = _plates(tmp_path, [1, 2])
+    matte = None
+    if case == "truncated_plate":
+        first = tmp_path / "flat.0001.exr"
+        first.write_bytes(first.read_bytes()[:400])  # the header reads, the pixels do not
+    else:
+        write_rgba(tmp_path / "matte.exr", np.ones((8, 8, 3), np.float32), np.ones((8, 8), np.float32))
+        matte = str(tmp_path / "matte.exr")
+    with pytest.raises(RelitError):
+        run_relight(_job(bundle, plates, tmp_path / "out", matte=matte))
+    assert not list((tmp_path / "out").glob("v*")), "a failed run left a version folder behind"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -268,6 +269,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
         log.warning("%s", w)
     job_digest = _job_digest(job, info.sha256, hdri_sha, {**info.recipe, "steps": steps, "sampler": sampler,
                                                           "consistency": consistency})
+    fresh = False  # a version folder this run made (removed again if the run fails before any frame)
     if job.folder is not None:  # a farm unit: the plan chose the version folder, other units share it
         folder = Path(job.folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -275,7 +277,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     else:
         folder, done = _choose_folder(job, source, job_digest)
         if folder is None:
-            folder = new_version_dir(job.output)
+            folder, fresh = new_version_dir(job.output), True
         else:
             removed = remove_stale_partials(folder)
             if removed:
@@ -287,34 +289,39 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     applied = "ratio" if plan.correction is not None else "none"  # what the headers say was done
     settings = RelightSettings(steps, job.guidance_image, job.guidance_light, job.seed, sampler,
                                job.batch_size, job.samples, applied)
-    total = len(source.frames)
     light_steps = plan.inferences * job.samples * objective.evaluations(steps)
-    for n, (frame, path, prepared, noise) in enumerate(source, start=1):
-        out = output_path(job, folder, frame, basis=rig is None)
-        if frame in done:
-            report.frames.append(FrameReport(frame, out, True))
-            _emit(progress, ProgressEvent("frames", n, total, frame, skipped=True))
-            continue
-        start = time.perf_counter()
-        for target in _outputs(job, folder, frame):  # a killed earlier attempt at this frame
-            remove_partials_of(target)
-        counter = [0]
+    try:
+        total = len(source.frames)
+        for n, (frame, path, prepared, noise) in enumerate(source, start=1):
+            out = output_path(job, folder, frame, basis=rig is None)
+            if frame in done:
+                report.frames.append(FrameReport(frame, out, True))
+                _emit(progress, ProgressEvent("frames", n, total, frame, skipped=True))
+                continue
+            start = time.perf_counter()
+            for target in _outputs(job, folder, frame):  # a killed earlier attempt at this frame
+                remove_partials_of(target)
+            counter = [0]
 
-        def on_batch(lights: int) -> None:
-            counter[0] += lights
-            _emit(progress, ProgressEvent("lights", counter[0], light_steps, frame))
+            def on_batch(lights: int) -> None:
+                counter[0] += lights
+                _emit(progress, ProgressEvent("lights", counter[0], light_steps, frame))
 
-        result = relight_prepared(pipe, plan, prepared, settings, noise, on_batch=on_batch)
-        digest = _frame_digest(job_digest, prepared, noise)
-        colour = job.working_space
-        precision = "half" if job.light_chunk is None else "float"  # a chunk's share is summed later
-        if result.basis is not None:
-            write_passes(output_path(job, folder, frame, True), result.basis,
-                         pass_metadata(rig, info, settings, digest, colour, plan, basis=True), precision)
-        if result.passes is not None:
-            write_passes(out, result.passes, pass_metadata(rig, info, settings, digest, colour), precision)
-        report.frames.append(FrameReport(frame, out, False, result.evaluations, time.perf_counter() - start))
-        _emit(progress, ProgressEvent("frames", n, total, frame))
+            result = relight_prepared(pipe, plan, prepared, settings, noise, on_batch=on_batch)
+            digest = _frame_digest(job_digest, prepared, noise)
+            colour = job.working_space
+            precision = "half" if job.light_chunk is None else "float"  # a chunk's share is summed later
+            if result.basis is not None:
+                write_passes(output_path(job, folder, frame, True), result.basis,
+                             pass_metadata(rig, info, settings, digest, colour, plan, basis=True), precision)
+            if result.passes is not None:
+                write_passes(out, result.passes, pass_metadata(rig, info, settings, digest, colour), precision)
+            report.frames.append(FrameReport(frame, out, False, result.evaluations, time.perf_counter() - start))
+            _emit(progress, ProgressEvent("frames", n, total, frame))
+    except BaseException:
+        if fresh and not any(folder.glob("*.exr")):  # nothing was written: leave no empty version behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return report
 
 
