@@ -378,6 +378,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     from .gaussians.train import load_config, load_views, preset, reconstruct, save_config
 
     out = Path(args.output)
+    capture = CaptureSet(args.capture)  # checked before anything is written: a rerun can fix the path
     if (out / "reconstruction.json").exists():
         cfg, capture_path = load_config(out)
         if Path(capture_path).resolve() != Path(args.capture).resolve():
@@ -388,7 +389,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
                                        ("resolution", args.res), ("gaussians", args.gaussians)) if v is not None}
         cfg = preset(args.preset, holdout_cameras=list(args.holdout_cameras), device=args.device, **overrides)
         save_config(out, cfg, str(Path(args.capture).resolve()))
-    views = load_views(CaptureSet(args.capture), cfg.resolution)
+    views = load_views(capture, cfg.resolution)
     if args.ray is not None:  # the K-frame model here, then the segments (independent) as Ray tasks
         from .farm.ray_runner import map_ray
         from .gaussians.train import keyframes

@@ -53,3 +53,12 @@ def test_errors_are_reported_without_a_traceback(tmp_path):
     out = run_relit("rig", "--hdri", "forest", "--rotation", "1,2", "-o", str(tmp_path / "r.json"))
     assert out.returncode == 2 and "--rotation" in out.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_reconstruct_checks_its_capture_and_preset_before_writing(tmp_path, capture):
+    out = tmp_path / "recon"
+    missing = run_relit("reconstruct", str(tmp_path / "nowhere"), "--keyframes", "2", "-o", str(out))
+    assert missing.returncode == 2 and "manifest.json: not found" in missing.stderr and not out.exists()
+    bogus = run_relit("reconstruct", str(capture.root), "--keyframes", "2", "--preset", "bogus", "-o", str(out))
+    assert bogus.returncode == 2 and "--preset 'bogus'" in bogus.stderr and "Traceback" not in bogus.stderr
+    assert not out.exists()

@@ -72,7 +72,7 @@ PRESETS = {
 
 def preset(name: str, **overrides) -> ReconConfig:
     if name not in PRESETS:
-        raise ValueError(f"preset {name!r}: use one of {sorted(PRESETS)}")
+        raise ValidationError(f"--preset {name!r}: use one of {sorted(PRESETS)}")
     return ReconConfig(**{**PRESETS[name], **overrides})
 
 
