@@ -62,6 +62,14 @@ class Read(Node):
     def check(self, where: str) -> None:
         if not self.path:
             raise ValidationError(f"{where}.path: give the pass file or sequence to read")
+        if (self.first is None) != (self.last is None):
+            raise ValidationError(f"{where}: give both first and last (a frame range) or neither (a single file)")
+        for key in ("first", "last"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValidationError(f"{where}.{key}: must be an integer frame number, got {value!r}")
+        if self.first is not None and self.last < self.first:
+            raise ValidationError(f"{where}: last ({self.last}) is before first ({self.first})")
 
 
 @dataclass
@@ -215,6 +223,9 @@ class Graph:
         check_fields(data, source, {"version", "nodes"}, required=("nodes",))
         if data.get("version", GRAPH_VERSION) != GRAPH_VERSION:
             raise ValidationError(f"{source}: version {data['version']!r} is not supported")
+        if not isinstance(data["nodes"], list):
+            raise ValidationError(f"{source}.nodes: must be a list of node objects, got "
+                                  f"{type(data['nodes']).__name__}")
         graph = cls()
         for i, item in enumerate(data["nodes"]):
             where = f"{source}: nodes[{i}]"
@@ -224,6 +235,8 @@ class Graph:
             cls_ = NODE_TYPES[item["type"]]
             known = {"name", "type", "inputs"} | set(cls_(name="x").params())
             check_fields(item, where, known, required=("name",))
+            if not isinstance(item["name"], str):
+                raise ValidationError(f"{where}.name: must be a string, got {item['name']!r}")
             kwargs = {k: v for k, v in item.items() if k != "type"}
             graph.add(cls_(**kwargs))
         graph.validate()

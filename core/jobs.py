@@ -97,6 +97,9 @@ class RelightJob:
         for key in ("bundle", "input", "output", "name"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise ValidationError(f"{source}.{key}: must be a non-empty string")
+        if Path(self.output).exists() and not Path(self.output).is_dir():
+            raise ValidationError(f"{source}.output: {self.output} is a file; relit writes version folders (v001, "
+                                  "v002, ...) into a folder: give a folder")
         if not OUTPUT_NAME.fullmatch(self.name):
             raise ValidationError(f"{source}.name: {self.name!r} is the output files' stem, not a path: use letters, "
                                   "digits, '_', '-' and '.' (not first), e.g. relit_key")

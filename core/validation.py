@@ -15,11 +15,19 @@ def load_json(path: str | Path, missing: str) -> object:
     """A JSON file's content; ``missing`` says what the file is, for the not-found error."""
     p = Path(path)
     try:
-        return json.loads(p.read_text())
+        return json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RelitIOError(f"{p}: not found; {missing}") from None
+    except IsADirectoryError:
+        raise RelitIOError(f"{p}: is a folder; give the JSON file itself") from None
+    except NotADirectoryError:
+        raise RelitIOError(f"{p}: a path through a file, not a folder; {missing}") from None
+    except UnicodeDecodeError:
+        raise ValidationError(f"{p}: not a text file (it is not UTF-8); give a JSON file") from None
     except json.JSONDecodeError as e:
         raise ValidationError(f"{p}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise RelitIOError(f"{p}: cannot be read ({e.strerror or e})") from None
 
 
 def check_fields(data, where: str, known: set[str], required: tuple[str, ...] = ()) -> None:

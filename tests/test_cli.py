@@ -1,10 +1,12 @@
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from core.io.passes import PassMetadata, RelitPasses, write_passes
 from core.lighting.rig import LightRig
-from tests.conftest import run_relit
+from tests.conftest import ROOT, run_relit
 
 
 def test_info_on_a_blender_bundled_hdri():
@@ -62,3 +64,51 @@ def test_reconstruct_checks_its_capture_and_preset_before_writing(tmp_path, capt
     bogus = run_relit("reconstruct", str(capture.root), "--keyframes", "2", "--preset", "bogus", "-o", str(out))
     assert bogus.returncode == 2 and "--preset 'bogus'" in bogus.stderr and "Traceback" not in bogus.stderr
     assert not out.exists()
+
+
+def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    """Each case: (relit arguments, what the error must say)."""
+    from core.io.exr import write_rgba
+    from core.io.plates import SUBJECT_ATTRIBUTE
+
+    subject = json.loads((ROOT / "bundle" / "default" / "relit.json").read_text())["subject"]
+    rgb, alpha = np.full((16, 16, 3), 0.5, np.float32), np.ones((16, 16), np.float32)
+    write_rgba(tmp / "good.exr", rgb, alpha, {SUBJECT_ATTRIBUTE: subject})
+    rgb[3, 4] = np.nan
+    write_rgba(tmp / "nan.exr", rgb, alpha, {SUBJECT_ATTRIBUTE: subject})
+    (tmp / "binary.bin").write_bytes(bytes(range(256)) * 4)
+    (tmp / "folder").mkdir()
+    (tmp / "file").write_text("")
+    (tmp / "g_nodes.json").write_text(json.dumps({"nodes": {"a": 1}}))
+    (tmp / "g_name.json").write_text(json.dumps({"nodes": [{"name": 3, "type": "Read", "path": "x.exr"}]}))
+    (tmp / "g_range.json").write_text(json.dumps({"nodes": [{"name": "r", "type": "Read", "path": "x.####.exr",
+                                                             "first": 1}]}))
+    good, out = str(tmp / "good.exr"), str(tmp / "out")
+    relight = ["relight", "--input", good, "--hdri", "forest"]
+    return {
+        "nan_plate": (["relight", "--input", str(tmp / "nan.exr"), "--hdri", "forest", "-o", out],
+                      "nan.exr: 1 pixel(s) are NaN or Inf (first at x=4, y=3)"),
+        "output_is_a_file": ([*relight, "-o", str(tmp / "file")], "is a file; relit writes version folders"),
+        "binary_rig": (["relight", "--input", good, "--rig", str(tmp / "binary.bin"), "-o", out],
+                       "binary.bin: not a text file"),
+        "folder_rig": (["relight", "--input", good, "--rig", str(tmp / "folder"), "-o", out],
+                       "folder: is a folder; give the JSON file itself"),
+        "binary_comp": (["comp", str(tmp / "binary.bin")], "binary.bin: not a text file"),
+        "folder_comp": (["comp", str(tmp / "folder")], "folder: is a folder"),
+        "plate_as_bundle": ([*relight, "--bundle", good, "-o", out], "a model bundle is a folder"),
+        "cuda_on_cpu": ([*relight, "--device", "cuda", "-o", out], "--device cuda: this torch has no usable CUDA"),
+        "nodes_not_a_list": (["comp", str(tmp / "g_nodes.json")], "nodes: must be a list"),
+        "integer_node_name": (["comp", str(tmp / "g_name.json")], "nodes[0].name: must be a string"),
+        "first_without_last": (["comp", str(tmp / "g_range.json")], "give both first and last"),
+    }
+
+
+@pytest.mark.parametrize("case", ["nan_plate", "output_is_a_file", "binary_rig", "folder_rig", "binary_comp",
+                                  "folder_comp", "plate_as_bundle", "cuda_on_cpu", "nodes_not_a_list",
+                                  "integer_node_name", "first_without_last"])
+def test_bad_input_is_a_clear_error_with_exit_code_2(tmp_path, case):
+    args, says = _bad_inputs(tmp_path)[case]
+    run = run_relit(*args)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert says in run.stderr, run.stderr[-2000:]
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.exr"))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ValidationError
 from .colour import convert, default_plate_space
 from .exr import read_info
 from .images import open_input, resize, select_rgb
@@ -43,6 +44,11 @@ def read_plate(path: str | Path, colour_space: str | None = None, working: str =
         inp.close()
     rgb = select_rgb(pixels, names, path)
     alpha = pixels[..., names.index("A")] if "A" in names else np.ones(pixels.shape[:2], np.float32)
+    bad = ~np.isfinite(rgb).all(axis=-1) | ~np.isfinite(alpha)
+    if bad.any():
+        y, x = np.argwhere(bad)[0]
+        raise ValidationError(f"{path}: {int(bad.sum())} pixel(s) are NaN or Inf (first at x={x}, y={y}); fix or "
+                              "clamp the plate (e.g. oiiotool --fixnan box3) before relighting it")
     source = colour_space or part.attributes.get("oiio:ColorSpace") or default_plate_space(str(path))
     return Plate(convert(rgb, str(source), working), alpha.astype(np.float32), str(source), Path(path),
                  part.attributes.get(SUBJECT_ATTRIBUTE), "A" in names)

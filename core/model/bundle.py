@@ -155,6 +155,13 @@ def read_info(folder: str | Path) -> BundleInfo:
     )
 
 
+def check_device(device: str | torch.device) -> None:
+    """A device this torch can use, or a clear error with the fix."""
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValidationError(f"--device {device}: this torch has no usable CUDA (torch.cuda.is_available() is "
+                              "False); use --device cpu, or install a CUDA build of torch on a machine with a GPU")
+
+
 def load_bundle(folder: str | Path, device: str | torch.device = "cpu") -> tuple[RelightPipeline, BundleInfo]:
     """The pipeline and info of a bundle folder (local only, safetensors only)."""
     from diffusers import UNet2DConditionModel
@@ -162,7 +169,10 @@ def load_bundle(folder: str | Path, device: str | torch.device = "cpu") -> tuple
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise RelitIOError(f"{folder}: bundle folder not found")
+        raise RelitIOError(f"{folder}: not a bundle folder" + (" (it is a file)" if folder.exists() else
+                                                               " (not found)")
+                           + "; a model bundle is a folder with relit.json, unet/ and lighting.safetensors")
+    check_device(device)
     refuse_pickles(folder)
     info = read_info(folder)
     for part, what in (("unet/config.json", "the UNet's config"), ("lighting.safetensors", "the lighting weights")):

@@ -23,7 +23,7 @@ import torch
 from .._version import git_hash
 from ..data.capture import open_captures
 from ..errors import RelitError, ValidationError
-from .bundle import BundleInfo, save_bundle
+from .bundle import BundleInfo, check_device, save_bundle
 from .codec import UnshuffleCodec, VaeCodec
 from .config import preset
 from .data import Split, TrainingData
@@ -136,6 +136,7 @@ class Trainer:
                                    base_checkpoint=cfg.base_checkpoint, conditioning=cfg.conditioning)
         self.environments = _load_environments(cfg.environments) if cfg.conditioning == "envmap" else []
         self.real_images = _load_real_images(cfg.multitask_images, cfg.resolution) if cfg.multitask_ratio else []
+        check_device(cfg.device)
         self.device = torch.device(cfg.device)
         model = RelightModel(self.model_config).to(self.device)
         if cfg.gradient_checkpointing:
