@@ -244,6 +244,15 @@ def _job_from_args(args: argparse.Namespace):
     from .lighting.rotation import parse_rotation
 
     if args.job:
+        # the run's own flags (how to run it) may come with --job; what the job renders comes from its file
+        how = {"job", "func", "command", "quiet", "save_job", "ray", "workers", "chunk", "light_chunk",
+               "cpus_per_worker", "gpus_per_worker", "units_out"}
+        defaults = vars(build_parser().parse_args(["relight", "--job", args.job]))
+        given = sorted(f"--{k.replace('_', '-')}" for k, v in vars(args).items()
+                       if k not in how and k in defaults and v != defaults[k])
+        if given:
+            raise RelitError(f"--job {args.job} holds the whole job; {', '.join(given)} would be ignored: edit the "
+                             "job file (or drop --job and give the flags)")
         return RelightJob.load(args.job)
     if not args.input or not args.output:
         raise RelitError("relit relight needs --input and -o/--output (or --job JOB.json)")

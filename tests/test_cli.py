@@ -112,3 +112,25 @@ def test_bad_input_is_a_clear_error_with_exit_code_2(tmp_path, case):
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert says in run.stderr, run.stderr[-2000:]
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.exr"))
+
+
+def test_silent_acceptance_is_refused(tmp_path):
+    """A plate of X/Y/Z channels is not taken for colour, a 1x1 plate is not relit, flags given beside
+    --job (which holds the whole job) are not silently ignored."""
+    from core.io.exr import write_exr, write_rgba
+    from core.jobs import RelightJob
+    from tests.conftest import example_rig
+
+    write_exr(tmp_path / "xyz.exr", np.ones((32, 32, 3), np.float32), ["X", "Y", "Z"], ["float"] * 3)
+    write_rgba(tmp_path / "tiny.exr", np.ones((1, 1, 3), np.float32), np.ones((1, 1), np.float32))
+    out = str(tmp_path / "out")
+    xyz = run_relit("relight", "--input", str(tmp_path / "xyz.exr"), "--hdri", "forest", "-o", out)
+    assert xyz.returncode == 2 and "has channels ['X', 'Y', 'Z'] and no R, G, B" in xyz.stderr
+    tiny = run_relit("relight", "--input", str(tmp_path / "tiny.exr"), "--hdri", "forest", "-o", out)
+    assert tiny.returncode == 2 and "the plate is 1x1 pixels" in tiny.stderr
+    job = RelightJob(bundle=str(ROOT / "bundle" / "default"), input=str(tmp_path / "tiny.exr"), output=out,
+                     rig=example_rig().to_json())
+    job.save(tmp_path / "job.json")
+    both = run_relit("relight", "--job", str(tmp_path / "job.json"), "--steps", "5", "--seed", "3")
+    assert both.returncode == 2 and "--seed, --steps would be ignored" in both.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.exr"))

@@ -29,14 +29,14 @@ def select_rgb(pixels: np.ndarray,  # [H, W, C]
                names: list[str],   # [C] channel names
                source: str | Path,
                ) -> np.ndarray:    # [H, W, 3]
-    """R, G, B by name when present, else the first three channels, or grey from one."""
+    """R, G, B by name, or grey from a single channel; other channels (X/Y/Z, a data pass) are
+    refused rather than taken for colour."""
     if all(c in names for c in "RGB"):
         return np.ascontiguousarray(pixels[..., [names.index(c) for c in "RGB"]])
-    if pixels.shape[2] >= 3:
-        return np.ascontiguousarray(pixels[..., :3])
     if pixels.shape[2] == 1:
         return np.repeat(pixels, 3, axis=2)
-    raise RelitIOError(f"{source}: has channels {names}; an RGB image is needed")
+    raise RelitIOError(f"{source}: has channels {names} and no R, G, B; relit reads colour images (the beauty "
+                       "R, G, B of an EXR): give the colour pass")
 
 
 def read_rgb(path: str | Path) -> np.ndarray:  # [H, W, 3] float32

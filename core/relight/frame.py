@@ -35,6 +35,7 @@ from .consistency import ratio_correct
 log = logging.getLogger(__name__)
 
 ENV_LAYER = "environment"
+MIN_PLATE = 16  # pixels: a plate smaller on a side holds no subject to relight
 STRATEGIES = ("auto", "stage", "area", "envmap")
 
 
@@ -265,6 +266,9 @@ def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
                   premultiply: bool = False,  # True when the matte is separate (plate not premultiplied)
                   margin: float = 0.1,
                   source: str = "plate") -> PreparedPlate:
+    if min(matte.shape) < MIN_PLATE:
+        raise ValidationError(f"{source}: the plate is {matte.shape[1]}x{matte.shape[0]} pixels; relit needs at least "
+                              f"{MIN_PLATE}x{MIN_PLATE} to see a subject")
     matte = np.clip(matte.astype(np.float32), 0.0, 1.0)
     plate = rgb.astype(np.float32) * (matte[..., None] if premultiply else np.float32(1.0))
     framing = subject_framing(matte, resolution, margin, source)
