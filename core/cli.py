@@ -63,8 +63,10 @@ def _print_capture(folder: Path) -> None:
     print(f"  stage: {m.layout.name}, {len(m.layout)} lights, coverage {m.layout.coverage:.3f} sr")
     if m.hdri:
         print(f"  HDRI ground truth: {', '.join(h.name for h in m.hdri)}")
-    missing = cs.missing_files()
-    print(f"  files: {'all present' if not missing else f'{len(missing)} missing, e.g. {missing[0]}'}")
+    problems = cs.problems()
+    if problems:
+        raise RelitError(f"{folder}: the capture set is incomplete:\n  " + "\n  ".join(problems))
+    print("  files: all present, every layer, size and alpha the manifest names")
 
 
 def _print_json(path: Path) -> None:
@@ -90,9 +92,12 @@ def _print_json(path: Path) -> None:
 
 
 def _print_bundle(folder: Path) -> None:
-    from .model.bundle import read_info
+    from .model.bundle import bundle_problems, read_info
 
     info = read_info(folder)
+    if problems := bundle_problems(folder):
+        raise RelitError(f"{folder}: the bundle is incomplete: {'; '.join(problems)}; copy it again from where it "
+                         "was trained")
     c = info.config
     print(f"{folder}: relit bundle {info.id!r}, {c.conditioning} conditioning, preset {c.preset}")
     print(f"  model: {c.resolution}x{c.resolution}, codec {c.codec}, UNet {c.block_out_channels}, "

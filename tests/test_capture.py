@@ -79,3 +79,30 @@ def test_missing_manifest_and_unknown_names(tmp_path, rng):
         cs.flat("cam9", 1001)
     with pytest.raises(ValidationError, match="no frame 1002"):
         cs.flat("cam0", 1002)
+
+
+def test_info_validates_every_file_against_the_manifest(tmp_path, capture):
+    """relit info reads every file's header: an OLAT file lacking a stage light's layer, a flat-lit
+    image without alpha, a missing file are each reported, with exit code 2 (issue 26 item 6, 28)."""
+    import shutil
+
+    from core.io.exr import read_channels, read_info, write_exr
+    from tests.conftest import run_relit
+
+    ok = run_relit("info", str(capture.root))
+    assert ok.returncode == 0 and "every layer, size and alpha" in ok.stdout
+    broken = tmp_path / "cap"
+    shutil.copytree(capture.root, broken)
+    cs = CaptureSet(broken)
+    m = cs.manifest
+    cam, frame = m.cameras[0].name, m.frames[0].frame
+    olat = cs.path(m.olat_images, cam, frame)
+    names = [n for n in read_info(olat).channels() if not n.startswith(f"light_{m.layout.names[3]}.")]
+    write_exr(olat, read_channels(olat, names), names, ["half"] * len(names))
+    flat = cs.path(m.flat_images, cam, frame)
+    write_exr(flat, read_channels(flat, ["R", "G", "B"]), ["R", "G", "B"], ["half"] * 3)
+    cs.path(m.flat_images, cam, m.frames[1].frame).unlink()
+    run = run_relit("info", str(broken))
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"lacks layer(s) ['light_{m.layout.names[3]}']" in run.stderr
+    assert f"{flat}: no alpha (A) channel" in run.stderr and "missing (flat-lit image" in run.stderr

@@ -319,3 +319,23 @@ def test_a_run_that_fails_on_its_first_frame_leaves_no_version_folder(tmp_path, 
     with pytest.raises(RelitError):
         run_relight(_job(bundle, plates, tmp_path / "out", matte=matte))
     assert not list((tmp_path / "out").glob("v*")), "a failed run left a version folder behind"
+
+
+def test_info_reports_an_incomplete_or_inconsistent_bundle(tmp_path, bundle):
+    import json
+    import shutil
+
+    broken = tmp_path / "b"
+    shutil.copytree(bundle, broken)
+    shutil.rmtree(broken / "unet")
+    run = subprocess.run([sys.executable, "-m", "core.cli", "info", str(broken)], capture_output=True, text=True,
+                         cwd=ROOT, env=dict(os.environ, PYTHONPATH=PYTHONPATH), timeout=120)
+    assert run.returncode == 2 and "unet/config.json missing" in run.stderr
+    odd = tmp_path / "odd"
+    shutil.copytree(bundle, odd)
+    data = json.loads((odd / "relit.json").read_text())
+    data["conditioning"] = "mystery"
+    (odd / "relit.json").write_text(json.dumps(data))
+    run = subprocess.run([sys.executable, "-m", "core.cli", "info", str(odd)], capture_output=True, text=True,
+                         cwd=ROOT, env=dict(os.environ, PYTHONPATH=PYTHONPATH), timeout=120)
+    assert run.returncode == 2 and "conditioning 'mystery' contradicts model.conditioning" in run.stderr

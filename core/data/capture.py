@@ -99,6 +99,37 @@ class CaptureSet:
             for cam in self.manifest.cameras:
                 yield cam, f
 
+    def problems(self, limit: int = 20) -> list[str]:
+        """What is wrong with the files the manifest names, read from their headers (at most ``limit``):
+        missing files, images of another size than their camera, flat-lit images without alpha, OLAT
+        files lacking a stage light's layer or alpha."""
+        from ..io.exr import read_info
+
+        m, out = self.manifest, []
+        wanted = {light_layer_name(n) for n in m.layout.names}
+        for cam, f in self.views():
+            checks = [(m.flat_images, {""}, "flat-lit")] + ([(m.olat_images, wanted | {""}, "OLAT")]
+                                                           if m.olat_images else [])
+            for template, layers, what in checks:
+                path = self.path(template, cam.name, f.frame)
+                if not path.exists():
+                    out.append(f"{path}: missing ({what} image of camera {cam.name}, frame {f.frame})")
+                    continue
+                info = read_info(path)
+                part = info.parts[0]
+                if (part.width, part.height) != (cam.width, cam.height):
+                    out.append(f"{path}: {part.width}x{part.height}, camera {cam.name} is {cam.width}x{cam.height}")
+                have = info.layers()
+                lacking = sorted(layers - set(have))
+                if lacking:
+                    out.append(f"{path}: lacks layer(s) {lacking[:4]}{' ...' if len(lacking) > 4 else ''} "
+                               f"({len(lacking)} of the {what} layers the manifest names)")
+                if "A" not in have.get("", []):
+                    out.append(f"{path}: no alpha (A) channel; capture images carry the subject's matte")
+            if len(out) >= limit:
+                break
+        return out[:limit]
+
     def missing_files(self) -> list[Path]:
         """Image files the manifest names that are not on disk."""
         out = []

@@ -135,6 +135,10 @@ def read_info(folder: str | Path) -> BundleInfo:
     if data.get("format") != FORMAT or data.get("version") != VERSION:
         raise ValidationError(f"{path}: not a relit bundle of version {VERSION}")
     layout = data.get("stage_layout")
+    config = ModelConfig.from_json(data["model"])
+    if data.get("conditioning", config.conditioning) != config.conditioning:
+        raise ValidationError(f"{path}: conditioning {data['conditioning']!r} contradicts model.conditioning "
+                              f"{config.conditioning!r}; the bundle is inconsistent: copy it again")
     recipe = {**LEGACY_RECIPE, **(data.get("recipe") or {})}
     if recipe["consistency"] not in CONSISTENCY:
         raise ValidationError(f"{path}: recipe.consistency {recipe['consistency']!r}: use one of {CONSISTENCY}")
@@ -145,7 +149,7 @@ def read_info(folder: str | Path) -> BundleInfo:
     except ValidationError as exc:
         raise ValidationError(f"{path}: recipe: {exc}") from None
     return BundleInfo(
-        id=data["id"], config=ModelConfig.from_json(data["model"]), tone=ToneCurve(**data["tone"]),
+        id=data["id"], config=config, tone=ToneCurve(**data["tone"]),
         exposure_image=float(data["exposure"]["image"]), exposure_target=float(data["exposure"]["target"]),
         layout=None if layout is None else layout_from_json(layout, source=f"{path}: stage_layout"),
         stage_irradiance=data.get("stage_irradiance"),
@@ -153,6 +157,16 @@ def read_info(folder: str | Path) -> BundleInfo:
         sha256=weights_sha256(folder), recipe=recipe,
         stage_coverage=[float(c) for c in data.get("stage_coverage", [1.0, 1.0, 1.0])],
     )
+
+
+def bundle_problems(folder: Path) -> list[str]:
+    """The parts a bundle folder lacks (its weights and configs), read without loading anything."""
+    out = [f"{part} missing ({what})" for part, what in (("unet/config.json", "the UNet's config"),
+                                                        ("lighting.safetensors", "the lighting weights"))
+           if not (folder / part).is_file()]
+    if not any((folder / "unet").glob("*.safetensors")):
+        out.append("unet/ holds no .safetensors weights")
+    return out
 
 
 def check_device(device: str | torch.device) -> None:
@@ -175,13 +189,9 @@ def load_bundle(folder: str | Path, device: str | torch.device = "cpu") -> tuple
     check_device(device)
     refuse_pickles(folder)
     info = read_info(folder)
-    for part, what in (("unet/config.json", "the UNet's config"), ("lighting.safetensors", "the lighting weights")):
-        if not (folder / part).is_file():
-            raise RelitIOError(f"{folder}: {part} missing ({what}); the bundle is incomplete: copy it again from "
-                               "where it was trained")
-    if not any((folder / "unet").glob("*.safetensors")):
-        raise RelitIOError(f"{folder}: unet/ holds no .safetensors weights; the bundle is incomplete: copy it again "
-                           "from where it was trained")
+    if problems := bundle_problems(folder):
+        raise RelitIOError(f"{folder}: {problems[0]}; the bundle is incomplete: copy it again from where it was "
+                           "trained")
     unet = UNet2DConditionModel.from_pretrained(folder / "unet", use_safetensors=True, local_files_only=True)
     model = RelightModel(info.config, unet=unet)
     model.null_light.data.copy_(load_file(folder / "lighting.safetensors")["null_light"])
