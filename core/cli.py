@@ -216,8 +216,6 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_check_consistency(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from .io.plates import read_plate
     from .io.sequence import find_frames
     from .model.bundle import load_bundle
