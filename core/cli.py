@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -780,7 +781,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
+    except OSError as e:
+        if e.errno not in OS_FIXES:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"relit: error: {where}{OS_FIXES[e.errno]} (files are written whole or not at all: nothing "
+              "finished was lost; rerun to continue)", file=sys.stderr)
+        return 2
     return 0
+
+
+# what the user can do about the operating system's refusals (others are bugs and keep their traceback)
+OS_FIXES = {errno.ENOSPC: "disk full: free space there and rerun",
+            errno.EDQUOT: "disk quota exceeded: free space there and rerun",
+            errno.EACCES: "permission denied: choose a folder you may write to (or read)",
+            errno.EROFS: "read-only file system: choose a writable output folder"}
 
 
 if __name__ == "__main__":

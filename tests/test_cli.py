@@ -134,3 +134,28 @@ def test_silent_acceptance_is_refused(tmp_path):
     both = run_relit("relight", "--job", str(tmp_path / "job.json"), "--steps", "5", "--seed", "3")
     assert both.returncode == 2 and "--seed, --steps would be ignored" in both.stderr
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.exr"))
+
+
+def test_a_full_disk_is_a_clear_error(tmp_path):
+    """The operating system's refusals the user can act on (disk full, permission, read-only) end in
+    one line naming the path and the fix, exit code 2; simulated by a writer that raises ENOSPC."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import PYTHONPATH
+
+    code = ("import errno, sys\n"
+            "import core.io.atomic as atomic\n"
+            "def full(target, text):\n"
+            "    raise OSError(errno.ENOSPC, 'No space left on device', str(target))\n"
+            "atomic.atomic_write_text = full\n"
+            "import core.lighting.rig\n"
+            "core.lighting.rig.atomic_write_text = full\n"
+            "from core.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    run = subprocess.run([sys.executable, "-c", code, "rig", "--hdri", "forest", "-o", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=PYTHONPATH))
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert f"{tmp_path / 'r.json'}: disk full: free space there and rerun" in run.stderr
