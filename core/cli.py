@@ -190,6 +190,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                       holdout_identities=args.holdout_identities,
                       steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr, seed=args.seed,
                       holdout_light_every=args.holdout_light_every, holdout_cameras=args.holdout_cameras,
+                      holdout_lights=[k for k in args.holdout_lights.split(",") if k] if args.holdout_lights else [],
                       holdout_expressions=args.holdout_expressions, val_every=args.val_every,
                       checkpoint_every=args.checkpoint_every, device=args.device, bf16=args.bf16,
                       gradient_checkpointing=args.gradient_checkpointing, base_checkpoint=args.base_checkpoint,
@@ -596,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--holdout-light-every", type=int, default=10, help="hold out every k-th stage light")
+    p.add_argument("--holdout-lights", help="stage lights held out for validation, by name or index: L005,L013,...")
     p.add_argument("--holdout-cameras", nargs="*", default=[], help="cameras held out for validation")
     p.add_argument("--holdout-expressions", nargs="*", default=[], help="expressions held out for validation")
     p.add_argument("--val-every", type=int, default=500)

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from core.model.bundle import load_bundle
@@ -211,3 +212,16 @@ def test_a_tiny_refine_model_trained_for_real_beats_the_flat_lit_baseline_and_su
     stage = pipe(data.flat[v], data.camera_directions(v), np.zeros(len(data.layout)), num_inference_steps=4).images
     gain = consistency_gain(stage, data.irradiance, data.flat[v])[data.alpha[v] > 0.5]
     assert np.median(np.abs(gain - 1)) < 0.3, np.median(np.abs(gain - 1))
+
+
+def test_named_lights_are_held_out_and_scored(capture, tmp_path):
+    from core.errors import ValidationError
+
+    names = capture.manifest.layout.names
+    trainer = Trainer(_cfg(capture, tmp_path / "named", steps=2, holdout_lights=[names[3], "5"], val_samples=2))
+    assert trainer.split.val_lights.tolist() == [3, 5]
+    assert 3 not in trainer.split.train_lights and 5 not in trainer.split.train_lights
+    metrics = trainer.train(progress=False)
+    assert metrics["val_light_names"] == [names[3], names[5]] and np.isfinite(metrics["val_lights_psnr"])
+    with pytest.raises(ValidationError, match="--holdout-lights 'L999'"):
+        Trainer(_cfg(capture, tmp_path / "bad", steps=1, holdout_lights=["L999"]))

@@ -94,10 +94,16 @@ class TrainingData:
         self.image_size = int(first.cameras[0].width)  # the capture's image width (plates of this size frame alike)
 
     def split(self, holdout_light_every: int = 10, holdout_cameras: tuple[str, ...] = (),
-              holdout_expressions: tuple[str, ...] = (), holdout_identities: tuple[str, ...] = ()) -> Split:
+              holdout_expressions: tuple[str, ...] = (), holdout_identities: tuple[str, ...] = (),
+              holdout_lights: tuple[str, ...] = ()) -> Split:
+        """Held-out views (cameras, expressions, identities) and stage lights: ``holdout_lights`` by name
+        or index when given, else every ``holdout_light_every``-th."""
         n = len(self.layout)
-        val_lights = (np.arange(holdout_light_every // 2, n, holdout_light_every) if holdout_light_every
-                      else np.array([], int))
+        if holdout_lights:
+            val_lights = np.array(sorted({self._light_index(k) for k in holdout_lights}), int)
+        else:
+            val_lights = (np.arange(holdout_light_every // 2, n, holdout_light_every) if holdout_light_every
+                          else np.array([], int))
         train_lights = np.setdiff1d(np.arange(n), val_lights)
         unknown = sorted(set(holdout_identities) - set(self.subjects))
         if unknown:
@@ -109,6 +115,15 @@ class TrainingData:
         if not train:
             raise ValidationError("every view is held out; hold out fewer cameras, expressions or identities")
         return Split(train, held, train_lights, val_lights)
+
+    def _light_index(self, key: str) -> int:
+        """A stage light by name (L005) or index (5)."""
+        if key in self.layout.names:
+            return self.layout.names.index(key)
+        if key.isdigit() and int(key) < len(self.layout):
+            return int(key)
+        raise ValidationError(f"--holdout-lights {key!r}: not a light of stage {self.layout.name} (names "
+                              f"{self.layout.names[0]}..{self.layout.names[-1]} or indices 0..{len(self.layout) - 1})")
 
     def camera_directions(self, view: int) -> np.ndarray:  # [N, 3] stage directions in that camera's frame
         return world_to_camera_directions(self.layout.directions, self.views[view].c2w)

@@ -70,7 +70,8 @@ class TrainConfig:
     drop_light: float = 0.1           # probability of the null light token (lighting guidance)
     pyramid_discount: float = 0.8     # pyramid noise level weight ratio; 0 = plain Gaussian noise
     area_prob: float = 0.25           # share of area-light samples (SG-weighted OLAT sums, beta > 0)
-    holdout_light_every: int = 10     # every k-th stage light is held out
+    holdout_light_every: int = 10     # every k-th stage light is held out (unless holdout_lights names them)
+    holdout_lights: list[str] = field(default_factory=list)  # stage lights held out, by name or index
     holdout_cameras: list[str] = field(default_factory=list)      # cameras held out entirely
     holdout_expressions: list[str] = field(default_factory=list)  # expressions held out entirely
     holdout_identities: list[str] = field(default_factory=list)   # subjects (capture sets) held out entirely
@@ -125,7 +126,8 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)
         self.data = TrainingData(open_captures(cfg.captures), cfg.resolution)
         self.split: Split = self.data.split(cfg.holdout_light_every, tuple(cfg.holdout_cameras),
-                                            tuple(cfg.holdout_expressions), tuple(cfg.holdout_identities))
+                                            tuple(cfg.holdout_expressions), tuple(cfg.holdout_identities),
+                                            tuple(cfg.holdout_lights))
         subject = self.data.alpha > 0.5
         subject[self.split.val_views] = False  # measured on the training views
         self.coverage = stage_coverage(self.data.flat, self.data.olat, self.data.irradiance, subject)
@@ -349,9 +351,10 @@ class Trainer:
         if self.cfg.conditioning == "envmap":
             return self._validate_environment(model, rng)
         sets = {"val_lights": (self.split.train_views, self.split.val_lights)}
+        out_names = [self.data.layout.names[i] for i in self.split.val_lights]
         if self.split.val_views:
             sets["val_views"] = (self.split.val_views, np.arange(len(self.data.layout)))
-        out: dict = {"step": self.step, "seconds": round(self.seconds, 1)}
+        out: dict = {"step": self.step, "seconds": round(self.seconds, 1), "val_light_names": out_names}
         for name, (views, lights) in sets.items():
             if len(lights) == 0:
                 continue
