@@ -225,3 +225,15 @@ def test_named_lights_are_held_out_and_scored(capture, tmp_path):
     assert metrics["val_light_names"] == [names[3], names[5]] and np.isfinite(metrics["val_lights_psnr"])
     with pytest.raises(ValidationError, match="--holdout-lights 'L999'"):
         Trainer(_cfg(capture, tmp_path / "bad", steps=1, holdout_lights=["L999"]))
+
+
+def test_the_bundle_licence_follows_the_captures_manifests():
+    from core.model.train import bundle_licence
+
+    synthetic = bundle_licence([{"generator": "relit synth"}], ["face-0001"], None)
+    assert "synthetic renders" in synthetic and "no third-party base weights" in synthetic
+    real = bundle_licence([{"licence": "CC-BY-4.0, Studio X"}, {}], ["actor-a", "actor-b"], "/ckpt/sd15")
+    assert "actor-a, actor-b" in real and "CC-BY-4.0, Studio X" in real and "synthetic" not in real
+    assert "base checkpoint" in real
+    unstated = bundle_licence([{}], ["actor-a"], None)
+    assert "not stated in their manifest(s)" in unstated

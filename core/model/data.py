@@ -59,6 +59,7 @@ class TrainingData:
         self.layout = first.layout
         self.irradiance = first.irradiance.astype(np.float32)     # [N, 3] (OLATs are stored per unit)
         self.views: list[View] = []
+        self.producers = [c.manifest.extra for c in captures]  # each capture set's provenance (licence, generator)
         flats, olats, alphas = [], [], []
         for capture in captures:
             m = capture.manifest

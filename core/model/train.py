@@ -416,11 +416,24 @@ class Trainer:
                     "steps": self.cfg.sample_steps or self.objective.default_steps,
                     "consistency": self.cfg.consistency},
             stage_coverage=np.round(self.coverage, 5).tolist(),
-            licence="weights trained from scratch by relit on synthetic data (GPL-3.0-or-later project); "
-                    "no third-party base weights" if not self.cfg.base_checkpoint else
-                    "derived from the base checkpoint's weights: its licence terms apply",
+            licence=bundle_licence(self.data.producers, self.data.subjects, self.cfg.base_checkpoint),
         )
         return save_bundle(folder or self.out / "bundle", pipe, info)
+
+
+def bundle_licence(producers: list[dict], subjects: list[str], base_checkpoint: str | None) -> str:
+    """The bundle's provenance and terms, from its capture sets' manifests (their generator and
+    licence fields) and its base weights."""
+    if all(p.get("generator") == "relit synth" for p in producers):
+        data = "relit's own synthetic renders (relit synth; GPL-3.0-or-later project)"
+    else:
+        terms = sorted({str(p["licence"]) for p in producers if p.get("licence")})
+        named = ", ".join(subjects[:4]) + (f" and {len(subjects) - 4} more" if len(subjects) > 4 else "")
+        data = (f"the capture set(s) of {named}; their terms: " + ("; ".join(terms) if terms else
+                "not stated in their manifest(s): ask the captures' owner before sharing these weights"))
+    weights = ("derived from the base checkpoint's weights: its licence terms apply" if base_checkpoint
+               else "no third-party base weights")
+    return f"weights trained by relit on {data}; {weights}"
 
 
 def _load_environments(names: list[str], height: int = 32) -> list[np.ndarray]:
