@@ -87,7 +87,7 @@ def sheet(sample: dict, count: int = 8) -> Path:
     for (seed, name), (gt, pred) in list(sample.items())[:4]:
         tiles += [(f"person-{seed:04d} {name}: Cycles", gt, 0.0), ("its OLAT sum (134 lights)", pred, 0.0)]
     out = ROOT / "docs" / "people_contact_sheet.png"
-    contact_sheet(out, tiles, columns=4, title="relit synth --identities: flat-lit people; HDRI vs OLAT sum", scale=1)
+    contact_sheet(out, tiles, columns=4, title="relit synth --identities: flat-lit people; HDRI vs OLAT sum", scale=2)
     return out
 
 
