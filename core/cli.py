@@ -219,7 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_check_consistency(args: argparse.Namespace) -> None:
     from .io.plates import read_plate
-    from .io.sequence import find_frames
+    from .io.sequence import find_frames, is_sequence
     from .model.bundle import load_bundle
     from .io.framing import to_model
     from .relight.frame import RelightSettings, consistency_error, prepare_plate
@@ -232,7 +232,8 @@ def cmd_check_consistency(args: argparse.Namespace) -> None:
         if args.matte:
             from .io.images import read_rgb
 
-            alpha = read_rgb(find_frames(args.matte)[frame])[..., 0]
+            mattes = find_frames(args.matte)
+            alpha = read_rgb(mattes[frame] if is_sequence(args.matte) else next(iter(mattes.values())))[..., 0]
         # framed as relit relight frames it (the square around the matte, at the model's size)
         prepared = prepare_plate(plate.rgb, alpha, info.config.resolution, premultiply=bool(args.matte),
                                  source=str(path))

@@ -240,7 +240,7 @@ def test_the_shipped_extension_relights_through_the_worker_and_its_comp_renders(
     assert out["operators"] == ["relit.import_gaussians", "relit.relight", "relit.render_gaussian_view"]
     assert out["left"] == []  # unregistered cleanly
     # the passes sum to the beauty; the comp render is the gained and tinted sum
-    layers, beauty, alpha = read_passes(tmp_path / "relit" / "v001" / "relit.0000.exr")
+    layers, beauty, alpha = read_passes(tmp_path / "relit" / "v001" / "relit.0001.exr")  # the plate's own frame
     assert sorted(layers) == ["light_key", "light_rim"]
     assert layers["light_key"].max() > 0 and layers["light_rim"].max() > 0
     np.testing.assert_allclose(layers["light_key"] + layers["light_rim"], beauty, rtol=2e-3, atol=1e-4)

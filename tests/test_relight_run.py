@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -339,3 +340,17 @@ def test_info_reports_an_incomplete_or_inconsistent_bundle(tmp_path, bundle):
     run = subprocess.run([sys.executable, "-m", "core.cli", "info", str(odd)], capture_output=True, text=True,
                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=PYTHONPATH), timeout=120)
     assert run.returncode == 2 and "conditioning 'mystery' contradicts model.conditioning" in run.stderr
+
+
+def test_a_single_file_plate_keeps_its_frame_number(tmp_path, bundle):
+    from core.io.sequence import find_frames
+
+    plates = _plates(tmp_path, [7])
+    single = plates.replace("####", "0007")
+    assert find_frames(single) == {7: Path(single)}
+    (tmp_path / "photo.exr").write_bytes(Path(single).read_bytes())
+    assert list(find_frames(str(tmp_path / "photo.exr"))) == [0]  # no number in the name: frame 0
+    report = run_relight(_job(bundle, single, tmp_path / "out", frames="7"))
+    assert [f.path.name for f in report.frames] == ["relit.0007.exr"]
+    with pytest.raises(RelitError, match=r"is a single file \(frame 7\)"):
+        run_relight(_job(bundle, single, tmp_path / "out2", frames="8"))

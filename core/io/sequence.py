@@ -40,13 +40,15 @@ def frame_path(pattern: str, frame: int) -> Path:
 
 
 def find_frames(pattern: str) -> dict[int, Path]:
-    """Frames present on disk for ``pattern``, sorted; padding may grow past its width (10000)."""
+    """Frames present on disk for ``pattern``, sorted; padding may grow past its width (10000). A
+    single file is its own frame: the number in its name (``flat.0001.exr`` is frame 1), else 0."""
     parts = _pattern_parts(str(pattern))
     if parts is None:
         p = Path(pattern)
         if not p.exists():
             raise RelitIOError(f"{p}: file not found")
-        return {0: p}
+        numbered = re.search(r"\.(-?\d+)\.[^.]+$", p.name)
+        return {int(numbered.group(1)) if numbered else 0: p}
     head, pad, tail = parts
     folder = Path(head).parent
     stem = Path(head).name

@@ -113,10 +113,10 @@ class FrameSource:
         found = find_frames(job.input)
         if job.frames is not None:
             wanted = parse_frame_range(job.frames)
-            if not is_sequence(job.input):
-                raise ValidationError(f"--frames {job.frames}: {job.input} is a single file, not a sequence "
-                                      "pattern (name.####.exr)")
             missing = [f for f in wanted if f not in found]
+            if missing and not is_sequence(job.input):
+                raise ValidationError(f"--frames {job.frames}: {job.input} is a single file (frame "
+                                      f"{next(iter(found))}), not a sequence pattern (name.####.exr)")
             if missing:
                 raise RelitIOError(f"{job.input}: frame(s) {missing[:10]} not found; render them or narrow "
                                    "--frames")
