@@ -168,6 +168,29 @@ def _write(node: Write, img, frame: int | None) -> Path:
     return path
 
 
+def check_writes(graph: Graph, frames: list[int | None], overwrite: bool = False) -> None:
+    """Before any frame is evaluated: no Write lands on a file a Read of the graph reads, on a folder,
+    on another Write's file, or (unless ``overwrite``) on a file that already exists."""
+    reads = {frame_file(n.path, f).resolve(): n.name for n in graph.nodes.values() if isinstance(n, Read)
+             for f in frames}
+    taken: dict[Path, str] = {}
+    for node in graph.outputs():
+        for frame in frames:
+            path = frame_file(node.path, frame).resolve()
+            where = f"node {node.name!r} (Write): {path}"
+            if path in reads:
+                raise ValidationError(f"{where} is what node {reads[path]!r} reads: a comp never writes over its "
+                                      "inputs; give the Write another path")
+            if path in taken:
+                raise ValidationError(f"{where} is also written by node {taken[path]!r}; give each Write its own path")
+            if path.is_dir():
+                raise RelitIOError(f"{where} is a folder; give a file path (name.exr or name.####.exr)")
+            if path.exists() and not overwrite:
+                raise RelitIOError(f"{where} exists; relit does not replace a finished file: give another path, "
+                                   "or --overwrite to replace this comp's earlier output")
+            taken[path] = node.name
+
+
 def evaluate(graph: Graph, frame: int | None = None, keep: set[str] | None = None) -> dict[str, object]:
     """Evaluate every node for ``frame`` (None: single files); Write nodes write their file.
 

@@ -26,6 +26,19 @@ def _resolve_hdri(text: str) -> Path:
     return builtin_hdri(text)
 
 
+def _at_least(lo: int):
+    """An argparse type: an integer >= ``lo`` (argparse then names the flag in its error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {value}")
+        return value
+    return parse
+
+
 def _print_exr(path: Path) -> None:
     from .io.exr import read_info
 
@@ -105,7 +118,8 @@ def _print_bundle(folder: Path) -> None:
           f"SH degree {c.sh_degree} ({c.beta_encoding}), token width {c.token_width}")
     print(f"  subject: {info.subject or '(general)'}; stage: "
           f"{info.layout.name + f', {len(info.layout)} lights' if info.layout else '-'}")
-    print(f"  tone: white {info.tone.white}, exposure image {info.exposure_image:.4g} / target {info.exposure_target:.4g}")
+    print(f"  tone: white {info.tone.white}, exposure image {info.exposure_image:.4g} / "
+          f"target {info.exposure_target:.4g}")
     print(f"  trained: {info.training.get('steps')} steps, {info.training.get('seconds')} s, "
           f"commit {str(info.training.get('commit'))[:12]}")
     print(f"  command: {info.training.get('command') or '-'}")
@@ -282,7 +296,7 @@ def _job_from_args(args: argparse.Namespace):
                      device=args.device, batch_size=args.batch_size, margin=args.margin,
                      colour_space=args.colour_space, working_space=args.working_space, subject=args.subject,
                      allow_other_subject=args.allow_other_subject, name=args.name)
-    job.validate("command line")
+    job.validate("command line", flags=True)
     return job
 
 
@@ -474,7 +488,7 @@ def cmd_render_views(args: argparse.Namespace) -> None:
 
 def cmd_comp(args: argparse.Namespace) -> None:
     from compositor_nodes.defaults import default_graph
-    from compositor_nodes.evaluate import evaluate
+    from compositor_nodes.evaluate import check_writes, evaluate
     from compositor_nodes.graph import Graph, Read
     from compositor_nodes.nuke import write_nuke
     from tqdm import tqdm
@@ -506,6 +520,8 @@ def cmd_comp(args: argparse.Namespace) -> None:
         print(f"wrote {args.nuke}")
     if args.no_render:
         return
+    graph.validate()
+    check_writes(graph, frames, args.overwrite)
     for frame in tqdm(frames, desc="comp", unit="frame", disable=args.quiet or len(frames) == 1):
         written = evaluate(graph, frame, keep={w.name for w in graph.outputs()})
     print(f"comp: {len(frames)} frame(s); last written: {', '.join(str(p) for p in written.values())}")
@@ -551,24 +567,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", default=None,
                    help="face (the face shell), suzanne, or person (head, hair, ears, neck, shoulders, clothes; "
                         "the default with --identities)")
-    p.add_argument("--identities", type=int, default=0,
+    p.add_argument("--identities", type=_at_least(0), default=0,
                    help="render N people (seeds SEED..SEED+N-1), one capture set each under -o, with an index "
                         "identities.json recording each one's look and render time")
     p.add_argument("--seed", type=int, default=0, help="subject variation and expression track")
-    p.add_argument("--views", type=int, default=8, help="cameras on a 120-degree arc in front of the subject")
-    p.add_argument("--frames", type=int, default=4, help="frames of animated expression")
+    p.add_argument("--views", type=_at_least(1), default=8, help="cameras on a 120-degree arc in front of the subject")
+    p.add_argument("--frames", type=_at_least(1), default=4, help="frames of animated expression")
     p.add_argument("--first-frame", type=int, default=1)
     p.add_argument("--layout", default="default", help="stage layout: default, ringsN, fibN, domeN or a JSON file")
-    p.add_argument("--res", type=int, default=128, help="square image size in pixels")
-    p.add_argument("--samples", type=int, default=64, help="Cycles samples per pixel")
-    p.add_argument("--batch", type=int, default=8, help="stage lights per OLAT render")
+    p.add_argument("--res", type=_at_least(1), default=128, help="square image size in pixels")
+    p.add_argument("--samples", type=_at_least(1), default=64, help="Cycles samples per pixel")
+    p.add_argument("--batch", type=_at_least(1), default=8, help="stage lights per OLAT render")
     p.add_argument("--hdris", nargs="*", default=[], help="HDRI ground truth: bundled names (forest ...) or files")
     p.add_argument("--rotations", nargs="*", default=["0"],
                    help="rotations for each HDRI render (DEG or X,Y,Z degrees, as --rotation)")
     p.add_argument("--no-vector", action="store_true", help="skip Cycles' Vector (motion) pass")
     p.add_argument("--no-olats", action="store_true",
                    help="flat-lit only (a multi-view sequence for relit reconstruct), no OLAT renders")
-    p.add_argument("--threads", type=int, default=2, help="Cycles CPU threads (1 leaves a core free in the background)")
+    p.add_argument("--threads", type=_at_least(1), default=2,
+                   help="Cycles CPU threads (1 leaves a core free in the background)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True, help="capture set folder")
     p.set_defaults(func=cmd_synth)
@@ -588,21 +605,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, metrics.jsonl, bundle/)")
     p.add_argument("--bundle", help="where to write the bundle (default: OUTPUT/bundle)")
     p.add_argument("--preset", default="tiny", help="tiny, small, sd15, sd21")
-    p.add_argument("--res", type=int, default=64, help="training resolution")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--res", type=_at_least(1), default=64, help="training resolution")
+    p.add_argument("--steps", type=_at_least(1), default=2000)
     p.add_argument("--objective", default="refine", choices=("refine", "diffusion", "flow", "regression"),
                    help="refine (predict-and-refine, default), diffusion (DDPM v-prediction), flow (flat-lit to "
                         "target rectified flow), regression (the deterministic baseline; saves no bundle)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0: none)")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=_at_least(1), default=8)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--holdout-light-every", type=int, default=10, help="hold out every k-th stage light")
     p.add_argument("--holdout-lights", help="stage lights held out for validation, by name or index: L005,L013,...")
     p.add_argument("--holdout-cameras", nargs="*", default=[], help="cameras held out for validation")
     p.add_argument("--holdout-expressions", nargs="*", default=[], help="expressions held out for validation")
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--val-every", type=_at_least(0), default=500)
+    p.add_argument("--checkpoint-every", type=_at_least(0), default=500)
     p.add_argument("--device", default="cpu")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     p.add_argument("--gradient-checkpointing", action="store_true")
@@ -616,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="out/demo", help="demo folder (default out/demo)")
     p.add_argument("--bundle", help="model bundle (default: the bundled default)")
     p.add_argument("--train", action="store_true", help="train a fresh bundle first (about half an hour on CPU)")
-    p.add_argument("--steps", type=int, help="sampler steps (default: the bundle's recipe)")
+    p.add_argument("--steps", type=_at_least(1), help="sampler steps (default: the bundle's recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
@@ -644,13 +661,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stage: one inference per stage light (reference); area: K area lights (fast); "
                         "envmap: one pass of an env-map bundle; auto (default): stage for an olat bundle, "
                         "envmap for an envmap bundle")
-    p.add_argument("--clusters", type=int, default=8, help="area lights for --hdri-strategy area")
+    p.add_argument("--clusters", type=_at_least(1), default=8, help="area lights for --hdri-strategy area")
     p.add_argument("--missing", choices=("drop", "nearest"), default="drop",
                    help="HDRI light below the stage floor: drop it (reported) or give it to the nearest light")
     p.add_argument("--basis", action="store_true",
                    help="also write NAME_basis.####.exr: every stage direction's unit-light prediction, to "
                         "relight later in comp by weights alone")
-    p.add_argument("--steps", type=int, help="sampler steps (default: the bundle's recipe)")
+    p.add_argument("--steps", type=_at_least(1), help="sampler steps (default: the bundle's recipe)")
     p.add_argument("--consistency", choices=("none", "ratio"),
                    help="stage predictions (environment, basis): ratio pins their irradiance-weighted sum to "
                         "the input; default: the bundle's recipe")
@@ -659,12 +676,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", choices=("ddim", "dpmpp", "euler"),
                    help="ddim or dpmpp (diffusion and refine bundles), euler (flow bundles); default: the bundle's")
-    p.add_argument("--samples", type=int, default=1,
+    p.add_argument("--samples", type=_at_least(1), default=1,
                    help="samples averaged per light: less sampling grain at samples x the cost")
     p.add_argument("--noise", choices=("fixed", "flow"), default="fixed",
                    help="initial noise over a sequence: the same every frame, or carried along optical flow")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
-    p.add_argument("--batch-size", type=int, default=16, help="lights per UNet batch")
+    p.add_argument("--batch-size", type=_at_least(1), default=16, help="lights per UNet batch")
     p.add_argument("--margin", type=float, default=0.1, help="border around the subject when cropping big plates")
     p.add_argument("--colour-space", help="the plates' colour space (default: header, else by file type)")
     p.add_argument("--working-space", default="lin_rec709", help="output scene-linear space: lin_rec709 or acescg")
@@ -674,13 +691,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="relit", help="output file stem (NAME.####.exr)")
     p.add_argument("--job", help="run this job JSON instead of the flags (the schema the worker and farm use)")
     p.add_argument("--save-job", help="write the job JSON the flags make and exit")
-    p.add_argument("--chunk", type=int, help="split into work units of this many frames (see relit plan)")
-    p.add_argument("--light-chunk", type=int, help="and, for the stage strategy and the basis, of this many stage "
-                                                   "directions (merged per frame)")
+    p.add_argument("--chunk", type=_at_least(1), help="split into work units of this many frames (see relit plan)")
+    p.add_argument("--light-chunk", type=_at_least(1),
+                   help="and, for the stage strategy and the basis, of this many stage directions (merged per "
+                        "frame)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run the units on Ray: a local cluster started here, or the cluster at ADDRESS")
-    p.add_argument("--workers", type=int, default=2, help="Ray workers (each loads the bundle once)")
-    p.add_argument("--cpus-per-worker", type=int, default=1)
+    p.add_argument("--workers", type=_at_least(1), default=2, help="Ray workers (each loads the bundle once)")
+    p.add_argument("--cpus-per-worker", type=_at_least(1), default=1)
     p.add_argument("--gpus-per-worker", type=float, default=0.0)
     p.add_argument("--units-out", help="where to write the units JSON (default: in the version folder)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -700,6 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nuke", help="also write the graph as a Nuke script (.nk)")
     p.add_argument("--save-graph", help="write the graph JSON (e.g. the default one, to edit)")
     p.add_argument("--no-render", action="store_true", help="only write --nuke / --save-graph")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the Write nodes' files when they exist (otherwise the comp refuses to start)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_comp)
 
@@ -709,8 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "units.json with the exact relit run-unit command of each unit. Units are "
                                    "deterministic, write atomically, and skip work already done.")
     p.add_argument("job", help="job JSON")
-    p.add_argument("--chunk", type=int, required=True, help="frames per unit")
-    p.add_argument("--light-chunk", type=int, help="stage directions per unit (stage strategy, OLAT basis)")
+    p.add_argument("--chunk", type=_at_least(1), required=True, help="frames per unit")
+    p.add_argument("--light-chunk", type=_at_least(1), help="stage directions per unit (stage strategy, OLAT basis)")
     p.add_argument("-o", "--output", required=True, help="units JSON to write")
     p.set_defaults(func=cmd_plan)
 
@@ -724,10 +744,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "scalable way (DifFRelight): a K-frame model, then one model per segment between "
                                    "keyframes, initialised from it. Resumes: finished models are kept.")
     p.add_argument("capture", help="capture set with flat-lit frames from several cameras")
-    p.add_argument("--keyframes", type=int, help="K (default: the preset's, 4)")
+    p.add_argument("--keyframes", type=_at_least(1), help="K (default: the preset's, 4)")
     p.add_argument("--preset", default="tiny", help="tiny (CPU, minutes) or production (GPU)")
-    p.add_argument("--res", type=int, help="training resolution")
-    p.add_argument("--gaussians", type=int, help="initial Gaussians")
+    p.add_argument("--res", type=_at_least(1), help="training resolution")
+    p.add_argument("--gaussians", type=_at_least(1), help="initial Gaussians")
     p.add_argument("--kframe-iterations", type=int)
     p.add_argument("--segment-iterations", type=int)
     p.add_argument("--warmup", type=int, help="frozen-Gaussian warm-up iterations per segment")
@@ -735,7 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="train the segments (independent once the K-frame model exists) as Ray tasks")
-    p.add_argument("--workers", type=int, default=2, help="Ray workers")
+    p.add_argument("--workers", type=_at_least(1), default=2, help="Ray workers")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("-o", "--output", required=True, help="reconstruction folder")
     p.set_defaults(func=cmd_reconstruct)
@@ -748,13 +768,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recon", help="folder relit reconstruct wrote")
     p.add_argument("--camera", help="a camera of the capture set")
     p.add_argument("--camera-json", help="or a JSON camera file")
-    p.add_argument("--res", type=int, help="output height in pixels for a capture camera (default: its own)")
+    p.add_argument("--res", type=_at_least(1), help="output height in pixels for a capture camera (default: its own)")
     p.add_argument("--frames", help="frame range A-B (default: every frame)")
     p.add_argument("--ply", action="store_true", help="also export per-frame PLY files")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="render chunks of frames as Ray tasks (a local cluster, or the one at ADDRESS)")
-    p.add_argument("--chunk", type=int, default=8, help="frames per Ray task")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--chunk", type=_at_least(1), default=8, help="frames per Ray task")
+    p.add_argument("--workers", type=_at_least(1), default=2)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_render_views)
@@ -766,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", required=True)
     p.add_argument("--input", required=True, help="plate file or sequence pattern (####, %%04d)")
     p.add_argument("--matte", help="matte file or sequence (default: the plate's alpha)")
-    p.add_argument("--steps", type=int, help="sampler steps (default: the bundle's recipe)")
+    p.add_argument("--steps", type=_at_least(1), help="sampler steps (default: the bundle's recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_check_consistency)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import RelitIOError
 from .io.naming import light_layer_name
 from .io.passes import read_passes
 from .jobs import RelightJob
@@ -49,6 +50,8 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     from .synthetic.synth import SynthConfig, synthesize
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RelitIOError(f"-o {out}: is a file; the demo writes a folder (renders, passes, contact sheet)")
     if train:
         bundle = train_default(out / "train", progress)
     bundle = Path(bundle or DEFAULT_BUNDLE)

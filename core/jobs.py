@@ -88,63 +88,68 @@ class RelightJob:
         job.validate(source)
         return job
 
-    def validate(self, source: str = "job") -> None:
+    def validate(self, source: str = "job", flags: bool = False) -> None:
+        """Check every field; errors name ``source`` and the field (or, with ``flags``, the field as
+        ``relit relight``'s flag: --steps)."""
         from .lighting.rig import LightRig
+
+        def at(key: str) -> str:
+            return f"--{key.replace('_', '-')}" if flags else f"{source}.{key}"
 
         if self.version != JOB_VERSION:
             raise ValidationError(f"{source}: version: {self.version!r} is not supported (this relit reads "
                                   f"{JOB_VERSION})")
         for key in ("bundle", "input", "output", "name"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
-                raise ValidationError(f"{source}.{key}: must be a non-empty string")
+                raise ValidationError(f"{at(key)}: must be a non-empty string")
         if Path(self.output).exists() and not Path(self.output).is_dir():
-            raise ValidationError(f"{source}.output: {self.output} is a file; relit writes version folders (v001, "
+            raise ValidationError(f"{at('output')}: {self.output} is a file; relit writes version folders (v001, "
                                   "v002, ...) into a folder: give a folder")
         if not OUTPUT_NAME.fullmatch(self.name):
-            raise ValidationError(f"{source}.name: {self.name!r} is the output files' stem, not a path: use letters, "
+            raise ValidationError(f"{at('name')}: {self.name!r} is the output files' stem, not a path: use letters, "
                                   "digits, '_', '-' and '.' (not first), e.g. relit_key")
-        _choice(self.hdri_strategy, HDRI_STRATEGIES, f"{source}.hdri_strategy")
-        _choice(self.noise, NOISE_MODES, f"{source}.noise")
+        _choice(self.hdri_strategy, HDRI_STRATEGIES, at("hdri_strategy"))
+        _choice(self.noise, NOISE_MODES, at("noise"))
         if self.sampler is not None:
-            _choice(self.sampler, SAMPLERS, f"{source}.sampler")
+            _choice(self.sampler, SAMPLERS, at("sampler"))
         if self.consistency is not None:
-            _choice(self.consistency, CONSISTENCY, f"{source}.consistency")
-        _choice(self.missing, ("drop", "nearest"), f"{source}.missing")
+            _choice(self.consistency, CONSISTENCY, at("consistency"))
+        _choice(self.missing, ("drop", "nearest"), at("missing"))
         for key, lo in (("clusters", 1), ("steps", 1), ("batch_size", 1), ("seed", 0), ("threads", 0),
                         ("samples", 1)):
             value = getattr(self, key)
             if key == "steps" and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-                raise ValidationError(f"{source}.{key}: must be an integer >= {lo}, got {value!r}")
-        as_number(self.guidance_image, f"{source}.guidance_image", 0.0)
-        as_number(self.guidance_light, f"{source}.guidance_light", 0.0)
-        as_number(self.margin, f"{source}.margin", 0.0, 2.0)
+                raise ValidationError(f"{at(key)}: must be an integer >= {lo}, got {value!r}")
+        as_number(self.guidance_image, at("guidance_image"), 0.0)
+        as_number(self.guidance_light, at("guidance_light"), 0.0)
+        as_number(self.margin, at("margin"), 0.0, 2.0)
         if self.frames is not None:
             parse_frame_range(self.frames)
         if self.rig is None and not self.basis:
             raise ValidationError(f"{source}: nothing to render; give a rig (lights or an HDRI) or ask for the "
                                   "OLAT basis")
         if self.rig is not None:
-            LightRig.from_json(self.rig, source=f"{source}.rig")
+            LightRig.from_json(self.rig, source=at("rig"))
         if self.camera_c2w is not None:
-            self.camera_c2w = as_numbers(self.camera_c2w, f"{source}.camera_c2w", (4, 4)).tolist()
+            self.camera_c2w = as_numbers(self.camera_c2w, at("camera_c2w"), (4, 4)).tolist()
         if self.cameras is not None:
             if not isinstance(self.cameras, dict) or not self.cameras:
-                raise ValidationError(f"{source}.cameras: must map camera names to 4x4 camera-to-world matrices")
+                raise ValidationError(f"{at('cameras')}: must map camera names to 4x4 camera-to-world matrices")
             for name, c2w in self.cameras.items():
-                as_numbers(c2w, f"{source}.cameras.{name}", (4, 4))
+                as_numbers(c2w, f"{at('cameras')}.{name}", (4, 4))
             for key in ("input", "output"):
                 if "{camera}" not in getattr(self, key):
-                    raise ValidationError(f"{source}.{key}: a job over several cameras needs '{{camera}}' in it")
+                    raise ValidationError(f"{at(key)}: a job over several cameras needs '{{camera}}' in it")
             if self.rig is not None and LightRig.from_json(self.rig).camera_c2w is None:
-                raise ValidationError(f"{source}.rig.camera_c2w: a job over several cameras needs the camera the "
+                raise ValidationError(f"{at('rig')}.camera_c2w: a job over several cameras needs the camera the "
                                       "rig's directions are given in")
         if self.light_chunk is not None:
             chunk = self.light_chunk
             if (not isinstance(chunk, list) or len(chunk) != 2 or not all(isinstance(v, int) for v in chunk)
                     or not 0 <= chunk[0] < chunk[1]):
-                raise ValidationError(f"{source}.light_chunk: must be [start, end) with 0 <= start < end, got {chunk!r}")
+                raise ValidationError(f"{at('light_chunk')}: must be [start, end) with 0 <= start < end, got {chunk!r}")
 
     def for_camera(self, name: str) -> "RelightJob":
         """The single-camera job of one of ``cameras``: paths filled in, camera set, lights turned

@@ -17,11 +17,13 @@ id no job has are answered with a ``ProtocolError`` event; the worker keeps serv
 
 stdout carries only the protocol: at start the worker keeps a private copy of file descriptor 1
 for itself and points descriptor 1 at stderr, so prints and C libraries cannot corrupt the stream.
-Each job writes a log file ``OUTPUT/logs/job-<id>.log``. A loaded bundle is kept for later jobs.
+Each job writes a log file ``OUTPUT/logs/job-<id>.log`` (removed again, with any folder made
+for it, when the job fails before its first frame: the error event says why). A loaded bundle is kept for later jobs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -51,6 +53,7 @@ class Worker:
         self.cancel: dict[str, threading.Event] = {}
         self.jobs: queue.Queue = queue.Queue()
         self.models: dict[tuple[str, str], tuple] = {}  # (bundle, device) -> (pipeline, info)
+        self.frames_written: dict[str, int] = {}  # job id -> frames it has written so far
 
     def send(self, event: dict) -> None:
         with self.lock:
@@ -121,6 +124,8 @@ class Worker:
                     self.run_render(rid, request.get("params") or {})
                 else:
                     self.run_job(rid, request.get("params") or {})
+            except Exception as e:  # a bug in the job's own clean-up: still an answer, and the worker goes on
+                self._fail(rid, e)
             finally:
                 self.cancel.pop(rid, None)  # the id is free again
 
@@ -173,33 +178,43 @@ class Worker:
         from .jobs import RelightJob
 
         handlers: list[logging.Handler] = []
+        made: list[Path] = []  # the log file and the folders made for it, innermost first
+        self.frames_written[rid] = 0
         try:
             if self.cancel[rid].is_set():
                 raise Cancelled("cancelled before it started")
             job = RelightJob.from_json(params, source=f"job {rid}")
-            handlers = self._attach_logs(job, rid)
+            handlers, made = self._attach_logs(job, rid)
             log.info("job %s: relight %s with %s -> %s", rid, job.input, job.bundle, job.output)
             result = self._relight(rid, job)
             log.info("job %s: done, %d frame(s) in %s", rid, len(result["frames"]), result["folder"])
             self.send({"id": rid, "type": "result", "result": result})
+            made = []
         except Exception as e:
             self._fail(rid, e)
         finally:
             for handler in handlers:
                 logging.getLogger().removeHandler(handler)
                 handler.close()
+            if made and not self.frames_written.pop(rid, 0):
+                _remove_made(made)  # a job that wrote no frame leaves nothing behind (the error event says why)
 
-    def _attach_logs(self, job, rid: str) -> list[logging.Handler]:
-        """The job's log file (everything) and its relay to the client (warnings and up)."""
+    def _attach_logs(self, job, rid: str) -> tuple[list[logging.Handler], list[Path]]:
+        """The job's log file (everything) and its relay to the client (warnings and up); and the
+        paths made for the log (the file, then any folders created for it), innermost first."""
         folder = Path(job.output) / "logs"
+        made = [p for p in (folder, folder.parent) if not p.exists()]
         folder.mkdir(parents=True, exist_ok=True)
-        to_file = logging.FileHandler(folder / f"job-{rid}.log")
+        path = folder / f"job-{rid}.log"
+        if not path.exists():
+            made.insert(0, path)
+        to_file = logging.FileHandler(path)
         to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         relay = _Relay(self, rid)
         relay.setLevel(logging.WARNING)
         for handler in (to_file, relay):
             logging.getLogger().addHandler(handler)
-        return [to_file, relay]
+        return [to_file, relay], made
 
     def _relight(self, rid: str, job) -> dict:
         from .model.bundle import load_bundle
@@ -218,6 +233,7 @@ class Worker:
             elapsed = now - (job_start if event.stage == "frames" else frame_start)
             if event.stage == "frames":
                 frame_start = now
+                self.frames_written[rid] = event.done
             eta = elapsed / event.done * (event.total - event.done) if event.done else None
             self.send({"id": rid, "type": "progress", "stage": event.stage, "done": event.done,
                        "total": event.total, "eta": eta, "frame": event.frame})
@@ -229,6 +245,14 @@ class Worker:
 
 
 _EOF = object()  # the request stream ended
+
+
+
+def _remove_made(paths: list[Path]) -> None:
+    """Remove a file and then folders that this process created (a folder only while empty)."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink() if path.is_file() else path.rmdir()
 
 
 class _Relay(logging.Handler):

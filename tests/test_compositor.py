@@ -323,5 +323,9 @@ def test_relit_comp_streams_a_sequence_and_writes_the_nuke_script(tmp_path):
         np.testing.assert_allclose(out, beauty, rtol=2e-3, atol=2e-3)
     graph, layers, _ = parse_nuke((tmp_path / "comp.nk").read_text())
     assert layers == ["light_environment", "light_key", "light_rim"] and graph.nodes["passes"].first == 1001
-    rerun = run_relit("comp", str(tmp_path / "g.json"), "--frames", "1002")
+    before = (tmp_path / "comp.1002.exr").read_bytes()
+    refused = run_relit("comp", str(tmp_path / "g.json"), "--frames", "1002")
+    assert refused.returncode == 2 and "comp.1002.exr exists; relit does not replace a finished file" in refused.stderr
+    assert (tmp_path / "comp.1002.exr").read_bytes() == before
+    rerun = run_relit("comp", str(tmp_path / "g.json"), "--frames", "1002", "--overwrite")
     assert rerun.returncode == 0 and "comp: 1 frame(s)" in rerun.stdout

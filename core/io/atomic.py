@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import RelitIOError
+
 PARTIAL = ".partial"  # marks temporary files; a killed writer may leave one behind
 _UMASK_LOCK = threading.Lock()
 
@@ -39,6 +41,8 @@ def file_mode(directory: bool = False) -> int:
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target`` (same suffix); rename it over ``target`` on success."""
     target = Path(target)
+    if target.is_dir():
+        raise RelitIOError(f"{target}: is a folder; give the path of the file to write")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f"{PARTIAL}{target.suffix}", dir=target.parent)
     os.close(fd)

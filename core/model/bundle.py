@@ -166,7 +166,30 @@ def bundle_problems(folder: Path) -> list[str]:
            if not (folder / part).is_file()]
     if not any((folder / "unet").glob("*.safetensors")):
         out.append("unet/ holds no .safetensors weights")
+    for path in sorted(folder.rglob("*.safetensors")):
+        if problem := safetensors_problem(path):
+            out.append(f"{path.relative_to(folder)} {problem}")
     return out
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a .safetensors file's layout (truncated, not safetensors), read from its
+    header alone: 8 bytes of header length, the JSON header, then the tensors' bytes up to the
+    largest end offset the header names."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or 8 + n > size:
+            return "is not a safetensors file (or is cut short in its header)"
+        try:
+            header = json.loads(f.read(n))
+            end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return "has a damaged header"
+    if 8 + n + end > size:
+        return f"is truncated ({size} of {8 + n + end} bytes)"
+    return None
 
 
 def check_device(device: str | torch.device) -> None:

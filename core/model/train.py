@@ -121,13 +121,15 @@ class Trainer:
             raise ValidationError(f"--batch {cfg.batch} does not split over {self.world} processes; use a multiple")
         self.cfg = cfg
         self.out = Path(cfg.output)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.out.exists() and not self.out.is_dir():
+            raise ValidationError(f"-o {self.out}: is a file; a training run writes a folder (checkpoints, metrics)")
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.data = TrainingData(open_captures(cfg.captures), cfg.resolution)
         self.split: Split = self.data.split(cfg.holdout_light_every, tuple(cfg.holdout_cameras),
                                             tuple(cfg.holdout_expressions), tuple(cfg.holdout_identities),
                                             tuple(cfg.holdout_lights))
+        self.out.mkdir(parents=True, exist_ok=True)  # only once the captures and the split are known good
         subject = self.data.alpha > 0.5
         subject[self.split.val_views] = False  # measured on the training views
         self.coverage = stage_coverage(self.data.flat, self.data.olat, self.data.irradiance, subject)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -270,6 +271,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     job_digest = _job_digest(job, info.sha256, hdri_sha, {**info.recipe, "steps": steps, "sampler": sampler,
                                                           "consistency": consistency})
     fresh = False  # a version folder this run made (removed again if the run fails before any frame)
+    made_root = not Path(job.output).exists()  # likewise the output folder itself
     if job.folder is not None:  # a farm unit: the plan chose the version folder, other units share it
         folder = Path(job.folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -321,6 +323,9 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     except BaseException:
         if fresh and not any(folder.glob("*.exr")):  # nothing was written: leave no empty version behind
             shutil.rmtree(folder, ignore_errors=True)
+            if made_root:
+                with contextlib.suppress(OSError):  # only if empty: another run may have written there since
+                    Path(job.output).rmdir()
         raise
     return report
 
