@@ -400,6 +400,22 @@ def cmd_run_unit(args: argparse.Namespace) -> None:
           + (f", {len(result['skipped'])} frame(s) already done" if result["skipped"] else ""))
 
 
+def cmd_import_stage(args: argparse.Namespace) -> None:
+    from .data.stage_import import import_stage
+
+    report = import_stage(args.stage, args.output)
+    m = report.capture.manifest
+    print(f"{args.output}: capture set of {m.subject!r}: {len(m.layout)} lights, {len(m.cameras)} camera(s), "
+          f"{len(m.frames)} frame(s)")
+    print(f"  irradiance: {report.calibration}")
+    if report.flat_vs_sum is None:
+        print("  flat-lit: made as the exact sum of the OLATs")
+    else:
+        print(f"  flat-lit: imported; it differs from the OLATs' sum by {100 * report.flat_vs_sum:.2f} % (mean)")
+    for w in report.warnings:
+        log.warning("%s", w)
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
@@ -738,6 +754,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("units", help="units JSON written by relit plan")
     p.add_argument("--index", type=int, required=True, help="the unit to run")
     p.set_defaults(func=cmd_run_unit)
+
+    p = sub.add_parser("import-stage", help="a light stage's own OLAT files + a stage JSON -> a capture set",
+                       description="Read a stage description (format relit-stage: lights as directions or "
+                                   "positions, cameras as K or lens/sensor in OpenCV or Blender convention, "
+                                   "per-light or multi-layer OLAT files, irradiance or a calibration card) and "
+                                   "write a relit capture set. Everything is checked before anything is written. "
+                                   "See docs/capture_sets.md.")
+    p.add_argument("stage", help="the stage description JSON")
+    p.add_argument("-o", "--output", required=True, help="the capture set folder to write (new)")
+    p.set_defaults(func=cmd_import_stage)
 
     p = sub.add_parser("reconstruct", help="dynamic 3D Gaussians of a multi-view flat-lit sequence",
                        description="Reconstruct a capture set's flat-lit performance as dynamic 3D Gaussians the "
