@@ -19,7 +19,6 @@ from core.jobs import RelightJob
 from core.validation import load_json
 
 from .dispatch import current_dispatcher
-from .props import STRATEGY
 from .scene_rig import scene_rig
 
 TIMER_SECONDS = 0.1
@@ -51,7 +50,7 @@ def build_job(context) -> tuple[dict, object]:
         bundle=bundle, input=plate, output=bpy.path.abspath(settings.output), rig=found.rig.to_json(),
         matte=bpy.path.abspath(settings.matte) if settings.matte else None,
         frames=f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range and "#" in plate else None,
-        hdri_strategy=STRATEGY[settings.mode], clusters=settings.clusters, steps=settings.steps or None,
+        hdri_strategy=settings.mode, clusters=settings.clusters, steps=settings.steps or None,
         guidance_image=settings.guidance_image, guidance_light=settings.guidance_light, seed=settings.seed,
         device=prefs.device, working_space=found.working_space)
     job.validate("relit panel")

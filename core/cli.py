@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import RelitError
+from .relight.strategies import STRATEGIES
 
 log = logging.getLogger("relit")
 
@@ -673,10 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intensity", type=float, default=1.0, help="HDRI strength (multiplies its radiance)")
     p.add_argument("--camera-c2w", help="JSON 4x4 Blender camera-to-world the plate is seen from "
                                         "(default: the rig's, else the front view)")
-    p.add_argument("--hdri-strategy", choices=("auto", "stage", "area", "envmap"), default="auto",
-                   help="stage: one inference per stage light (reference); area: K area lights (fast); "
-                        "envmap: one pass of an env-map bundle; auto (default): stage for an olat bundle, "
-                        "envmap for an envmap bundle")
+    p.add_argument("--hdri-strategy", choices=tuple(STRATEGIES), default="auto",
+                   help="; ".join(f"{s.name}: {s.description}" for s in STRATEGIES.values()))
     p.add_argument("--clusters", type=_at_least(1), default=8, help="area lights for --hdri-strategy area")
     p.add_argument("--missing", choices=("drop", "nearest"), default="drop",
                    help="HDRI light below the stage floor: drop it (reported) or give it to the nearest light")

@@ -15,10 +15,10 @@ from .errors import ValidationError
 from .io.atomic import atomic_write_text
 from .io.sequence import parse_frame_range
 from .relight.consistency import CONSISTENCY
+from .relight.strategies import STRATEGIES
 from .validation import as_number, as_numbers, check_fields, load_json
 
 JOB_VERSION = 1
-HDRI_STRATEGIES = ("auto", "stage", "area", "envmap")
 NOISE_MODES = ("fixed", "flow")
 SAMPLERS = ("ddim", "dpmpp", "euler", "direct")  # which apply depends on the bundle's objective
 
@@ -108,7 +108,7 @@ class RelightJob:
         if not OUTPUT_NAME.fullmatch(self.name):
             raise ValidationError(f"{at('name')}: {self.name!r} is the output files' stem, not a path: use letters, "
                                   "digits, '_', '-' and '.' (not first), e.g. relit_key")
-        _choice(self.hdri_strategy, HDRI_STRATEGIES, at("hdri_strategy"))
+        _choice(self.hdri_strategy, tuple(STRATEGIES), at("hdri_strategy"))
         _choice(self.noise, NOISE_MODES, at("noise"))
         if self.sampler is not None:
             _choice(self.sampler, SAMPLERS, at("sampler"))

@@ -26,6 +26,7 @@ from ..io.naming import new_version_dir, versions
 from ..io.passes import PassMetadata, RelitPasses, read_metadata, write_passes
 from ..io.sequence import find_frames, parse_frame_range
 from ..jobs import RelightJob
+from ..relight.strategies import STAGE, hdri_strategy
 from ..validation import load_json
 
 UNITS_VERSION = 1
@@ -79,10 +80,12 @@ def _stage_size(job: RelightJob) -> int:
     from ..model.bundle import read_info
 
     env = job.rig is not None and job.rig.get("environment") is not None
-    if not (job.basis or (env and job.hdri_strategy in ("auto", "stage"))):
+    if not (job.basis or env):
         return 0
     info = read_info(job.bundle)
-    if info.config.conditioning != "olat" or info.layout is None:
+    if info.config.conditioning != STAGE.conditioning or info.layout is None:
+        return 0
+    if not (job.basis or hdri_strategy(job.hdri_strategy, info.config.conditioning).light_chunks):
         return 0
     return len(info.layout)
 

@@ -31,12 +31,12 @@ from ..lighting.hdri import load_environment, project_to_layout
 from ..lighting.rig import LightRig
 from ..io.framing import Framing, ratio_eps, subject_framing, to_model, to_plate
 from .consistency import ratio_correct
+from .strategies import AREA, ENVMAP, STAGE, STRATEGIES, hdri_strategy
 
 log = logging.getLogger(__name__)
 
 ENV_LAYER = "environment"
 MIN_PLATE = 16  # pixels: a plate smaller on a side holds no subject to relight
-STRATEGIES = ("auto", "stage", "area", "envmap")
 
 
 @dataclass
@@ -110,23 +110,21 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
     ``consistency`` "ratio": the stage inferences (environment and basis) cover every stage light and
     are corrected together so that they add up to the input (core.relight.consistency).
     """
-    if strategy not in STRATEGIES:
-        raise ValidationError(f"HDRI strategy {strategy!r}: use one of {STRATEGIES}")
     conditioning = info.config.conditioning
-    if strategy == "auto":
-        strategy = "envmap" if conditioning == "envmap" else "stage"
+    chosen = hdri_strategy(strategy, conditioning)
     env = rig.environment if rig is not None else None
-    if conditioning == "envmap":
-        return _plan_envmap(info, rig, environment, basis, strategy, camera_c2w)
-    if env is not None and strategy == "envmap":
-        raise ValidationError(f"--hdri-strategy envmap needs an envmap bundle; {info.id} is an olat bundle "
-                              "(use stage or area)")
+    if chosen.conditioning != conditioning and (env is not None or conditioning == ENVMAP.conditioning):
+        fits = [s.name for s in STRATEGIES.values() if s.conditioning == conditioning]
+        raise ValidationError(f"--hdri-strategy {chosen.name} needs an {chosen.conditioning} bundle; {info.id} is an "
+                              f"{conditioning} bundle (use {' or '.join(fits)})")
+    if conditioning == ENVMAP.conditioning:
+        return _plan_envmap(info, rig, environment, basis, camera_c2w)
     plan = LightingPlan()
     first_chunk = light_chunk is None or light_chunk[0] == 0
     for light in (rig.lights if rig is not None and first_chunk else []):
         idx = plan._add(light.direction, light.size)
         plan._feed(light.group or light.name, idx, np.asarray(light.rgb) * light.intensity)
-    need_stage = basis or (env is not None and strategy == "stage")
+    need_stage = basis or (env is not None and chosen is STAGE)
     if need_stage and info.layout is None:
         raise ValidationError(f"bundle {info.id} records no stage layout; the stage strategy and the OLAT "
                               "basis need one (use --hdri-strategy area)")
@@ -138,7 +136,7 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
     if need_stage:
         cam_dirs = world_to_camera_directions(layout.directions, c2w)
         weights = None
-        if env is not None and strategy == "stage":
+        if env is not None and chosen is STAGE:
             proj = project_to_layout(pixels, layout, env.rotation, env.intensity, missing)
             _report_dropped(proj.dropped_fraction, layout.name)
             weights = proj.weights
@@ -162,7 +160,7 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
             plan.basis = [{"layer": f"stage_{sanitise_name(layout.names[i])}", "index": int(j),
                            "direction": cam_dirs[i].tolist(), "world_direction": layout.directions[i].tolist(),
                            "size": 0.0, "solid_angle": float(layout.solid_angles[i])} for i, j in zip(lit, idx)]
-    if env is not None and strategy == "area" and first_chunk:
+    if env is not None and chosen is AREA and first_chunk:
         found = cluster_environment(pixels, clusters, env.rotation, env.intensity, layout, missing)
         if layout is not None:
             _report_dropped(found.dropped_fraction, layout.name)
@@ -180,8 +178,7 @@ def _report_dropped(fraction: float, stage: str) -> None:
                     "(--missing nearest keeps it)", stage, 100 * fraction)
 
 
-def _plan_envmap(info, rig: LightRig | None, environment, basis: bool, strategy: str,
-                 camera_c2w=None) -> LightingPlan:
+def _plan_envmap(info, rig: LightRig | None, environment, basis: bool, camera_c2w=None) -> LightingPlan:
     """SynthLight: one pass per environment (camera frame, tone-mapped, on channels): the rig's HDRI
     is one pass, and each lamp is one more, lit by an environment holding only that lamp (a disc of
     its size, colour and irradiance on black). By linearity the passes add up to the whole rig."""
@@ -194,9 +191,6 @@ def _plan_envmap(info, rig: LightRig | None, environment, basis: bool, strategy:
         raise ValidationError(f"an envmap bundle ({info.id}) relights environments and lamps: give --hdri or a rig")
     if basis:
         raise ValidationError(f"the OLAT basis needs an olat bundle; {info.id} is an envmap bundle")
-    if strategy != "envmap":
-        raise ValidationError(f"--hdri-strategy {strategy} needs an olat bundle; {info.id} is an envmap bundle "
-                              "(use --hdri-strategy envmap)")
     res = info.config.resolution
     passes: list[tuple[str, np.ndarray]] = []  # (layer, camera-frame lat-long radiance)
     for light in rig.lights:
