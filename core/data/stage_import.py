@@ -247,10 +247,10 @@ def calibrate_card(olats: np.ndarray,          # [N, H, W, 3] one view's OLATs
                    directions: np.ndarray,     # [N, 3] world, unit
                    box: tuple[int, int, int, int], albedo: float,
                    normal: np.ndarray,         # [3] the card's world normal
-                   ) -> np.ndarray:            # [N, 3] irradiance, W/m2
+                   ) -> tuple[np.ndarray, np.ndarray]:  # ([N, 3] irradiance W/m2, [N] cos(theta_i))
     """Each light's irradiance from a Lambertian card of known albedo: the card's radiance under light i
-    is albedo/pi * E_i * cos(theta_i), so E_i = pi * L_i / (albedo * cos(theta_i)). A light behind the
-    card (cos <= 0.05) cannot be measured this way and is an error naming it."""
+    is albedo/pi * E_i * cos(theta_i), so E_i = pi * L_i / (albedo * cos(theta_i)). Lights with a small
+    cos (behind the card, or grazing) cannot be measured this way: the caller refuses them."""
     x0, y0, x1, y1 = (int(v) for v in box)
     radiance = olats[:, y0:y1, x0:x1].reshape(len(olats), -1, 3).mean(1)
     n = np.asarray(normal, np.float64) / np.linalg.norm(normal)
