@@ -24,7 +24,8 @@ def main() -> None:
     ap.add_argument("--out", default="out/demo_bench")
     ap.add_argument("--steps", type=int, help="sampler steps (default: the bundle's recipe)")
     args = ap.parse_args()
-    from core.demo import DEFAULT_BUNDLE, run_demo
+    from core.demo import run_demo
+    from core.model.bundle import DEFAULT_BUNDLE
     from core.io.passes import read_metadata
     from core.model.bundle import read_info
 

@@ -201,12 +201,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .model.train import TrainConfig, train
 
     cfg = TrainConfig(captures=args.capture, output=args.output, preset=args.preset, resolution=args.res,
-                      objective=args.objective, conditioning=args.conditioning,
+                      objective=args.objective, relative=args.relative, environment_token=args.environment_token, conditioning=args.conditioning,
                       holdout_identities=args.holdout_identities,
                       steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr, seed=args.seed,
                       holdout_light_every=args.holdout_light_every, holdout_cameras=args.holdout_cameras,
                       holdout_lights=[k for k in args.holdout_lights.split(",") if k] if args.holdout_lights else [],
                       holdout_expressions=args.holdout_expressions, val_every=args.val_every,
+                      val_samples=args.val_samples,
                       checkpoint_every=args.checkpoint_every, device=args.device, bf16=args.bf16,
                       gradient_checkpointing=args.gradient_checkpointing, base_checkpoint=args.base_checkpoint,
                       command=shlex.join(["relit", *sys.argv[1:]]))
@@ -285,7 +286,7 @@ def _job_from_args(args: argparse.Namespace):
     elif args.hdri:
         env = Environment(str(_resolve_hdri(args.hdri).resolve()), parse_rotation(args.rotation), args.intensity)
         rig = LightRig([], env)
-    from .demo import DEFAULT_BUNDLE
+    from .model.bundle import DEFAULT_BUNDLE
 
     job = RelightJob(bundle=str(args.bundle or DEFAULT_BUNDLE), input=args.input, output=args.output,
                      rig=None if rig is None else rig.to_json(), matte=args.matte, frames=args.frames,
@@ -627,6 +628,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", default="refine", choices=("refine", "diffusion", "flow", "regression"),
                    help="refine (predict-and-refine, default), diffusion (DDPM v-prediction), flow (flat-lit to "
                         "target rectified flow), regression (the deterministic baseline; saves no bundle)")
+    p.add_argument("--relative", action="store_true",
+                   help="learn the change from the input (through the log tone curve, the log shading ratio) "
+                        "instead of the target image; not with --objective flow")
+    p.add_argument("--environment-token", action="store_true",
+                   help="envmap: also give the target map's order-2 spherical harmonics to every pixel as a "
+                        "cross-attention token (besides the map's channels)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0: none)")
     p.add_argument("--batch", type=_at_least(1), default=8)
     p.add_argument("--lr", type=float, default=5e-4)
@@ -636,6 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout-cameras", nargs="*", default=[], help="cameras held out for validation")
     p.add_argument("--holdout-expressions", nargs="*", default=[], help="expressions held out for validation")
     p.add_argument("--val-every", type=_at_least(0), default=500)
+    p.add_argument("--val-samples", type=_at_least(1), default=6,
+                   help="validation images per split (the same draw at every validation)")
     p.add_argument("--checkpoint-every", type=_at_least(0), default=500)
     p.add_argument("--device", default="cpu")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")

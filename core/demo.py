@@ -24,11 +24,11 @@ from .io.preview import contact_sheet
 from .lighting.camera import world_to_camera_directions
 from .lighting.hdri import load_environment, project_to_layout
 from .lighting.rig import Environment, Light, LightRig
+from .model.bundle import DEFAULT_BUNDLE
 from .model.metrics import psnr
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "bundle" / "default"
 DEMO_HDRI, DEMO_ROTATION = "forest", (0.0, 0.0, math.radians(30))
 
 

@@ -35,8 +35,8 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import RelitError
+from .worker_client import PROTOCOL  # one definition: the client checks the worker's hello against it
 
-PROTOCOL = 1
 MAX_LINE = 16 * 1024 * 1024  # bytes: a longer request line is refused (and skipped), not read into memory
 log = logging.getLogger("relit.worker")
 

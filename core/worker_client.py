@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import RelitError
 
-PROTOCOL = 1
+PROTOCOL = 1  # the worker's event protocol (core.worker says it in its hello; this client checks it)
 
 
 class WorkerError(RelitError):

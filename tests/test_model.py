@@ -101,6 +101,36 @@ def test_envmap_mode_takes_environment_channels():
     assert out.images.shape == (2, RES, RES, 3) and np.all(np.isfinite(out.images))
 
 
+def test_the_environment_token_is_the_maps_sh_projection():
+    """A map L(d) = 1 + 0.5 x has SH c00 = sqrt(4 pi) and c(1, 1) = 0.5 sqrt(4 pi / 3), the rest 0: the
+    token recovers them through the map's encoding (normalisation, gamma, squash to the square)."""
+    import math
+
+    from core.errors import ValidationError
+    from core.lighting.latlong import pixel_directions
+    from core.model.envmap import encode_environment, environment_sh
+
+    d = pixel_directions(64, 128)
+    radiance = (1.0 + 0.5 * d[..., :1]) * np.array([1.0, 0.5, 0.25])
+    encoded, scale = encode_environment(radiance, RES)
+    coeffs = environment_sh(torch.from_numpy(encoded)[None])[0].numpy().reshape(3, 9) * scale
+    expected = np.zeros(9)
+    expected[0], expected[3] = math.sqrt(4 * math.pi), 0.5 * math.sqrt(4 * math.pi / 3)
+    for c, gain in enumerate((1.0, 0.5, 0.25)):
+        np.testing.assert_allclose(coeffs[c], gain * expected, atol=0.02 * gain)
+    # the token conditions the network: another map, another output; without it, the null token
+    torch.manual_seed(0)
+    model = RelightModel(preset("tiny", resolution=RES, conditioning="envmap", environment_token=True))
+    maps = torch.from_numpy(np.stack([encoded, encoded[:, ::-1].copy()]))
+    tokens = model.environment_tokens(maps)
+    assert tokens.shape == (2, 1, 32) and not torch.equal(tokens[0], tokens[1])
+    torch.testing.assert_close(tokens[0, 0, :27], environment_sh(maps)[0])
+    plain = RelightModel(preset("tiny", resolution=RES, conditioning="envmap"))
+    torch.testing.assert_close(plain.environment_tokens(maps), plain.null_tokens(2))
+    with pytest.raises(ValidationError, match="envmap conditioning only"):
+        preset("tiny", environment_token=True)
+
+
 def test_conv_in_expansion_keeps_the_checkpoint_output(tmp_path):
     # a random reduced-width UNet of the SD architecture, saved locally like a checkpoint folder
     torch.manual_seed(0)

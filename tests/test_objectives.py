@@ -126,6 +126,34 @@ def test_registry_builds_objectives_from_their_recorded_params():
     assert not RegressionObjective.stochastic and RegressionObjective().evaluations(30) == 1
 
 
+def test_a_relative_objective_learns_the_change_from_the_input_and_adds_the_input_back():
+    x0, src, noise = _latents(6)
+    u = torch.tensor([0.1, 0.5, 0.9])
+    g = torch.Generator().manual_seed(7)
+    weight = torch.randn(SHAPE[1], SHAPE[1], generator=g) * 0.1
+
+    def net(x, t):
+        return torch.einsum("bchw,cd->bdhw", x, weight) + 1e-3 * t.float().view(-1, 1, 1, 1)
+
+    for name in ("regression", "diffusion", "refine"):
+        plain, relative = make_objective(name), make_objective({"name": name, "relative": True})
+        # the loss is the plain objective's on the change x0 - src
+        torch.testing.assert_close(relative.loss(net, x0, src, noise, u), plain.loss(net, x0 - src, src, noise, u))
+        assert make_objective(relative.params()).relative and "relative" not in plain.params()
+    # an oracle that outputs the change makes a relative regression land on the target
+    reg = RegressionObjective(relative=True)
+    out = reg.sample(lambda x, t: x0 - src, src, noise, 1, None, {}, bounded=False)
+    torch.testing.assert_close(out, x0)
+    # the exact v of the change makes relative DDIM land on the target; the change spans [-1.6, 1.6],
+    # beyond the bounded range a target latent has, and must not be clipped before the input is added
+    diff = DiffusionObjective(relative=True)
+    out = diff.sample(_v_oracle(diff, x0 - src), src, noise, 4, "ddim", diff.scheduler().config, bounded=True)
+    torch.testing.assert_close(out, x0, atol=0.03, rtol=0)
+    assert (x0 - src).abs().max() > 1.0
+    with pytest.raises(ValidationError, match="no relative form"):
+        make_objective({"name": "flow", "relative": True})
+
+
 def test_ratio_correction_pins_the_weighted_sum_to_the_input_and_keeps_the_shares():
     rng = np.random.default_rng(0)
     images = rng.random((5, 6, 6, 3)).astype(np.float32)

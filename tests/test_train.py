@@ -63,6 +63,10 @@ def test_a_run_resumes_only_with_the_objective_it_was_trained_with(capture, tmp_
     with pytest.raises(ValidationError, match="resume it with --objective flow"):
         Trainer(_cfg(capture, tmp_path / "run", steps=4, objective="refine"))
     assert Trainer(_cfg(capture, tmp_path / "run", steps=4, objective="flow")).step == 2
+    Trainer(_cfg(capture, tmp_path / "rel", steps=2, checkpoint_every=2, objective="regression",
+                 relative=True)).train(progress=False)
+    with pytest.raises(ValidationError, match="started with --relative"):
+        Trainer(_cfg(capture, tmp_path / "rel", steps=4, objective="regression"))
 
 
 def test_envmap_training_on_portraits_under_any_light_beats_input_x_constant(capture, tmp_path):
@@ -82,6 +86,23 @@ def test_envmap_training_on_portraits_under_any_light_beats_input_x_constant(cap
     metrics = trainer.train(progress=False)
     assert _probe_loss(trainer, probe, repeats=6) < 0.8 * before
     assert metrics["train_views_env_psnr"] > metrics["train_views_input_x_constant_psnr"] + 1.0
+
+
+def test_portrait_exposure_puts_both_sides_of_a_pair_at_the_tone_curves_scale(capture, tmp_path):
+    """Both images of a portrait pair are lit by unit mean radiance: one exposure for both, putting the
+    99th percentile of subject pixels under the training lightings at 1 (the OLAT exposure would put
+    the target's far above the curve's white)."""
+    trainer = Trainer(_cfg(capture, tmp_path / "expo", steps=1, conditioning="envmap", objective="regression",
+                           relative=True, environments=["forest", "studio"]))
+    pipe = trainer.pipe
+    assert pipe.exposure_image == pipe.exposure_target
+    batch = trainer.data.sample_portrait(np.random.default_rng(11), 64, trainer.split.train_views,
+                                         trainer.environments)
+    mask = batch["alpha"] > 0.5
+    for key in ("flat", "target"):
+        p99 = np.percentile(batch[key][mask], 99) * pipe.exposure_target
+        assert 0.7 < p99 < 1.4, (key, p99)  # an independent draw of lightings lands near 1
+    assert trainer.objective.relative and trainer.objective.params() == {"name": "regression", "relative": True}
 
 
 def test_portrait_pairs_are_the_olats_under_the_drawn_lightings(capture, tmp_path):

@@ -40,6 +40,3 @@ def activated(params: nn.ParameterDict | dict) -> dict[str, torch.Tensor]:
             "scales": torch.exp(params["scales"]), "opacities": torch.sigmoid(params["opacities"]),
             "colors": torch.cat([params["sh0"], params["shN"]], dim=1)}
 
-
-def sh_degree_of(params) -> int:
-    return int(math.isqrt(params["sh0"].shape[1] + params["shN"].shape[1])) - 1

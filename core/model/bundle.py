@@ -40,6 +40,9 @@ from .tone import ToneCurve
 
 log = logging.getLogger(__name__)
 
+SHIPPED = Path(__file__).resolve().parents[2] / "bundle"  # bundles that ship with relit: bundle/<name>
+DEFAULT_BUNDLE = SHIPPED / "default"  # the subject-specific bundle of relit's own synthetic subject
+
 BUNDLE_JSON = "relit.json"
 FORMAT = "relit-bundle"
 VERSION = 1

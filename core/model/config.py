@@ -16,6 +16,7 @@ CODECS = ("unshuffle", "vae")
 class ModelConfig:
     preset: str = "tiny"                # name of the preset this config came from
     conditioning: str = "olat"          # "olat" (light direction tokens) or "envmap" (env-map channels)
+    environment_token: bool = False     # envmap: the map's order-2 SH also as the cross-attention token
     resolution: int = 64                # image size the model works at (square)
     codec: str = "unshuffle"            # "unshuffle": lossless pixel-unshuffle; "vae": the checkpoint's SD VAE
     unshuffle_factor: int = 2           # pixel-unshuffle factor (latent channels = 3 * factor**2)
@@ -37,6 +38,10 @@ class ModelConfig:
             raise ValidationError(f"conditioning {self.conditioning!r}: use one of {CONDITIONINGS}")
         if self.codec not in CODECS:
             raise ValidationError(f"codec {self.codec!r}: use one of {CODECS}")
+        if self.environment_token and self.conditioning != "envmap":
+            raise ValidationError("environment_token applies to the envmap conditioning only")
+        if self.environment_token and self.token_width < 3 * 9:
+            raise ValidationError(f"environment_token needs a token width >= 27 (3 x 9 SH), got {self.token_width}")
         self.block_out_channels = tuple(self.block_out_channels)
         self.down_blocks, self.up_blocks = tuple(self.down_blocks), tuple(self.up_blocks)
 

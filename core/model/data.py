@@ -136,6 +136,17 @@ class TrainingData:
         olat = self.olat[split.train_views][:, split.train_lights].transpose(0, 2, 3, 1, 4)[mask]
         return 1.0 / float(np.percentile(flat, 99)), 1.0 / float(np.percentile(olat.astype(np.float32), 99))
 
+    def portrait_exposure(self, views: list[int], environments: list[np.ndarray], samples: int = 64) -> float:
+        """One exposure for both sides of a portrait pair (both are lit by unit mean radiance): it
+        maps the 99th percentile of subject pixels over ``samples`` random lightings (a fixed draw,
+        so a resumed or repeated run gets the same) to 1, leaving the tone curve's headroom above it
+        for highlights. The OLAT exposure (:meth:`exposures`) would put that percentile 3.4x higher
+        and clip the brightest lit skin (measured on people at 64 px: 8.5 against white 8)."""
+        batch = self.sample_portrait(np.random.default_rng(0), samples, views, environments)
+        mask = batch["alpha"] > 0.5
+        pixels = np.concatenate([batch["flat"][mask], batch["target"][mask]])
+        return 1.0 / float(np.percentile(pixels, 99))
+
     def sample(self, rng: np.random.Generator, batch: int, views: list[int], lights: np.ndarray,
                area_prob: float, stage_radius: float) -> dict[str, np.ndarray]:
         """A batch: flat [B,H,W,3], target [B,H,W,3] per unit irradiance, direction [B,3] camera frame, beta [B]."""

@@ -87,6 +87,18 @@ class RelightModel(nn.Module):
                      ) -> torch.Tensor:            # [B, tokens, width]
         return encoded[:, None, :].expand(-1, self.config.light_tokens, -1)
 
+    def environment_tokens(self, environment: torch.Tensor,  # [B, H, W, 3] encoded maps (core.model.envmap)
+                           ) -> torch.Tensor:                # [B, tokens, width]
+        """The envmap conditioning's token: the map's order-2 SH zero-padded to the token width when
+        the config asks for it, else the null token (the map then conditions through channels only)."""
+        if not self.config.environment_token:
+            return self.null_tokens(len(environment))
+        from .envmap import environment_sh
+
+        coeffs = environment_sh(environment)
+        padded = torch.nn.functional.pad(coeffs, (0, self.config.token_width - coeffs.shape[1]))
+        return self.light_tokens(padded.to(self.null_light.dtype))
+
     def null_tokens(self, batch: int) -> torch.Tensor:  # [B, tokens, width]
         return self.null_light.expand(batch, -1, -1)
 

@@ -13,6 +13,12 @@ RelightModel (noisy latent + flat-lit latent on channels, light tokens by cross-
   with a zero latent at a timestep the diffusion never uses.
 - ``flow``: source-to-target rectified flow (InDI / flow matching): the straight path from the
   flat-lit latent plus a little noise to the target latent, integrated with Euler steps.
+
+Any objective but ``flow`` (whose path already starts at the input) can learn *relative* to the
+input: its clean latent is then the change ``target - input`` rather than the target, and the
+input's latent is added back after sampling. Through the logarithmic tone curve and the lossless
+unshuffle codec that change is close to the log of the shading ratio, so keeping the person and
+scaling the exposure cost the network nothing and it learns only how the shading moves.
 """
 
 from __future__ import annotations
@@ -77,12 +83,13 @@ class Objective:
     pyramid: ClassVar[bool] = True       # trains on pyramid noise (DifFRelight); False: on the white noise
                                          # it starts from at inference (a flow's source is that noise)
 
-    def __init__(self, from_scratch: bool = True):
+    def __init__(self, from_scratch: bool = True, relative: bool = False):
         self.from_scratch = from_scratch  # trained from random weights (else from an SD checkpoint)
+        self.relative = relative          # learns the change from the input latent, not the target latent
 
     def params(self) -> dict:
         """Everything needed to rebuild the objective (recorded in the bundle's relit.json)."""
-        return {"name": self.name}
+        return {"name": self.name, **({"relative": True} if self.relative else {})}
 
     def scheduler(self):
         """The scheduler saved in the bundle (None when the objective needs none)."""
@@ -94,12 +101,28 @@ class Objective:
              noise: torch.Tensor,  # [B, C, h, w] unit Gaussian (pyramid) noise
              u: torch.Tensor,      # [B] uniform draws in [0, 1) (the timestep)
              ) -> torch.Tensor:
-        raise NotImplementedError
+        return self._loss(net, x0 - src if self.relative else x0, src, noise, u)
 
     def sample(self, net: NetFn, src: torch.Tensor, noise: torch.Tensor, steps: int, sampler: str,
                scheduler_config: dict, bounded: bool,
                on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:  # [L, C, h, w]
-        """Draw target latents: ``src`` [L, C, h, w] is the flat-lit latent, ``noise`` the initial noise."""
+        """Draw target latents: ``src`` [L, C, h, w] is the flat-lit latent, ``noise`` the initial noise.
+        ``bounded``: target latents lie in [-1, 1] (a change from the input lies in [-2, 2], so a
+        relative objective samples unbounded and clips the sum)."""
+        if not self.relative:
+            return self._sample(net, src, noise, steps, sampler, scheduler_config, bounded, on_step)
+        out = src + self._sample(net, src, noise, steps, sampler, scheduler_config, False, on_step)
+        return out.clamp(-1.0, 1.0) if bounded else out
+
+    def _loss(self, net: NetFn, x0: torch.Tensor, src: torch.Tensor, noise: torch.Tensor,
+              u: torch.Tensor) -> torch.Tensor:
+        """The loss on ``x0`` [B, C, h, w], the clean latent this objective learns (target or change)."""
+        raise NotImplementedError
+
+    def _sample(self, net: NetFn, src: torch.Tensor, noise: torch.Tensor, steps: int, sampler: str,
+                scheduler_config: dict, bounded: bool,
+                on_step: Callable[[int, int], None] | None) -> torch.Tensor:  # [L, C, h, w]
+        """Draw the clean latents this objective learns (target or change)."""
         raise NotImplementedError
 
     def evaluations(self, steps: int) -> int:
@@ -135,7 +158,7 @@ class DiffusionObjective(Objective):
         target = noise if sched.config.prediction_type == "epsilon" else sched.get_velocity(x0, noise, t)
         return noisy, t, target
 
-    def loss(self, net, x0, src, noise, u):
+    def _loss(self, net, x0, src, noise, u):
         noisy, t, target = self._noised(x0, noise, u)
         return F.mse_loss(net(noisy, t).float(), target)
 
@@ -150,7 +173,7 @@ class DiffusionObjective(Objective):
                 on_step(step, steps)
         return latents
 
-    def sample(self, net, src, noise, steps, sampler, scheduler_config, bounded, on_step=None):
+    def _sample(self, net, src, noise, steps, sampler, scheduler_config, bounded, on_step=None):
         return self._denoise(net, noise, steps, self.check_sampler(sampler), scheduler_config, bounded, on_step)
 
 
@@ -162,10 +185,10 @@ class RegressionObjective(Objective):
     samplers = ("direct",)
     default_steps = 1
 
-    def loss(self, net, x0, src, noise, u):
+    def _loss(self, net, x0, src, noise, u):
         return F.mse_loss(net(torch.zeros_like(x0), torch.zeros(len(x0), dtype=torch.long, device=x0.device)), x0)
 
-    def sample(self, net, src, noise, steps, sampler, scheduler_config, bounded, on_step=None):
+    def _sample(self, net, src, noise, steps, sampler, scheduler_config, bounded, on_step=None):
         self.check_sampler(sampler)
         out = net(torch.zeros_like(src), torch.zeros(len(src), dtype=torch.long, device=src.device))
         if on_step is not None:
@@ -184,17 +207,17 @@ class RefineObjective(DiffusionObjective):
     default_steps = 1
     MEAN_TIMESTEP = 2 * TRAIN_TIMESTEPS  # the mean pass's timestep: far from every diffusion step
 
-    def __init__(self, from_scratch: bool = True, residual_scale: float = 0.1):
-        super().__init__(from_scratch)
+    def __init__(self, from_scratch: bool = True, residual_scale: float = 0.1, relative: bool = False):
+        super().__init__(from_scratch, relative)
         self.residual_scale = residual_scale  # residual latents are divided by this before noising
 
     def params(self) -> dict:
-        return {"name": self.name, "residual_scale": self.residual_scale}
+        return {**super().params(), "residual_scale": self.residual_scale}
 
     def mean(self, net: NetFn, like: torch.Tensor) -> torch.Tensor:
         return net(torch.zeros_like(like), torch.full((len(like),), self.MEAN_TIMESTEP, device=like.device))
 
-    def loss(self, net, x0, src, noise, u):
+    def _loss(self, net, x0, src, noise, u):
         mu = self.mean(net, x0)
         residual = (x0 - mu.detach()) / self.residual_scale
         noisy, t, target = self._noised(residual, noise, u)
@@ -203,7 +226,7 @@ class RefineObjective(DiffusionObjective):
         # it is trained against (measured: diverges within 50 steps at lr 2e-3)
         return F.mse_loss(mu.float(), x0) + self.residual_scale ** 2 * F.mse_loss(net(noisy, t).float(), target)
 
-    def sample(self, net, src, noise, steps, sampler, scheduler_config, bounded, on_step=None):
+    def _sample(self, net, src, noise, steps, sampler, scheduler_config, bounded, on_step=None):
         mu = self.mean(net, src)
         residual = self._denoise(net, noise, steps, self.check_sampler(sampler), scheduler_config, False, on_step)
         out = mu + self.residual_scale * residual
@@ -227,25 +250,27 @@ class FlowObjective(Objective):
     default_steps = 4
     pyramid = False
 
-    def __init__(self, from_scratch: bool = True, source_noise: float = 0.5):
+    def __init__(self, from_scratch: bool = True, source_noise: float = 0.5, relative: bool = False):
+        if relative:
+            raise ValidationError("the flow objective already starts from the input; it has no relative form")
         super().__init__(from_scratch)
         self.source_noise = source_noise  # std of the noise added to the flat-lit source latent
 
     def params(self) -> dict:
-        return {"name": self.name, "source_noise": self.source_noise}
+        return {**super().params(), "source_noise": self.source_noise}
 
     def scheduler(self):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=TRAIN_TIMESTEPS, shift=1.0)
 
-    def loss(self, net, x0, src, noise, u):
+    def _loss(self, net, x0, src, noise, u):
         source = src + self.source_noise * noise
         s = u[:, None, None, None].to(x0.dtype)
         x = s * source + (1 - s) * x0
         return F.mse_loss(net(x, u * TRAIN_TIMESTEPS).float(), source - x0)
 
-    def sample(self, net, src, noise, steps, sampler, scheduler_config, bounded, on_step=None):
+    def _sample(self, net, src, noise, steps, sampler, scheduler_config, bounded, on_step=None):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         self.check_sampler(sampler)
@@ -264,7 +289,7 @@ OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in
 
 
 def make_objective(params: dict | str, from_scratch: bool = True) -> Objective:
-    """An objective from its name or its recorded params (``{"name": ..., ...}``)."""
+    """An objective from its name or its recorded params (``{"name": ..., "relative": ..., ...}``)."""
     params = {"name": params} if isinstance(params, str) else dict(params)
     name = params.pop("name", None)
     if name not in OBJECTIVES:

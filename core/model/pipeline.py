@@ -6,7 +6,7 @@ Dual classifier-free guidance over image and lighting (DESIGN.md):
 
 with 0 a zero image latent and the learned null lighting token. With both
 scales at 1 only e(I, L) is evaluated. A batch of lights shares one encoding of
-the flat-lit image; the initial noise is shared (from ``seed``) or given per light.
+the flat-lit image; the initial noise is given per light (core.relight does) or drawn once from ``seed``.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class RelightPipeline(DiffusionPipeline):
 
         ``callback_on_step_end(step, steps)`` runs after each denoising step and
         ``callback_on_batch_end(lights)`` after each batch of a step (``lights`` in it); either may
-        raise to cancel. ``noise`` replaces the seeded initial noise shared by every light: one map for
+        raise to cancel. ``noise`` replaces the initial noise drawn from ``seed`` (then shared by every light): one map for
         all, or one per light (what core.relight does, so that the sampling grain of many lights does
         not add up coherently in their sum).
         """
@@ -117,9 +117,9 @@ class RelightPipeline(DiffusionPipeline):
             tokens = self.model.light_tokens(enc)
             env = None
         else:
-            tokens = self.model.null_tokens(n)
-            env = self.codec.encode(torch.as_tensor(environment, dtype=torch.float32, device=device)
-                                    .permute(0, 3, 1, 2))
+            maps = torch.as_tensor(environment, dtype=torch.float32, device=device)
+            tokens = self.model.environment_tokens(maps)
+            env = self.codec.encode(maps.permute(0, 3, 1, 2))
         # 2. Encode the flat-lit image once for every light
         img = self._to_latent(torch.as_tensor(image, dtype=torch.float32, device=device)[None], self.exposure_image)
         # 3. Prepare the initial noise: shared by every light (from seed) or given per light

@@ -51,6 +51,8 @@ class TrainConfig:
     multitask_images: list[str] = field(default_factory=list)  # unpaired real images for it (sRGB or EXR)
     resolution: int = 64              # training resolution (capture images are box-filtered down to it)
     objective: str = "refine"         # core.model.objectives.OBJECTIVES: refine, diffusion, flow, regression
+    relative: bool = False            # learn the change from the input's latent (~ log shading ratio), not the target
+    environment_token: bool = False   # envmap: the target map's order-2 SH also as a cross-attention token
     steps: int = 2000                 # optimiser steps
     sample_steps: int | None = None   # sampler steps the bundle records (None: the objective's measured default)
     consistency: str = "ratio"        # stage-prediction correction the bundle applies: "ratio" or "none"
@@ -137,7 +139,8 @@ class Trainer:
             log.warning("%s", partial)
         stage_radius = self.data.layout.olat_radius
         self.model_config = preset(cfg.preset, resolution=cfg.resolution, stage_radius=stage_radius,
-                                   base_checkpoint=cfg.base_checkpoint, conditioning=cfg.conditioning)
+                                   base_checkpoint=cfg.base_checkpoint, conditioning=cfg.conditioning,
+                                   environment_token=cfg.environment_token)
         self.environments = _load_environments(cfg.environments) if cfg.conditioning == "envmap" else []
         self.real_images = _load_real_images(cfg.multitask_images, cfg.resolution) if cfg.multitask_ratio else []
         check_device(cfg.device)
@@ -151,8 +154,12 @@ class Trainer:
             codec = VaeCodec(AutoencoderKL.from_pretrained(Path(cfg.base_checkpoint) / "vae", local_files_only=True))
         else:
             codec = UnshuffleCodec(self.model_config.unshuffle_factor)
-        self.objective = make_objective(cfg.objective, from_scratch=not cfg.base_checkpoint)
-        exp_image, exp_target = self.data.exposures(self.split)
+        self.objective = make_objective({"name": cfg.objective, "relative": cfg.relative},
+                                        from_scratch=not cfg.base_checkpoint)
+        if cfg.conditioning == "envmap":  # both sides of a pair are images under unit mean radiance
+            exp_image = exp_target = self.data.portrait_exposure(self.split.train_views, self.environments)
+        else:
+            exp_image, exp_target = self.data.exposures(self.split)
         self.pipe = RelightPipeline(model, self.objective.scheduler(), codec.to(self.device), ToneCurve(), exp_image,
                                     exp_target, self.objective)
         self.model = model
@@ -200,6 +207,10 @@ class Trainer:
         if trained != self.cfg.objective:
             raise ValidationError(f"{self.out}: this run trains the {trained!r} objective; resume it with "
                                   f"--objective {trained} or train {self.cfg.objective!r} in a new run folder")
+        relative = state.get("config", {}).get("relative", False)
+        if relative != self.cfg.relative:
+            raise ValidationError(f"{self.out}: this run was started {'with' if relative else 'without'} --relative; "
+                                  f"resume it the same way or start a new run folder")
         self.step, self.seconds = state["step"], state["seconds"]
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
@@ -241,9 +252,9 @@ class Trainer:
         b = len(x0)
         env = None
         if cfg.conditioning == "envmap":
-            tokens = model.null_tokens(b)
-            env = self.pipe.codec.encode(torch.from_numpy(batch["environment"]).float().permute(0, 3, 1, 2)
-                                         .to(self.device))
+            maps = torch.from_numpy(batch["environment"]).float().to(self.device)
+            tokens = model.environment_tokens(maps)
+            env = self.pipe.codec.encode(maps.permute(0, 3, 1, 2))
         else:
             enc = torch.from_numpy(self.model_config.light_encoding().encode(batch["direction"], batch["beta"]))
             tokens = model.light_tokens(enc.to(self.device))

@@ -44,7 +44,7 @@ class RelightSettings:
     steps: int = 30              # denoising steps
     guidance_image: float = 1.0  # lambda_I
     guidance_light: float = 1.0  # lambda_L
-    seed: int = 0                # initial noise seed (shared by every light of the frame)
+    seed: int = 0                # initial noise seed (each light draws its own noise from it: light_noise)
     sampler: str | None = None   # the objective's sampler (None: its default; ddim for diffusion bundles)
     batch_size: int = 16         # lights per UNet batch
     samples: int = 1             # samples averaged per light (less sampling grain, samples x the cost)
