@@ -34,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     from core.farm.ray_runner import run_plan_ray
     from core.farm.units import plan_job, run_plan_local
-    from core.synthetic.hdris import builtin_hdri
+    from core.lighting.hdri import resolve_hdri
 
     out = Path(args.out)
     if out.exists():
@@ -44,7 +44,7 @@ def main() -> None:
     cams = {f"cam{i}": look_at_c2w(np.array([3 * np.sin(a), -3 * np.cos(a), 0.0]), np.zeros(3)).tolist()
             for i, a in enumerate(np.radians([-40, -15, 15, 40]))}
     rig = LightRig([Light("key", "area", (0.3, 0.4, 0.87), 0.1, (1, 1, 1), 2.0)],
-                   Environment(str(builtin_hdri("forest")), (0, 0, 0.5), 1.0), cams["cam0"])
+                   Environment(str(resolve_hdri("forest")), (0, 0, 0.5), 1.0), cams["cam0"])
     big = RelightJob(bundle=str(bundle), input=str(out / "{camera}" / "flat.####.exr"), frames="1001-2000",
                      output=str(out / "plan" / "{camera}"), rig=rig.to_json(), cameras=cams, basis=True)
     t = time.perf_counter()

@@ -25,7 +25,7 @@ from core.lighting.layout import builtin_layout  # noqa: E402
 from core.lighting.random_lighting import lamp_map  # noqa: E402
 from core.lighting.rig import Environment  # noqa: E402
 from core.synthetic.cameras import portrait_cameras  # noqa: E402
-from core.synthetic.hdris import builtin_hdri  # noqa: E402
+from core.lighting.hdri import resolve_hdri  # noqa: E402
 from core.synthetic.person import person_subject  # noqa: E402
 from core.synthetic.scene import RenderSettings, StageScene  # noqa: E402
 
@@ -50,7 +50,7 @@ def density_table() -> tuple[str, dict]:
     sample = {}
     for seed in SEEDS:
         scene, _ = _scene(seed, builtin_layout("rings16"))
-        truth = {name: scene.render_environment(Environment(str(builtin_hdri(name)), rot, 1.0), builtin_hdri(name))
+        truth = {name: scene.render_environment(Environment(str(resolve_hdri(name)), rot, 1.0), resolve_hdri(name))
                  for name, rot in HDRIS.items()}
         scene.close()
         for lname in LAYOUTS:
@@ -62,7 +62,7 @@ def density_table() -> tuple[str, dict]:
             scene.close()
             for name, rot in HDRIS.items():
                 gt, alpha = truth[name]
-                w = project_to_layout(load_environment(builtin_hdri(name)), layout, rot).weights
+                w = project_to_layout(load_environment(resolve_hdri(name)), layout, rot).weights
                 pred = np.einsum("nhwc,nc->hwc", olats, w / irr)
                 m = alpha > 0.999
                 psnr = 10 * math.log10(gt[m].max() ** 2 / np.mean((pred - gt)[m] ** 2))
@@ -131,7 +131,7 @@ def noise_table(seeds=(0, 1)) -> str:
             world = cam @ (np.array(d) / np.linalg.norm(d))
             lamp_weights.append(project_to_layout(lamp_map(32, world, math.radians(10), np.ones(3)), layout,
                                                   (0.0, 0.0, 0.0)).weights)
-        forest = project_to_layout(load_environment(builtin_hdri("forest")), layout, HDRIS["forest"]).weights
+        forest = project_to_layout(load_environment(resolve_hdri("forest")), layout, HDRIS["forest"]).weights
         for key in NOISE_GRID:
             olats, _, seconds = renders[key]
             cells.setdefault(key, []).append(([_compose_psnr(olats, truth, w, mask) for w in lamp_weights],

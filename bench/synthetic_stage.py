@@ -24,7 +24,7 @@ from core.lighting.hdri import load_environment, project_to_layout  # noqa: E402
 from core.lighting.layout import builtin_layout  # noqa: E402
 from core.lighting.rig import Environment  # noqa: E402
 from core.synthetic.cameras import arc_cameras  # noqa: E402
-from core.synthetic.hdris import BUILTIN_HDRIS, builtin_hdri  # noqa: E402
+from core.lighting.hdri import BUILTIN_HDRIS, resolve_hdri  # noqa: E402
 from core.synthetic.scene import RenderSettings, StageScene  # noqa: E402
 from core.synthetic.subject import expression_track, face_subject  # noqa: E402
 
@@ -73,7 +73,7 @@ def convention_table() -> tuple[str, dict]:
     scene, _ = _scene(layouts["default"], res, spp)
     truth = {}
     for name in BUILTIN_HDRIS:
-        path = builtin_hdri(name)
+        path = resolve_hdri(name)
         for label, rot in ROTATIONS.items():
             truth[name, label] = scene.render_environment(Environment(str(path), rot, 1.0), path)
     scene.close()
@@ -85,7 +85,7 @@ def convention_table() -> tuple[str, dict]:
         olats, _ = sc.render_olats()
         sc.close()
         for (name, label), (gt, alpha) in truth.items():
-            env = load_environment(builtin_hdri(name))
+            env = load_environment(resolve_hdri(name))
             w = project_to_layout(env, layout, ROTATIONS[label]).weights
             pred = np.einsum("nhwc,nc->hwc", olats, w / irr)
             m = alpha > 0.999

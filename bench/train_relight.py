@@ -36,7 +36,7 @@ from core.lighting.hdri import load_environment, project_to_layout  # noqa: E402
 from core.model.metrics import best_scale, flip, psnr, ssim  # noqa: E402
 from core.model.train import TrainConfig, Trainer  # noqa: E402
 from core.relight.consistency import ratio_correct  # noqa: E402
-from core.synthetic.hdris import builtin_hdri  # noqa: E402
+from core.lighting.hdri import resolve_hdri  # noqa: E402
 
 HOLDOUT_CAMERA = "cam05"
 OBJECTIVES = ("diffusion", "flow", "refine")
@@ -105,7 +105,7 @@ def environments(trainer: Trainer) -> list[dict]:
         c2w = data.views[v].c2w
         for name, deg in ENVIRONMENTS:
             rotation = tuple(math.radians(x) for x in deg)
-            pixels = load_environment(builtin_hdri(name))
+            pixels = load_environment(resolve_hdri(name))
             w = project_to_layout(pixels, layout, rotation).weights                      # [N, 3]
             truth = np.einsum("nhwc,nc->hwc", data.olat[v].astype(np.float32), w)
             found = cluster_environment(pixels, CLUSTERS, rotation, 1.0, layout)

@@ -19,12 +19,9 @@ log = logging.getLogger("relit")
 
 def _resolve_hdri(text: str) -> Path:
     """A file path, or the name of one of Blender's bundled HDRIs (``forest``)."""
-    path = Path(text)
-    if path.exists() or path.suffix:
-        return path
-    from .synthetic.hdris import builtin_hdri
+    from .lighting.hdri import resolve_hdri
 
-    return builtin_hdri(text)
+    return resolve_hdri(text)
 
 
 def _at_least(lo: int):

@@ -178,9 +178,9 @@ def test_world_hdri_rig_matches_cycles_on_a_diffuse_sphere(tmp_path):
     it from the rig the add-on extracted by direct integration over the map's texels."""
     from core.io.exr import read_channels
     from core.lighting.hdri import load_environment, texels
-    from core.synthetic.hdris import builtin_hdri
+    from core.lighting.hdri import resolve_hdri
 
-    hdri = builtin_hdri("sunset")
+    hdri = resolve_hdri("sunset")
     out = run_bpy(SPHERE, str(hdri), str(tmp_path / "sphere.exr"), timeout=600)
     env = out["environment"]
     assert env["path"] == str(hdri)

@@ -11,7 +11,7 @@ LIGHT_MODULES = [
     "core.lighting.rotation", "core.lighting.camera", "core.lighting.layout", "core.lighting.hdri",
     "core.lighting.rig", "core.io.exr", "core.io.passes", "core.io.colour", "core.io.plates",
     "core.io.sequence", "core.io.naming", "core.io.atomic", "core.data.manifest", "core.data.capture",
-    "core.synthetic.hdris", "core.jobs", "core.lighting.cluster", "compositor_nodes", "compositor_nodes.graph",
+    "core.jobs", "core.lighting.cluster", "compositor_nodes", "compositor_nodes.graph",
     "compositor_nodes.evaluate", "compositor_nodes.defaults", "compositor_nodes.nuke", "compositor_nodes.expand",
 ]
 HEAVY = ["bpy", "torch", "diffusers", "gsplat"]

@@ -9,7 +9,7 @@ from core.lighting.hdri import load_environment, project_to_layout
 from core.lighting.latlong import pixel_directions, pixel_solid_angles
 from core.lighting.layout import builtin_layout
 from core.lighting.random_lighting import KINDS, LightingMix, lamp_map, mean_radiance, random_lighting
-from core.synthetic.hdris import builtin_hdri
+from core.lighting.hdri import resolve_hdri
 
 
 def test_a_lamp_map_lights_a_surface_facing_it_with_its_irradiance():
@@ -36,7 +36,7 @@ def test_a_lamp_map_lights_a_surface_facing_it_with_its_irradiance():
 
 
 def test_random_lightings_have_unit_mean_radiance_and_lamps_favour_the_camera_side():
-    envs = [load_environment(builtin_hdri("forest"))[::8, ::8]]
+    envs = [load_environment(resolve_hdri("forest"))[::8, ::8]]
     rng = np.random.default_rng(0)
     towards = np.array([0.0, -1.0, 0.0])
     kinds, facing = set(), []

@@ -91,7 +91,7 @@ class Views:
 
 
 def load_views(capture: CaptureSet, resolution: int) -> Views:
-    from ..model.data import box_downsample
+    from ..io.images import box_downsample
 
     m = capture.manifest
     frames = [f.frame for f in m.frames]

@@ -64,3 +64,11 @@ def resize(img: np.ndarray,  # [H, W, C] float32
     src.set_pixels(oiio.ROI(0, w, 0, h, 0, 1, 0, c), np.ascontiguousarray(img, dtype=np.float32))
     dst = oiio.ImageBufAlgo.resize(src, filtername=filter, roi=oiio.ROI(0, width, 0, height, 0, 1, 0, c))
     return np.asarray(dst.get_pixels(oiio.FLOAT), dtype=np.float32).reshape(height, width, c)
+
+
+def box_downsample(img: np.ndarray,  # [..., H, W, C]
+                   factor: int) -> np.ndarray:
+    if factor == 1:
+        return img
+    *lead, h, w, c = img.shape
+    return img.reshape(*lead, h // factor, factor, w // factor, factor, c).mean(axis=(-4, -2))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ValidationError
+from ..errors import RelitIOError, ValidationError
 from ..io.images import read_rgb
 from .latlong import pixel_directions, row_solid_angles
 from .layout import StageLayout
@@ -25,6 +25,8 @@ from .sh import real_sh, sh_count
 log = logging.getLogger(__name__)
 
 MISSING_POLICIES = ("drop", "nearest")
+BUILTIN_HDRIS = ("city", "courtyard", "forest", "interior", "night", "studio", "sunrise", "sunset")
+                 # the eight CC0 HDRIs that ship inside Blender's bpy wheel
 _ROWS_PER_CHUNK = 64
 
 
@@ -124,3 +126,27 @@ def project_to_sh(pixels: np.ndarray,                     # [H, W, 3] linear rad
         out += real_sh(d, degree).T @ e
     return out
 
+
+def builtin_hdri_dir() -> Path:
+    """The ``studiolights/world`` folder inside the installed bpy wheel, found without importing bpy
+    (importing it takes seconds and is kept to the add-on and core.synthetic)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("bpy")
+    folders = [] if spec is None or not spec.submodule_search_locations else sorted(
+        Path(spec.submodule_search_locations[0]).glob("*/datafiles/studiolights/world"))
+    if not folders:
+        raise RelitIOError("Blender's bundled HDRIs come with the bpy module (pip install 'relit[blender]'); "
+                           "without it, give an HDRI file instead of a name")
+    return folders[-1]
+
+
+def resolve_hdri(text: str) -> Path:
+    """An HDRI file: ``text`` when it names an existing file or has a suffix (a missing file is then
+    reported by whoever reads it, naming it), else one of Blender's bundled HDRIs by name (``forest``)."""
+    path = Path(text)
+    if path.exists() or path.suffix:
+        return path
+    if text not in BUILTIN_HDRIS:
+        raise RelitIOError(f"{text!r} is neither an HDRI file nor one of Blender's bundled HDRIs {BUILTIN_HDRIS}")
+    return builtin_hdri_dir() / f"{text}.exr"

@@ -24,14 +24,6 @@ from ..lighting.latlong import pixel_directions
 from ..lighting.random_lighting import LightingMix, mean_radiance, random_lighting
 
 
-def box_downsample(img: np.ndarray,  # [..., H, W, C]
-                   factor: int) -> np.ndarray:
-    if factor == 1:
-        return img
-    *lead, h, w, c = img.shape
-    return img.reshape(*lead, h // factor, factor, w // factor, factor, c).mean(axis=(-4, -2))
-
-
 @dataclass
 class View:
     camera: str          # camera name

@@ -451,17 +451,12 @@ def bundle_licence(producers: list[dict], subjects: list[str], base_checkpoint: 
 
 def _load_environments(names: list[str], height: int = 32) -> list[np.ndarray]:
     """The training HDRIs, box-filtered down to ``height`` rows (projection and lookup stay cheap)."""
-    from ..lighting.hdri import load_environment
-    from .data import box_downsample
+    from ..io.images import box_downsample
+    from ..lighting.hdri import load_environment, resolve_hdri
 
     out = []
     for name in names:
-        path = Path(name)
-        if not path.exists():
-            from ..synthetic.hdris import builtin_hdri
-
-            path = builtin_hdri(name)
-        pixels = load_environment(path)
+        pixels = load_environment(resolve_hdri(name))
         out.append(box_downsample(pixels, max(1, pixels.shape[0] // height)))
     return out
 

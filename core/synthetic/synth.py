@@ -82,12 +82,9 @@ class SynthConfig:
 
 
 def _hdri_path(name: str) -> Path:
-    p = Path(name)
-    if p.exists():
-        return p.resolve()
-    from .hdris import builtin_hdri
+    from ..lighting.hdri import resolve_hdri
 
-    return builtin_hdri(name)
+    return resolve_hdri(name).resolve()
 
 
 def _hdri_renders(cfg: SynthConfig) -> list[HdriRender]:
