@@ -35,7 +35,7 @@ from core.lighting.cluster import cluster_environment  # noqa: E402
 from core.lighting.hdri import load_environment, project_to_layout  # noqa: E402
 from core.model.metrics import best_scale, flip, psnr, ssim  # noqa: E402
 from core.model.train import TrainConfig, Trainer  # noqa: E402
-from core.relight.consistency import ratio_correct  # noqa: E402
+from core.model.consistency import ratio_correct  # noqa: E402
 from core.lighting.hdri import resolve_hdri  # noqa: E402
 
 HOLDOUT_CAMERA = "cam05"
@@ -255,7 +255,7 @@ every other training view), camera `{HOLDOUT_CAMERA}` entirely (12 random lights
 lights: 8 per third training view. HDRI columns: camera `{HOLDOUT_CAMERA}` frame 1 under
 {", ".join(f"{n} turned {d} deg" for n, d in ENVIRONMENTS)}; truth = the rendered OLATs weighted by the
 stage projection (exact by linearity). "+ ratio": the stage predictions ratio-corrected so that their
-irradiance-weighted sum is the input (core.relight.consistency); with it the white environment is
+irradiance-weighted sum is the input (core.model.consistency); with it the white environment is
 exact by construction, so that column shows the raw sum (its truth is the input itself). Stochastic
 models sample {args.eval_steps} steps (DDIM for diffusion/refine, Euler for flow), guidance 1, an
 independent noise map per light. Cells: PSNR (dB, ± sd over seeds) / SSIM / HDR-FLIP (lower is

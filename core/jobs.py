@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import ValidationError
 from .io.atomic import atomic_write_text
 from .io.sequence import parse_frame_range
-from .relight.consistency import CONSISTENCY
+from .model.consistency import CONSISTENCY
 from .relight.strategies import STRATEGIES
 from .validation import as_number, as_numbers, check_fields, load_json
 

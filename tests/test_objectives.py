@@ -8,7 +8,7 @@ import torch
 from core.errors import ValidationError
 from core.model.objectives import (OBJECTIVES, TRAIN_TIMESTEPS, DiffusionObjective, FlowObjective,
                                    RefineObjective, RegressionObjective, make_objective)
-from core.relight.consistency import consistency_gain, ratio_correct
+from core.model.consistency import consistency_gain, ratio_correct
 
 SHAPE = (3, 12, 8, 8)
 

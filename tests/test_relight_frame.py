@@ -229,7 +229,7 @@ def test_a_partial_stage_is_pinned_to_its_share_of_the_input_not_the_whole():
     when the bundle records that coverage; pinned to the whole input it came out 1 / coverage too
     bright (the 1.26x the issue measured)."""
     from core.lighting.layout import StageLayout
-    from core.relight.consistency import partial_stage_message, stage_coverage
+    from core.model.consistency import partial_stage_message, stage_coverage
     from core.relight.frame import prepare_plate, relight_prepared
 
     full = builtin_layout("rings32")

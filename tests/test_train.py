@@ -211,7 +211,7 @@ def test_training_frames_each_view_as_relit_relight_frames_a_plate(capture):
 
 def test_a_tiny_refine_model_trained_for_real_beats_the_flat_lit_baseline_and_sums_to_its_input(capture, tmp_path):
     from core.model.metrics import best_scale, psnr
-    from core.relight.consistency import consistency_gain
+    from core.model.consistency import consistency_gain
 
     trainer = Trainer(_cfg(capture, tmp_path / "refine", steps=700, objective="refine", lr=2e-3))
     trainer.train(progress=False)

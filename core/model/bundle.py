@@ -29,7 +29,7 @@ from .._version import __version__
 from ..errors import RelitIOError, ValidationError
 from ..io.atomic import file_mode
 from ..lighting.layout import StageLayout, layout_from_json
-from ..relight.consistency import CONSISTENCY
+from .consistency import CONSISTENCY
 from ..validation import load_json
 from .codec import UnshuffleCodec, VaeCodec
 from .config import ModelConfig

@@ -31,7 +31,7 @@ from .metrics import best_scale, psnr, ssim
 from .network import RelightModel
 from .noise import pyramid_noise
 from .objectives import make_objective
-from ..relight.consistency import CONSISTENCY, partial_stage_message, stage_coverage
+from .consistency import CONSISTENCY, partial_stage_message, stage_coverage
 from .pipeline import RelightPipeline
 from .tone import ToneCurve
 

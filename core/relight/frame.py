@@ -30,7 +30,7 @@ from ..lighting.cluster import cluster_environment
 from ..lighting.hdri import load_environment, project_to_layout
 from ..lighting.rig import LightRig
 from ..io.framing import Framing, ratio_eps, subject_framing, to_model, to_plate
-from .consistency import ratio_correct
+from ..model.consistency import ratio_correct
 from .strategies import AREA, ENVMAP, STAGE, STRATEGIES, hdri_strategy
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
     ``light_chunk`` = (start, end) keeps the stage directions with layout index in [start, end) (a
     farm unit's share of a frame); the rig's own lights and area lights go with the chunk at 0.
     ``consistency`` "ratio": the stage inferences (environment and basis) cover every stage light and
-    are corrected together so that they add up to the input (core.relight.consistency).
+    are corrected together so that they add up to the input (core.model.consistency).
     """
     conditioning = info.config.conditioning
     chosen = hdri_strategy(strategy, conditioning)

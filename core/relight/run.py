@@ -34,7 +34,7 @@ from ..io.plates import SUBJECT_ATTRIBUTE, read_plate
 from ..io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
 from ..jobs import AUTO_MATTE, RelightJob
 from ..lighting.hdri import load_environment
-from .consistency import partial_stage_message
+from ..model.consistency import partial_stage_message
 from .frame import (LightingPlan, PreparedPlate, RelightSettings, light_keys, light_noise, pass_metadata,
                     plan_lighting, prepare_plate, relight_prepared)
 

@@ -53,6 +53,9 @@ def _rotation_towards(d: np.ndarray) -> np.ndarray:  # [3, 3] with local +Z alon
     return np.stack([x, np.cross(z, x), z], axis=1)
 
 
+LIP_TINT = (0.8, 0.5, 0.52)  # lips: the skin's albedo, redder and darker
+
+
 def _skin_material(bpy, look, seed: int):
     mat = bpy.data.materials.new("skin")
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
@@ -69,7 +72,18 @@ def _skin_material(bpy, look, seed: int):
     ramp.inputs[6].default_value = (*(base * 0.85), 1.0)
     ramp.inputs[7].default_value = (*np.minimum(base * 1.15, 1.0), 1.0)
     links.new(noise.outputs["Fac"], ramp.inputs["Factor"])
-    links.new(ramp.outputs[2], bsdf.inputs["Base Color"])
+    colour = ramp.outputs[2]
+    if isinstance(look, PersonLook):  # lips and brows painted by the per-vertex weights core.synthetic.person sets
+        for attribute, paint in (("lips", base * np.array(LIP_TINT)), ("brows", np.array(look.hair_colour))):
+            weight = nodes.new("ShaderNodeAttribute")
+            weight.attribute_name = attribute
+            mix = nodes.new("ShaderNodeMix")
+            mix.data_type = "RGBA"
+            links.new(weight.outputs["Fac"], mix.inputs["Factor"])
+            links.new(colour, mix.inputs[6])
+            mix.inputs[7].default_value = (*paint, 1.0)
+            colour = mix.outputs[2]
+    links.new(colour, bsdf.inputs["Base Color"])
     rough = nodes.new("ShaderNodeMapRange")
     rough.inputs["To Min"].default_value = look.roughness - 0.08
     rough.inputs["To Max"].default_value = look.roughness + 0.08
@@ -130,6 +144,15 @@ def _cloth_material(bpy, look: PersonLook, seed: int):
     mat.node_tree.links.new(colour, bsdf.inputs["Base Color"])
     bsdf.inputs["Roughness"].default_value = look.cloth_roughness
     bsdf.inputs["Sheen Weight"].default_value = look.cloth_sheen
+    return mat
+
+
+def _opening_material(bpy):
+    """The lid openings: see-through (light and view rays reach the eyeball behind)."""
+    mat = bpy.data.materials.new("opening")
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    nodes.remove(nodes.get("Principled BSDF"))
+    links.new(nodes.new("ShaderNodeBsdfTransparent").outputs["BSDF"], nodes.get("Material Output").inputs["Surface"])
     return mat
 
 
@@ -219,6 +242,9 @@ class StageScene:
         if isinstance(s.look, PersonLook):  # material indices follow core.synthetic.person
             mesh.materials.append(_hair_material(bpy, s.look, zlib.crc32(s.name.encode())))
             mesh.materials.append(_cloth_material(bpy, s.look, zlib.crc32(s.name.encode())))
+            mesh.materials.append(_opening_material(bpy))
+            for name in ("lips", "brows"):
+                mesh.attributes.new(name, "FLOAT", "POINT").data.foreach_set("value", s.regions[name])
         obj = self.subject_obj = bpy.data.objects.new(s.name, mesh)
         self.scene.collection.objects.link(obj)
         sub = obj.modifiers.new("smooth", "SUBSURF")
