@@ -15,6 +15,7 @@ import bpy
 
 from compositor_nodes.defaults import default_graph
 from core.errors import RelitError, ValidationError
+from core.io.sequence import frame_path, is_sequence
 from core.jobs import RelightJob
 from core.validation import load_json
 
@@ -65,8 +66,11 @@ def apply_results(context, job: dict, result: dict) -> bpy.types.NodeTree:
     first = frames[0]["path"]
     pattern = str(Path(result["folder"]) / f"{job['name']}.####.exr") if len(frames) > 1 else first
     numbers = [f["frame"] for f in frames]
+    plate = job["input"]
+    if len(frames) == 1 and is_sequence(plate):  # one frame of a sequence: its file (a still image node)
+        plate = str(frame_path(plate, numbers[0]))
     graph = default_graph(
-        pattern, str(Path(result["folder"]) / "comp.####.exr"), plate=job["input"],
+        pattern, str(Path(result["folder"]) / "comp.####.exr"), plate=plate,
         first=min(numbers) if len(frames) > 1 else None, last=max(numbers) if len(frames) > 1 else None)
     if len(frames) == 1:
         graph.nodes["plate"].first = graph.nodes["plate"].last = None

@@ -225,7 +225,7 @@ def test_the_shipped_extension_relights_through_the_worker_and_its_comp_renders(
     from core.io.passes import read_passes
 
     subject = json.loads((ROOT / "bundle" / "default" / "relit.json").read_text())["subject"]
-    plate = write_plates(tmp_path, [1], size=64, subject=subject).replace("####", "0001")
+    plate = write_plates(tmp_path, [1], size=64, subject=subject)  # a one-frame flat.####.exr sequence
     out = run_shipped(build, extension_zip, tmp_path, RELIGHT, plate, str(tmp_path / "relit"),
                       str(ROOT / "bundle" / "default"))
     assert out["installed"] == ["FINISHED"] and out["relight"] == ["FINISHED"]
