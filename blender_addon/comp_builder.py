@@ -87,13 +87,31 @@ def _load_image(read, frame_file) -> bpy.types.Image:
     return image
 
 
+GRADE_INPUTS = ("Gain", "Tint", "Exposure")  # what an artist sets on a light's grade (kept across rebuilds)
+
+
+def _reuse(name: str) -> tuple[bpy.types.NodeTree, dict[str, dict[str, object]]]:
+    """The node group called ``name``, emptied to be built again in place (one group per shot, however
+    often it is relit), and the grade settings its lights had, by node name; or a new group."""
+    tree = bpy.data.node_groups.get(name)
+    if tree is None or tree.bl_idname != "CompositorNodeTree":
+        return bpy.data.node_groups.new(name, "CompositorNodeTree"), {}
+    kept = {n.name: {k: (tuple(n.inputs[k].default_value) if k == "Tint" else n.inputs[k].default_value)
+                     for k in GRADE_INPUTS}
+            for n in tree.nodes if n.type == "GROUP" and n.node_tree is not None and n.node_tree.name == GRADE_GROUP}
+    tree.nodes.clear()
+    tree.interface.clear()
+    return tree, kept
+
+
 def build_node_group(graph, scene: bpy.types.Scene, name: str = "relit comp",
                      frame: int | None = None) -> bpy.types.NodeTree:
-    """Build ``graph`` as a compositor node group and make it the scene's compositor."""
+    """Build ``graph`` as the compositor node group ``name`` and make it the scene's compositor. A group
+    of that name is rebuilt in place, and its lights keep the gain, tint and exposure set on them."""
     if any(isinstance(n, Relight) for n in graph.nodes.values()):
         graph = expand_relight(graph, frame)
     order = graph.validate()
-    tree = bpy.data.node_groups.new(name, "CompositorNodeTree")
+    tree, kept = _reuse(name)
     tree.interface.new_socket(name="Image", in_out="OUTPUT", socket_type="NodeSocketColor")
     out_node = tree.nodes.new("NodeGroupOutput")
     made: dict[str, object] = {}       # graph node -> Blender node (its main output)
@@ -128,6 +146,8 @@ def build_node_group(graph, scene: bpy.types.Scene, name: str = "relit comp",
             bnode.inputs["Gain"].default_value = float(node.gain)
             bnode.inputs["Tint"].default_value = tuple(float(v) for v in node.tint) + (1.0,)
             bnode.inputs["Exposure"].default_value = float(node.exposure)
+            for key, value in kept.get(node.name, {}).items():
+                bnode.inputs[key].default_value = value
             up = node.inputs[0]
             if up in frames:
                 bnode.parent = frames[up]

@@ -76,7 +76,9 @@ def apply_results(context, job: dict, result: dict) -> bpy.types.NodeTree:
         graph.nodes["plate"].first = graph.nodes["plate"].last = None
     from .comp_builder import build_node_group
 
-    tree = build_node_group(graph, context.scene, name=f"relit {Path(result['folder']).name}")
+    # one group per shot (the output folder and job name), rebuilt in place for each new version
+    shot = Path(result["folder"]).parent
+    tree = build_node_group(graph, context.scene, name=f"relit {shot.name}/{job['name']}")
     bpy.ops.ed.undo_push(message="relit: apply relit passes")
     return tree
 

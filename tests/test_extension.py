@@ -203,6 +203,10 @@ tree = scene.compositing_node_group
 grades = {n.name: n for n in tree.nodes if n.type == "GROUP"}
 grades["grade_key"].inputs["Gain"].default_value = 0.5
 grades["grade_rim"].inputs["Tint"].default_value = (2.0, 1.0, 0.5, 1.0)
+rim.data.energy = 3.0  # a second press (another rig: a new version) rebuilds the same group, grades kept
+relit_again = bpy.ops.relit.relight()
+tree = scene.compositing_node_group
+groups = sorted(g.name for g in bpy.data.node_groups if g.bl_idname == "CompositorNodeTree")
 scene.render.engine, scene.cycles.samples = "CYCLES", 1
 scene.render.resolution_x = scene.render.resolution_y = 64
 scene.render.resolution_percentage = 100
@@ -214,7 +218,8 @@ left = [n for n in ("RELIT_PT_main", "RELIT_OT_relight") if hasattr(bpy.types, n
     ["Scene.relit"] if hasattr(bpy.types.Scene, "relit") else [])
 top_level = [m for m in sys.modules if m.split(".")[0] in ("core", "compositor_nodes", "blender_addon")
              and sys.modules[m] is not None]  # nothing imported a top-level package
-print(json.dumps({"installed": list(installed), "relight": list(relit), "operators": operators, "drawn": drawn,
+print(json.dumps({"installed": list(installed), "relight": list(relit) + list(relit_again), "groups": groups,
+                  "comp": tree.name, "operators": operators, "drawn": drawn,
                   "grades": sorted(grades), "left": left, "top_level": top_level,
                   "vendored": type(ext.scene_rig.scene_rig(scene).rig).__module__}))
 """
@@ -228,7 +233,8 @@ def test_the_shipped_extension_relights_through_the_worker_and_its_comp_renders(
     plate = write_plates(tmp_path, [1], size=64, subject=subject)  # a one-frame flat.####.exr sequence
     out = run_shipped(build, extension_zip, tmp_path, RELIGHT, plate, str(tmp_path / "relit"),
                       str(ROOT / "bundle" / "default"))
-    assert out["installed"] == ["FINISHED"] and out["relight"] == ["FINISHED"]
+    assert out["installed"] == ["FINISHED"] and out["relight"] == ["FINISHED", "FINISHED"]
+    assert out["groups"] == sorted(["relit Grade", out["comp"]]), out["groups"]  # one group per shot
     assert out["vendored"] == f"{EXT}.core.lighting.rig" and out["top_level"] == []
     assert out["grades"] == ["grade_key", "grade_rim"]
     # the panel and the preferences drew everything they hold; every operator is pressed in this file
@@ -240,7 +246,7 @@ def test_the_shipped_extension_relights_through_the_worker_and_its_comp_renders(
     assert out["operators"] == ["relit.import_gaussians", "relit.relight", "relit.render_gaussian_view"]
     assert out["left"] == []  # unregistered cleanly
     # the passes sum to the beauty; the comp render is the gained and tinted sum
-    layers, beauty, alpha = read_passes(tmp_path / "relit" / "v001" / "relit.0001.exr")  # the plate's own frame
+    layers, beauty, alpha = read_passes(tmp_path / "relit" / "v002" / "relit.0001.exr")  # the plate's own frame
     assert sorted(layers) == ["light_key", "light_rim"]
     assert layers["light_key"].max() > 0 and layers["light_rim"].max() > 0
     np.testing.assert_allclose(layers["light_key"] + layers["light_rim"], beauty, rtol=2e-3, atol=1e-4)
