@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import RelitError
+from .model.lr_schedules import LR_FLOOR, LR_SCHEDULES
 from .relight.strategies import STRATEGIES
 
 log = logging.getLogger("relit")
@@ -200,7 +201,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(captures=args.capture, output=args.output, preset=args.preset, resolution=args.res,
                       objective=args.objective, relative=args.relative, environment_token=args.environment_token, conditioning=args.conditioning,
                       holdout_identities=args.holdout_identities,
-                      steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr, seed=args.seed,
+                      steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr, lr_schedule=args.lr_schedule,
+                      seed=args.seed,
                       holdout_light_every=args.holdout_light_every, holdout_cameras=args.holdout_cameras,
                       holdout_lights=[k for k in args.holdout_lights.split(",") if k] if args.holdout_lights else [],
                       holdout_expressions=args.holdout_expressions, val_every=args.val_every,
@@ -633,7 +635,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "cross-attention token (besides the map's channels)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0: none)")
     p.add_argument("--batch", type=_at_least(1), default=8)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
+    p.add_argument("--lr-schedule", default="constant", choices=sorted(LR_SCHEDULES),
+                   help=f"constant, or cosine (from --lr down to {LR_FLOOR:g} x --lr at --steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--holdout-light-every", type=int, default=10, help="hold out every k-th stage light")
     p.add_argument("--holdout-lights", help="stage lights held out for validation, by name or index: L005,L013,...")

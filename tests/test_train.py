@@ -258,3 +258,32 @@ def test_the_bundle_licence_follows_the_captures_manifests():
     assert "base checkpoint" in real
     unstated = bundle_licence([{}], ["actor-a"], None)
     assert "not stated in their manifest(s)" in unstated
+
+
+def _rates(trainer) -> list[float]:
+    """Train, recording the learning rate each optimiser step is taken with."""
+    seen, step = [], trainer.optimizer.step
+
+    def record(*a, **kw):
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+        return step(*a, **kw)
+
+    trainer.optimizer.step = record
+    trainer.train(progress=False)
+    return seen
+
+
+def test_the_cosine_schedule_sets_each_steps_rate_and_a_resumed_run_takes_the_same(capture, tmp_path):
+    import math
+    import shutil
+
+    from core.model.lr_schedules import LR_FLOOR
+
+    steps, cfg = 4, dict(steps=4, lr=2e-3, lr_schedule="cosine", checkpoint_every=2)
+    seen = _rates(Trainer(_cfg(capture, tmp_path / "c", **cfg)))
+    expected = [2e-3 * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * s / steps))) for s in range(steps)]
+    assert seen == pytest.approx(expected, rel=1e-12)
+    shutil.rmtree(tmp_path / "c" / "checkpoints" / "step_0000004")
+    resumed = Trainer(_cfg(capture, tmp_path / "c", **cfg))
+    assert resumed.step == 2
+    assert _rates(resumed) == pytest.approx(expected[2:], rel=1e-12)

@@ -27,6 +27,7 @@ from .bundle import BundleInfo, check_device, save_bundle
 from .codec import UnshuffleCodec, VaeCodec
 from .config import preset
 from .data import Split, TrainingData
+from .lr_schedules import LR_SCHEDULES
 from .metrics import best_scale, psnr, ssim
 from .network import RelightModel
 from .noise import pyramid_noise
@@ -62,9 +63,12 @@ class TrainConfig:
             raise ValidationError(f"consistency {self.consistency!r}: use one of {CONSISTENCY}")
         if self.sample_steps is not None and self.sample_steps < 1:
             raise ValidationError(f"sample_steps must be >= 1, got {self.sample_steps}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValidationError(f"lr_schedule {self.lr_schedule!r}: use one of {sorted(LR_SCHEDULES)}")
     max_minutes: float = 0.0          # stop early after this wall time (0: no limit)
     batch: int = 8                    # samples per step
-    lr: float = 5e-4                  # AdamW learning rate
+    lr: float = 5e-4                  # AdamW learning rate (peak, before the schedule)
+    lr_schedule: str = "constant"     # LR_SCHEDULES: the learning rate's multiplier over the run's `steps`
     weight_decay: float = 1e-2        # AdamW weight decay
     ema_decay: float = 0.995          # EMA of the weights used for validation and the bundle
     seed: int = 0                     # data order, noise and initialisation
@@ -282,6 +286,10 @@ class Trainer:
 
         return self.objective.loss(net, x0, source, noise, u)
 
+    def learning_rate(self, step: int) -> float:
+        """The rate of optimiser step ``step`` (0-based) under the run's schedule."""
+        return self.cfg.lr * LR_SCHEDULES[self.cfg.lr_schedule](step / self.cfg.steps)
+
     def train(self, progress: bool = True) -> dict:
         from tqdm import tqdm
 
@@ -297,6 +305,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self._average_gradients()
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate(self.step)
             self.optimizer.step()
             self.ema.step(self.model.parameters())
             self.step += 1
