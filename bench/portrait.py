@@ -3,6 +3,7 @@ validation step of its runs (``relit train --conditioning envmap`` writes them t
 
     python bench/portrait.py --runs RUNS_DIR --section portrait-ablation
     python bench/portrait.py --sheet RUN --out docs/portrait_RUN.png   # held-out pairs: input, model, truth
+    python bench/portrait.py --eval RUN --regressor RUN2 --out docs/portrait_eval.png --section portrait-eval
 
 RUNS_DIR holds one run folder per candidate and seed, named ``CANDIDATE-sSEED``; the candidates'
 commands are read from the runs' checkpoints. Every run scores the same held-out pairs (the
@@ -129,16 +130,101 @@ def sheet(run: Path, out: Path, pairs: int = 16, shown: int = 6) -> str:
             f"| {pairs} | {mean[0]:.2f} dB | {mean[1]:.2f} dB | {mean[2]:.2f} dB | {mean[3]:.3f} | {mean[4]:.3f} |")
 
 
+def _trainer(run: Path):
+    from core.model.train import TrainConfig, Trainer
+
+    state = sorted(run.glob("checkpoints/step_*/state.json"))[-1]
+    return Trainer(TrainConfig(**json.loads(state.read_text())["config"]))
+
+
+def _mesh_shading(x: np.ndarray, environment: np.ndarray) -> np.ndarray | None:
+    """The physically based estimate on one pair: MediaPipe's face mesh fitted to the input as a
+    photo, the input's lighting fitted as SH, the face times target / source irradiance (the rest
+    of the subject follows the face's median ratio); None when no face is found."""
+    import torch
+
+    from core.model.envmap import environment_sh
+    from core.portrait.face_geometry import face_normals, shading_relight
+    from core.portrait.matte import display_rgb8
+
+    exposure = 1.0 / max(float(np.percentile(x, 99)), 1e-6)  # display the input as a photo would be
+    found = face_normals(display_rgb8(x * exposure))
+    if found is None or found[1].sum() < 20:
+        return None
+    sh = environment_sh(torch.from_numpy(environment[None])).numpy().reshape(3, -1).T  # [9, 3]
+    return shading_relight(x, found[0], found[1], sh)
+
+
+def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, shown: int = 6) -> str:
+    """Held-out pairs scored for the run's model and every baseline: PSNR, SSIM and HDR-FLIP as
+    predicted and with the scale fitted to the truth, and a contact sheet."""
+    import torch
+
+    from core.io.preview import contact_sheet
+    from core.model.metrics import best_scale, flip, psnr, ssim
+
+    torch.set_num_threads(1)
+    trainer = _trainer(run)
+    rows = {"input (unchanged)": [], "input x fitted scale": [], "mesh shading (SH, face mesh)": []}
+    pipes = {f"model: {run.name} (step {trainer.step})": (trainer.pipeline(trainer.ema_model()), trainer.objective)}
+    if regressor is not None:
+        other = _trainer(regressor)
+        pipes[f"regressor: {regressor.name} (step {other.step})"] = (other.pipeline(other.ema_model()), other.objective)
+    rows.update({name: [] for name in pipes})
+    batch = trainer.data.sample_portrait(np.random.default_rng(1234), pairs, trainer.split.val_views,
+                                         trainer.environments)
+    found, tiles = 0, []
+    for b in range(pairs):
+        x, y, m, env = batch["flat"][b], batch["target"][b], batch["alpha"][b] > 0.5, batch["environment"][b]
+        shaded = _mesh_shading(x, env)
+        found += shaded is not None
+        preds = {"input (unchanged)": x, "input x fitted scale": best_scale(x, y, m) * x,
+                 "mesh shading (SH, face mesh)": x if shaded is None else shaded}
+        for name, (pipe, objective) in pipes.items():
+            preds[name] = pipe(x, environment=env[None], num_inference_steps=objective.default_steps,
+                               seed=b).images[0]
+        for name, p in preds.items():
+            c = best_scale(p, y, m)
+            rows[name].append([psnr(p, y, m), ssim(p, y, m), flip(p, y, m), psnr(c * p, y, m), ssim(c * p, y, m)])
+        if b < shown:
+            tiles += [(f"input {b}", x, 0.0), ("mesh shading", preds["mesh shading (SH, face mesh)"], 0.0)]
+            tiles += [(name.split(":")[0], preds[name], 0.0) for name in pipes] + [(f"truth {b}", y, 0.0)]
+    if out is not None:
+        contact_sheet(out, tiles, 3 + len(pipes), title=f"{run.name}: held-out people, input / baselines / truth",
+                      scale=3)
+    lines = ["| method | PSNR | SSIM | HDR-FLIP | PSNR x fitted scale | SSIM x fitted scale |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, values in rows.items():
+        v = np.mean(values, axis=0)
+        lines.append(f"| {name} | {v[0]:.2f} dB | {v[1]:.3f} | "
+                     f"{v[2]:.3f} | {v[3]:.2f} dB | {v[4]:.3f} |")
+    people = sorted({trainer.data.views[i].identity for i in trainer.split.val_views})
+    return (f"{pairs} held-out pairs of {len(people)} people never trained on ({people[0]} ... {people[-1]}); "
+            f"MediaPipe found the face on {found} of {pairs} inputs (the mesh-shading row leaves the others "
+            f"unchanged).\n\n" + "\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, help="folder of CANDIDATE-sSEED run folders")
     parser.add_argument("--sheet", type=Path, help="a run folder: contact sheet of held-out pairs (with --out)")
     parser.add_argument("--out", type=Path, help="the contact sheet's PNG")
+    parser.add_argument("--eval", type=Path, help="a run folder: its model and the baselines on held-out pairs")
+    parser.add_argument("--regressor", type=Path, help="with --eval: the same-size deterministic regressor's run")
+    parser.add_argument("--pairs", type=int, default=48, help="with --eval: held-out pairs scored")
     parser.add_argument("--section", default="portrait-ablation", help="docs/benchmarks.md section to write")
     parser.add_argument("--title", default="Portrait model: candidates on held-out people")
     args = parser.parse_args()
     if args.sheet:
         print(sheet(args.sheet, args.out or Path(f"{args.sheet.name}.png")))
+        return
+    if args.eval:
+        command = " ".join(["python bench/portrait.py", *sys.argv[1:]])
+        body = (f"## Portrait model against its baselines on held-out people (`{command}`)\n\n"
+                f"On {machine()}, one torch thread.\n\n{evaluate(args.eval, args.regressor, args.out, args.pairs)}\n")
+        if args.section != "portrait-ablation":
+            write_section(args.section, body)
+        print(body)
         return
     if not args.runs:
         parser.error("give --runs (the ablation table) or --sheet (a run's contact sheet)")

@@ -230,6 +230,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"contact sheet: {result.sheet}")
     print("PSNR against Cycles ground truth on the subject: " +
           ", ".join(f"{k} {v:.1f} dB" for k, v in result.scores.items()))
+    print("real photo, general portrait bundle: " + ", ".join(f"{k} {v:.2f}x" for k, v in result.photo.items()))
 
 
 def cmd_check_consistency(args: argparse.Namespace) -> None:
@@ -285,9 +286,9 @@ def _job_from_args(args: argparse.Namespace):
     elif args.hdri:
         env = Environment(str(_resolve_hdri(args.hdri).resolve()), parse_rotation(args.rotation), args.intensity)
         rig = LightRig([], env)
-    from .model.bundle import DEFAULT_BUNDLE
+    from .model.bundle import AUTO_BUNDLE
 
-    job = RelightJob(bundle=str(args.bundle or DEFAULT_BUNDLE), input=args.input, output=args.output,
+    job = RelightJob(bundle=str(args.bundle or AUTO_BUNDLE), input=args.input, output=args.output,
                      rig=None if rig is None else rig.to_json(), matte=args.matte, frames=args.frames,
                      camera_c2w=_read_c2w(args.camera_c2w),
                      hdri_strategy=args.hdri_strategy, clusters=args.clusters, missing=args.missing,
@@ -672,7 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Writes one multi-layer EXR per frame (a layer per light or group, summing "
                                    "to the beauty) into a new version folder OUT/vNNN; a rerun resumes it and "
                                    "skips frames whose inputs did not change.")
-    p.add_argument("--bundle", help="model bundle folder (default: the bundled default)")
+    p.add_argument("--bundle", help="model bundle folder (default: the shipped bundle trained on the plate's subject "
+                                    "if there is one, else the general portrait bundle; the log says which)")
     p.add_argument("--input", help="flat-lit plate file or sequence pattern (name.####.exr, name.%%04d.exr)")
     p.add_argument("--matte", help="matte file or pattern, or auto (default: the plate's alpha, or auto when the "
                                    "plate has none: the person whose face is found, segmented by MediaPipe; with a "

@@ -218,8 +218,9 @@ class Worker:
 
     def _relight(self, rid: str, job) -> dict:
         from .model.bundle import load_bundle
-        from .relight.run import run_relight
+        from .relight.run import choose_bundle, run_relight
 
+        job = choose_bundle(job)
         key = (str(Path(job.bundle).resolve()), job.device)
         if key not in self.models:
             self.models = {key: load_bundle(job.bundle, job.device)}  # keep one model resident

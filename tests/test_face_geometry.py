@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from core.lighting.hdri import project_to_sh
-from core.portrait.face_geometry import (camera_points, face_landmarks, face_triangles, fit_lighting,
+from core.portrait.face_geometry import (camera_points, face_landmarks, face_normals, face_triangles, fit_lighting,
                                          rasterise_normals, sh_irradiance, shading_relight)
 from tests.conftest import env_from_function
 
@@ -64,6 +64,9 @@ def test_mediapipe_mesh_on_a_real_photo_faces_the_camera():
     tris = face_triangles()
     assert len(tris) > 800 and tris.max() == 467
     normals, covered = rasterise_normals(camera_points(lm), tris, *u8.shape[:2])
+    same_n, same_c = face_normals(u8)  # the one-call form gives the same mesh
+    np.testing.assert_array_equal(same_c, covered)
+    np.testing.assert_allclose(same_n, normals)
     tip = lm[4, :2].astype(int)  # the nose tip looks at the camera
     assert covered[tip[1], tip[0]] and normals[tip[1], tip[0], 2] > 0.8
     for side, point in ((-1, lm[234]), (1, lm[454])):  # the face's outline at each side turns away

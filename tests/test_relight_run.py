@@ -1,6 +1,7 @@
 """`relit relight` jobs: sequences, versions and resume, big plates, the OLAT basis, bad input."""
 
 import json
+from dataclasses import replace
 import os
 import signal
 import subprocess
@@ -354,3 +355,36 @@ def test_a_single_file_plate_keeps_its_frame_number(tmp_path, bundle):
     assert [f.path.name for f in report.frames] == ["relit.0007.exr"]
     with pytest.raises(RelitError, match=r"is a single file \(frame 7\)"):
         run_relight(_job(bundle, single, tmp_path / "out2", frames="8"))
+
+
+def test_an_auto_bundle_is_the_one_trained_on_the_plates_subject_else_the_portrait_model(tmp_path, bundle, caplog,
+                                                                                        monkeypatch):
+    import logging
+    import shutil
+
+    from core.model import bundle as bundles
+    from core.relight.run import choose_bundle
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(bundle, shipped / "default")  # trained on SUBJECT
+    for k in ("mine", "other", "untagged"):
+        (tmp_path / k).mkdir()
+    mine, other, untagged = (_plates(tmp_path / k, [1], subject=s) for k, s in
+                             (("mine", SUBJECT), ("other", "face-0042"), ("untagged", "")))
+    with pytest.raises(ValidationError, match="portrait bundle is missing"):
+        bundles.shipped_bundle_for("face-0042", shipped)
+    shutil.copytree(bundle, shipped / "portrait")
+    assert bundles.shipped_bundle_for(SUBJECT, shipped)[0] == shipped / "default"
+    assert bundles.shipped_bundle_for("face-0042", shipped)[0] == shipped / "portrait"
+    assert bundles.shipped_bundle_for(None, shipped)[0] == shipped / "portrait"
+
+    real = bundles.shipped_bundle_for
+    monkeypatch.setattr(bundles, "shipped_bundle_for", lambda subject: real(subject, shipped))
+    with caplog.at_level(logging.INFO, logger="core.relight.run"):
+        chosen = {k: Path(choose_bundle(_job("auto", p, tmp_path / "out")).bundle)
+                  for k, p in (("mine", mine), ("other", other), ("untagged", untagged))}
+        named = choose_bundle(_job(str(bundle), untagged, tmp_path / "out")).bundle
+        told = choose_bundle(replace(_job("auto", untagged, tmp_path / "out"), subject=SUBJECT)).bundle
+    assert chosen == {"mine": shipped / "default", "other": shipped / "portrait", "untagged": shipped / "portrait"}
+    assert named == str(bundle) and Path(told) == shipped / "default"
+    assert "general portrait model" in caplog.text and "'face-0042'" in caplog.text

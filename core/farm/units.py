@@ -105,8 +105,10 @@ def _version_folder(job: RelightJob, digest: str) -> Path:
 def plan_job(job: RelightJob, chunk: int, light_chunk: int | None = None) -> Plan:
     """Split ``job`` into units of ``chunk`` frames (x ``light_chunk`` stage directions)."""
     from ..model.bundle import read_info
+    from ..relight.run import choose_bundle
 
     job.validate()
+    job = choose_bundle(job)  # units name the bundle the plan chose
     if chunk < 1 or (light_chunk is not None and light_chunk < 1):
         raise ValidationError("--chunk and --light-chunk must be >= 1")
     cameras = sorted(job.cameras) if job.cameras else [None]

@@ -13,6 +13,7 @@ from .exr import read_info
 from .images import open_input, resize, select_rgb
 
 SUBJECT_ATTRIBUTE = "relit/subject"  # header field naming the captured subject (flat-lit renders, 3DGS views)
+GENERAL_SUBJECT = "portrait"  # the subject a bundle trained on many people records: it relights anyone
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 SHIPPED = Path(__file__).resolve().parents[2] / "bundle"  # bundles that ship with relit: bundle/<name>
 DEFAULT_BUNDLE = SHIPPED / "default"  # the subject-specific bundle of relit's own synthetic subject
+PORTRAIT_BUNDLE = SHIPPED / "portrait"  # the general portrait model: any person under any light (envmap)
+AUTO_BUNDLE = "auto"  # RelightJob.bundle: the shipped bundle for the plate's subject (shipped_bundle_for)
 
 BUNDLE_JSON = "relit.json"
 FORMAT = "relit-bundle"
@@ -129,6 +131,22 @@ def save_bundle(folder: str | Path, pipe: RelightPipeline, info: BundleInfo) -> 
         if tmp.exists():
             shutil.rmtree(tmp)
     return folder
+
+
+def shipped_bundle_for(subject: str | None, shipped: Path = SHIPPED) -> tuple[Path, str]:
+    """The shipped bundle for a plate of ``subject`` (None: the plate names none) and why, for the log:
+    the subject-specific bundle trained on that subject, else the general portrait bundle."""
+    if subject:
+        for folder in sorted(p for p in shipped.iterdir() if (p / BUNDLE_JSON).exists()):
+            if read_info(folder).subject == subject:
+                return folder, f"bundle {folder.name}: trained on this plate's subject {subject!r}"
+    portrait = shipped / PORTRAIT_BUNDLE.name
+    if not (portrait / BUNDLE_JSON).exists():
+        raise ValidationError(f"{portrait}: the general portrait bundle is missing from this install; reinstall "
+                              "relit or give --bundle")
+    what = f"subject {subject!r}" if subject else "a plate that names no subject"
+    return portrait, f"bundle {portrait.name}: no shipped bundle was trained on {what}, so the general portrait " \
+                     "model relights it (any person, any light)"
 
 
 def read_info(folder: str | Path) -> BundleInfo:

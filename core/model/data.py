@@ -18,6 +18,7 @@ import numpy as np
 from ..data.capture import CaptureSet
 from ..errors import ValidationError
 from ..io.framing import subject_framing, to_model
+from ..io.plates import GENERAL_SUBJECT
 from ..lighting.area import sg_cell_weights
 from ..lighting.camera import world_to_camera_directions
 from ..lighting.latlong import pixel_directions
@@ -77,7 +78,7 @@ class TrainingData:
                 self.views.append(View(cam.name, f.frame, f.expression, cam.c2w, m.subject))
         self.subjects = sorted({v.identity for v in self.views})
         # one subject: a subject-specific bundle; several: the general portrait model
-        self.subject = self.subjects[0] if len(self.subjects) == 1 else "portrait"
+        self.subject = self.subjects[0] if len(self.subjects) == 1 else GENERAL_SUBJECT
         self.provenance = first.extra if len(captures) == 1 else {  # how the capture sets were made
             "captures": [str(c.root) for c in captures], "identities": self.subjects, "producer": first.extra}
         self.flat = np.stack(flats).astype(np.float32)     # [V, H, W, 3]

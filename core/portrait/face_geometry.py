@@ -101,6 +101,17 @@ def rasterise_normals(points: np.ndarray,    # [N, 3] camera frame; x, -y are pi
     return out, covered
 
 
+def face_normals(rgb8: np.ndarray,  # [H, W, 3] uint8 display-encoded photo or render
+                 ) -> tuple[np.ndarray, np.ndarray] | None:  # (normals [H, W, 3], covered [H, W] bool)
+    """The face mesh MediaPipe fits to ``rgb8``, its smooth normals rasterised at the image's size;
+    None when no face is found."""
+    landmarks = face_landmarks(rgb8)
+    if landmarks is None:
+        return None
+    points, tris = camera_points(landmarks), face_triangles()
+    return rasterise_normals(points, tris, *rgb8.shape[:2])
+
+
 def sh_irradiance(normals: np.ndarray,  # [..., 3] unit
                   coeffs: np.ndarray,   # [9, 3] order-2 SH of the radiance (lighting.hdri.project_to_sh)
                   ) -> np.ndarray:      # [..., 3] irradiance

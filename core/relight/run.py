@@ -30,7 +30,7 @@ from ..io.exr import read_info as read_exr_info
 from ..io.images import read_rgb
 from ..io.naming import new_version_dir, versions
 from ..io.passes import read_metadata, write_passes
-from ..io.plates import SUBJECT_ATTRIBUTE, read_plate
+from ..io.plates import GENERAL_SUBJECT, SUBJECT_ATTRIBUTE, read_plate
 from ..io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
 from ..jobs import AUTO_MATTE, RelightJob
 from ..lighting.hdri import load_environment
@@ -139,7 +139,7 @@ class FrameSource:
         returns warnings. A subject-specific bundle on another subject's plate is an error unless
         the job allows it."""
         warnings: list[str] = []
-        bundle_subject = self.info.subject
+        bundle_subject = None if self.info.subject == GENERAL_SUBJECT else self.info.subject  # relights anyone
         for frame, path in self.frames.items():
             header = read_exr_info(path).parts[0]
             if self.mattes is not None:
@@ -234,6 +234,25 @@ def _choose_folder(job: RelightJob, source: FrameSource, job_digest: str) -> tup
     return (folder, held) if _matching(job, source, job_digest, folder, held) == held else (None, set())
 
 
+def plate_subject(job: RelightJob) -> str | None:
+    """The subject the job's plate names in its first frame's header, else the job's ``subject``."""
+    pattern = job.input if job.cameras is None else job.input.replace("{camera}", next(iter(job.cameras)))
+    first = next(iter(find_frames(pattern).values()))
+    return read_exr_info(first).parts[0].attributes.get(SUBJECT_ATTRIBUTE) or job.subject
+
+
+def choose_bundle(job: RelightJob) -> RelightJob:
+    """The job with an ``auto`` bundle replaced by the shipped bundle for its plate's subject (a
+    subject-specific bundle trained on it, else the general portrait bundle); the choice is logged."""
+    from ..model.bundle import AUTO_BUNDLE, shipped_bundle_for
+
+    if job.bundle != AUTO_BUNDLE:
+        return job
+    folder, why = shipped_bundle_for(plate_subject(job))
+    log.info("%s: %s", job.input, why)
+    return replace(job, bundle=str(folder))
+
+
 def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | None = None,
                 pipe_and_info=None) -> RunReport:
     """Run a relight job; ``progress`` receives events (and may raise to cancel).
@@ -244,6 +263,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     from ..model.objectives import make_objective
 
     job.validate()
+    job = choose_bundle(job)
     info = read_info(job.bundle) if pipe_and_info is None else pipe_and_info[1]
     rig = job.light_rig()
     environment, hdri_sha = None, ""
