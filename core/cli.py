@@ -199,10 +199,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .model.train import TrainConfig, train
 
     cfg = TrainConfig(captures=args.capture, output=args.output, preset=args.preset, resolution=args.res,
-                      objective=args.objective, relative=args.relative, environment_token=args.environment_token, conditioning=args.conditioning,
-                      holdout_identities=args.holdout_identities,
-                      steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr, lr_schedule=args.lr_schedule,
-                      seed=args.seed,
+                      objective=args.objective, relative=args.relative, environment_token=args.environment_token,
+                      conditioning=args.conditioning, holdout_identities=args.holdout_identities,
+                      steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr,
+                      lr_schedule=args.lr_schedule, seed=args.seed,
                       holdout_light_every=args.holdout_light_every, holdout_cameras=args.holdout_cameras,
                       holdout_lights=[k for k in args.holdout_lights.split(",") if k] if args.holdout_lights else [],
                       holdout_expressions=args.holdout_expressions, val_every=args.val_every,
@@ -347,6 +347,8 @@ def cmd_relight(args: argparse.Namespace) -> None:
     print(f"{report.folder}: {len(rendered)} frame(s) relit"
           + (f", {skipped} skipped (same inputs as before)" if skipped else "")
           + f"; {report.inferences} inference(s) per frame")
+    if report.bundle_choice:
+        print(f"  {report.bundle_choice}")
     if rendered:
         evals = rendered[0].evaluations
         secs = sum(f.seconds for f in rendered) / len(rendered)
@@ -545,21 +547,17 @@ def cmd_comp(args: argparse.Namespace) -> None:
     print(f"comp: {len(frames)} frame(s); last written: {', '.join(str(p) for p in written.values())}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="relit",
-        description="Relight captured faces with diffusion models; write scene-linear EXR passes for comp.",
-    )
-    parser.add_argument("--version", action="version", version=f"relit {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-
+def _add_info(sub) -> None:
+    """``relit info``."""
     p = sub.add_parser("info", help="describe an EXR/HDR file, a capture set, a rig or a model bundle",
                        description="Describe an image's parts, layers, size and pixel types; a capture set; "
                                    "a LightRig JSON; or a model bundle folder.")
     p.add_argument("path", help="an image file, a folder, a .json file, or a bundled HDRI name (e.g. forest)")
     p.set_defaults(func=cmd_info)
 
+
+def _add_rig(sub) -> None:
+    """``relit rig``."""
     p = sub.add_parser("rig", help="make a LightRig JSON from an HDRI",
                        description="Make a LightRig from a lat-long HDRI. With --layout, the HDRI is also "
                                    "projected onto the stage's light directions (energy-conserving cells), "
@@ -578,6 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="rig JSON to write")
     p.set_defaults(func=cmd_rig)
 
+
+def _add_synth(sub) -> None:
+    """``relit synth``."""
     p = sub.add_parser("synth", help="render a synthetic subject on a virtual light stage (Blender Cycles)",
                        description="Render a synthetic subject into a capture set: flat-lit, one OLAT per stage "
                                    "light (batched light groups), optional HDRI ground truth and true motion. "
@@ -608,6 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="capture set folder")
     p.set_defaults(func=cmd_synth)
 
+
+def _add_train(sub) -> None:
+    """``relit train``."""
     p = sub.add_parser("train", help="train a relighting model on capture sets",
                        description="Train a RelightModel and save a bundle: olat conditioning (DifFRelight: one "
                                    "subject's flat-lit -> one light) or envmap (SynthLight: any person under any "
@@ -655,6 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 
+
+def _add_demo(sub) -> None:
+    """``relit demo``."""
     p = sub.add_parser("demo", help="relight a synthetic subject end to end (CPU, a few minutes)",
                        description="Render a held-out view of the default bundle's synthetic subject, relight it "
                                    "under two lights and an HDRI, write relit EXR passes and a contact sheet.")
@@ -666,6 +673,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 
+
+def _add_relight(sub) -> None:
+    """``relit relight``."""
     p = sub.add_parser("relight", help="relight a plate or a sequence under a rig or an HDRI -> EXR passes",
                        description="Relight flat-lit plates with a model bundle. Lights of a rig become one "
                                    "inference each; an HDRI is relit by projection onto the bundle's stage "
@@ -732,6 +742,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output folder (version folders vNNN are made inside)")
     p.set_defaults(func=cmd_relight)
 
+
+def _add_comp(sub) -> None:
+    """``relit comp``."""
     p = sub.add_parser("comp", help="evaluate a comp graph over relit passes (or build the default one)",
                        description="Evaluate a compositor_nodes graph (JSON) frame by frame with OpenImageIO, "
                                    "writing EXRs atomically; or build the default comp of a pass file "
@@ -750,6 +763,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_comp)
 
+
+def _add_plan(sub) -> None:
+    """``relit plan``."""
     p = sub.add_parser("plan", help="split a relight job into work units for a render farm",
                        description="Split JOB.json (relit relight --save-job) into units of --chunk frames per "
                                    "camera (and --light-chunk stage directions, merged per frame) and write "
@@ -761,11 +777,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="units JSON to write")
     p.set_defaults(func=cmd_plan)
 
+
+def _add_run_unit(sub) -> None:
+    """``relit run-unit``."""
     p = sub.add_parser("run-unit", help="run one work unit of a plan (what a farm task runs)")
     p.add_argument("units", help="units JSON written by relit plan")
     p.add_argument("--index", type=int, required=True, help="the unit to run")
     p.set_defaults(func=cmd_run_unit)
 
+
+def _add_import_stage(sub) -> None:
+    """``relit import-stage``."""
     p = sub.add_parser("import-stage", help="a light stage's own OLAT files + a stage JSON -> a capture set",
                        description="Read a stage description (format relit-stage: lights as directions or "
                                    "positions, cameras as K or lens/sensor in OpenCV or Blender convention, "
@@ -776,6 +798,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="the capture set folder to write (new)")
     p.set_defaults(func=cmd_import_stage)
 
+
+def _add_reconstruct(sub) -> None:
+    """``relit reconstruct``."""
     p = sub.add_parser("reconstruct", help="dynamic 3D Gaussians of a multi-view flat-lit sequence",
                        description="Reconstruct a capture set's flat-lit performance as dynamic 3D Gaussians the "
                                    "scalable way (DifFRelight): a K-frame model, then one model per segment between "
@@ -797,6 +822,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="reconstruction folder")
     p.set_defaults(func=cmd_reconstruct)
 
+
+def _add_render_views(sub) -> None:
+    """``relit render-views``."""
     p = sub.add_parser("render-views", help="render a reconstruction from any camera as flat-lit EXRs",
                        description="Render a relit reconstruct folder from a capture set camera or a JSON camera "
                                    "({K, c2w (Blender), width, height}) at any frames: OUT/flat.####.exr, the input "
@@ -816,6 +844,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_render_views)
 
+
+def _add_check_consistency(sub) -> None:
+    """``relit check-consistency``."""
     p = sub.add_parser("check-consistency", help="sum of predicted stage OLATs vs the input (no ground truth)",
                        description="Light transport is linear and flat-lit is the sum of all stage lights, so the "
                                    "predictions for every stage direction must add back up to the input plate. "
@@ -827,6 +858,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_check_consistency)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relit",
+        description="Relight captured faces with diffusion models; write scene-linear EXR passes for comp.",
+    )
+    parser.add_argument("--version", action="version", version=f"relit {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    _add_info(sub)
+    _add_rig(sub)
+    _add_synth(sub)
+    _add_train(sub)
+    _add_demo(sub)
+    _add_relight(sub)
+    _add_comp(sub)
+    _add_plan(sub)
+    _add_run_unit(sub)
+    _add_import_stage(sub)
+    _add_reconstruct(sub)
+    _add_render_views(sub)
+    _add_check_consistency(sub)
     return parser
 
 

@@ -150,7 +150,8 @@ def photo_demo(out: Path, size: int, seed: int = 0) -> tuple[list, dict]:
     x0, y0, x1, y1 = face_boxes(display_rgb8(plate), 0.5)[0]
     mid = (x0 + x1) // 2
     photo = {}
-    for name, lit, dark in (("key_left", slice(x0, mid), slice(mid, x1)), ("key_right", slice(mid, x1), slice(x0, mid))):
+    halves = (("key_left", slice(x0, mid), slice(mid, x1)), ("key_right", slice(mid, x1), slice(x0, mid)))
+    for name, lit, dark in halves:
         luma = layers[light_layer_name(name)][y0:y1] @ np.array([0.2126, 0.7152, 0.0722])
         photo[f"{name}_lit_over_far_side"] = float(luma[:, lit].mean() / max(luma[:, dark].mean(), 1e-12))
     small = lambda img: resize(np.ascontiguousarray(img, dtype=np.float32), size, size, "box")  # noqa: E731

@@ -220,7 +220,7 @@ class Worker:
         from .model.bundle import load_bundle
         from .relight.run import choose_bundle, run_relight
 
-        job = choose_bundle(job)
+        job, _ = choose_bundle(job)  # logged to the job's log file
         key = (str(Path(job.bundle).resolve()), job.device)
         if key not in self.models:
             self.models = {key: load_bundle(job.bundle, job.device)}  # keep one model resident

@@ -381,10 +381,10 @@ def test_an_auto_bundle_is_the_one_trained_on_the_plates_subject_else_the_portra
     real = bundles.shipped_bundle_for
     monkeypatch.setattr(bundles, "shipped_bundle_for", lambda subject: real(subject, shipped))
     with caplog.at_level(logging.INFO, logger="core.relight.run"):
-        chosen = {k: Path(choose_bundle(_job("auto", p, tmp_path / "out")).bundle)
+        chosen = {k: Path(choose_bundle(_job("auto", p, tmp_path / "out"))[0].bundle)
                   for k, p in (("mine", mine), ("other", other), ("untagged", untagged))}
-        named = choose_bundle(_job(str(bundle), untagged, tmp_path / "out")).bundle
-        told = choose_bundle(replace(_job("auto", untagged, tmp_path / "out"), subject=SUBJECT)).bundle
+        named = choose_bundle(_job(str(bundle), untagged, tmp_path / "out"))
+        told = choose_bundle(replace(_job("auto", untagged, tmp_path / "out"), subject=SUBJECT))[0].bundle
     assert chosen == {"mine": shipped / "default", "other": shipped / "portrait", "untagged": shipped / "portrait"}
-    assert named == str(bundle) and Path(told) == shipped / "default"
+    assert named[0].bundle == str(bundle) and named[1] is None and Path(told) == shipped / "default"
     assert "general portrait model" in caplog.text and "'face-0042'" in caplog.text

@@ -108,7 +108,7 @@ def plan_job(job: RelightJob, chunk: int, light_chunk: int | None = None) -> Pla
     from ..relight.run import choose_bundle
 
     job.validate()
-    job = choose_bundle(job)  # units name the bundle the plan chose
+    job, _ = choose_bundle(job)  # units name the bundle the plan chose (logged)
     if chunk < 1 or (light_chunk is not None and light_chunk < 1):
         raise ValidationError("--chunk and --light-chunk must be >= 1")
     cameras = sorted(job.cameras) if job.cameras else [None]

@@ -68,6 +68,7 @@ class RunReport:
     frames: list[FrameReport] = field(default_factory=list)
     inferences: int = 0           # per frame
     warnings: list[str] = field(default_factory=list)
+    bundle_choice: str | None = None  # which shipped bundle an "auto" job ran and why (None: the job named it)
 
 
 def _file_sha256(path: str | Path) -> str:
@@ -241,16 +242,17 @@ def plate_subject(job: RelightJob) -> str | None:
     return read_exr_info(first).parts[0].attributes.get(SUBJECT_ATTRIBUTE) or job.subject
 
 
-def choose_bundle(job: RelightJob) -> RelightJob:
+def choose_bundle(job: RelightJob) -> tuple[RelightJob, str | None]:
     """The job with an ``auto`` bundle replaced by the shipped bundle for its plate's subject (a
-    subject-specific bundle trained on it, else the general portrait bundle); the choice is logged."""
+    subject-specific bundle trained on it, else the general portrait bundle), and why (logged);
+    a job that names its bundle is returned as it is, with None."""
     from ..model.bundle import AUTO_BUNDLE, shipped_bundle_for
 
     if job.bundle != AUTO_BUNDLE:
-        return job
+        return job, None
     folder, why = shipped_bundle_for(plate_subject(job))
     log.info("%s: %s", job.input, why)
-    return replace(job, bundle=str(folder))
+    return replace(job, bundle=str(folder)), why
 
 
 def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | None = None,
@@ -263,7 +265,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     from ..model.objectives import make_objective
 
     job.validate()
-    job = choose_bundle(job)
+    job, choice = choose_bundle(job)
     info = read_info(job.bundle) if pipe_and_info is None else pipe_and_info[1]
     rig = job.light_rig()
     environment, hdri_sha = None, ""
@@ -283,7 +285,8 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
                                        None if job.light_chunk is None else tuple(job.light_chunk), consistency)
     pipe, info = pipe_and_info if pipe_and_info is not None else load_bundle(job.bundle, job.device)
     source = FrameSource(job, info, pipe.latent_shape(), light_keys(plan, job.samples))
-    report = RunReport(folder=Path(job.output), inferences=plan.inferences, warnings=source.check_headers())
+    report = RunReport(folder=Path(job.output), inferences=plan.inferences, warnings=source.check_headers(),
+                       bundle_choice=choice)
     if plan.correction is not None and (partial := partial_stage_message(info.stage_coverage, f"bundle {info.id}")):
         report.warnings.append(partial)
     for w in report.warnings:
