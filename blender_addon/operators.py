@@ -16,7 +16,7 @@ import bpy
 from compositor_nodes.defaults import default_graph
 from core.errors import RelitError, ValidationError
 from core.io.sequence import frame_path, is_sequence
-from core.jobs import RelightJob
+from core.jobs import AUTO_BUNDLE, RelightJob
 from core.validation import load_json
 
 from .dispatch import current_dispatcher
@@ -30,7 +30,12 @@ def _prefs(context):
 
 
 def _stage_radius(bundle: str) -> float:
-    """The bundle's stage OLAT radius (beta = 0), read from relit.json without loading the model."""
+    """The bundle's stage OLAT radius (beta = 0), read from relit.json without loading the model; for
+    the shipped bundles ("auto"), that of the stage they were all trained on (the default layout)."""
+    if bundle == AUTO_BUNDLE:
+        from core.lighting.layout import builtin_layout
+
+        return float(builtin_layout("default").olat_radius)
     data = load_json(Path(bundle) / "relit.json", "the model bundle folder has no relit.json")
     return float(data.get("model", {}).get("stage_radius", 0.18))
 
@@ -39,9 +44,7 @@ def build_job(context) -> tuple[dict, object]:
     """(job JSON, SceneRig) for the scene's lighting and settings."""
     scene, settings = context.scene, context.scene.relit
     prefs = _prefs(context)
-    bundle = bpy.path.abspath(settings.bundle or prefs.bundle)
-    if not bundle:
-        raise ValidationError("no model bundle: set one in the relit panel or the add-on preferences")
+    bundle = bpy.path.abspath(settings.bundle or prefs.bundle) or AUTO_BUNDLE  # none set: relit's shipped ones
     if not settings.plate:
         raise ValidationError("no plate: choose the flat-lit plate (an EXR or a name.####.exr sequence)")
     context.view_layer.update()  # object matrices as the scene now stands
@@ -175,6 +178,8 @@ class RELIT_OT_relight(_WorkerOperator, bpy.types.Operator):
 
     def apply(self, context, result: dict) -> None:
         apply_results(context, self._job, result)
+        if result.get("bundle_choice"):
+            self.report({"INFO"}, f"relit: {result['bundle_choice']}")
         self.report({"INFO"}, f"relit: {len(result['frames'])} frame(s) in {result['folder']}")
 
 

@@ -17,7 +17,9 @@ class RELIT_AddonPreferences(bpy.types.AddonPreferences):
                            description="Interpreter of an environment where relit is installed (the worker runs "
                                        "there, with torch; Blender's own Python never loads the model)")
     bundle: StringProperty(name="Default bundle", subtype="DIR_PATH",
-                           description="Model bundle folder used when the scene names none")
+                           description="Model bundle folder used when the scene names none (empty: relit's "
+                                       "shipped bundles, the one trained on the plate's subject, else the general "
+                                       "portrait model)")
     device: EnumProperty(name="Device", items=[("cpu", "CPU", ""), ("cuda", "CUDA", "The first GPU")],
                          default="cpu")
 

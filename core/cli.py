@@ -286,7 +286,7 @@ def _job_from_args(args: argparse.Namespace):
     elif args.hdri:
         env = Environment(str(_resolve_hdri(args.hdri).resolve()), parse_rotation(args.rotation), args.intensity)
         rig = LightRig([], env)
-    from .model.bundle import AUTO_BUNDLE
+    from .jobs import AUTO_BUNDLE
 
     job = RelightJob(bundle=str(args.bundle or AUTO_BUNDLE), input=args.input, output=args.output,
                      rig=None if rig is None else rig.to_json(), matte=args.matte, frames=args.frames,

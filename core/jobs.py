@@ -25,11 +25,13 @@ SAMPLERS = ("ddim", "dpmpp", "euler", "direct")  # which apply depends on the bu
 
 OUTPUT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # RelightJob.name: a file stem, never a path
 AUTO_MATTE = "auto"  # RelightJob.matte: segment the person whose face is found (core.portrait.matte)
+AUTO_BUNDLE = "auto"  # RelightJob.bundle: the shipped bundle for the plate's subject (relight.run.choose_bundle)
 
 
 @dataclass
 class RelightJob:
-    bundle: str                          # model bundle folder
+    bundle: str                          # model bundle folder, or "auto": the shipped bundle trained on the
+                                         # plate's subject, else the general portrait bundle
     input: str                           # flat-lit plate: a file or a sequence pattern (####, %04d)
     output: str                          # output root; every run writes into a version folder vNNN below it
     rig: dict | None = None              # LightRig JSON (lights and/or environment), inline

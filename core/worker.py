@@ -220,7 +220,7 @@ class Worker:
         from .model.bundle import load_bundle
         from .relight.run import choose_bundle, run_relight
 
-        job, _ = choose_bundle(job)  # logged to the job's log file
+        job, choice = choose_bundle(job)  # also logged to the job's log file
         key = (str(Path(job.bundle).resolve()), job.device)
         if key not in self.models:
             self.models = {key: load_bundle(job.bundle, job.device)}  # keep one model resident
@@ -240,7 +240,8 @@ class Worker:
                        "total": event.total, "eta": eta, "frame": event.frame})
 
         report = run_relight(job, progress, pipe_and_info=self.models[key])
-        return {"folder": str(report.folder), "warnings": report.warnings,
+        return {"folder": str(report.folder), "warnings": report.warnings, "bundle": job.bundle,
+                "bundle_choice": choice,
                 "frames": [{"frame": f.frame, "path": str(f.path), "skipped": f.skipped,
                             "evaluations": f.evaluations, "seconds": f.seconds} for f in report.frames]}
 

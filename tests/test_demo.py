@@ -19,6 +19,25 @@ def test_default_bundle_is_small_and_documented():
     assert info.subject and info.layout is not None and len(info.stage_irradiance) == len(info.layout)
 
 
+def test_the_shipped_bundles_share_the_stage_the_addon_assumes_for_them():
+    """The add-on encodes lamp sizes with the stage radius before the worker picks a shipped bundle
+    ("auto"), so every shipped bundle must be trained on that stage; the portrait bundle relights
+    anyone, the default bundle its own subject."""
+    from core.io.plates import GENERAL_SUBJECT
+    from core.lighting.layout import builtin_layout
+    from core.model.bundle import PORTRAIT_BUNDLE, SHIPPED
+
+    shipped = [p for p in SHIPPED.iterdir() if (p / "relit.json").exists()]
+    assert {p.name for p in shipped} >= {"default", "portrait"}
+    for folder in shipped:
+        assert read_info(folder).config.stage_radius == builtin_layout("default").olat_radius, folder
+    portrait = read_info(PORTRAIT_BUNDLE)
+    assert portrait.subject == GENERAL_SUBJECT and portrait.config.conditioning == "envmap"
+    size = sum(p.stat().st_size for p in PORTRAIT_BUNDLE.rglob("*") if p.is_file())
+    assert size <= 50 * 1024 * 1024
+    assert len(portrait.training["data"]["captures"]) >= 2 and portrait.training["config"]["holdout_identities"]
+
+
 def test_demo_writes_passes_and_a_contact_sheet(tmp_path):
     run = run_relit("demo", "-o", str(tmp_path / "demo"), "--steps", "3", "--quiet")
     assert run.returncode == 0, run.stderr
@@ -32,6 +51,13 @@ def test_demo_writes_passes_and_a_contact_sheet(tmp_path):
     assert (tmp_path / "demo" / "relit" / "v001" / "contact_sheet.png").exists() and sheet.endswith(".png")
     scores = dict(re.findall(r"(\w+) (-?[\d.]+) dB", run.stdout))
     assert float(scores["environment_oracle"]) > 25  # the physical upper bound of the stage method
+    photo = {k: float(v) for k, v in re.findall(r"(\w+) (-?[\d.]+)x", run.stdout)}  # the real photo's keys
+    assert set(photo) == {"key_left_lit_over_far_side", "key_right_lit_over_far_side"}
+    photo_passes = sorted((tmp_path / "demo" / "photo" / "relit" / "v001").glob("*.exr"))
+    layers, beauty, alpha = read_passes(photo_passes[0])
+    assert sorted(layers) == ["light_environment", "light_key_left", "light_key_right"]
+    np.testing.assert_allclose(beauty, sum(layers.values()), atol=0.01 * float(beauty.max()))
+    assert alpha[0, 0] < 0.5 < alpha[120, 225]  # the automatic matte: a background corner out, the face in
     # the same demo again resumes v001 (its frame is skipped, the file untouched); other settings make v002
     before = open(passes, "rb").read()
     rerun = run_relit("demo", "-o", str(tmp_path / "demo"), "--steps", "3", "--quiet")

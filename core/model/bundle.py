@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).resolve().parents[2] / "bundle"  # bundles that ship with relit: bundle/<name>
 DEFAULT_BUNDLE = SHIPPED / "default"  # the subject-specific bundle of relit's own synthetic subject
 PORTRAIT_BUNDLE = SHIPPED / "portrait"  # the general portrait model: any person under any light (envmap)
-AUTO_BUNDLE = "auto"  # RelightJob.bundle: the shipped bundle for the plate's subject (shipped_bundle_for)
 
 BUNDLE_JSON = "relit.json"
 FORMAT = "relit-bundle"

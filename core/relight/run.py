@@ -32,7 +32,7 @@ from ..io.naming import new_version_dir, versions
 from ..io.passes import read_metadata, write_passes
 from ..io.plates import GENERAL_SUBJECT, SUBJECT_ATTRIBUTE, read_plate
 from ..io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
-from ..jobs import AUTO_MATTE, RelightJob
+from ..jobs import AUTO_BUNDLE, AUTO_MATTE, RelightJob
 from ..lighting.hdri import load_environment
 from ..model.consistency import partial_stage_message
 from .frame import (LightingPlan, PreparedPlate, RelightSettings, light_keys, light_noise, pass_metadata,
@@ -246,7 +246,7 @@ def choose_bundle(job: RelightJob) -> tuple[RelightJob, str | None]:
     """The job with an ``auto`` bundle replaced by the shipped bundle for its plate's subject (a
     subject-specific bundle trained on it, else the general portrait bundle), and why (logged);
     a job that names its bundle is returned as it is, with None."""
-    from ..model.bundle import AUTO_BUNDLE, shipped_bundle_for
+    from ..model.bundle import shipped_bundle_for
 
     if job.bundle != AUTO_BUNDLE:
         return job, None
