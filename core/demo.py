@@ -89,7 +89,8 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     job = RelightJob(bundle=str(bundle), input=str(capture.path(m.flat_images, cam.name, frame)),
                      output=str(out / "relit"), rig=rig.to_json(), steps=steps, seed=seed)
     report = run_relight(job, pipe_and_info=(pipe, info))
-    path, evaluations = report.frames[0].path, report.frames[0].evaluations
+    # what the frame costs (a rerun that skips the frame as unchanged still titles the sheet with it)
+    path, evaluations = report.frames[0].path, report.inferences * pipe.objective.evaluations(steps)
     layers, beauty, _ = read_passes(path)
     relit = {name: layers[light_layer_name(name)] for name in ("key", "rim", "environment")}
     # 4. ground truth from the same render: the OLATs of the two stage lights, and Cycles' HDRI render
@@ -122,23 +123,18 @@ def photo_demo(out: Path, size: int, seed: int = 0) -> tuple[list, dict]:
     HDRI, each a pass. Returns contact-sheet tiles (``size`` px) and, per key, the mean brightness of
     the lit half of the face over the other half. The photo is scikit-image's ``astronaut`` (NASA,
     public domain), which ships inside the scikit-image wheel."""
-    import OpenImageIO as oiio
-    from skimage import data as skdata
-
     from .io.images import resize
     from .io.plates import read_plate
     from .lighting.hdri import resolve_hdri
     from .model.bundle import PORTRAIT_BUNDLE
     from .portrait.matte import display_rgb8, face_boxes
+    from .portrait.photos import write_photo
     from .relight.run import run_relight
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / "astronaut.png"
     if not path.exists():
-        pixels = skdata.astronaut()
-        buf = oiio.ImageBuf(oiio.ImageSpec(pixels.shape[1], pixels.shape[0], 3, "uint8"))
-        buf.set_pixels(oiio.ROI(), pixels)
-        buf.write(str(path))
+        write_photo("astronaut", path)
     left = Light("key_left", "area", PHOTO_KEY, 0.3, (1.0, 0.9, 0.8), 3.0)
     right = Light("key_right", "area", (-PHOTO_KEY[0],) + PHOTO_KEY[1:], 0.3, (1.0, 0.9, 0.8), 3.0)
     rig = LightRig([left, right], Environment(str(resolve_hdri(DEMO_HDRI).resolve()), DEMO_ROTATION, 1.0))

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,15 +16,9 @@ from tests.conftest import PYTHONPATH, ROOT, example_rig
 
 
 def _photo(name: str) -> np.ndarray:  # [H, W, 3] uint8 sRGB
-    if name == "astronaut":
-        from skimage import data
+    from core.portrait.photos import packaged_photo
 
-        return data.astronaut()
-    import matplotlib
-    import OpenImageIO as oiio
-
-    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    return oiio.ImageBuf(str(path)).get_pixels(oiio.UINT8)[..., :3]
+    return packaged_photo(name)
 
 
 def _linear(u8: np.ndarray) -> np.ndarray:
