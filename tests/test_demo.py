@@ -3,6 +3,7 @@
 import re
 
 import numpy as np
+import pytest
 
 from core.io.passes import read_metadata, read_passes
 from core.model.bundle import read_info
@@ -30,7 +31,7 @@ def test_the_shipped_bundles_share_the_stage_the_addon_assumes_for_them():
     shipped = [p for p in SHIPPED.iterdir() if (p / "relit.json").exists()]
     assert {p.name for p in shipped} >= {"default", "portrait"}
     for folder in shipped:
-        assert read_info(folder).config.stage_radius == builtin_layout("default").olat_radius, folder
+        assert read_info(folder).config.stage_radius == pytest.approx(builtin_layout("default").olat_radius, rel=1e-9)
     portrait = read_info(PORTRAIT_BUNDLE)
     assert portrait.subject == GENERAL_SUBJECT and portrait.config.conditioning == "envmap"
     size = sum(p.stat().st_size for p in PORTRAIT_BUNDLE.rglob("*") if p.is_file())
