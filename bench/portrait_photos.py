@@ -25,9 +25,6 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import machine, write_section  # noqa: E402
 
-KEY = (-0.8, 0.25, 0.55)  # camera frame, camera-left (the demo's key); mirrored in x for the right
-LUMA = np.array([0.2126, 0.7152, 0.0722])
-
 
 def _chroma(rgb: np.ndarray) -> float:  # [N, 3] -> mean (max - min) / mean over the pixels
     return float(np.mean((rgb.max(-1) - rgb.min(-1)) / np.maximum(rgb.mean(-1), 1e-6)))
@@ -43,13 +40,14 @@ def _landmarks(rgb: np.ndarray, box) -> np.ndarray | None:
 
 
 def measure(name: str, bundle: Path, work: Path, seed: int = 0) -> tuple[dict, list]:
+    from core.demo import key_balance, photo_keys
     from core.io.exr import write_exr
     from core.io.images import resize
     from core.io.naming import light_layer_name
     from core.io.passes import read_passes
     from core.io.plates import read_plate
     from core.jobs import RelightJob
-    from core.lighting.rig import Environment, Light, LightRig
+    from core.lighting.rig import Environment, LightRig
     from core.portrait.matte import display_rgb8, face_boxes
     from core.portrait.photos import write_photo
     from core.relight.run import run_relight
@@ -59,17 +57,11 @@ def measure(name: str, bundle: Path, work: Path, seed: int = 0) -> tuple[dict, l
     plate = read_plate(plate_path).rgb
     box = face_boxes(display_rgb8(plate), 0.5)[0]
     x0, y0, x1, y1 = box
-    mid = (x0 + x1) // 2
-    lights = [Light("key_left", "area", KEY, 0.3, (1.0, 1.0, 1.0), 3.0),
-              Light("key_right", "area", (-KEY[0],) + KEY[1:], 0.3, (1.0, 1.0, 1.0), 3.0)]
-    rig = LightRig(lights, Environment(str(white), (0.0, 0.0, 0.0), 1.0))
+    rig = LightRig(photo_keys((1.0, 1.0, 1.0)), Environment(str(white), (0.0, 0.0, 0.0), 1.0))
     report = run_relight(RelightJob(bundle=str(bundle), input=str(plate_path), output=str(work / name),
                                     rig=rig.to_json(), seed=seed))
     layers, _, alpha = read_passes(report.frames[0].path)
-    out = {}
-    for key, lit, far in (("key_left", slice(x0, mid), slice(mid, x1)), ("key_right", slice(mid, x1), slice(x0, mid))):
-        luma = layers[light_layer_name(key)][y0:y1] @ LUMA
-        out[f"{key} lit/far"] = float(luma[:, lit].mean() / max(luma[:, far].mean(), 1e-12))
+    out = {k.replace("_lit_over_far_side", " lit/far"): v for k, v in key_balance(layers, box).items()}
     env = layers[light_layer_name("environment")]
     inner = (slice(y0 + (y1 - y0) // 6, y1 - (y1 - y0) // 6), slice(x0 + (x1 - x0) // 6, x1 - (x1 - x0) // 6))
     out["white env chroma / input's"] = _chroma(env[inner].reshape(-1, 3)) / _chroma(plate[inner].reshape(-1, 3))

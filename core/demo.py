@@ -33,6 +33,26 @@ DEMO_HDRI, DEMO_ROTATION = "forest", (0.0, 0.0, math.radians(30))
 
 
 PHOTO_KEY = (-0.8, 0.25, 0.55)  # camera frame: a key from camera-left (mirrored in x for the right)
+LUMA = np.array([0.2126, 0.7152, 0.0722])  # Rec.709 luminance weights
+
+
+def photo_keys(colour: tuple[float, float, float]) -> list[Light]:
+    """The photo's two keys: ``key_left`` from camera-left and ``key_right`` mirrored."""
+    return [Light("key_left", "area", PHOTO_KEY, 0.3, colour, 3.0),
+            Light("key_right", "area", (-PHOTO_KEY[0],) + PHOTO_KEY[1:], 0.3, colour, 3.0)]
+
+
+def key_balance(layers: dict[str, np.ndarray],   # light layer name -> [H, W, 3]
+                box: tuple[int, int, int, int],  # the face (x0, y0, x1, y1)
+                ) -> dict[str, float]:
+    """Per key, the mean luminance of the face's half it lights over the other half."""
+    x0, y0, x1, y1 = box
+    mid = (x0 + x1) // 2
+    out = {}
+    for name, lit, far in (("key_left", slice(x0, mid), slice(mid, x1)), ("key_right", slice(mid, x1), slice(x0, mid))):
+        luma = layers[light_layer_name(name)][y0:y1] @ LUMA
+        out[f"{name}_lit_over_far_side"] = float(luma[:, lit].mean() / max(luma[:, far].mean(), 1e-12))
+    return out
 
 
 @dataclass
@@ -135,21 +155,14 @@ def photo_demo(out: Path, size: int, seed: int = 0) -> tuple[list, dict]:
     path = out / "astronaut.png"
     if not path.exists():
         write_photo("astronaut", path)
-    left = Light("key_left", "area", PHOTO_KEY, 0.3, (1.0, 0.9, 0.8), 3.0)
-    right = Light("key_right", "area", (-PHOTO_KEY[0],) + PHOTO_KEY[1:], 0.3, (1.0, 0.9, 0.8), 3.0)
-    rig = LightRig([left, right], Environment(str(resolve_hdri(DEMO_HDRI).resolve()), DEMO_ROTATION, 1.0))
+    rig = LightRig(photo_keys((1.0, 0.9, 0.8)), Environment(str(resolve_hdri(DEMO_HDRI).resolve()), DEMO_ROTATION,
+                                                            1.0))
     job = RelightJob(bundle=str(PORTRAIT_BUNDLE), input=str(path), output=str(out / "relit"), rig=rig.to_json(),
                      seed=seed)
     report = run_relight(job)
     layers, beauty, _ = read_passes(report.frames[0].path)
     plate = read_plate(path).rgb
-    x0, y0, x1, y1 = face_boxes(display_rgb8(plate), 0.5)[0]
-    mid = (x0 + x1) // 2
-    photo = {}
-    halves = (("key_left", slice(x0, mid), slice(mid, x1)), ("key_right", slice(mid, x1), slice(x0, mid)))
-    for name, lit, dark in halves:
-        luma = layers[light_layer_name(name)][y0:y1] @ np.array([0.2126, 0.7152, 0.0722])
-        photo[f"{name}_lit_over_far_side"] = float(luma[:, lit].mean() / max(luma[:, dark].mean(), 1e-12))
+    photo = key_balance(layers, face_boxes(display_rgb8(plate), 0.5)[0])
     small = lambda img: resize(np.ascontiguousarray(img, dtype=np.float32), size, size, "box")  # noqa: E731
     tiles = [("photo (astronaut)", small(plate), 0.0)]
     tiles += [(f"photo {name}", small(layers[light_layer_name(name)]), 0.0)

@@ -59,6 +59,16 @@ def test_demo_writes_passes_and_a_contact_sheet(tmp_path):
     assert sorted(layers) == ["light_environment", "light_key_left", "light_key_right"]
     np.testing.assert_allclose(beauty, sum(layers.values()), atol=0.01 * float(beauty.max()))
     assert alpha[0, 0] < 0.5 < alpha[120, 225]  # the automatic matte: a background corner out, the face in
+    # the printed balance is each key's lit half over its far half of the face, recomputed here by hand
+    from core.io.plates import read_plate
+    from core.portrait.matte import display_rgb8, face_boxes
+
+    x0, y0, x1, y1 = face_boxes(display_rgb8(read_plate(tmp_path / "demo" / "photo" / "astronaut.png").rgb), 0.5)[0]
+    mid, luma = (x0 + x1) // 2, {k: v[y0:y1].mean(-1) for k, v in layers.items()}  # near enough to Rec.709 luma
+    left = luma["light_key_left"][:, x0:mid].mean() / luma["light_key_left"][:, mid:x1].mean()
+    right = luma["light_key_right"][:, mid:x1].mean() / luma["light_key_right"][:, x0:mid].mean()
+    assert photo["key_left_lit_over_far_side"] == pytest.approx(left, rel=0.05)
+    assert photo["key_right_lit_over_far_side"] == pytest.approx(right, rel=0.05)
     # the same demo again resumes v001 (its frame is skipped, the file untouched); other settings make v002
     before = open(passes, "rb").read()
     rerun = run_relit("demo", "-o", str(tmp_path / "demo"), "--steps", "3", "--quiet")
