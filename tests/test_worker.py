@@ -59,8 +59,9 @@ def test_cancel_stops_between_steps_and_the_worker_keeps_serving(tmp_path, bundl
     client.cancel(job)
     client.wait(job, timeout=60)
     assert job.cancelled and "cancelled" in job.error
-    written = list((tmp_path / "out").rglob("relit.*.exr"))
-    assert len(written) < 5 and not list((tmp_path / "out").rglob("*.partial*"))
+    out = tmp_path / "out"  # a run cancelled before its first frame leaves no empty version folder behind
+    written = list(out.rglob("relit.*.exr")) if out.exists() else []
+    assert len(written) < 5 and not (out.exists() and list(out.rglob("*.partial*")))
     bad = relight_job(bundle, plates, tmp_path / "out2").to_json()
     bad["rig"]["lights"][0]["type"] = "laser"
     job2 = client.wait(client.submit("relight", bad), timeout=60)
