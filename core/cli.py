@@ -38,6 +38,17 @@ def _at_least(lo: int):
     return parse
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
 def _print_exr(path: Path) -> None:
     from .io.exr import read_info
 
@@ -200,7 +211,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     cfg = TrainConfig(captures=args.capture, output=args.output, preset=args.preset, resolution=args.res,
                       objective=args.objective, relative=args.relative, environment_token=args.environment_token,
-                      conditioning=args.conditioning, holdout_identities=args.holdout_identities,
+                      source_tint=args.source_tint, conditioning=args.conditioning, holdout_identities=args.holdout_identities,
                       steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr,
                       lr_schedule=args.lr_schedule, seed=args.seed,
                       holdout_light_every=args.holdout_light_every, holdout_cameras=args.holdout_cameras,
@@ -638,6 +649,9 @@ def _add_train(sub) -> None:
     p.add_argument("--environment-token", action="store_true",
                    help="envmap: also give the target map's order-2 spherical harmonics to every pixel as a "
                         "cross-attention token (besides the map's channels)")
+    p.add_argument("--source-tint", type=_fraction, default=1.0,
+                   help="envmap: scale of the chance that a source (plate) light is tinted, 0-1 (default 1: as "
+                        "often as the targets; lower keeps a plate's colour, most sets being white-lit)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0: none)")
     p.add_argument("--batch", type=_at_least(1), default=8)
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")

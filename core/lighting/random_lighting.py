@@ -36,6 +36,7 @@ class LightingMix:
     lamps: float = 0.30
     flat: float = 0.10
     mixed: float = 0.15
+    tint: float = 1.0  # scale of the chance that an HDRI (30 %) or a lamp (40 %) is tinted; 0: never
 
     def probabilities(self) -> np.ndarray:  # [4]
         p = np.array([self.hdri, self.lamps, self.flat, self.mixed], dtype=np.float64)
@@ -94,7 +95,7 @@ def random_lighting(rng: np.random.Generator,
     out = np.zeros((height, 2 * height, 3), np.float32)
     if kind in ("hdri", "mixed"):
         env = _turned(environments[int(rng.integers(len(environments)))], rng, height)
-        tint = _tint(rng, 0.5) if rng.random() < 0.3 else np.ones(3)
+        tint = _tint(rng, 0.5) if rng.random() < 0.3 * mix.tint else np.ones(3)
         out += env / max(mean_radiance(env), 1e-12) * tint
     if kind == "flat":
         out += 1.0
@@ -104,7 +105,7 @@ def random_lighting(rng: np.random.Generator,
             out += rng.uniform(0.01, 0.15)  # a dim ambient fill
         for k in range(count):
             radius = math.radians(rng.uniform(4.0, 40.0))
-            rgb = _tint(rng, 0.6) if rng.random() < 0.4 else np.ones(3)
+            rgb = _tint(rng, 0.6) if rng.random() < 0.4 * mix.tint else np.ones(3)
             strength = rng.uniform(0.3, 1.0) if k else 1.0
             lamp = lamp_map(height, _random_direction(rng, towards), radius, rgb)
             out += lamp / max(mean_radiance(lamp), 1e-12) * strength * (0.7 if kind == "mixed" else 1.0)

@@ -180,10 +180,12 @@ class TrainingData:
         return latlong
 
     def sample_portrait(self, rng: np.random.Generator, batch: int, views: list[int],
-                        environments: list[np.ndarray], mix: LightingMix = LightingMix()) -> dict[str, np.ndarray]:
+                        environments: list[np.ndarray], mix: LightingMix = LightingMix(),
+                        source_mix: LightingMix | None = None) -> dict[str, np.ndarray]:
         """A SynthLight batch: ``flat`` is the view under a random source lighting (an HDRI, lamps, the
         flat-lit, or both), ``target`` the view under a random target lighting, both of unit mean
-        radiance, and ``environment`` that target encoded in the camera frame. Both images are the
+        radiance, and ``environment`` that target encoded in the camera frame. ``source_mix`` draws
+        the source lightings (default: ``mix``, as the targets). Both images are the
         view's OLATs weighted by the lighting's projection on the stage (:meth:`compose`)."""
         from ..lighting.resample import camera_frame_latlong
         from .envmap import encode_environment
@@ -194,7 +196,7 @@ class TrainingData:
         for b in range(batch):
             c2w = self.views[v[b]].c2w
             towards = c2w[:3, 2]  # from the subject towards the camera: lamps mostly light the seen side
-            source[b] = self.compose(v[b], self._drawn(rng, environments, towards, mix))
+            source[b] = self.compose(v[b], self._drawn(rng, environments, towards, source_mix or mix))
             goal = self._drawn(rng, environments, towards, mix)
             # the encoded map's own scale is only its resampled copy's: the target is per unit of the
             # lighting's true mean radiance (1), as inference multiplies by the lighting's true mean

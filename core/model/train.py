@@ -23,6 +23,7 @@ import torch
 from .._version import git_hash
 from ..data.capture import open_captures
 from ..errors import RelitError, ValidationError
+from ..lighting.random_lighting import LightingMix
 from .bundle import BundleInfo, check_device, save_bundle
 from .codec import UnshuffleCodec, VaeCodec
 from .config import preset
@@ -54,6 +55,9 @@ class TrainConfig:
     objective: str = "refine"         # core.model.objectives.OBJECTIVES: refine, diffusion, flow, regression
     relative: bool = False            # learn the change from the input's latent (~ log shading ratio), not the target
     environment_token: bool = False   # envmap: the target map's order-2 SH also as a cross-attention token
+    source_tint: float = 1.0          # envmap: scale of the chance a *source* light is tinted (LightingMix.tint);
+                                      # below 1 the model learns that plates are mostly white-lit and keeps
+                                      # their colour (targets are always drawn with the full range: the map is given)
     steps: int = 2000                 # optimiser steps
     sample_steps: int | None = None   # sampler steps the bundle records (None: the objective's measured default)
     consistency: str = "ratio"        # stage-prediction correction the bundle applies: "ratio" or "none"
@@ -224,7 +228,8 @@ class Trainer:
     def sample(self, rng: np.random.Generator, views: list[int]) -> dict:
         cfg = self.cfg
         if cfg.conditioning == "envmap":
-            batch = self.data.sample_portrait(rng, cfg.batch, views, self.environments)
+            batch = self.data.sample_portrait(rng, cfg.batch, views, self.environments,
+                                              source_mix=LightingMix(tint=cfg.source_tint))
         else:
             batch = self.data.sample(rng, cfg.batch, views, self.split.train_lights, cfg.area_prob,
                                      self.model_config.stage_radius)
