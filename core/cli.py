@@ -211,7 +211,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     cfg = TrainConfig(captures=args.capture, output=args.output, preset=args.preset, resolution=args.res,
                       objective=args.objective, relative=args.relative, environment_token=args.environment_token,
-                      source_tint=args.source_tint, conditioning=args.conditioning, holdout_identities=args.holdout_identities,
+                      source_tint=args.source_tint, conditioning=args.conditioning,
+                      holdout_identities=args.holdout_identities,
                       steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr,
                       lr_schedule=args.lr_schedule, seed=args.seed,
                       holdout_light_every=args.holdout_light_every, holdout_cameras=args.holdout_cameras,
