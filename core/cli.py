@@ -243,6 +243,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print("PSNR against Cycles ground truth on the subject: " +
           ", ".join(f"{k} {v:.1f} dB" for k, v in result.scores.items()))
     print("real photo, general portrait bundle: " + ", ".join(f"{k} {v:.2f}x" for k, v in result.photo.items()))
+    stage, portrait = result.hdri_cost["stage"], result.hdri_cost["portrait"]
+    print(f"UNet evaluations of one HDRI: stage strategy {stage}, portrait bundle {portrait} (one pass, "
+          f"1/{stage / portrait:.0f})")
 
 
 def cmd_check_consistency(args: argparse.Namespace) -> None:

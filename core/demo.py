@@ -61,6 +61,8 @@ class DemoResult:
     sheet: Path
     scores: dict                 # PSNR (dB) against Cycles on the synthetic subject
     photo: dict                  # the real photo: each key's lit-side / far-side brightness on the face
+    hdri_cost: dict              # UNet evaluations of one HDRI: "stage" (every stage light of the subject's
+                                 # bundle) and "portrait" (the photo's one envmap pass)
 
 
 def _nearest_stage_light(layout, c2w, camera_dir) -> int:
@@ -128,25 +130,28 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     for name in ("key", "rim", "environment"):
         tiles += [(f"relit {name}", relit[name], 0.0), (f"truth {name}", truth[name], 0.0)]
     tiles += [("relit beauty", beauty, 0.0), ("truth beauty", sum(truth.values()), 0.0)]
-    photo_tiles, photo = photo_demo(out / "photo", plate_res, seed)
+    photo_tiles, photo, portrait_pass = photo_demo(out / "photo", plate_res, seed)
     tiles += photo_tiles
     sampler = pipe.objective.check_sampler(None)
     sheet = contact_sheet(report.folder / "contact_sheet.png", tiles, columns=3, scale=max(1, 192 // plate_res),
                           title=f"relit demo: {info.id}, {evaluations} UNet evaluations, {steps} {sampler} steps")
     log.info("demo scores: %s; the photo: %s", scores, photo)
-    return DemoResult(path, sheet, scores, photo)
+    stage_hdri = len(info.layout) * pipe.objective.evaluations(steps)  # the HDRI's share: one inference per light
+    return DemoResult(path, sheet, scores, photo, {"stage": stage_hdri, "portrait": portrait_pass})
 
 
-def photo_demo(out: Path, size: int, seed: int = 0) -> tuple[list, dict]:
+def photo_demo(out: Path, size: int, seed: int = 0) -> tuple[list, dict, int]:
     """Relight a real photo with the general portrait bundle, as ``relit relight`` would a plate
     without alpha (automatic matte): a key from camera-left, one from camera-right and the demo's
-    HDRI, each a pass. Returns contact-sheet tiles (``size`` px) and, per key, the mean brightness of
-    the lit half of the face over the other half. The photo is scikit-image's ``astronaut`` (NASA,
-    public domain), which ships inside the scikit-image wheel."""
+    HDRI, each a pass. Returns contact-sheet tiles (``size`` px), per key the mean brightness of
+    the lit half of the face over the other half, and the UNet evaluations of one pass (the HDRI's).
+    The photo is scikit-image's ``astronaut`` (NASA, public domain), which ships inside the
+    scikit-image wheel."""
     from .io.images import resize
     from .io.plates import read_plate
     from .lighting.hdri import resolve_hdri
-    from .model.bundle import PORTRAIT_BUNDLE
+    from .model.bundle import PORTRAIT_BUNDLE, read_info
+    from .model.objectives import make_objective
     from .portrait.matte import display_rgb8, face_boxes
     from .portrait.photos import write_photo
     from .relight.run import run_relight
@@ -168,7 +173,8 @@ def photo_demo(out: Path, size: int, seed: int = 0) -> tuple[list, dict]:
     tiles += [(f"photo {name}", small(layers[light_layer_name(name)]), 0.0)
               for name in ("key_left", "key_right", "environment")]
     tiles += [("photo beauty", small(beauty), 0.0)]
-    return tiles, photo
+    recipe = read_info(PORTRAIT_BUNDLE).recipe  # (a rerun skips the frame: the cost comes from the recipe)
+    return tiles, photo, make_objective(recipe["objective"]).evaluations(int(recipe["steps"]))
 
 
 def _flat_baseline(flat, truth, mask) -> float:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from core.io.passes import read_metadata, read_passes
-from core.model.bundle import read_info
+from core.model.bundle import PORTRAIT_BUNDLE, read_info
+from core.model.objectives import make_objective
 from tests.conftest import ROOT, run_relit
 
 BUNDLE = ROOT / "bundle" / "default"
@@ -26,7 +27,7 @@ def test_the_shipped_bundles_share_the_stage_the_addon_assumes_for_them():
     anyone, the default bundle its own subject."""
     from core.io.plates import GENERAL_SUBJECT
     from core.lighting.layout import builtin_layout
-    from core.model.bundle import PORTRAIT_BUNDLE, SHIPPED
+    from core.model.bundle import SHIPPED
 
     shipped = [p for p in SHIPPED.iterdir() if (p / "relit.json").exists()]
     assert {p.name for p in shipped} >= {"default", "portrait"}
@@ -69,6 +70,13 @@ def test_demo_writes_passes_and_a_contact_sheet(tmp_path):
     right = luma["light_key_right"][:, mid:x1].mean() / luma["light_key_right"][:, x0:mid].mean()
     assert photo["key_left_lit_over_far_side"] == pytest.approx(left, rel=0.05)
     assert photo["key_right_lit_over_far_side"] == pytest.approx(right, rel=0.05)
+    # an HDRI costs the portrait bundle one pass, the stage strategy one inference per stage light
+    stage, portrait = map(int, re.search(r"stage strategy (\d+), portrait bundle (\d+)", run.stdout).groups())
+    default, general = read_info(BUNDLE), read_info(PORTRAIT_BUNDLE)
+    per_inference = make_objective(default.recipe["objective"]).evaluations(3)  # --steps 3
+    assert stage == len(default.layout) * per_inference
+    assert portrait == make_objective(general.recipe["objective"]).evaluations(int(general.recipe["steps"]))
+    assert portrait * 50 <= stage
     # the same demo again resumes v001 (its frame is skipped, the file untouched); other settings make v002
     before = open(passes, "rb").read()
     rerun = run_relit("demo", "-o", str(tmp_path / "demo"), "--steps", "3", "--quiet")

@@ -106,13 +106,15 @@ def test_a_face_detector_finds_the_synthetic_people(tmp_path):
     skin it found 1 of 12 flat-lit views): the portrait model's face mesh and mattes then work on the
     training renders the same way as on photos."""
     from core.data.capture import open_captures
+    from core.io.framing import PORTRAIT_FRAMING, subject_framing, to_model
+    from core.io.images import resize
     from core.portrait.face_geometry import face_landmarks
-    from core.portrait.matte import display_rgb8
+    from core.portrait.matte import display_rgb8, face_boxes
 
     run = run_relit("synth", "--identities", "3", "--views", "1", "--frames", "1", "--layout", "rings16",
                     "--res", "128", "--samples", "32", "--no-olats", "--quiet", "-o", str(tmp_path / "p"))
     assert run.returncode == 0, run.stderr
-    found = 0
+    found, framed = 0, []
     for cs in open_captures([str(tmp_path / "p")]):
         cam, frame = cs.manifest.cameras[0], cs.manifest.frames[0].frame
         flat = cs.flat(cam.name, frame)
@@ -121,7 +123,19 @@ def test_a_face_detector_finds_the_synthetic_people(tmp_path):
             found += 1
             x, y = landmarks[:, 0].astype(int).clip(0, 127), landmarks[:, 1].astype(int).clip(0, 127)
             assert (flat.alpha[y, x] > 0.5).mean() > 0.95  # the landmarks lie on the person
+        # the face sits in the model's square where relit frames a plate's face for a portrait bundle
+        square = to_model(flat.rgb, subject_framing(flat.alpha, 64))  # as training sees it
+        up = resize(square, 256, 256, "triangle")
+        boxes = face_boxes(display_rgb8(up / max(float(np.percentile(up, 99)), 1e-6)), 0.3)
+        if boxes:
+            x0, y0, x1, y1 = (v / 256 for v in boxes[0])
+            framed.append((x1 - x0, (x0 + x1) / 2, (y0 + y1) / 2))
     assert found >= 2, found
+    assert framed, "no face found on the model-size squares"
+    width, cx, cy = np.mean(framed, axis=0)
+    assert width == pytest.approx(PORTRAIT_FRAMING.width, abs=0.06)
+    assert cx == pytest.approx(PORTRAIT_FRAMING.centre_x, abs=0.06)
+    assert cy == pytest.approx(PORTRAIT_FRAMING.centre_y, abs=0.05)
 
 
 def test_portrait_cameras_vary_the_focal_length_and_frame_the_same_extent():

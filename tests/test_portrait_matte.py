@@ -86,3 +86,28 @@ def test_relight_of_a_photo_without_alpha_uses_the_auto_matte_as_the_pass_alpha(
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "coffee.png: no face found for the automatic matte" in run.stderr and "--matte" in run.stderr
     assert not (tmp_path / "coffee").exists() or not any((tmp_path / "coffee").rglob("*.exr"))
+
+
+def test_a_portrait_bundle_frames_a_photo_by_its_face_and_relights_the_shoulders_beyond_it(tmp_path):
+    """The general bundle saw faces at one size and place in its square (PORTRAIT_FRAMING): a wide
+    photo is framed by its face, not by the whole matte, and the shoulders the square leaves out
+    still get the shading change (carried past the square's edges), so every subject pixel is lit."""
+    from core.io.framing import PORTRAIT_FRAMING, to_plate
+    from core.jobs import RelightJob
+    from core.model.bundle import PORTRAIT_BUNDLE, read_info
+    from core.portrait.matte import plate_face
+    from core.portrait.photos import write_photo
+    from core.relight.run import FrameSource
+
+    path = write_photo("astronaut", tmp_path / "astronaut.png")
+    info = read_info(PORTRAIT_BUNDLE)
+    job = RelightJob(bundle=str(PORTRAIT_BUNDLE), input=str(path), output=str(tmp_path / "out"))
+    (_, _, prepared, _), = list(FrameSource(job, info, (12, 32, 32), [0]))
+    x0, y0, x1, y1 = plate_face(_linear(_photo("astronaut")))
+    f = prepared.framing
+    assert f.size == pytest.approx((x1 - x0) / PORTRAIT_FRAMING.width, abs=1) and f.extend
+    assert f.y0 + f.size < 512  # the suit continues below the square
+    relit = prepared.model_input[None] * np.array([1.5, 1.0, 0.5], np.float32)
+    out = to_plate(relit, prepared.model_input, prepared.source, f, prepared.eps)[0]
+    subject = prepared.source.min(-1) > 1e-3
+    np.testing.assert_allclose(out[subject], prepared.source[subject] * [1.5, 1.0, 0.5], rtol=1e-4)

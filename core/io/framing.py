@@ -2,7 +2,9 @@
 
 The subject is cropped from the matte (a square box around it with a margin,
 padded with black where it leaves the frame) and resized to the model's
-resolution. The relit result comes back as a *ratio* to the flat-lit input at
+resolution; a portrait bundle's plates are framed by the face instead, as its
+training people were (``face_framing``), and the shading change is carried past
+the box to whatever of the subject it leaves out. The relit result comes back as a *ratio* to the flat-lit input at
 model resolution, upsampled and multiplied into the full-resolution plate, so
 the plate's own detail (pores, hair, sharpness) survives and only the shading
 changes. The plate fed to the model is premultiplied by its matte, and so is
@@ -21,8 +23,12 @@ from ..errors import ValidationError
 from .images import resize
 
 MATTE_THRESHOLD = 0.05  # matte values above this count as subject when finding the box
-RATIO_EPS = 1e-3        # ratio denominator floor, relative to the subject's mean flat-lit value
+RATIO_EPS = 0.02        # ratio denominator floor, relative to the subject's mean flat-lit value: darker pixels
+                        # (matte edges, deep shadows) take the ratio of their neighbours (_fill); at 1e-3 a
+                        # real plate's dark hair edge turned magenta (docs/portrait.md, real plates)
 LAYER_CHUNK = 16        # layers resized together (bounds the memory of big plates)
+EXTEND_GRID = 8         # cells across the box of the coarse ratio held past its edges (to_plate)
+EXTEND_FEATHER = 0.1    # width of the blend into that coarse ratio inside the box, as a fraction of the box
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class Framing:
     height: int    # plate size
     width: int
     model: int     # model resolution
+    extend: bool = False  # the subject may leave the box: to_plate carries the shading change past its edges
 
     @property
     def identity(self) -> bool:
@@ -57,6 +64,35 @@ def subject_framing(matte: np.ndarray,  # [H, W] in [0, 1]
     size = int(np.ceil(side * (1 + 2 * margin)))
     cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
     return Framing(int(round(cx - size / 2)), int(round(cy - size / 2)), size, h, w, model)
+
+
+@dataclass(frozen=True)
+class FaceFraming:
+    """Where a face sits in a model's square: what a portrait bundle saw in training, so a plate of any
+    framing (a wide shot, a close-up) reaches the model framed the same way."""
+
+    width: float     # the face detector's box width, as a fraction of the square's side
+    centre_x: float  # the box centre from the left, as a fraction of the side
+    centre_y: float  # the box centre from the top, as a fraction of the side
+
+
+# The synthetic people's training inputs (relit synth's portrait cameras, subject-framed at 64 px):
+# MediaPipe's face box measured on them, 0.385 +- 0.025 wide, centred at (0.494, 0.356) over 25
+# views of 12 people (tests/test_person.py checks new renders against it).
+PORTRAIT_FRAMING = FaceFraming(width=0.385, centre_x=0.5, centre_y=0.356)
+
+
+def face_framing(face: tuple[int, int, int, int],  # (x0, y0, x1, y1) the face's box in plate pixels
+                 height: int, width: int,            # plate size
+                 model: int,                         # model resolution
+                 framing: FaceFraming = PORTRAIT_FRAMING) -> Framing:
+    """The square box that puts ``face`` where ``framing`` says (it may leave the plate: padded;
+    the subject may leave it: :func:`to_plate` extends the shading change past its edges)."""
+    x0, y0, x1, y1 = face
+    size = max(1, int(round((x1 - x0) / framing.width)))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return Framing(int(round(cx - framing.centre_x * size)), int(round(cy - framing.centre_y * size)), size,
+                   height, width, model, extend=True)
 
 
 def _overlap(f: Framing) -> tuple[slice, slice, slice, slice]:
@@ -104,6 +140,45 @@ def _fill(ratio: np.ndarray,  # [m, m, C]
     return np.where(valid[..., None], ratio, up)
 
 
+def _outside_weight(f: Framing) -> np.ndarray:  # [H, W] float32 in [0, 1]
+    """How much of each plate pixel's ratio comes from the coarse extension rather than the model's
+    square: 0 well inside the box, 1 outside it, a linear ramp over the box's inner EXTEND_FEATHER
+    along each edge that lies inside the plate (an edge on the plate's border needs none)."""
+    band = max(1.0, EXTEND_FEATHER * f.size)
+    ys, xs = np.arange(f.height, dtype=np.float32), np.arange(f.width, dtype=np.float32)
+
+    def inside(pos: np.ndarray, lo: int, hi: int, size: int) -> np.ndarray:  # 1 deep inside, 0 outside
+        w = np.ones_like(pos)
+        if lo > 0:
+            w = np.minimum(w, (pos + 0.5 - lo) / band)
+        if hi < size:
+            w = np.minimum(w, (hi - pos - 0.5) / band)
+        return np.clip(w, 0.0, 1.0)
+
+    wy = inside(ys, f.y0, f.y0 + f.size, f.height)
+    wx = inside(xs, f.x0, f.x0 + f.size, f.width)
+    return (1.0 - wy[:, None] * wx[None, :]).astype(np.float32)
+
+
+def _extended(stacked: np.ndarray,  # [m, m, K] filled ratios at model resolution
+              f: Framing) -> np.ndarray:  # [H, W, K] a coarse version over the whole plate
+    """The ratios' low frequencies (EXTEND_GRID cells over the box) carried over the whole plate,
+    each cell's value held past the box's edges: a subject that leaves the box (shoulders below a
+    face-framed square) keeps the shading change of the nearest part the model saw. Linear."""
+    import cv2
+
+    coarse = cv2.resize(stacked, (EXTEND_GRID, EXTEND_GRID), interpolation=cv2.INTER_AREA)
+    coarse = coarse.reshape(EXTEND_GRID, EXTEND_GRID, -1)
+    cell = f.size / EXTEND_GRID
+    # plate pixel centres in coarse-cell coordinates, clamped to the outer cell centres (held past the box)
+    gx = np.clip((np.arange(f.width) + 0.5 - f.x0) / cell - 0.5, 0, EXTEND_GRID - 1).astype(np.float32)
+    gy = np.clip((np.arange(f.height) + 0.5 - f.y0) / cell - 0.5, 0, EXTEND_GRID - 1).astype(np.float32)
+    mx, my = np.meshgrid(gx, gy)
+    channels = [cv2.remap(np.ascontiguousarray(coarse[..., c:c + 4]), mx, my, cv2.INTER_LINEAR)
+                for c in range(0, coarse.shape[-1], 4)]  # remap takes at most 4 channels
+    return np.concatenate([c.reshape(f.height, f.width, -1) for c in channels], axis=-1)
+
+
 def to_plate(relit: np.ndarray,        # [L, m, m, 3] relit layers at model resolution
              flat: np.ndarray,         # [m, m, 3] the premultiplied flat-lit input the model saw
              source: np.ndarray,       # [H, W, 3] the premultiplied full-resolution plate
@@ -112,7 +187,9 @@ def to_plate(relit: np.ndarray,        # [L, m, m, 3] relit layers at model reso
              ) -> np.ndarray:          # [L, H, W, 3] float32
     """Carry relit layers back to the plate as ratios to the flat-lit input.
 
-    Linear in ``relit``: layers that sum at model resolution still sum here.
+    Where the subject leaves the box (a face-framed square), the ratio's coarse version is held past
+    the box's edges and blended in over a feather inside them. Linear in ``relit``: layers that sum
+    at model resolution still sum here.
     """
     ratio = (relit / np.maximum(flat, eps)[None]).astype(np.float32)
     if f.identity:
@@ -121,11 +198,20 @@ def to_plate(relit: np.ndarray,        # [L, m, m, 3] relit layers at model reso
     n = len(relit)
     out = np.zeros((n, f.height, f.width, 3), np.float32)
     by, bx, py, px = _overlap(f)
+    extend = f.extend and (f.x0 > 0 or f.y0 > 0 or f.x0 + f.size < f.width or f.y0 + f.size < f.height)
+    outside = _outside_weight(f) if extend else None
     for i in range(0, n, LAYER_CHUNK):
         chunk = ratio[i:i + LAYER_CHUNK]
         stacked = _fill(chunk.transpose(1, 2, 0, 3).reshape(f.model, f.model, -1), valid)
+        if extend:
+            full = _extended(stacked, f)
+            full[py, px] *= outside[py, px, None]
         if f.size != f.model:
             stacked = resize(stacked, f.size, f.size, "triangle")
-        up = stacked.reshape(f.size, f.size, len(chunk), 3).transpose(2, 0, 1, 3)
-        out[i:i + len(chunk), py, px] = up[:, by, bx] * source[None, py, px]
+        if extend:
+            full[py, px] += stacked[by, bx] * (1.0 - outside[py, px, None])
+            out[i:i + len(chunk)] = full.reshape(f.height, f.width, len(chunk), 3).transpose(2, 0, 1, 3) * source[None]
+        else:
+            up = stacked.reshape(f.size, f.size, len(chunk), 3).transpose(2, 0, 1, 3)
+            out[i:i + len(chunk), py, px] = up[:, by, bx] * source[None, py, px]
     return out

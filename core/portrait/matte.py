@@ -48,6 +48,18 @@ def face_boxes(rgb8: np.ndarray, min_confidence: float) -> list[tuple[int, int, 
     return sorted(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)  # largest first
 
 
+def plate_face(rgb: np.ndarray,  # [H, W, 3] scene-linear plate
+               space: str = "lin_rec709",  # its working space
+               min_confidence: float = MatteSettings.min_face_confidence,
+               ) -> tuple[int, int, int, int] | None:
+    """The largest face on a plate as a pixel box (x0, y0, x1, y1), or None when none is found."""
+    from ..io.colour import convert
+
+    faces = face_boxes(display_rgb8(rgb if space == "lin_rec709" else convert(rgb, space, "lin_rec709")),
+                       min_confidence)
+    return faces[0] if faces else None
+
+
 def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
     import cv2
 

@@ -29,7 +29,7 @@ from ..lighting.camera import front_camera_c2w, world_to_camera_directions
 from ..lighting.cluster import cluster_environment
 from ..lighting.hdri import load_environment, project_to_layout
 from ..lighting.rig import LightRig
-from ..io.framing import Framing, ratio_eps, subject_framing, to_model, to_plate
+from ..io.framing import Framing, face_framing, ratio_eps, subject_framing, to_model, to_plate
 from ..model.consistency import ratio_correct
 from .strategies import AREA, ENVMAP, STAGE, STRATEGIES, hdri_strategy
 
@@ -259,13 +259,19 @@ def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
                   resolution: int,       # the model's
                   premultiply: bool = False,  # True when the matte is separate (plate not premultiplied)
                   margin: float = 0.1,
-                  source: str = "plate") -> PreparedPlate:
+                  source: str = "plate",
+                  face: tuple[int, int, int, int] | None = None,  # a portrait bundle's plate: its face box
+                  ) -> PreparedPlate:
+    """Premultiply, frame and resize a plate for the model: by the face where ``face`` is given
+    (placed as a portrait bundle's training people were, core.io.framing.face_framing), else by
+    the matte's box."""
     if min(matte.shape) < MIN_PLATE:
         raise ValidationError(f"{source}: the plate is {matte.shape[1]}x{matte.shape[0]} pixels; relit needs at least "
                               f"{MIN_PLATE}x{MIN_PLATE} to see a subject")
     matte = np.clip(matte.astype(np.float32), 0.0, 1.0)
     plate = rgb.astype(np.float32) * (matte[..., None] if premultiply else np.float32(1.0))
-    framing = subject_framing(matte, resolution, margin, source)
+    framing = (subject_framing(matte, resolution, margin, source) if face is None
+               else face_framing(face, *matte.shape, resolution))
     model_input = to_model(plate, framing)
     return PreparedPlate(plate, matte, framing, model_input, ratio_eps(model_input, to_model(matte[..., None],
                                                                                              framing)[..., 0]))

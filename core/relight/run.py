@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import importlib.util
 import logging
 import shutil
 import time
@@ -156,6 +157,23 @@ class FrameSource:
                     warnings.append(message)
         return warnings
 
+    def _face(self, rgb: np.ndarray, path: Path) -> tuple[int, int, int, int] | None:
+        """A general portrait bundle frames each plate by its face, as its training people were;
+        a subject-specific bundle (or a plate with no face found) frames it by the matte."""
+        if self.info.subject != GENERAL_SUBJECT:
+            return None
+        if importlib.util.find_spec("mediapipe") is None:  # a node without the portrait extra
+            log.warning("%s: framed by the matte (MediaPipe, the 'portrait' extra, finds the face the portrait "
+                        "bundle frames by)", path)
+            return None
+        from ..portrait.matte import plate_face
+
+        face = plate_face(rgb, self.job.working_space)
+        if face is None:
+            log.warning("%s: no face found; framed by the matte instead of the face the portrait bundle "
+                        "was trained on", path)
+        return face
+
     def __iter__(self) -> Iterator[tuple[int, Path, PreparedPlate, np.ndarray]]:
         """(frame, plate path, prepared plate, initial noise per light [L, C, h, w])."""
         from ..temporal.noise import latent_flow, warp_noise
@@ -179,7 +197,8 @@ class FrameSource:
                 if matte.shape != plate.alpha.shape:
                     raise ValidationError(f"{self.mattes[frame]}: the matte is {matte.shape[1]}x{matte.shape[0]}, "
                                           f"the plate {path.name} is {plate.alpha.shape[1]}x{plate.alpha.shape[0]}")
-            prepared = prepare_plate(plate.rgb, matte, res, premultiply, job.margin, str(path))
+            prepared = prepare_plate(plate.rgb, matte, res, premultiply, job.margin, str(path),
+                                     self._face(plate.rgb, path))
             if job.noise == "flow" and previous is not None:
                 factor = res // self.latent_shape[1]
                 flow, valid = latent_flow(previous, prepared.model_input, factor)
@@ -356,4 +375,3 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
 def _emit(progress, event: ProgressEvent) -> None:
     if progress is not None:
         progress(event)
-
