@@ -204,6 +204,36 @@ def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, sh
             f"unchanged).\n\n" + "\n".join(lines))
 
 
+def guidance_grid(run: Path, pairs: int, image_scales: list[float], light_scales: list[float]) -> str:
+    """Dual classifier-free guidance (SynthLight: lambda_I on the input image, lambda_L on the target
+    lighting) on a grid, scored on the same held-out pairs: PSNR / SSIM per cell."""
+    import torch
+
+    from core.model.metrics import psnr, ssim
+
+    torch.set_num_threads(1)
+    trainer = _trainer(run)
+    pipe, steps = trainer.pipeline(trainer.ema_model()), trainer.objective.default_steps
+    batch = trainer.data.sample_portrait(np.random.default_rng(1234), pairs, trainer.split.val_views,
+                                         trainer.environments)
+    lines = ["| lambda_I \\ lambda_L | " + " | ".join(f"{g:g}" for g in light_scales) + " |",
+             "| ---: |" + " ---: |" * len(light_scales)]
+    for gi in image_scales:
+        cells = []
+        for gl in light_scales:
+            scores = []
+            for b in range(pairs):
+                x, y, m = batch["flat"][b], batch["target"][b], batch["alpha"][b] > 0.5
+                p = pipe(x, environment=batch["environment"][b:b + 1], num_inference_steps=steps, guidance_image=gi,
+                         guidance_light=gl, seed=b).images[0]
+                scores.append((psnr(p, y, m), ssim(p, y, m)))
+            v = np.mean(scores, axis=0)
+            cells.append(f"{v[0]:.2f} dB / {v[1]:.3f}")
+        lines.append(f"| {gi:g} | " + " | ".join(cells) + " |")
+    return (f"{run.name} (step {trainer.step}), {steps} sampler step(s), {pairs} held-out pairs; PSNR / SSIM "
+            "(1 / 1 is no guidance: one UNet branch; otherwise three).\n\n" + "\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, help="folder of CANDIDATE-sSEED run folders")
@@ -212,11 +242,23 @@ def main() -> None:
     parser.add_argument("--eval", type=Path, help="a run folder: its model and the baselines on held-out pairs")
     parser.add_argument("--regressor", type=Path, help="with --eval: the same-size deterministic regressor's run")
     parser.add_argument("--pairs", type=int, default=48, help="with --eval: held-out pairs scored")
+    parser.add_argument("--guidance", type=Path, help="a run folder: its dual-guidance grid on held-out pairs")
+    parser.add_argument("--image-scales", type=float, nargs="+", default=[1.0, 1.5, 2.0], help="with --guidance")
+    parser.add_argument("--light-scales", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0],
+                        help="with --guidance")
     parser.add_argument("--section", default="portrait-ablation", help="docs/benchmarks.md section to write")
     parser.add_argument("--title", default="Portrait model: candidates on held-out people")
     args = parser.parse_args()
     if args.sheet:
         print(sheet(args.sheet, args.out or Path(f"{args.sheet.name}.png")))
+        return
+    if args.guidance:
+        command = " ".join(["python bench/portrait.py", *sys.argv[1:]])
+        body = (f"## Portrait model: dual classifier-free guidance (`{command}`)\n\nOn {machine()}, one torch "
+                f"thread.\n\n{guidance_grid(args.guidance, args.pairs, args.image_scales, args.light_scales)}\n")
+        if args.section != "portrait-ablation":
+            write_section(args.section, body)
+        print(body)
         return
     if args.eval:
         command = " ".join(["python bench/portrait.py", *sys.argv[1:]])

@@ -12,6 +12,10 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import RelitError
+from .jobs import NOISE_MODES, SAMPLERS
+from .lighting.hdri import MISSING_POLICIES
+from .model.config import CONDITIONINGS
+from .model.consistency import CONSISTENCY
 from .model.lr_schedules import LR_FLOOR, LR_SCHEDULES
 from .relight.strategies import STRATEGIES
 
@@ -36,6 +40,16 @@ def _at_least(lo: int):
             raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {value}")
         return value
     return parse
+
+
+def _objective(text: str) -> str:
+    """An argparse type: a training objective's name (core.model.objectives.OBJECTIVES, which loads
+    torch: imported only when ``relit train`` parses its flags)."""
+    from .model.objectives import OBJECTIVES
+
+    if text not in OBJECTIVES:
+        raise argparse.ArgumentTypeError(f"{text!r}: use one of {sorted(OBJECTIVES)}")
+    return text
 
 
 def _fraction(text: str) -> float:
@@ -585,7 +599,7 @@ def _add_rig(sub) -> None:
                         "Blender's Mapping node shows them (default 0)")
     p.add_argument("--intensity", type=float, default=1.0, help="multiplies the HDRI radiance (Background strength)")
     p.add_argument("--layout", help="stage layout: default, ringsN, fibN, domeN, or a layout JSON file")
-    p.add_argument("--missing", choices=("drop", "nearest"), default="drop",
+    p.add_argument("--missing", choices=MISSING_POLICIES, default="drop",
                    help="light from below a stage floor: drop it (reported) or give it to the nearest light")
     p.add_argument("--camera-c2w", help="JSON 4x4 Blender camera-to-world; default: front view from -Y")
     p.add_argument("-o", "--output", required=True, help="rig JSON to write")
@@ -634,7 +648,7 @@ def _add_train(sub) -> None:
                                    "run folder's last checkpoint.")
     p.add_argument("capture", nargs="+", help="capture set folder(s) (relit synth, or a real capture), or a folder "
                                               "of people from relit synth --identities")
-    p.add_argument("--conditioning", default="olat", choices=("olat", "envmap"),
+    p.add_argument("--conditioning", default="olat", choices=CONDITIONINGS,
                    help="olat: a subject-specific model lit by directions; envmap: the general portrait model "
                         "lit by environments")
     p.add_argument("--holdout-identities", nargs="*", default=[],
@@ -644,7 +658,7 @@ def _add_train(sub) -> None:
     p.add_argument("--preset", default="tiny", help="tiny, small, sd15, sd21")
     p.add_argument("--res", type=_at_least(1), default=64, help="training resolution")
     p.add_argument("--steps", type=_at_least(1), default=2000)
-    p.add_argument("--objective", default="refine", choices=("refine", "diffusion", "flow", "regression"),
+    p.add_argument("--objective", default="refine", type=_objective,
                    help="refine (predict-and-refine, default), diffusion (DDPM v-prediction), flow (flat-lit to "
                         "target rectified flow), regression (the deterministic baseline; saves no bundle)")
     p.add_argument("--relative", action="store_true",
@@ -717,23 +731,24 @@ def _add_relight(sub) -> None:
     p.add_argument("--hdri-strategy", choices=tuple(STRATEGIES), default="auto",
                    help="; ".join(f"{s.name}: {s.description}" for s in STRATEGIES.values()))
     p.add_argument("--clusters", type=_at_least(1), default=8, help="area lights for --hdri-strategy area")
-    p.add_argument("--missing", choices=("drop", "nearest"), default="drop",
+    p.add_argument("--missing", choices=MISSING_POLICIES, default="drop",
                    help="HDRI light below the stage floor: drop it (reported) or give it to the nearest light")
     p.add_argument("--basis", action="store_true",
                    help="also write NAME_basis.####.exr: every stage direction's unit-light prediction, to "
                         "relight later in comp by weights alone")
     p.add_argument("--steps", type=_at_least(1), help="sampler steps (default: the bundle's recipe)")
-    p.add_argument("--consistency", choices=("none", "ratio"),
+    p.add_argument("--consistency", choices=CONSISTENCY,
                    help="stage predictions (environment, basis): ratio pins their irradiance-weighted sum to "
                         "the input; default: the bundle's recipe")
     p.add_argument("--guidance-image", type=float, default=1.0, help="image guidance scale (lambda_I)")
     p.add_argument("--guidance-light", type=float, default=1.0, help="lighting guidance scale (lambda_L)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", choices=("ddim", "dpmpp", "euler"),
-                   help="ddim or dpmpp (diffusion and refine bundles), euler (flow bundles); default: the bundle's")
+    p.add_argument("--sampler", choices=SAMPLERS,
+                   help="ddim or dpmpp (diffusion and refine bundles), euler (flow bundles), direct (regression); "
+                        "default: the bundle's")
     p.add_argument("--samples", type=_at_least(1), default=1,
                    help="samples averaged per light: less sampling grain at samples x the cost")
-    p.add_argument("--noise", choices=("fixed", "flow"), default="fixed",
+    p.add_argument("--noise", choices=NOISE_MODES, default="fixed",
                    help="initial noise over a sequence: the same every frame, or carried along optical flow")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     p.add_argument("--batch-size", type=_at_least(1), default=16, help="lights per UNet batch")
