@@ -8,7 +8,7 @@ import numpy as np
 
 from core.lighting.hdri import project_to_sh
 from core.portrait.face_geometry import (camera_points, face_landmarks, face_normals, face_triangles, fit_lighting,
-                                         rasterise_normals, sh_irradiance, shading_relight)
+                                         plate_lighting, rasterise_normals, sh_irradiance, shading_relight)
 from tests.conftest import env_from_function
 
 
@@ -73,9 +73,13 @@ def test_mediapipe_mesh_on_a_real_photo_faces_the_camera():
         x, y = point[:2].astype(int)
         x -= side * 3
         assert covered[y, x] and side * normals[y, x, 0] > 0.3
-    # the shading estimate with the plate's own fitted lighting as target gives the plate back
+    # the shading estimate with the plate's own lighting (unit mean radiance) as target gives the plate back
     plate = (u8 / 255.0) ** 2.2
-    target = fit_lighting(plate[covered], normals[covered])
+    target = plate_lighting(plate[covered], normals[covered])
+    np.testing.assert_allclose(target[0], project_to_sh(np.ones((32, 64, 3)), 2)[0], rtol=1e-3)  # a uniform 1's DC
+    np.testing.assert_allclose(target / fit_lighting(plate[covered], normals[covered]),
+                               np.broadcast_to(target[:1] / fit_lighting(plate[covered], normals[covered])[:1],
+                                               target.shape), rtol=1e-9)  # the fit's shape, rescaled per channel
     e = sh_irradiance(normals[covered], target)
     ok = np.ones(covered.shape, bool)
     ok[covered] = (e > 0.05 * np.median(e, axis=0)).all(axis=1)  # where the fit is not floored

@@ -127,15 +127,29 @@ def fit_lighting(rgb: np.ndarray,      # [M, 3] pixel values on the face
     return coeffs
 
 
+UNIT_RADIANCE_DC = 2.0 * math.sqrt(math.pi)  # the SH DC coefficient of a uniform radiance of 1 (int Y00 dw)
+
+
+def plate_lighting(rgb: np.ndarray,      # [M, 3] pixel values on the face
+                   normals: np.ndarray,  # [M, 3] their normals
+                   ) -> np.ndarray:      # [9, 3] SH radiance coefficients of the plate's light
+    """The plate's own lighting under the portrait convention (a plate is lit by unit mean radiance,
+    as the training pairs are): the fitted lighting's scale per channel is the albedo's, so dividing
+    its DC out to that of a uniform white radiance of 1 leaves the light (assumed white on average)."""
+    fitted = fit_lighting(rgb, normals)
+    return fitted * (UNIT_RADIANCE_DC / np.maximum(fitted[0], 1e-12))
+
+
 def shading_relight(plate: np.ndarray,    # [H, W, 3] scene-linear
                     normals: np.ndarray,  # [H, W, 3] camera frame
                     face: np.ndarray,     # [H, W] bool: where the normals are known
                     target: np.ndarray,   # [9, 3] SH radiance of the target lighting (camera frame)
                     ) -> np.ndarray:      # [H, W, 3]
-    """The physically based estimate: on the face, the plate times target / fitted source irradiance
-    (the source lighting fitted to the plate with a constant albedo); elsewhere the face's median
-    ratio, so the rest of the subject follows its overall change."""
-    source = fit_lighting(plate[face], normals[face])
+    """The physically based estimate: on the face, the plate times target / source irradiance (the
+    source lighting fitted to the plate with a constant albedo, at unit mean radiance:
+    :func:`plate_lighting`); elsewhere the face's median ratio, so the rest of the subject follows
+    its overall change."""
+    source = plate_lighting(plate[face], normals[face])
     e_source = sh_irradiance(normals[face], source)
     e_target = sh_irradiance(normals[face], target)
     floor = 0.05 * np.maximum(np.median(e_source, axis=0), 1e-12)
