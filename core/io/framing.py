@@ -89,7 +89,8 @@ def face_framing(face: tuple[int, int, int, int],  # (x0, y0, x1, y1) the face's
     """The square box that puts ``face`` where ``framing`` says (it may leave the plate: padded;
     the subject may leave it: :func:`to_plate` extends the shading change past its edges)."""
     x0, y0, x1, y1 = face
-    size = max(1, int(round((x1 - x0) / framing.width)))
+    # the detector's box is square; the larger side survives a face cut off by the plate's edge
+    size = max(1, int(round(max(x1 - x0, y1 - y0) / framing.width)))
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     return Framing(int(round(cx - framing.centre_x * size)), int(round(cy - framing.centre_y * size)), size,
                    height, width, model, extend=True)
@@ -140,6 +141,14 @@ def _fill(ratio: np.ndarray,  # [m, m, C]
     return np.where(valid[..., None], ratio, up)
 
 
+def _leaves_box(source: np.ndarray, f: Framing) -> bool:
+    """Whether any of the subject (non-zero premultiplied plate) lies outside the box."""
+    by, bx, py, px = _overlap(f)
+    inside = np.zeros(source.shape[:2], bool)
+    inside[py, px] = True
+    return bool(np.any(source[~inside]))
+
+
 def _outside_weight(f: Framing) -> np.ndarray:  # [H, W] float32 in [0, 1]
     """How much of each plate pixel's ratio comes from the coarse extension rather than the model's
     square: 0 well inside the box, 1 outside it, a linear ramp over the box's inner EXTEND_FEATHER
@@ -160,23 +169,27 @@ def _outside_weight(f: Framing) -> np.ndarray:  # [H, W] float32 in [0, 1]
     return (1.0 - wy[:, None] * wx[None, :]).astype(np.float32)
 
 
-def _extended(stacked: np.ndarray,  # [m, m, K] filled ratios at model resolution
-              f: Framing) -> np.ndarray:  # [H, W, K] a coarse version over the whole plate
-    """The ratios' low frequencies (EXTEND_GRID cells over the box) carried over the whole plate,
-    each cell's value held past the box's edges: a subject that leaves the box (shoulders below a
-    face-framed square) keeps the shading change of the nearest part the model saw. Linear."""
-    import cv2
+def _hold_weights(n: int, start: int, size: int) -> np.ndarray:  # [n, EXTEND_GRID] float32
+    """Linear interpolation weights from EXTEND_GRID cells over [start, start + size) to ``n`` pixel
+    centres, each outer cell's value held past the box's edges (rows sum to 1)."""
+    g = np.clip((np.arange(n) + 0.5 - start) / (size / EXTEND_GRID) - 0.5, 0.0, EXTEND_GRID - 1.0)
+    lo = np.minimum(np.floor(g).astype(int), EXTEND_GRID - 2)
+    t = (g - lo).astype(np.float32)
+    w = np.zeros((n, EXTEND_GRID), np.float32)
+    w[np.arange(n), lo] = 1.0 - t
+    w[np.arange(n), lo + 1] += t
+    return w
 
-    coarse = cv2.resize(stacked, (EXTEND_GRID, EXTEND_GRID), interpolation=cv2.INTER_AREA)
-    coarse = coarse.reshape(EXTEND_GRID, EXTEND_GRID, -1)
-    cell = f.size / EXTEND_GRID
-    # plate pixel centres in coarse-cell coordinates, clamped to the outer cell centres (held past the box)
-    gx = np.clip((np.arange(f.width) + 0.5 - f.x0) / cell - 0.5, 0, EXTEND_GRID - 1).astype(np.float32)
-    gy = np.clip((np.arange(f.height) + 0.5 - f.y0) / cell - 0.5, 0, EXTEND_GRID - 1).astype(np.float32)
-    mx, my = np.meshgrid(gx, gy)
-    channels = [cv2.remap(np.ascontiguousarray(coarse[..., c:c + 4]), mx, my, cv2.INTER_LINEAR)
-                for c in range(0, coarse.shape[-1], 4)]  # remap takes at most 4 channels
-    return np.concatenate([c.reshape(f.height, f.width, -1) for c in channels], axis=-1)
+
+def _extended(coarse: np.ndarray,  # [EXTEND_GRID, EXTEND_GRID, 3] one layer's ratio, box-averaged
+              wy: np.ndarray,      # [H, EXTEND_GRID] _hold_weights of the rows
+              wx: np.ndarray,      # [W, EXTEND_GRID] and of the columns
+              ) -> np.ndarray:     # [H, W, 3]
+    """The ratio's low frequencies over the whole plate, each cell held past the box's edges: a
+    subject that leaves the box (shoulders below a face-framed square) keeps the shading change of
+    the nearest part the model saw. Separable and exact bilinear; linear in ``coarse``."""
+    rows = np.einsum("hg,gjc->hjc", wy, coarse)  # [H, G, 3]
+    return np.einsum("hjc,wj->hwc", rows, wx)
 
 
 def to_plate(relit: np.ndarray,        # [L, m, m, 3] relit layers at model resolution
@@ -194,24 +207,33 @@ def to_plate(relit: np.ndarray,        # [L, m, m, 3] relit layers at model reso
     ratio = (relit / np.maximum(flat, eps)[None]).astype(np.float32)
     if f.identity:
         return ratio * source[None]
-    valid = flat.min(axis=-1) >= eps
+    valid = flat >= eps  # [m, m, 3] a channel this dark (a matte edge, deep shadow) takes its neighbours' ratio
     n = len(relit)
     out = np.zeros((n, f.height, f.width, 3), np.float32)
     by, bx, py, px = _overlap(f)
-    extend = f.extend and (f.x0 > 0 or f.y0 > 0 or f.x0 + f.size < f.width or f.y0 + f.size < f.height)
-    outside = _outside_weight(f) if extend else None
+    extend = f.extend and _leaves_box(source, f)
+    if extend:
+        outside = _outside_weight(f)[..., None]  # [H, W, 1]
+        wy, wx = _hold_weights(f.height, f.y0, f.size), _hold_weights(f.width, f.x0, f.size)
     for i in range(0, n, LAYER_CHUNK):
         chunk = ratio[i:i + LAYER_CHUNK]
-        stacked = _fill(chunk.transpose(1, 2, 0, 3).reshape(f.model, f.model, -1), valid)
+        stacked = np.ascontiguousarray(chunk.transpose(1, 2, 0, 3))  # [m, m, l, 3]
+        for c in range(3):  # each channel filled where it is dark: a saturated colour keeps its other two
+            stacked[..., c] = _fill(stacked[..., c], valid[..., c])
+        stacked = stacked.reshape(f.model, f.model, -1)
         if extend:
-            full = _extended(stacked, f)
-            full[py, px] *= outside[py, px, None]
+            import cv2
+
+            coarse = cv2.resize(stacked, (EXTEND_GRID, EXTEND_GRID), interpolation=cv2.INTER_AREA)
+            coarse = coarse.reshape(EXTEND_GRID, EXTEND_GRID, len(chunk), 3)
         if f.size != f.model:
             stacked = resize(stacked, f.size, f.size, "triangle")
-        if extend:
-            full[py, px] += stacked[by, bx] * (1.0 - outside[py, px, None])
-            out[i:i + len(chunk)] = full.reshape(f.height, f.width, len(chunk), 3).transpose(2, 0, 1, 3) * source[None]
-        else:
-            up = stacked.reshape(f.size, f.size, len(chunk), 3).transpose(2, 0, 1, 3)
-            out[i:i + len(chunk), py, px] = up[:, by, bx] * source[None, py, px]
+        up = stacked.reshape(f.size, f.size, len(chunk), 3).transpose(2, 0, 1, 3)
+        for j in range(len(chunk)):  # one layer at a time: a few plate-size arrays, whatever the layer count
+            if extend:
+                layer = _extended(coarse[:, :, j], wy, wx) * outside
+                layer[py, px] += up[j, by, bx] * (1.0 - outside[py, px])
+                out[i + j] = layer * source
+            else:
+                out[i + j, py, px] = up[j, by, bx] * source[py, px]
     return out

@@ -51,12 +51,16 @@ def face_boxes(rgb8: np.ndarray, min_confidence: float) -> list[tuple[int, int, 
 def plate_face(rgb: np.ndarray,  # [H, W, 3] scene-linear plate
                space: str = "lin_rec709",  # its working space
                min_confidence: float = MatteSettings.min_face_confidence,
+               on_subject: np.ndarray | None = None,  # [H, W] the plate's matte: faces off it are ignored
                ) -> tuple[int, int, int, int] | None:
-    """The largest face on a plate as a pixel box (x0, y0, x1, y1), or None when none is found."""
+    """The largest face on a plate (on its subject, when the matte is given) as a pixel box
+    (x0, y0, x1, y1), or None when none is found."""
     from ..io.colour import convert
 
     faces = face_boxes(display_rgb8(rgb if space == "lin_rec709" else convert(rgb, space, "lin_rec709")),
                        min_confidence)
+    if on_subject is not None:  # a bystander or a poster in the background does not frame the shot
+        faces = [(x0, y0, x1, y1) for x0, y0, x1, y1 in faces if on_subject[y0:y1, x0:x1].mean() > 0.5]
     return faces[0] if faces else None
 
 

@@ -270,8 +270,9 @@ def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
                               f"{MIN_PLATE}x{MIN_PLATE} to see a subject")
     matte = np.clip(matte.astype(np.float32), 0.0, 1.0)
     plate = rgb.astype(np.float32) * (matte[..., None] if premultiply else np.float32(1.0))
-    framing = (subject_framing(matte, resolution, margin, source) if face is None
-               else face_framing(face, *matte.shape, resolution))
+    framing = subject_framing(matte, resolution, margin, source)  # also refuses an empty matte
+    if face is not None:
+        framing = face_framing(face, *matte.shape, resolution)
     model_input = to_model(plate, framing)
     return PreparedPlate(plate, matte, framing, model_input, ratio_eps(model_input, to_model(matte[..., None],
                                                                                              framing)[..., 0]))

@@ -97,6 +97,7 @@ def _frame_digest(job_digest: str, prepared: PreparedPlate, noise: np.ndarray | 
     h = hashlib.sha256(job_digest.encode())
     h.update(np.ascontiguousarray(prepared.source).tobytes())
     h.update(np.ascontiguousarray(prepared.matte).tobytes())
+    h.update(f"{prepared.framing}|{prepared.eps!r}".encode())  # the square the model saw (face or matte framed)
     if noise is not None:
         h.update(np.ascontiguousarray(noise, dtype=np.float32).tobytes())
     return h.hexdigest()
@@ -106,6 +107,9 @@ def output_name(name: str, frame: int, basis: bool = False, light_chunk: list[in
     """NAME.####.exr / NAME_basis.####.exr; a light chunk's share: NAME.####.lightsSSSS-EEEE.exr."""
     part = "" if light_chunk is None else f".lights{light_chunk[0]:04d}-{light_chunk[1]:04d}"
     return f"{name}{'_basis' if basis else ''}.{frame:04d}{part}.exr"
+
+
+FACE_SAMPLES = 5  # frames of a shot searched for the face a portrait bundle frames it by
 
 
 class FrameSource:
@@ -157,22 +161,41 @@ class FrameSource:
                     warnings.append(message)
         return warnings
 
-    def _face(self, rgb: np.ndarray, path: Path) -> tuple[int, int, int, int] | None:
-        """A general portrait bundle frames each plate by its face, as its training people were;
-        a subject-specific bundle (or a plate with no face found) frames it by the matte."""
+    def sequence_face(self) -> tuple[int, int, int, int] | None:
+        """The face box a general portrait bundle frames the whole shot by (its training people were
+        framed by their faces): the median of the largest on-subject face over up to FACE_SAMPLES
+        frames spread over the input's whole sequence (every farm unit finds the same one; one box for
+        the shot, so the square does not jitter frame to frame). None, with a warning, for a
+        subject-specific bundle (matte framing, as its stage trained it), without MediaPipe, or with no
+        face found."""
         if self.info.subject != GENERAL_SUBJECT:
             return None
-        if importlib.util.find_spec("mediapipe") is None:  # a node without the portrait extra
-            log.warning("%s: framed by the matte (MediaPipe, the 'portrait' extra, finds the face the portrait "
-                        "bundle frames by)", path)
-            return None
+        if not hasattr(self, "_sequence_face"):
+            self._sequence_face = self._find_sequence_face()
+        return self._sequence_face
+
+    def _find_sequence_face(self) -> tuple[int, int, int, int] | None:
         from ..portrait.matte import plate_face
 
-        face = plate_face(rgb, self.job.working_space)
-        if face is None:
-            log.warning("%s: no face found; framed by the matte instead of the face the portrait bundle "
-                        "was trained on", path)
-        return face
+        if importlib.util.find_spec("mediapipe") is None:  # a node without the 'portrait' extra
+            log.warning("%s: framed by the matte: MediaPipe (pip install 'relit[portrait]') finds the face the "
+                        "portrait bundle frames plates by", self.job.input)
+            return None
+        everything = sorted(find_frames(self.job.input).items())
+        picks = np.unique(np.linspace(0, len(everything) - 1, min(FACE_SAMPLES, len(everything))).round().astype(int))
+        boxes = []
+        for i in picks:
+            plate = read_plate(everything[i][1], self.job.colour_space, self.job.working_space)
+            on_subject = plate.alpha if plate.has_alpha else None
+            box = plate_face(plate.rgb, self.job.working_space, on_subject=on_subject)
+            if box is not None:
+                boxes.append(box)
+        if not boxes:
+            log.warning("%s: no face found on %d sampled frame(s); framed by the matte instead of the face the "
+                        "portrait bundle was trained on", self.job.input, len(picks))
+            return None
+        x0, y0, x1, y1 = np.median(np.asarray(boxes, np.float64), axis=0)
+        return int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1))
 
     def __iter__(self) -> Iterator[tuple[int, Path, PreparedPlate, np.ndarray]]:
         """(frame, plate path, prepared plate, initial noise per light [L, C, h, w])."""
@@ -198,7 +221,7 @@ class FrameSource:
                     raise ValidationError(f"{self.mattes[frame]}: the matte is {matte.shape[1]}x{matte.shape[0]}, "
                                           f"the plate {path.name} is {plate.alpha.shape[1]}x{plate.alpha.shape[0]}")
             prepared = prepare_plate(plate.rgb, matte, res, premultiply, job.margin, str(path),
-                                     self._face(plate.rgb, path))
+                                     self.sequence_face())
             if job.noise == "flow" and previous is not None:
                 factor = res // self.latent_shape[1]
                 flow, valid = latent_flow(previous, prepared.model_input, factor)
