@@ -26,16 +26,19 @@ def test_the_face_lands_where_the_portrait_bundle_saw_faces():
     assert f.y0 + f.size < H and f.extend  # the body continues below the square
 
 
-def test_a_uniform_shading_change_reaches_the_whole_subject_exactly_and_layers_still_sum():
+@pytest.mark.parametrize("face, layers", [(FACE, 2), ((2, 1, 50, 49), 2), ((60, 30, 150, 120), 20)],
+                         ids=["mid-plate", "square-leaves-the-plate", "more-layers-than-a-chunk"])
+def test_a_uniform_shading_change_reaches_the_whole_subject_exactly_and_layers_still_sum(face, layers):
     plate = _plate()
-    f = face_framing(FACE, H, W, M)
+    plate[:, :, 2] *= np.where(np.arange(W) < 60, 0.001, 1.0)  # a saturated region: blue nearly black
+    f = face_framing(face, H, W, M)
     flat = to_model(plate, f)
-    gain = np.array([1.6, 0.9, 0.5], np.float32)
-    out = to_plate(np.stack([flat * gain, flat * 0.25]), flat, plate, f, 1e-4)
+    gains = np.random.default_rng(2).uniform(0.2, 2.0, (layers, 3)).astype(np.float32)
+    out = to_plate(flat[None] * gains[:, None, None], flat, plate, f, 1e-3)
     below = slice(f.y0 + f.size, H)  # subject pixels the square never saw
     assert (plate[below] > 0).mean() > 0.2
-    np.testing.assert_allclose(out[0], plate * gain, rtol=1e-5, atol=1e-6)  # inside, in the blend and past it
-    np.testing.assert_allclose(out[1], plate * 0.25, rtol=1e-5, atol=1e-6)
+    for k in range(layers):  # inside, in the blend and past the square, dark channels included
+        np.testing.assert_allclose(out[k], plate * gains[k], rtol=1e-5, atol=1e-6)
     layers = np.random.default_rng(1).random((3, M, M, 3)).astype(np.float32) * flat
     np.testing.assert_allclose(to_plate(layers, flat, plate, f, 1e-4).sum(0),
                                to_plate(layers.sum(0, keepdims=True), flat, plate, f, 1e-4)[0], rtol=1e-4, atol=1e-5)
@@ -48,9 +51,12 @@ def test_a_shading_gradient_continues_past_the_square_without_a_seam():
     line = np.linspace(0.5, 2.0, M, dtype=np.float32)
     ramp = ((line[None, :] + line[:, None]) / 2)[..., None]  # brighter to the right and down, in the square
     ratio = to_plate((flat * ramp)[None], flat, plate, f, 1e-4)[0, ..., 0] / 0.5
-    edge = f.y0 + f.size  # the square's bottom edge: below it the change is held, not dropped
-    cols = slice(max(f.x0, 0) + 10, min(f.x0 + f.size, W) - 10)
-    steps = np.abs(np.diff(ratio[edge - 20:edge + 20, cols], axis=0))
-    assert steps.max() < 0.02                                   # no seam where the square ends
+    assert f.x0 > 20 and f.y0 > 20 and f.x0 + f.size < W - 20 and f.y0 + f.size < H - 20  # every edge inside
+    rows, cols = slice(f.y0 + 10, f.y0 + f.size - 10), slice(f.x0 + 10, f.x0 + f.size - 10)
+    for edge in (f.y0, f.y0 + f.size):  # top and bottom: steps across them, along the square's width
+        assert np.abs(np.diff(ratio[edge - 20:edge + 20, cols], axis=0)).max() < 0.02  # no seam
+    for edge in (f.x0, f.x0 + f.size):  # left and right
+        assert np.abs(np.diff(ratio[rows, edge - 20:edge + 20], axis=1)).max() < 0.02
+    edge = f.y0 + f.size  # below the square the change is held, not dropped
     assert ratio[H - 1, cols][-1] > 1.2 * ratio[H - 1, cols][0]  # the gradient carries on below it
     assert ratio.min() > 0.45 and ratio.max() < 2.05             # within the change the model made

@@ -111,3 +111,37 @@ def test_a_portrait_bundle_frames_a_photo_by_its_face_and_relights_the_shoulders
     out = to_plate(relit, prepared.model_input, prepared.source, f, prepared.eps)[0]
     subject = prepared.source.min(-1) > 1e-3
     np.testing.assert_allclose(out[subject], prepared.source[subject] * [1.5, 1.0, 0.5], rtol=1e-4)
+
+
+def test_a_shot_is_framed_by_one_face_box_for_every_frame(tmp_path):
+    """The face is looked for on frames spread over the whole shot and one box (their median) frames
+    every frame, so the square does not jitter with the detector; a subject-specific bundle keeps
+    the matte framing its stage trained it on."""
+    import dataclasses
+
+    import OpenImageIO as oiio
+
+    from core.io.plates import GENERAL_SUBJECT
+    from core.jobs import RelightJob
+    from core.model.bundle import PORTRAIT_BUNDLE, read_info
+    from core.portrait.matte import plate_face
+    from core.relight.run import FrameSource
+
+    u8 = _photo("astronaut")
+    boxes = []
+    for frame, shift in enumerate((0, 3, 6, 2, 5, 1, 4), start=1):  # a small drift, frame to frame
+        moved = np.roll(u8, shift, axis=1)
+        buf = oiio.ImageBuf(oiio.ImageSpec(512, 512, 3, "uint8"))
+        buf.set_pixels(oiio.ROI(), np.ascontiguousarray(moved))
+        assert buf.write(str(tmp_path / f"shot.{frame:04d}.png"))
+        boxes.append(plate_face(_linear(moved)))
+    info = read_info(PORTRAIT_BUNDLE)
+    assert info.subject == GENERAL_SUBJECT
+    job = RelightJob(bundle=str(PORTRAIT_BUNDLE), input=str(tmp_path / "shot.####.png"),
+                     output=str(tmp_path / "out"), frames="2-3")  # a farm unit's share of the shot
+    framings = {p.framing for _, _, p, _ in FrameSource(job, info, (12, 32, 32), [0])}
+    assert len(framings) == 1  # one square for the shot
+    sampled = np.median(np.array([boxes[i] for i in (0, 2, 3, 4, 6)]), axis=0)  # frames 1, 3, 4, 5, 7 of 7
+    assert FrameSource(job, info, (12, 32, 32), [0]).sequence_face() == tuple(int(round(v)) for v in sampled)
+    specific = dataclasses.replace(info, subject="face-0000")
+    assert FrameSource(job, specific, (12, 32, 32), [0]).sequence_face() is None

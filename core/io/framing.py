@@ -23,9 +23,9 @@ from ..errors import ValidationError
 from .images import resize
 
 MATTE_THRESHOLD = 0.05  # matte values above this count as subject when finding the box
-RATIO_EPS = 0.02        # ratio denominator floor, relative to the subject's mean flat-lit value: darker pixels
-                        # (matte edges, deep shadows) take the ratio of their neighbours (_fill); at 1e-3 a
-                        # real plate's dark hair edge turned magenta (docs/portrait.md, real plates)
+RATIO_EPS = 0.02        # ratio denominator floor, relative to the subject's mean flat-lit value: a darker
+                        # channel (matte edges, deep shadow, a saturated colour) takes its neighbours' ratio
+                        # (_fill); at 1e-3 a photo's dark hair edge turned magenta (docs/portrait.md, section 7)
 LAYER_CHUNK = 16        # layers resized together (bounds the memory of big plates)
 EXTEND_GRID = 8         # cells across the box of the coarse ratio held past its edges (to_plate)
 EXTEND_FEATHER = 0.1    # width of the blend into that coarse ratio inside the box, as a fraction of the box
