@@ -61,7 +61,8 @@ initial noise), {meta['steps']} {meta['sampler']} steps, consistency {meta['cons
 Its last row relights scikit-image's astronaut (a real photo, no alpha: the automatic matte) with
 the general portrait bundle: a key from each side and the same HDRI. Each key's lit half of the face
 over its far half: {balance}. One HDRI costs the portrait bundle {cost['portrait']} UNet evaluations
-(one pass) against the stage strategy's {cost['stage']} on the subject's bundle (1/{cost['stage'] / cost['portrait']:.0f}).
+(one pass) against the stage strategy's {cost['stage']} on the subject's bundle
+(1/{cost['stage'] / cost['portrait']:.0f}).
 
 ![demo contact sheet](demo_contact_sheet.png)
 """)
