@@ -4,7 +4,7 @@ portrait bundle uses, and the shading change carried past the square's edges."""
 import numpy as np
 import pytest
 
-from core.io.framing import PORTRAIT_FRAMING, face_framing, to_model, to_plate
+from core.io.framing import PORTRAIT_FRAMING, face_framing, ratio_eps, to_model, to_plate
 
 H, W, M = 300, 200, 64
 FACE = (70, 50, 118, 98)  # a 48 px face in the upper half; the shoulders below leave its square
@@ -60,3 +60,19 @@ def test_a_shading_gradient_continues_past_the_square_without_a_seam():
     edge = f.y0 + f.size  # below the square the change is held, not dropped
     assert ratio[H - 1, cols][-1] > 1.2 * ratio[H - 1, cols][0]  # the gradient carries on below it
     assert ratio.min() > 0.45 and ratio.max() < 2.05             # within the change the model made
+
+
+def test_a_dark_region_takes_its_neighbours_shading_change_not_a_blown_up_ratio():
+    """A model that lifts blacks (relit = flat + a constant) would multiply a hard shadow's plate by
+    (shadow + c) / shadow: a bright blotch. Dim channels lean on their neighbours' ratio instead,
+    in proportion to how dim they are, and a bright region keeps its own ratio exactly."""
+    plate = np.ones((H, W, 3), np.float32)
+    plate[:, 3 * W // 4:] = 0.04  # a hard shadow over the right quarter, above the ratio's floor
+    f = face_framing(FACE, H, W, M)
+    flat = to_model(plate, f)
+    eps = ratio_eps(flat, np.ones((M, M), np.float32))
+    out = to_plate((flat + 0.2)[None], flat, plate, f, eps)[0]
+    assert 0.04 > 1.5 * eps  # the shadow is above the floor: a plain floor would trust its ratio
+    lit, shadow = out[:, : W // 2] / plate[:, : W // 2], out[:, 7 * W // 8:] / plate[:, 7 * W // 8:]
+    np.testing.assert_allclose(lit, 1.2, rtol=1e-4)          # (1 + 0.2) / 1 where the plate is bright
+    assert shadow.max() < 3.0 < (0.04 + 0.2) / 0.04         # not the shadow's own 6x: no blotch

@@ -26,6 +26,8 @@ MATTE_THRESHOLD = 0.05  # matte values above this count as subject when finding 
 RATIO_EPS = 0.02        # ratio denominator floor, relative to the subject's mean flat-lit value: a darker
                         # channel (matte edges, deep shadow, a saturated colour) takes its neighbours' ratio
                         # (_fill); at 1e-3 a photo's dark hair edge turned magenta (docs/portrait.md, section 7)
+RATIO_TRUST = 5.0       # a channel's relit/flat ratio is fully trusted from this many times the floor up; below,
+                        # it blends toward its neighbours' (a model's lifted blacks are not multiplied into the plate)
 LAYER_CHUNK = 16        # layers resized together (bounds the memory of big plates)
 EXTEND_GRID = 8         # cells across the box of the coarse ratio held past its edges (to_plate)
 EXTEND_FEATHER = 0.1    # width of the blend into that coarse ratio inside the box, as a fraction of the box
@@ -123,22 +125,26 @@ def ratio_eps(flat: np.ndarray, matte: np.ndarray) -> float:
 
 
 def _fill(ratio: np.ndarray,  # [m, m, C]
-          valid: np.ndarray,  # [m, m] bool, where the ratio is trusted
-          ) -> np.ndarray:    # [m, m, C], invalid pixels filled from valid neighbours (push-pull)
+          trust: np.ndarray,  # [m, m] in [0, 1] (or bool): how far the ratio is trusted
+          ) -> np.ndarray:    # [m, m, C], untrusted pixels filled from trusted neighbours (push-pull)
     """Extend the ratio past the subject's edge so upsampling does not blend it with the black
-    outside (a dark fringe). Weights depend on the plate only, so the fill is linear in the ratio."""
+    outside (a dark fringe), and blend dim pixels' ratios toward their neighbours' in proportion
+    to their distrust. Weights depend on the plate only, so the fill is linear in the ratio."""
     import cv2
 
-    if valid.all() or not valid.any():
+    weight = trust.astype(np.float32)
+    if weight.min() >= 1.0 or not weight.any():
         return ratio
-    h, w = valid.shape
-    weight = valid.astype(np.float32)
+    h, w = weight.shape
     small = (max(1, h // 2), max(1, w // 2))
     num = cv2.resize(ratio * weight[..., None], small[::-1], interpolation=cv2.INTER_AREA).reshape(small + (-1,))
     den = cv2.resize(weight, small[::-1], interpolation=cv2.INTER_AREA)
-    coarse = _fill(num / np.maximum(den, 1e-12)[..., None], den > 0) if (h, w) != small else num
+    # a coarse cell is trusted as much as its pixels on average: a wholly dim region borrows from afar
+    coarse = num / np.maximum(den, 1e-12)[..., None]
+    if (h, w) != small:
+        coarse = _fill(coarse, den)
     up = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR).reshape(ratio.shape)
-    return np.where(valid[..., None], ratio, up)
+    return weight[..., None] * ratio + (1.0 - weight[..., None]) * up
 
 
 def _leaves_box(source: np.ndarray, f: Framing) -> bool:
@@ -207,7 +213,9 @@ def to_plate(relit: np.ndarray,        # [L, m, m, 3] relit layers at model reso
     ratio = (relit / np.maximum(flat, eps)[None]).astype(np.float32)
     if f.identity:
         return ratio * source[None]
-    valid = flat >= eps  # [m, m, 3] a channel this dark (a matte edge, deep shadow) takes its neighbours' ratio
+    # [m, m, 3] how far each channel's ratio is trusted: none at the floor, fully from RATIO_TRUST x the floor;
+    # a dim channel (a matte edge, deep shadow, black cloth) leans on its neighbours' ratio
+    trust = np.clip((flat - eps) / ((RATIO_TRUST - 1.0) * eps), 0.0, 1.0)
     n = len(relit)
     out = np.zeros((n, f.height, f.width, 3), np.float32)
     by, bx, py, px = _overlap(f)
@@ -219,7 +227,7 @@ def to_plate(relit: np.ndarray,        # [L, m, m, 3] relit layers at model reso
         chunk = ratio[i:i + LAYER_CHUNK]
         stacked = np.ascontiguousarray(chunk.transpose(1, 2, 0, 3))  # [m, m, l, 3]
         for c in range(3):  # each channel filled where it is dark: a saturated colour keeps its other two
-            stacked[..., c] = _fill(stacked[..., c], valid[..., c])
+            stacked[..., c] = _fill(stacked[..., c], trust[..., c])
         stacked = stacked.reshape(f.model, f.model, -1)
         if extend:
             import cv2
