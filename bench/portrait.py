@@ -252,18 +252,15 @@ def main() -> None:
     if args.sheet:
         print(sheet(args.sheet, args.out or Path(f"{args.sheet.name}.png")))
         return
-    if args.guidance:
+    if args.guidance or args.eval:
         command = " ".join(["python bench/portrait.py", *sys.argv[1:]])
-        body = (f"## Portrait model: dual classifier-free guidance (`{command}`)\n\nOn {machine()}, one torch "
-                f"thread.\n\n{guidance_grid(args.guidance, args.pairs, args.image_scales, args.light_scales)}\n")
-        if args.section != "portrait-ablation":
-            write_section(args.section, body)
-        print(body)
-        return
-    if args.eval:
-        command = " ".join(["python bench/portrait.py", *sys.argv[1:]])
-        body = (f"## Portrait model against its baselines on held-out people (`{command}`)\n\n"
-                f"On {machine()}, one torch thread.\n\n{evaluate(args.eval, args.regressor, args.out, args.pairs)}\n")
+        if args.guidance:
+            title = ": dual classifier-free guidance"
+            result = guidance_grid(args.guidance, args.pairs, args.image_scales, args.light_scales)
+        else:
+            title = " against its baselines on held-out people"
+            result = evaluate(args.eval, args.regressor, args.out, args.pairs)
+        body = f"## Portrait model{title} (`{command}`)\n\nOn {machine()}, one torch thread.\n\n{result}\n"
         if args.section != "portrait-ablation":
             write_section(args.section, body)
         print(body)
