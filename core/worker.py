@@ -164,12 +164,14 @@ class Worker:
     def _fail(self, rid: str, e: Exception) -> None:
         """An error event: cancellation, a domain error with its message, or a bug with its type
         (logged with its traceback); the worker keeps serving."""
+        _log_failure(rid, e)
+        self._send_failure(rid, e)
+
+    def _send_failure(self, rid: str, e: Exception) -> None:
         if isinstance(e, Cancelled):
             self.send({"id": rid, "type": "error", "kind": "Cancelled", "message": str(e) or "cancelled",
                        "cancelled": True})
             return
-        if not isinstance(e, RelitError):
-            log.exception("job %s failed", rid)
         message = str(e) if isinstance(e, RelitError) else f"{type(e).__name__}: {e}"
         self.send({"id": rid, "type": "error", "kind": type(e).__name__, "message": message, "cancelled": False})
 
@@ -180,6 +182,7 @@ class Worker:
         handlers: list[logging.Handler] = []
         made: list[Path] = []  # the log file and the folders made for it, innermost first
         self.frames_written[rid] = 0
+        failure: Exception | None = None
         try:
             if self.cancel[rid].is_set():
                 raise Cancelled("cancelled before it started")
@@ -191,13 +194,16 @@ class Worker:
             self.send({"id": rid, "type": "result", "result": result})
             made = []
         except Exception as e:
-            self._fail(rid, e)
+            _log_failure(rid, e)  # into the job's own log while it is attached
+            failure = e
         finally:
             for handler in handlers:
                 logging.getLogger().removeHandler(handler)
                 handler.close()
             if made and not self.frames_written.pop(rid, 0):
                 _remove_made(made)  # a job that wrote no frame leaves nothing behind (the error event says why)
+        if failure is not None:  # only once the clean-up is done: a client that sees the error sees the final files
+            self._send_failure(rid, failure)
 
     def _attach_logs(self, job, rid: str) -> tuple[list[logging.Handler], list[Path]]:
         """The job's log file (everything) and its relay to the client (warnings and up); and the
@@ -248,6 +254,12 @@ class Worker:
 
 _EOF = object()  # the request stream ended
 
+
+
+def _log_failure(rid: str, e: Exception) -> None:
+    """A bug's traceback goes to the log; a cancellation or a domain error is said by its event."""
+    if not isinstance(e, (Cancelled, RelitError)):
+        log.exception("job %s failed", rid, exc_info=e)
 
 
 def _remove_made(paths: list[Path]) -> None:
