@@ -171,7 +171,7 @@ def test_versioned_output_folders_never_reuse_a_number(tmp_path):
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
-def test_outputs_get_the_mode_the_umask_gives(tmp_path, umask):
+def test_outputs_get_the_mode_the_umask_gives(tmp_path, umask, bundle):
     """Atomic writes create a private temporary file; the finished file has 0666 less the umask,
     as a plain open() would give it (checked in a fresh process with that umask)."""
     import subprocess
@@ -185,11 +185,18 @@ def test_outputs_get_the_mode_the_umask_gives(tmp_path, umask):
             "from core.io.exr import write_rgba\n"
             "atomic_write_text(sys.argv[1] + '/a.json', '{}')\n"
             "write_rgba(sys.argv[1] + '/b.exr', np.ones((4, 4, 3), np.float32), np.ones((4, 4), np.float32))\n"
-            "open(sys.argv[1] + '/plain.txt', 'w').close()\n")
-    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+            "open(sys.argv[1] + '/plain.txt', 'w').close()\n"
+            "from core.model.bundle import read_info, save_bundle\n"
+            "from tests.test_model import tiny_pipe\n"
+            "save_bundle(sys.argv[1] + '/bundle', tiny_pipe(), read_info(sys.argv[2]))\n")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(bundle)], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=PYTHONPATH), timeout=120)
     assert run.returncode == 0, run.stderr
     expected = 0o666 & ~umask
     assert (tmp_path / "plain.txt").stat().st_mode & 0o777 == expected  # the reference: a plain open()
     for name in ("a.json", "b.exr"):
         assert (tmp_path / name).stat().st_mode & 0o777 == expected, name
+    saved = sorted((tmp_path / "bundle").rglob("*"))  # a bundle: safetensors writes its files private
+    assert any(p.suffix == ".safetensors" for p in saved)
+    for path in [tmp_path / "bundle", *saved]:
+        assert path.stat().st_mode & 0o777 == (0o777 & ~umask if path.is_dir() else expected), path

@@ -124,7 +124,8 @@ def save_bundle(folder: str | Path, pipe: RelightPipeline, info: BundleInfo) -> 
         save_file({"null_light": pipe.model.null_light.detach().cpu().contiguous()}, tmp / "lighting.safetensors")
         info.sha256 = weights_sha256(tmp)
         (tmp / BUNDLE_JSON).write_text(json.dumps(info.to_json(), indent=2) + "\n")
-        os.chmod(tmp, file_mode(directory=True))  # mkdtemp's folder is private; a bundle is shared
+        for path in [tmp, *tmp.rglob("*")]:  # mkdtemp's folder and safetensors' files are private; a bundle is shared
+            os.chmod(path, file_mode(directory=path.is_dir()))
         os.replace(tmp, folder)
     finally:
         if tmp.exists():
