@@ -51,7 +51,7 @@ def build_job(context) -> tuple[dict, object]:
     found = scene_rig(scene, settings.anchor, _stage_radius(bundle))
     plate = bpy.path.abspath(settings.plate)
     job = RelightJob(
-        bundle=bundle, input=plate, output=bpy.path.abspath(settings.output), rig=found.rig.to_json(),
+        bundle=bundle, input=plate, output=bpy.path.abspath(settings.output), rig=found.rig,
         matte=bpy.path.abspath(settings.matte) if settings.matte else None,
         frames=f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range and "#" in plate else None,
         hdri_strategy=settings.mode, clusters=settings.clusters, steps=settings.steps or None,

@@ -14,7 +14,7 @@ from ._version import __version__
 from .errors import RelitError
 from .jobs import NOISE_MODES, SAMPLERS
 from .lighting.hdri import MISSING_POLICIES
-from .model.config import CONDITIONINGS
+from .model.conditioning import CONDITIONINGS, OLAT
 from .model.consistency import CONSISTENCY
 from .model.lr_schedules import LR_FLOOR, LR_SCHEDULES
 from .relight.strategies import STRATEGIES
@@ -318,7 +318,7 @@ def _job_from_args(args: argparse.Namespace):
     from .jobs import AUTO_BUNDLE
 
     job = RelightJob(bundle=str(args.bundle or AUTO_BUNDLE), input=args.input, output=args.output,
-                     rig=None if rig is None else rig.to_json(), matte=args.matte, frames=args.frames,
+                     rig=rig, matte=args.matte, frames=args.frames,
                      camera_c2w=_read_c2w(args.camera_c2w),
                      hdri_strategy=args.hdri_strategy, clusters=args.clusters, missing=args.missing,
                      basis=args.basis, steps=args.steps, guidance_image=args.guidance_image,
@@ -648,9 +648,8 @@ def _add_train(sub) -> None:
                                    "run folder's last checkpoint.")
     p.add_argument("capture", nargs="+", help="capture set folder(s) (relit synth, or a real capture), or a folder "
                                               "of people from relit synth --identities")
-    p.add_argument("--conditioning", default="olat", choices=CONDITIONINGS,
-                   help="olat: a subject-specific model lit by directions; envmap: the general portrait model "
-                        "lit by environments")
+    p.add_argument("--conditioning", default=OLAT.name, choices=tuple(CONDITIONINGS),
+                   help="; ".join(f"{c.name}: {c.description}" for c in CONDITIONINGS.values()))
     p.add_argument("--holdout-identities", nargs="*", default=[],
                    help="subjects (capture sets) held out entirely for validation, e.g. person-0064")
     p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, metrics.jsonl, bundle/)")

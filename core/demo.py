@@ -109,7 +109,7 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     # 3. relight: the same job `relit relight` runs
     pipe, info = load_bundle(bundle)
     job = RelightJob(bundle=str(bundle), input=str(capture.path(m.flat_images, cam.name, frame)),
-                     output=str(out / "relit"), rig=rig.to_json(), steps=steps, seed=seed)
+                     output=str(out / "relit"), rig=rig, steps=steps, seed=seed)
     report = run_relight(job, pipe_and_info=(pipe, info))
     # what the frame costs (a rerun that skips the frame as unchanged still titles the sheet with it)
     path, evaluations = report.frames[0].path, report.inferences * pipe.objective.evaluations(steps)
@@ -162,7 +162,7 @@ def photo_demo(out: Path, size: int, seed: int = 0) -> tuple[list, dict, int]:
         write_photo("astronaut", path)
     rig = LightRig(photo_keys((1.0, 0.9, 0.8)), Environment(str(resolve_hdri(DEMO_HDRI).resolve()), DEMO_ROTATION,
                                                             1.0))
-    job = RelightJob(bundle=str(PORTRAIT_BUNDLE), input=str(path), output=str(out / "relit"), rig=rig.to_json(),
+    job = RelightJob(bundle=str(PORTRAIT_BUNDLE), input=str(path), output=str(out / "relit"), rig=rig,
                      seed=seed)
     report = run_relight(job)
     layers, beauty, _ = read_passes(report.frames[0].path)

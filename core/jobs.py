@@ -6,14 +6,16 @@ Pure Python (no torch): the Blender add-on builds and validates jobs in its own 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from .errors import ValidationError
 from .io.atomic import atomic_write_text
 from .io.sequence import parse_frame_range
+from .lighting.rig import LightRig
 from .model.consistency import CONSISTENCY
 from .relight.strategies import STRATEGIES
 from .validation import as_number, as_numbers, check_fields, load_json
@@ -34,7 +36,8 @@ class RelightJob:
                                          # plate's subject, else the general portrait bundle
     input: str                           # flat-lit plate: a file or a sequence pattern (####, %04d)
     output: str                          # output root; every run writes into a version folder vNNN below it
-    rig: dict | None = None              # LightRig JSON (lights and/or environment), inline
+    rig: LightRig | None = None          # lights and/or environment, parsed once where the job is received (in
+                                         # JSON: the LightRig's JSON, inline); a dict given here is parsed
     matte: str | None = None             # matte file or pattern, or "auto" (default: the plate's alpha, or
                                          # "auto" when the plate has none: core.portrait.matte)
     camera_c2w: list | None = None       # Blender 4x4 camera-to-world of the plate (default: the rig's, else
@@ -68,8 +71,13 @@ class RelightJob:
     threads: int = 0                     # torch CPU threads (0: torch's default); pin it for identical bytes
     version: int = JOB_VERSION           # schema version
 
+    def __post_init__(self):
+        if isinstance(self.rig, dict):  # a job built in Python from a rig's JSON
+            self.rig = LightRig.from_json(self.rig, source="job.rig")
+
     def to_json(self) -> dict:
-        return asdict(self)
+        return {f.name: (None if self.rig is None else self.rig.to_json()) if f.name == "rig"
+                else copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=True)
@@ -86,6 +94,8 @@ class RelightJob:
         """Parse and validate; errors name the source and the field."""
         known = {f.name for f in fields(cls)}
         check_fields(data, source, known, required=("bundle", "input", "output"))
+        if isinstance(data.get("rig"), dict):
+            data = {**data, "rig": LightRig.from_json(data["rig"], source=f"{source}.rig")}
         job = cls(**data)
         job.validate(source)
         return job
@@ -93,8 +103,6 @@ class RelightJob:
     def validate(self, source: str = "job", flags: bool = False) -> None:
         """Check every field; errors name ``source`` and the field (or, with ``flags``, the field as
         ``relit relight``'s flag: --steps)."""
-        from .lighting.rig import LightRig
-
         def at(key: str) -> str:
             return f"--{key.replace('_', '-')}" if flags else f"{source}.{key}"
 
@@ -132,8 +140,9 @@ class RelightJob:
         if self.rig is None and not self.basis:
             raise ValidationError(f"{source}: nothing to render; give a rig (lights or an HDRI) or ask for the "
                                   "OLAT basis")
-        if self.rig is not None:
-            LightRig.from_json(self.rig, source=at("rig"))
+        if self.rig is not None and not isinstance(self.rig, LightRig):
+            raise ValidationError(f"{at('rig')}: must be a LightRig (in JSON: an object with lights and/or an "
+                                  f"environment), got {type(self.rig).__name__}")
         if self.camera_c2w is not None:
             self.camera_c2w = as_numbers(self.camera_c2w, at("camera_c2w"), (4, 4)).tolist()
         if self.cameras is not None:
@@ -144,7 +153,7 @@ class RelightJob:
             for key in ("input", "output"):
                 if "{camera}" not in getattr(self, key):
                     raise ValidationError(f"{at(key)}: a job over several cameras needs '{{camera}}' in it")
-            if self.rig is not None and LightRig.from_json(self.rig).camera_c2w is None:
+            if self.rig is not None and self.rig.camera_c2w is None:
                 raise ValidationError(f"{at('rig')}.camera_c2w: a job over several cameras needs the camera the "
                                       "rig's directions are given in")
         if self.light_chunk is not None:
@@ -159,34 +168,29 @@ class RelightJob:
         import numpy as np
 
         from .lighting.camera import camera_to_world_directions, world_to_camera_directions
-        from .lighting.rig import LightRig
 
         if self.cameras is None or name not in self.cameras:
             raise ValidationError(f"camera {name!r} is not one of the job's cameras {sorted(self.cameras or {})}")
         c2w = np.asarray(self.cameras[name], dtype=np.float64)
         rig = None
         if self.rig is not None:
-            ref = LightRig.from_json(self.rig, source="job.rig")
-            for light in ref.lights:
-                world = camera_to_world_directions(np.asarray(light.direction), np.asarray(ref.camera_c2w))
+            rig = copy.deepcopy(self.rig)
+            for light in rig.lights:
+                world = camera_to_world_directions(np.asarray(light.direction), np.asarray(self.rig.camera_c2w))
                 light.direction = tuple(world_to_camera_directions(world, c2w).tolist())
-            ref.camera_c2w = c2w.tolist()
-            rig = ref.to_json()
-        data = {**self.to_json(), "cameras": None, "rig": rig, "camera_c2w": c2w.tolist(),
-                "input": self.input.replace("{camera}", name), "output": self.output.replace("{camera}", name),
-                "matte": self.matte if self.matte in (None, AUTO_MATTE) else self.matte.replace("{camera}", name)}
-        return RelightJob.from_json(data, source=f"job camera {name}")
+            rig.camera_c2w = c2w.tolist()
+        job = replace(self, cameras=None, rig=rig, camera_c2w=c2w.tolist(),
+                      input=self.input.replace("{camera}", name), output=self.output.replace("{camera}", name),
+                      matte=self.matte if self.matte in (None, AUTO_MATTE) else self.matte.replace("{camera}", name))
+        job.validate(f"job camera {name}")
+        return job
 
-    def light_rig(self):
-        """The validated LightRig (its camera replaced by the job's when given), or None (basis-only jobs)."""
-        from .lighting.rig import LightRig
-
-        if self.rig is None:
-            return None
-        rig = LightRig.from_json(self.rig, source="job.rig")
-        if self.camera_c2w is not None:
-            rig.camera_c2w = self.camera_c2w
-        return rig
+    def light_rig(self) -> LightRig | None:
+        """The rig as the plate's camera sees it, or None (basis-only jobs): the one place where the
+        job's camera_c2w, when given, wins over the rig's."""
+        if self.rig is None or self.camera_c2w is None:
+            return self.rig
+        return replace(self.rig, camera_c2w=copy.deepcopy(self.camera_c2w))
 
 
 def _choice(value, options: tuple[str, ...], where: str) -> None:

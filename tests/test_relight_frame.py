@@ -33,7 +33,7 @@ def _info(pipe, layout=None):
 
 
 def _rig(*names):
-    lights = {"key": Light("key", "area", (0.3, 0.4, 0.866), 0.2, (1.0, 0.8, 0.6), 2.0),
+    lights = {"key": Light("key", "area", (0.3, 0.4, 0.75 ** 0.5), 0.2, (1.0, 0.8, 0.6), 2.0),
               "fill": Light("fill", "point", (-0.7, 0.0, 0.714), 0.0, (0.5, 0.5, 1.0), 0.5, group="soft"),
               "bounce": Light("bounce", "point", (0.0, -0.9, 0.436), 0.5, (1.0, 1.0, 1.0), 0.25, group="soft")}
     return LightRig([lights[n] for n in names])

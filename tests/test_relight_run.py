@@ -273,6 +273,25 @@ def test_job_json_round_trips_and_names_bad_fields(tmp_path):
         RelightJob.from_json(dict(data, rig=None))
 
 
+def test_a_rig_is_parsed_once_between_the_add_on_and_the_exr(tmp_path, bundle, monkeypatch):
+    """The add-on's route: the operator builds the job from a LightRig object (no parse), the
+    worker parses the request's JSON once, and nothing re-parses it on the way to the passes."""
+    plates = _plates(tmp_path, [1])
+    camera = front_camera_c2w()
+    camera[0, 3] = 0.25  # the job's camera differs from the rig's: the job's wins, decided once
+    panel = replace(_job(bundle, plates, tmp_path / "out"), rig=example_rig(), camera_c2w=camera.tolist())
+    panel.validate("relit panel")
+    request = json.loads(json.dumps(panel.to_json()))
+    lights = panel.rig.to_json()["lights"]  # as parsed: directions normalised
+    calls = []
+    parse = LightRig.from_json.__func__
+    monkeypatch.setattr(LightRig, "from_json", classmethod(lambda cls, *a, **k: calls.append(a) or parse(cls, *a, **k)))
+    report = run_relight(RelightJob.from_json(request, source="job j1"))
+    assert len(calls) == 1 and calls[0][0] == example_rig().to_json()
+    meta = read_metadata(report.frames[0].path)
+    assert meta["rig"]["camera_c2w"] == camera.tolist() and meta["rig"]["lights"] == lights
+
+
 def test_write_exr_of_plates_keeps_the_subject_attribute(tmp_path):
     write_exr(tmp_path / "p.exr", np.zeros((4, 4, 4), np.float32), ["R", "G", "B", "A"],
               attributes={SUBJECT_ATTRIBUTE: "face-0003"})

@@ -79,7 +79,7 @@ def _stage_size(job: RelightJob) -> int:
     """How many stage directions a frame's light chunks cover (0: the job has nothing to split)."""
     from ..model.bundle import read_info
 
-    env = job.rig is not None and job.rig.get("environment") is not None
+    env = job.rig is not None and job.rig.environment is not None
     if not (job.basis or env):
         return 0
     info = read_info(job.bundle)

@@ -37,6 +37,16 @@ class Light:
     intensity: float = 1.0                     # irradiance at the subject anchor, W/m², >= 0
     group: str | None = None                   # output layer shared with other lights (light group)
 
+    def __post_init__(self):
+        """Held in the parsed form whoever builds it (a rig made in Python serialises, hashes and
+        relights exactly as its JSON read back): float fields, a unit direction. Range checks
+        belong to the JSON edge (``LightRig.from_json``), which names the field."""
+        d = np.asarray(self.direction, dtype=np.float64)
+        norm = float(np.linalg.norm(d))
+        self.direction = tuple((d if abs(norm - 1.0) < 1e-9 or norm < 1e-9 else d / norm).tolist())  # stable on re-save
+        self.size, self.intensity = float(self.size), float(self.intensity)
+        self.rgb = tuple(np.asarray(self.rgb, dtype=np.float64).tolist())
+
     @property
     def layer(self) -> str:
         return light_layer_name(self.group or self.name)
@@ -48,6 +58,10 @@ class Environment:
     rotation: tuple[float, float, float] = (0.0, 0.0, 0.0)  # Euler XYZ radians, as Blender's Mapping node
     intensity: float = 1.0                     # Background strength multiplying the radiance
 
+    def __post_init__(self):
+        self.rotation = tuple(np.asarray(self.rotation, dtype=np.float64).tolist())
+        self.intensity = float(self.intensity)
+
 
 @dataclass
 class LightRig:
@@ -55,6 +69,10 @@ class LightRig:
     environment: Environment | None = None     # optional world HDRI
     camera_c2w: list[list[float]] | None = None  # Blender c2w of the camera the directions are relative to
     version: int = RIG_VERSION                 # schema version
+
+    def __post_init__(self):
+        if self.camera_c2w is not None:
+            self.camera_c2w = np.asarray(self.camera_c2w, dtype=np.float64).tolist()
 
     def layers(self) -> dict[str, list[Light]]:
         """Output layer name -> the lights feeding it, in order of first appearance."""
@@ -133,8 +151,7 @@ def _light(item, where: str) -> Light:
     if group is not None and (not isinstance(group, str) or not group.strip()):
         raise ValidationError(f"{where}.group: must be a non-empty string when given")
     light = Light(
-        name=name, type=item["type"],
-        direction=tuple((d if abs(norm - 1.0) < 1e-9 else d / norm).tolist()),  # stable on re-save
+        name=name, type=item["type"], direction=tuple(d.tolist()),  # made a unit vector by Light
         size=as_number(item.get("size", 0.0), f"{where}.size", 0.0, 1.0),
         rgb=tuple(rgb.tolist()),
         intensity=as_number(item.get("intensity", 1.0), f"{where}.intensity", 0.0),

@@ -31,7 +31,7 @@ from ..io.atomic import file_mode
 from ..lighting.layout import StageLayout, layout_from_json
 from .consistency import CONSISTENCY
 from ..validation import load_json
-from .codec import UnshuffleCodec, VaeCodec
+from .codec import CODECS
 from .config import ModelConfig
 from .network import RelightModel
 from .objectives import make_objective
@@ -119,8 +119,7 @@ def save_bundle(folder: str | Path, pipe: RelightPipeline, info: BundleInfo) -> 
         pipe.model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
         if pipe.scheduler is not None:
             pipe.scheduler.save_pretrained(tmp / "scheduler")
-        if isinstance(pipe.codec, VaeCodec):
-            pipe.codec.vae.save_pretrained(tmp / "vae", safe_serialization=True)
+        pipe.codec.save(tmp)
         save_file({"null_light": pipe.model.null_light.detach().cpu().contiguous()}, tmp / "lighting.safetensors")
         info.sha256 = weights_sha256(tmp)
         (tmp / BUNDLE_JSON).write_text(json.dumps(info.to_json(), indent=2) + "\n")
@@ -239,12 +238,7 @@ def load_bundle(folder: str | Path, device: str | torch.device = "cpu") -> tuple
     unet = UNet2DConditionModel.from_pretrained(folder / "unet", use_safetensors=True, local_files_only=True)
     model = RelightModel(info.config, unet=unet)
     model.null_light.data.copy_(load_file(folder / "lighting.safetensors")["null_light"])
-    if info.config.codec == "vae":
-        from diffusers import AutoencoderKL
-
-        codec = VaeCodec(AutoencoderKL.from_pretrained(folder / "vae", use_safetensors=True, local_files_only=True))
-    else:
-        codec = UnshuffleCodec(info.config.unshuffle_factor)
+    codec = CODECS[info.config.codec].build(info.config, folder)
     objective = make_objective(info.recipe["objective"], from_scratch=not info.config.base_checkpoint)
     scheduler = objective.scheduler()
     if scheduler is not None:

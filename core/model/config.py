@@ -7,15 +7,14 @@ from dataclasses import asdict, dataclass, fields
 
 from ..errors import ValidationError
 from ..lighting.encoding import LightEncoding
-
-CONDITIONINGS = ("olat", "envmap")
-CODECS = ("unshuffle", "vae")
+from .codec import CODECS
+from .conditioning import CONDITIONINGS, OLAT, Conditioning
 
 
 @dataclass
 class ModelConfig:
     preset: str = "tiny"                # name of the preset this config came from
-    conditioning: str = "olat"          # "olat" (light direction tokens) or "envmap" (env-map channels)
+    conditioning: str = OLAT.name       # a CONDITIONINGS name: how the target light reaches the model
     environment_token: bool = False     # envmap: the map's order-2 SH also as the cross-attention token
     resolution: int = 64                # image size the model works at (square)
     codec: str = "unshuffle"            # "unshuffle": lossless pixel-unshuffle; "vae": the checkpoint's SD VAE
@@ -35,25 +34,30 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.conditioning not in CONDITIONINGS:
-            raise ValidationError(f"conditioning {self.conditioning!r}: use one of {CONDITIONINGS}")
+            raise ValidationError(f"conditioning {self.conditioning!r}: use one of {tuple(CONDITIONINGS)}")
         if self.codec not in CODECS:
-            raise ValidationError(f"codec {self.codec!r}: use one of {CODECS}")
-        if self.environment_token and self.conditioning != "envmap":
-            raise ValidationError("environment_token applies to the envmap conditioning only")
+            raise ValidationError(f"codec {self.codec!r}: use one of {tuple(CODECS)}")
+        if self.environment_token and not self.conditioning_mode.environment:
+            lit = "/".join(c.name for c in CONDITIONINGS.values() if c.environment)
+            raise ValidationError(f"environment_token applies to the {lit} conditioning only, not "
+                                  f"{self.conditioning!r}")
         if self.environment_token and self.token_width < 3 * 9:
             raise ValidationError(f"environment_token needs a token width >= 27 (3 x 9 SH), got {self.token_width}")
         self.block_out_channels = tuple(self.block_out_channels)
         self.down_blocks, self.up_blocks = tuple(self.down_blocks), tuple(self.up_blocks)
 
     @property
+    def conditioning_mode(self) -> Conditioning:
+        return CONDITIONINGS[self.conditioning]
+
+    @property
     def in_channels(self) -> int:
         """Noisy latent + flat-lit latent (+ environment latent in envmap mode)."""
-        return self.latent_channels * (3 if self.conditioning == "envmap" else 2)
+        return self.latent_channels * self.conditioning_mode.image_latents
 
     @property
     def latent_size(self) -> int:
-        factor = self.unshuffle_factor if self.codec == "unshuffle" else 8
-        return self.resolution // factor
+        return self.resolution // CODECS[self.codec].downsample(self)
 
     def light_encoding(self) -> LightEncoding:
         return LightEncoding(self.sh_degree, self.token_width, self.beta_encoding, self.stage_radius)

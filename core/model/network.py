@@ -109,5 +109,5 @@ class RelightModel(nn.Module):
                 tokens: torch.Tensor,        # [B, tokens, width] lighting (null tokens when dropped)
                 environment: torch.Tensor | None = None,  # [B, C, h, w] env-map latent (envmap mode)
                 ) -> torch.Tensor:           # [B, C, h, w] predicted noise
-        parts = [noisy, image] + ([environment] if self.config.conditioning == "envmap" else [])
+        parts = [noisy, image] + ([environment] if self.config.conditioning_mode.environment else [])
         return self.unet(torch.cat(parts, dim=1), timesteps, encoder_hidden_states=tokens).sample

@@ -63,7 +63,7 @@ class RelightPipeline(DiffusionPipeline):
                              f"{cfg.resolution}x{cfg.resolution}; crop and resize it first (core.relight does)")
         if not np.all(np.isfinite(image)):
             raise ValueError("image has NaN or Inf pixels")
-        if cfg.conditioning == "olat":
+        if not cfg.conditioning_mode.environment:
             if directions is None or np.asarray(directions).ndim != 2 or np.asarray(directions).shape[1] != 3:
                 raise ValueError("an olat model needs directions [L, 3] (camera frame, towards each light)")
             if sizes is not None and len(sizes) != len(directions):
@@ -109,9 +109,9 @@ class RelightPipeline(DiffusionPipeline):
         # 0. Check inputs
         self.check_inputs(image, directions, sizes, environment, num_inference_steps, guidance_image, guidance_light,
                           sampler)
-        n = len(directions) if cfg.conditioning == "olat" else len(environment)
+        n = len(environment) if cfg.conditioning_mode.environment else len(directions)
         # 1. Encode the lighting condition
-        if cfg.conditioning == "olat":
+        if not cfg.conditioning_mode.environment:
             beta = np.zeros(n) if sizes is None else np.asarray(sizes, dtype=np.float64)
             enc = torch.from_numpy(cfg.light_encoding().encode(np.asarray(directions), beta)).to(device)
             tokens = self.model.light_tokens(enc)
@@ -149,7 +149,7 @@ class RelightPipeline(DiffusionPipeline):
         # 4. Sample (the objective's loop)
         config = self.scheduler.config if self.scheduler is not None else {}
         latents = self.objective.sample(net, img.expand(n, -1, -1, -1), start, num_inference_steps, sampler,
-                                        config, bounded=isinstance(self.codec, UnshuffleCodec),
+                                        config, bounded=self.codec.bounded,
                                         on_step=callback_on_step_end)
         # 5. Decode, undo the tone curve and exposure: scene-linear per unit irradiance. The curve is
         #    inverted over its training range [-1, 1] only (up to `white` after exposure).

@@ -25,7 +25,8 @@ from ..data.capture import open_captures
 from ..errors import RelitError, ValidationError
 from ..lighting.random_lighting import LightingMix
 from .bundle import BundleInfo, check_device, save_bundle
-from .codec import UnshuffleCodec, VaeCodec
+from .codec import CODECS
+from .conditioning import OLAT
 from .config import preset
 from .data import Split, TrainingData
 from .lr_schedules import LR_SCHEDULES
@@ -45,7 +46,7 @@ class TrainConfig:
     captures: list[str]               # capture set folders, or folders of people (relit synth --identities)
     output: str                       # run folder: checkpoints/, metrics.jsonl, bundle/
     preset: str = "tiny"              # model preset (core.model.config.PRESETS)
-    conditioning: str = "olat"        # "olat" (DifFRelight) or "envmap" (SynthLight)
+    conditioning: str = OLAT.name     # core.model.conditioning.CONDITIONINGS: olat (DifFRelight), envmap (SynthLight)
     environments: list[str] = field(default_factory=lambda: ["city", "courtyard", "forest", "interior",
                                                              "night", "studio", "sunrise", "sunset"])
                                       # envmap training HDRIs (bundled names or files), turned at random
@@ -149,22 +150,19 @@ class Trainer:
         self.model_config = preset(cfg.preset, resolution=cfg.resolution, stage_radius=stage_radius,
                                    base_checkpoint=cfg.base_checkpoint, conditioning=cfg.conditioning,
                                    environment_token=cfg.environment_token)
-        self.environments = _load_environments(cfg.environments) if cfg.conditioning == "envmap" else []
+        self.environment_lit = self.model_config.conditioning_mode.environment  # the light is an env map
+        self.environments = _load_environments(cfg.environments) if self.environment_lit else []
         self.real_images = _load_real_images(cfg.multitask_images, cfg.resolution) if cfg.multitask_ratio else []
         check_device(cfg.device)
         self.device = torch.device(cfg.device)
         model = RelightModel(self.model_config).to(self.device)
         if cfg.gradient_checkpointing:
             model.unet.enable_gradient_checkpointing()
-        if self.model_config.codec == "vae":
-            from diffusers import AutoencoderKL
-
-            codec = VaeCodec(AutoencoderKL.from_pretrained(Path(cfg.base_checkpoint) / "vae", local_files_only=True))
-        else:
-            codec = UnshuffleCodec(self.model_config.unshuffle_factor)
+        base = Path(cfg.base_checkpoint) if cfg.base_checkpoint else None
+        codec = CODECS[self.model_config.codec].build(self.model_config, base, safetensors_only=False)
         self.objective = make_objective({"name": cfg.objective, "relative": cfg.relative},
                                         from_scratch=not cfg.base_checkpoint)
-        if cfg.conditioning == "envmap":  # both sides of a pair are images under unit mean radiance
+        if self.environment_lit:  # both sides of a pair are images under unit mean radiance
             exp_image = exp_target = self.data.portrait_exposure(self.split.train_views, self.environments)
         else:
             exp_image, exp_target = self.data.exposures(self.split)
@@ -227,7 +225,7 @@ class Trainer:
     # --- one step --------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, views: list[int]) -> dict:
         cfg = self.cfg
-        if cfg.conditioning == "envmap":
+        if self.environment_lit:
             batch = self.data.sample_portrait(rng, cfg.batch, views, self.environments,
                                               source_mix=LightingMix(tint=cfg.source_tint))
         else:
@@ -260,7 +258,7 @@ class Trainer:
         source = img  # the flat-lit latent before any dropout (a flow starts from it)
         b = len(x0)
         env = None
-        if cfg.conditioning == "envmap":
+        if self.environment_lit:
             maps = torch.from_numpy(batch["environment"]).float().to(self.device)
             tokens = model.environment_tokens(maps)
             env = self.pipe.codec.encode(maps.permute(0, 3, 1, 2))
@@ -376,7 +374,7 @@ class Trainer:
     def validate(self) -> dict:
         model = self.ema_model()
         rng = np.random.default_rng(1234)
-        if self.cfg.conditioning == "envmap":
+        if self.environment_lit:
             return self._validate_environment(model, rng)
         sets = {"val_lights": (self.split.train_views, self.split.val_lights)}
         out_names = [self.data.layout.names[i] for i in self.split.val_lights]

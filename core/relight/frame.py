@@ -87,10 +87,12 @@ class LightingPlan:
 
 
 def _camera(rig: LightRig | None, camera_c2w=None) -> np.ndarray:
-    if camera_c2w is not None:
-        return np.asarray(camera_c2w, dtype=np.float64)
+    """The camera the stage directions are seen from: the rig's (a job has already put the plate's
+    camera there: RelightJob.light_rig), else ``camera_c2w`` (basis-only jobs have no rig), else the front view."""
     if rig is not None and rig.camera_c2w is not None:
         return np.asarray(rig.camera_c2w, dtype=np.float64)
+    if camera_c2w is not None:
+        return np.asarray(camera_c2w, dtype=np.float64)
     log.info("no camera_c2w in the rig: stage directions are taken from the front view (the stage's "
              "up is the camera's up)")
     return front_camera_c2w()

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ValidationError
+from ..model.conditioning import ENVMAP as ENVMAP_CONDITIONING
+from ..model.conditioning import OLAT
 
 
 @dataclass(frozen=True)
@@ -20,11 +22,11 @@ class HdriStrategy:
 
 AUTO = HdriStrategy("auto", "Automatic", "stage for an olat bundle, envmap for an env-map bundle", None, True)
 STAGE = HdriStrategy("stage", "Lights (stage)", "Each lamp is one inference; an HDRI is projected on the bundle's "
-                     "stage, one inference per lit stage direction (the reference)", "olat", True)
+                     "stage, one inference per lit stage direction (the reference)", OLAT.name, True)
 AREA = HdriStrategy("area", "Area lights", "Each lamp is one inference; an HDRI becomes K fitted area lights, K "
-                    "inferences (the fast path)", "olat", False)
+                    "inferences (the fast path)", OLAT.name, False)
 ENVMAP = HdriStrategy("envmap", "Env map", "An env-map bundle relights a whole HDRI in one pass, and each lamp as "
-                      "its own environment", "envmap", False)
+                      "its own environment", ENVMAP_CONDITIONING.name, False)
 
 STRATEGIES: dict[str, HdriStrategy] = {s.name: s for s in (AUTO, STAGE, AREA, ENVMAP)}
 
