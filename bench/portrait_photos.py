@@ -63,7 +63,7 @@ def measure(name: str, bundle: Path, work: Path, seed: int = 0) -> tuple[dict, l
     from core.lighting.rig import Environment, LightRig
     from core.portrait.matte import display_rgb8, face_boxes
     from core.portrait.photos import write_photo
-    from core.relight.run import run_relight
+    from core.relight_job import run_relight
 
     plate_path = write_photo(name, work / f"{name}.png")
     white = write_exr(work / "white.exr", np.ones((32, 64, 3), np.float32), ["R", "G", "B"])

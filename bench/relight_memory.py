@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=1000)
     ap.add_argument("--out", default="out/bench_memory")
     args = ap.parse_args()
-    from core.relight.run import run_relight
+    from core.relight_job import run_relight
 
     out = Path(args.out)
     if out.exists():

@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=256, help="Cycles samples of the ground truth")
     args = ap.parse_args()
     from core.model.bundle import load_bundle
-    from core.relight.run import run_relight
+    from core.relight_job import run_relight
 
     out = Path(args.out)
     pipe, info = load_bundle(args.bundle)

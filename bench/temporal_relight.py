@@ -36,7 +36,7 @@ def main() -> None:
     from core.lighting.rig import Environment, LightRig
     from core.model.bundle import load_bundle
     from core.model.metrics import psnr
-    from core.relight.run import run_relight
+    from core.relight_job import run_relight
     from core.temporal.blend import blend_sequence
     from core.temporal.metrics import warping_error
 

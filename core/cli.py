@@ -343,7 +343,7 @@ def _read_c2w(path: str | None) -> list | None:
 def cmd_relight(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .relight.run import run_relight
+    from .relight_job import run_relight
 
     job = _job_from_args(args)
     if args.save_job:

@@ -72,7 +72,7 @@ def _nearest_stage_light(layout, c2w, camera_dir) -> int:
 def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: int | None = None, seed: int = 0,
              progress: bool = True) -> DemoResult:
     from .model.bundle import load_bundle, read_info
-    from .relight.run import run_relight
+    from .relight_job import run_relight
     from .synthetic.synth import SynthConfig, synthesize
 
     out = Path(out)
@@ -154,7 +154,7 @@ def photo_demo(out: Path, size: int, seed: int = 0) -> tuple[list, dict, int]:
     from .model.objectives import make_objective
     from .portrait.matte import display_rgb8, face_boxes
     from .portrait.photos import write_photo
-    from .relight.run import run_relight
+    from .relight_job import run_relight
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / "astronaut.png"

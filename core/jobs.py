@@ -27,7 +27,7 @@ SAMPLERS = ("ddim", "dpmpp", "euler", "direct")  # which apply depends on the bu
 
 OUTPUT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # RelightJob.name: a file stem, never a path
 AUTO_MATTE = "auto"  # RelightJob.matte: segment the person whose face is found (core.portrait.matte)
-AUTO_BUNDLE = "auto"  # RelightJob.bundle: the shipped bundle for the plate's subject (relight.run.choose_bundle)
+AUTO_BUNDLE = "auto"  # RelightJob.bundle: the shipped bundle for the plate's subject (relight_job.choose_bundle)
 
 
 @dataclass

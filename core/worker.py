@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import RelitError
-from .worker_client import PROTOCOL  # one definition: the client checks the worker's hello against it
+from .worker_protocol import PROTOCOL, Error, Event, Hello, Log, Progress, Result
 
 MAX_LINE = 16 * 1024 * 1024  # bytes: a longer request line is refused (and skipped), not read into memory
 log = logging.getLogger("relit.worker")
@@ -55,9 +55,9 @@ class Worker:
         self.models: dict[tuple[str, str], tuple] = {}  # (bundle, device) -> (pipeline, info)
         self.frames_written: dict[str, int] = {}  # job id -> frames it has written so far
 
-    def send(self, event: dict) -> None:
+    def send(self, event: Event) -> None:
         with self.lock:
-            self.out.write(json.dumps(event) + "\n")
+            self.out.write(json.dumps(event.to_json()) + "\n")
             self.out.flush()
 
     # --- requests ---------------------------------------------------------------------------
@@ -65,7 +65,7 @@ class Worker:
         """Read requests until stdin closes or a shutdown; jobs run one at a time on a thread."""
         runner = threading.Thread(target=self._run_jobs, daemon=True)
         runner.start()
-        self.send({"type": "hello", "protocol": PROTOCOL, "relit": __version__, "pid": os.getpid()})
+        self.send(Hello(PROTOCOL, __version__, os.getpid()))
         while (request := self._next_request()) is not _EOF:
             if request is None:
                 continue
@@ -79,7 +79,7 @@ class Worker:
                 else:
                     event.set()
             elif op == "ping":
-                self.send({"id": rid, "type": "result", "result": {"pong": True}})
+                self.send(Result(rid, {"pong": True}))
             elif op in ("relight", "render-views"):
                 self.cancel.setdefault(str(rid), threading.Event())
                 self.jobs.put(request)
@@ -89,7 +89,7 @@ class Worker:
         runner.join()
 
     def _protocol_error(self, rid, message: str) -> None:
-        self.send({"id": rid, "type": "error", "kind": "ProtocolError", "message": message, "cancelled": False})
+        self.send(Error(rid, "ProtocolError", message))
 
     def _next_request(self):
         """The next request object; None for a line answered with an error event; _EOF at the end."""
@@ -149,15 +149,13 @@ class Worker:
             def progress(done, total, frame):
                 if self.cancel[rid].is_set():
                     raise Cancelled("cancelled by the client")
-                self.send({"id": rid, "type": "progress", "stage": "frames", "done": done, "total": total,
-                           "eta": None, "frame": frame})
+                self.send(Progress(rid, "frames", done, total, None, frame))
 
             rendered, kept = render_sequence(params["recon"], np.asarray(cam["K"]), np.asarray(cam["c2w"]),
                                              int(cam["width"]), int(cam["height"]), frames, params["output"],
                                              bool(params.get("ply")), progress)
             pattern = str(Path(params["output"]) / "flat.####.exr")
-            self.send({"id": rid, "type": "result", "result": {"pattern": pattern, "rendered": rendered,
-                                                                "kept": kept}})
+            self.send(Result(rid, {"pattern": pattern, "rendered": rendered, "kept": kept}))
         except Exception as e:
             self._fail(rid, e)
 
@@ -169,11 +167,10 @@ class Worker:
 
     def _send_failure(self, rid: str, e: Exception) -> None:
         if isinstance(e, Cancelled):
-            self.send({"id": rid, "type": "error", "kind": "Cancelled", "message": str(e) or "cancelled",
-                       "cancelled": True})
+            self.send(Error(rid, "Cancelled", str(e) or "cancelled", cancelled=True))
             return
         message = str(e) if isinstance(e, RelitError) else f"{type(e).__name__}: {e}"
-        self.send({"id": rid, "type": "error", "kind": type(e).__name__, "message": message, "cancelled": False})
+        self.send(Error(rid, type(e).__name__, message))
 
     # --- one job --------------------------------------------------------------------------------
     def run_job(self, rid: str, params: dict) -> None:
@@ -191,7 +188,7 @@ class Worker:
             log.info("job %s: relight %s with %s -> %s", rid, job.input, job.bundle, job.output)
             result = self._relight(rid, job)
             log.info("job %s: done, %d frame(s) in %s", rid, len(result["frames"]), result["folder"])
-            self.send({"id": rid, "type": "result", "result": result})
+            self.send(Result(rid, result))
             made = []
         except Exception as e:
             _log_failure(rid, e)  # into the job's own log while it is attached
@@ -224,7 +221,7 @@ class Worker:
 
     def _relight(self, rid: str, job) -> dict:
         from .model.bundle import load_bundle
-        from .relight.run import choose_bundle, run_relight
+        from .relight_job import choose_bundle, run_relight
 
         job, choice = choose_bundle(job)  # also logged to the job's log file
         key = (str(Path(job.bundle).resolve()), job.device)
@@ -242,8 +239,7 @@ class Worker:
                 frame_start = now
                 self.frames_written[rid] = event.done
             eta = elapsed / event.done * (event.total - event.done) if event.done else None
-            self.send({"id": rid, "type": "progress", "stage": event.stage, "done": event.done,
-                       "total": event.total, "eta": eta, "frame": event.frame})
+            self.send(Progress(rid, event.stage, event.done, event.total, eta, event.frame))
 
         report = run_relight(job, progress, pipe_and_info=self.models[key])
         return {"folder": str(report.folder), "warnings": report.warnings, "bundle": job.bundle,
@@ -253,7 +249,6 @@ class Worker:
 
 
 _EOF = object()  # the request stream ended
-
 
 
 def _log_failure(rid: str, e: Exception) -> None:
@@ -277,7 +272,7 @@ class _Relay(logging.Handler):
         self.worker, self.rid = worker, rid
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.worker.send({"id": self.rid, "type": "log", "level": record.levelname, "message": record.getMessage()})
+        self.worker.send(Log(self.rid, record.levelname, record.getMessage()))
 
 
 def main() -> int:

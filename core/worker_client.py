@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import RelitError
-
-PROTOCOL = 1  # the worker's event protocol (core.worker says it in its hello; this client checks it)
+from .worker_protocol import PROTOCOL, Error, Hello, Log, Progress, Result
 
 
 class WorkerError(RelitError):
@@ -78,7 +77,7 @@ class WorkerClient:
         return self.hello
 
     def _hello(self, event: dict | None) -> None:
-        if event is None or event.get("type") != "hello":
+        if event is None or event.get("type") != Hello.type:
             code = self.proc.poll()
             self.close()
             raise WorkerError(f"the worker ({self.python}) did not say hello"
@@ -95,7 +94,7 @@ class WorkerClient:
             try:
                 self.events.put(json.loads(line))
             except json.JSONDecodeError:
-                self.events.put({"type": "error", "kind": "ProtocolError", "message": f"not JSON: {line[:200]!r}"})
+                self.events.put(Error(None, "ProtocolError", f"not JSON: {line[:200]!r}").to_json())
         self.events.put({"type": "exit", "code": self.proc.wait()})
 
     def _next(self, timeout: float | None) -> dict | None:
@@ -123,7 +122,7 @@ class WorkerClient:
     def update(self, job: JobState, event: dict) -> None:
         """Apply one event to the job's state (events of other jobs are ignored)."""
         kind = event.get("type")
-        if kind == "hello" and self.hello is None:
+        if kind == Hello.type and self.hello is None:
             try:
                 self._hello(event)
             except WorkerError as e:
@@ -137,14 +136,14 @@ class WorkerClient:
         if event.get("id") != job.id:
             return
         job.last_event = time.monotonic()
-        if kind == "progress":
+        if kind == Progress.type:
             job.stage, job.done, job.total = event["stage"], event["done"], event["total"]
             job.eta, job.frame = event.get("eta"), event.get("frame")
-        elif kind == "log":
+        elif kind == Log.type:
             job.logs.append(f"{event.get('level')}: {event.get('message')}")
-        elif kind == "result":
+        elif kind == Result.type:
             job.result = event["result"]
-        elif kind == "error":
+        elif kind == Error.type:
             job.error, job.cancelled = event.get("message", "error"), bool(event.get("cancelled"))
 
     def poll(self, job: JobState, hang_after: float | None = None) -> JobState:

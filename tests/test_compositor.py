@@ -14,7 +14,7 @@ from core.io.exr import read_channels, write_rgba
 from core.io.passes import PassMetadata, RelitPasses, read_passes, write_passes
 from core.lighting.camera import front_camera_c2w
 from core.lighting.rig import Environment, LightRig
-from core.relight.run import run_relight
+from core.relight_job import run_relight
 from tests.conftest import env_from_function
 from tests.conftest import relight_job as _job, write_plates as _plates
 

@@ -16,7 +16,7 @@ from core.jobs import RelightJob
 from core.lighting.camera import front_camera_c2w
 from core.lighting.layout import builtin_layout
 from core.lighting.rig import Environment
-from core.relight.run import run_relight
+from core.relight_job import run_relight
 from tests.conftest import LAYOUT, PYTHONPATH, ROOT, env_from_function, example_rig, write_plates
 
 N_STAGE = len(builtin_layout(LAYOUT))

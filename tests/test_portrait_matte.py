@@ -97,7 +97,7 @@ def test_a_portrait_bundle_frames_a_photo_by_its_face_and_relights_the_shoulders
     from core.model.bundle import PORTRAIT_BUNDLE, read_info
     from core.portrait.matte import plate_face
     from core.portrait.photos import write_photo
-    from core.relight.run import FrameSource
+    from core.relight_job import FrameSource
 
     path = write_photo("astronaut", tmp_path / "astronaut.png")
     info = read_info(PORTRAIT_BUNDLE)
@@ -125,7 +125,7 @@ def test_a_shot_is_framed_by_one_face_box_for_every_frame(tmp_path):
     from core.jobs import RelightJob
     from core.model.bundle import PORTRAIT_BUNDLE, read_info
     from core.portrait.matte import plate_face
-    from core.relight.run import FrameSource
+    from core.relight_job import FrameSource
 
     u8 = _photo("astronaut")
     boxes = []

@@ -21,7 +21,7 @@ from core.lighting.hdri import project_to_layout
 from core.lighting.layout import builtin_layout
 from core.lighting.rig import Environment, Light, LightRig
 from core.model.pipeline import RelightOutput
-from core.relight.run import run_relight
+from core.relight_job import run_relight
 from tests.conftest import LAYOUT, PYTHONPATH, ROOT, SUBJECT, env_from_function, example_rig
 from tests.conftest import relight_job as _job
 from tests.conftest import write_plates as _plates
@@ -382,7 +382,7 @@ def test_an_auto_bundle_is_the_one_trained_on_the_plates_subject_else_the_portra
     import shutil
 
     from core.model import bundle as bundles
-    from core.relight.run import choose_bundle
+    from core.relight_job import choose_bundle
 
     shipped = tmp_path / "shipped"
     shutil.copytree(bundle, shipped / "default")  # trained on SUBJECT
@@ -399,7 +399,7 @@ def test_an_auto_bundle_is_the_one_trained_on_the_plates_subject_else_the_portra
 
     real = bundles.shipped_bundle_for
     monkeypatch.setattr(bundles, "shipped_bundle_for", lambda subject: real(subject, shipped))
-    with caplog.at_level(logging.INFO, logger="core.relight.run"):
+    with caplog.at_level(logging.INFO, logger="core.relight_job"):
         chosen = {k: Path(choose_bundle(_job("auto", p, tmp_path / "out"))[0].bundle)
                   for k, p in (("mine", mine), ("other", other), ("untagged", untagged))}
         named = choose_bundle(_job(str(bundle), untagged, tmp_path / "out"))

@@ -105,7 +105,7 @@ def _version_folder(job: RelightJob, digest: str) -> Path:
 def plan_job(job: RelightJob, chunk: int, light_chunk: int | None = None) -> Plan:
     """Split ``job`` into units of ``chunk`` frames (x ``light_chunk`` stage directions)."""
     from ..model.bundle import read_info
-    from ..relight.run import choose_bundle
+    from ..relight_job import choose_bundle
 
     job.validate()
     job, _ = choose_bundle(job)  # units name the bundle the plan chose (logged)
@@ -139,7 +139,7 @@ def plan_job(job: RelightJob, chunk: int, light_chunk: int | None = None) -> Pla
 
 def merge_unit(plan: Plan, unit: WorkUnit) -> list[Path]:
     """Sum a frame range's light-chunk shares into its passes (and union its basis layers)."""
-    from ..relight.run import PARTS, output_name
+    from ..relight_job import PARTS, output_name
 
     job = plan.unit_job(WorkUnit(unit.index, "relight", unit.camera, unit.frames, unit.chunks[0]))
     folder = Path(plan.folders[unit.camera or ""])
@@ -191,7 +191,7 @@ def _merge_files(parts: list[Path], target: Path, basis: bool) -> Path:
 
 def run_unit(plan: Plan, index: int, pipe_and_info=None, progress=None) -> dict:
     """Run one unit; returns {unit, kind, outputs, skipped frames}."""
-    from ..relight.run import run_relight
+    from ..relight_job import run_relight
 
     if not 0 <= index < len(plan.units):
         raise ValidationError(f"--index {index}: the plan has units 0-{len(plan.units) - 1}")

@@ -25,19 +25,19 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import RelitIOError, ValidationError
-from ..io.atomic import atomic_write_text, remove_partials_of, remove_stale_partials
-from ..io.exr import read_info as read_exr_info
-from ..io.images import read_rgb
-from ..io.naming import new_version_dir, versions
-from ..io.passes import read_metadata, write_passes
-from ..io.plates import GENERAL_SUBJECT, SUBJECT_ATTRIBUTE, read_plate
-from ..io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
-from ..jobs import AUTO_BUNDLE, AUTO_MATTE, RelightJob
-from ..lighting.hdri import load_environment
-from ..model.consistency import partial_stage_message
-from .frame import (LightingPlan, PreparedPlate, RelightSettings, light_keys, light_noise, pass_metadata,
-                    plan_lighting, prepare_plate, relight_prepared)
+from .errors import RelitIOError, ValidationError
+from .io.atomic import atomic_write_text, remove_partials_of, remove_stale_partials
+from .io.exr import read_info as read_exr_info
+from .io.images import read_rgb
+from .io.naming import new_version_dir, versions
+from .io.passes import read_metadata, write_passes
+from .io.plates import GENERAL_SUBJECT, SUBJECT_ATTRIBUTE, read_plate
+from .io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
+from .jobs import AUTO_BUNDLE, AUTO_MATTE, RelightJob
+from .lighting.hdri import load_environment
+from .model.consistency import partial_stage_message
+from .relight.frame import (LightingPlan, PreparedPlate, RelightSettings, light_keys, light_noise, pass_metadata,
+                            plan_lighting, prepare_plate, relight_prepared)
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class FrameSource:
         return self._sequence_face
 
     def _find_sequence_face(self) -> tuple[int, int, int, int] | None:
-        from ..portrait.matte import plate_face
+        from .portrait.matte import plate_face
 
         if importlib.util.find_spec("mediapipe") is None:  # a node without the 'portrait' extra
             log.warning("%s: framed by the matte: MediaPipe (pip install 'relit[portrait]') finds the face the "
@@ -199,14 +199,14 @@ class FrameSource:
 
     def __iter__(self) -> Iterator[tuple[int, Path, PreparedPlate, np.ndarray]]:
         """(frame, plate path, prepared plate, initial noise per light [L, C, h, w])."""
-        from ..temporal.noise import latent_flow, warp_noise
+        from .temporal.noise import latent_flow, warp_noise
 
         job, res = self.job, self.info.config.resolution
         noise, previous = light_noise(self.keys, job.seed, self.latent_shape), None
         for frame, path in self.frames.items():
             plate = read_plate(path, job.colour_space, job.working_space)
             if self.mattes is None and (job.matte == AUTO_MATTE or not plate.has_alpha):
-                from ..portrait.matte import auto_matte
+                from .portrait.matte import auto_matte
 
                 rgb = plate.rgb  # un-premultiplied: the automatic matte is applied to it
                 if plate.has_alpha:
@@ -288,7 +288,7 @@ def choose_bundle(job: RelightJob) -> tuple[RelightJob, str | None]:
     """The job with an ``auto`` bundle replaced by the shipped bundle for its plate's subject (a
     subject-specific bundle trained on it, else the general portrait bundle), and why (logged);
     a job that names its bundle is returned as it is, with None."""
-    from ..model.bundle import shipped_bundle_for
+    from .model.bundle import shipped_bundle_for
 
     if job.bundle != AUTO_BUNDLE:
         return job, None
@@ -303,8 +303,8 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
 
     ``pipe_and_info``: an already loaded ``(pipeline, BundleInfo)`` (a worker that keeps it).
     """
-    from ..model.bundle import load_bundle, read_info
-    from ..model.objectives import make_objective
+    from .model.bundle import load_bundle, read_info
+    from .model.objectives import make_objective
 
     job.validate()
     job, choice = choose_bundle(job)
