@@ -4,7 +4,7 @@ import bpy
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
 
-from core.relight.strategies import AUTO, STRATEGIES
+from core.relight.strategies import AUTO, STAGE, STRATEGIES
 
 # the HDRI strategies of core's registry; the scene's choice is the job's hdri_strategy as it is
 MODES = [(s.name, s.label, s.description) for s in STRATEGIES.values() if s is not AUTO]
@@ -38,7 +38,7 @@ class RELIT_SceneSettings(bpy.types.PropertyGroup):
     bundle: StringProperty(name="Bundle", subtype="DIR_PATH", description="Model bundle (default: preferences)")
     anchor: PointerProperty(name="Subject anchor", type=bpy.types.Object,
                             description="Light directions and distances are measured from this object")
-    mode: EnumProperty(name="Mode", items=MODES, default="stage")
+    mode: EnumProperty(name="Mode", items=MODES, default=STAGE.name)
     clusters: IntProperty(name="Area lights", default=8, min=1, max=64, description="K for the area mode")
     steps: IntProperty(name="Steps", default=0, min=0, max=500,
                        description="Sampler steps (0: the bundle's recipe, chosen by measurement)")
