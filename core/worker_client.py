@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import RelitError
-from .worker_protocol import PROTOCOL, Error, Hello, Log, Progress, Result
+from .worker_protocol import PROTOCOL, Error, Exit, Hello, Log, Progress, Result
 
 
 class WorkerError(RelitError):
@@ -95,7 +95,7 @@ class WorkerClient:
                 self.events.put(json.loads(line))
             except json.JSONDecodeError:
                 self.events.put(Error(None, "ProtocolError", f"not JSON: {line[:200]!r}").to_json())
-        self.events.put({"type": "exit", "code": self.proc.wait()})
+        self.events.put(Exit(self.proc.wait()).to_json())
 
     def _next(self, timeout: float | None) -> dict | None:
         try:
@@ -128,7 +128,7 @@ class WorkerClient:
             except WorkerError as e:
                 job.error = str(e)
             return
-        if kind == "exit":
+        if kind == Exit.type:
             if not job.finished:
                 job.error = (f"the worker exited (code {event.get('code')}) before the job finished"
                              + ("" if self.hello else f"; it never said hello: is relit installed for {self.python}?"))

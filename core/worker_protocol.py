@@ -59,3 +59,10 @@ class Error(Event):
     kind: str                    # the exception's class name ("ValidationError", "Cancelled", "ProtocolError")
     message: str                 # what went wrong and the fix, for the artist
     cancelled: bool = False      # the client asked for it
+
+
+@dataclass(frozen=True)
+class Exit(Event):
+    """Not sent by the worker: the client queues it when the worker's output ends."""
+    type: ClassVar[str] = "exit"
+    code: int                    # the worker process's exit status
