@@ -29,6 +29,16 @@ def _prefs(context):
     return context.preferences.addons[__package__].preferences
 
 
+def _path(value: str, what: str) -> str:
+    """A path setting made absolute. A ``//`` path is relative to the .blend file; with an unsaved file
+    Blender would resolve it against its own working directory, so outputs would land wherever
+    Blender was started: refused, naming the setting."""
+    if value.startswith("//") and not bpy.data.filepath:
+        raise ValidationError(f"{what} {value!r} is relative to the .blend file, which has not been saved: "
+                              "save the .blend (File > Save) or give an absolute path")
+    return bpy.path.abspath(value)
+
+
 def _stage_radius(bundle: str) -> float:
     """The bundle's stage OLAT radius (beta = 0), read from relit.json without loading the model; for
     the shipped bundles ("auto"), that of the stage they were all trained on (the default layout)."""
@@ -44,15 +54,15 @@ def build_job(context) -> tuple[dict, object]:
     """(job JSON, SceneRig) for the scene's lighting and settings."""
     scene, settings = context.scene, context.scene.relit
     prefs = _prefs(context)
-    bundle = bpy.path.abspath(settings.bundle or prefs.bundle) or AUTO_BUNDLE  # none set: relit's shipped ones
+    bundle = _path(settings.bundle or prefs.bundle, "Bundle") or AUTO_BUNDLE  # none set: relit's shipped ones
     if not settings.plate:
         raise ValidationError("no plate: choose the flat-lit plate (an EXR or a name.####.exr sequence)")
     context.view_layer.update()  # object matrices as the scene now stands
     found = scene_rig(scene, settings.anchor, _stage_radius(bundle))
-    plate = bpy.path.abspath(settings.plate)
+    plate = _path(settings.plate, "Plate")
     job = RelightJob(
-        bundle=bundle, input=plate, output=bpy.path.abspath(settings.output), rig=found.rig,
-        matte=bpy.path.abspath(settings.matte) if settings.matte else None,
+        bundle=bundle, input=plate, output=_path(settings.output, "Output"), rig=found.rig,
+        matte=_path(settings.matte, "Matte") if settings.matte else None,
         frames=f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range and "#" in plate else None,
         hdri_strategy=settings.mode, clusters=settings.clusters, steps=settings.steps or None,
         guidance_image=settings.guidance_image, guidance_light=settings.guidance_light, seed=settings.seed,
@@ -196,9 +206,9 @@ class RELIT_OT_render_gaussian_view(_WorkerOperator, bpy.types.Operator):
         settings, scene = context.scene.relit, context.scene
         if not settings.recon:
             raise ValidationError("no reconstruction: choose the folder relit reconstruct wrote")
-        params = {"recon": bpy.path.abspath(settings.recon), "camera": camera_json(scene),
+        params = {"recon": _path(settings.recon, "Reconstruction"), "camera": camera_json(scene),
                   "frames": f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range else None,
-                  "output": bpy.path.abspath(settings.views_output), "ply": True}
+                  "output": _path(settings.views_output, "Views"), "ply": True}
         return params, "render-views"
 
     def apply(self, context, result: dict) -> None:
@@ -218,9 +228,9 @@ class RELIT_OT_import_gaussians(bpy.types.Operator):
     def execute(self, context):
         from .gaussians_io import import_ply_sequence
 
-        folder = bpy.path.abspath(self.directory or str(Path(bpy.path.abspath(context.scene.relit.views_output))
-                                                        / "ply"))
         try:
+            folder = (_path(self.directory, "Folder") if self.directory
+                      else str(Path(_path(context.scene.relit.views_output, "Views")) / "ply"))
             collection = import_ply_sequence(folder, context.scene)
         except RelitError as e:
             self.report({"ERROR"}, f"relit: {e}")

@@ -149,7 +149,7 @@ def test_the_build_fails_on_a_missing_module_a_heavy_import_or_an_absolute_impor
 # it is pressed / drawn here). Relight runs through a real worker (the preferences' Python) with the
 # shipped default bundle; its comp is rendered with a gain and a tint changed.
 RELIGHT = """
-import math
+import math, os
 plate, out = sys.argv[4:6]
 prefs.python, prefs.bundle = sys.executable, sys.argv[6]
 scene = bpy.context.scene
@@ -196,7 +196,13 @@ for cls in [c for c in bpy.types.Panel.__subclasses__() + bpy.types.AddonPrefere
     cls.draw(Drawn(prefs if issubclass(cls, bpy.types.AddonPreferences) else cls, log), bpy.context)
 
 s = scene.relit
-s.plate, s.output, s.use_scene_range = plate, out, False
+s.plate, s.use_scene_range = plate, False
+try:  # the default Output "//relit/" and no .blend saved: refused (an error report raises in background)
+    unsaved = list(bpy.ops.relit.relight())
+except RuntimeError as e:
+    unsaved = str(e)
+cwd = sorted(os.listdir("."))
+s.output = out
 operators = sorted(c.bl_idname for c in bpy.types.Operator.__subclasses__() if ours(c))
 relit = bpy.ops.relit.relight()
 tree = scene.compositing_node_group
@@ -219,6 +225,7 @@ left = [n for n in ("RELIT_PT_main", "RELIT_OT_relight") if hasattr(bpy.types, n
 top_level = [m for m in sys.modules if m.split(".")[0] in ("core", "compositor_nodes", "blender_addon")
              and sys.modules[m] is not None]  # nothing imported a top-level package
 print(json.dumps({"installed": list(installed), "relight": list(relit) + list(relit_again), "groups": groups,
+                  "unsaved": unsaved, "cwd": cwd,
                   "comp": tree.name, "operators": operators, "drawn": drawn,
                   "grades": sorted(grades), "left": left, "top_level": top_level,
                   "vendored": type(ext.scene_rig.scene_rig(scene).rig).__module__}))
@@ -234,6 +241,9 @@ def test_the_shipped_extension_relights_through_the_worker_and_its_comp_renders(
     out = run_shipped(build, extension_zip, tmp_path, RELIGHT, plate, str(tmp_path / "relit"),
                       str(ROOT / "bundle" / "default"))
     assert out["installed"] == ["FINISHED"] and out["relight"] == ["FINISHED", "FINISHED"]
+    # an unsaved .blend with the default "//relit/" output is refused, nothing written where Blender runs
+    assert "Output '//relit/' is relative to the .blend file, which has not been saved" in out["unsaved"]
+    assert "relit" not in out["cwd"]
     assert out["groups"] == sorted(["relit Grade", out["comp"]]), out["groups"]  # one group per shot
     assert out["vendored"] == f"{EXT}.core.lighting.rig" and out["top_level"] == []
     assert out["grades"] == ["grade_key", "grade_rim"]
