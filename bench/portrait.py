@@ -4,6 +4,7 @@ validation step of its runs (``relit train --conditioning envmap`` writes them t
     python bench/portrait.py --runs RUNS_DIR --section portrait-ablation
     python bench/portrait.py --sheet RUN --out docs/portrait_RUN.png   # held-out pairs: input, model, truth
     python bench/portrait.py --eval RUN --regressor RUN2 --out docs/portrait_eval.png --section portrait-eval
+    python bench/portrait.py --generalisation RUN --regressor RUN2 --pairs 48 --section portrait-generalisation
 
 RUNS_DIR holds one run folder per candidate and seed, named ``CANDIDATE-sSEED``; the candidates'
 commands are read from the runs' checkpoints. Every run scores the same held-out pairs (the
@@ -93,10 +94,12 @@ def table(folder: Path) -> str:
         last = [rows[-1][f"{split}_env_ssim"] for rows in seeds.values()]
         baseline += [rows[-1][f"{split}_input_x_constant_psnr"] for rows in seeds.values()]
         lines.append(f"| {name} | {len(seeds)} | " + " | ".join(cells) + f" | {_cell(last)} |")
-    lines.append(f"| input x best constant (the scale fitted to the truth) | | "
+    lines.append("| input x best constant (the scale fitted to the truth) | | "
                  + " | ".join(_cell(sorted(set(baseline))) for _ in steps) + " | |")
-    commands = [f"- `{name}`: `{_command(folder / f'{name}-s{min(seeds)}')}`" for name, seeds in sorted(runs.items())]
-    return "\n".join(lines) + "\n\nRuns (seed 0's command; the others differ in `--seed` only):\n\n" + "\n".join(commands)
+    commands = [f"- `{name}`: `{_command(folder / f'{name}-s{min(seeds)}')}`"
+                for name, seeds in sorted(runs.items())]
+    return ("\n".join(lines) + "\n\nRuns (seed 0's command; the others differ in `--seed` only):\n\n"
+            + "\n".join(commands))
 
 
 def sheet(run: Path, out: Path, pairs: int = 16, shown: int = 6) -> str:
@@ -114,7 +117,7 @@ def sheet(run: Path, out: Path, pairs: int = 16, shown: int = 6) -> str:
     trainer = Trainer(TrainConfig(**json.loads(state.read_text())["config"]))
     pipe = trainer.pipeline(trainer.ema_model())
     batch = trainer.data.sample_portrait(np.random.default_rng(1234), pairs, trainer.split.val_views,
-                                         trainer.environments)
+                                         trainer.environments, distinct=True)
     rows, tiles = [], []
     for b in range(pairs):
         x, y, m = batch["flat"][b], batch["target"][b], batch["alpha"][b] > 0.5
@@ -155,6 +158,67 @@ def _mesh_shading(x: np.ndarray, environment: np.ndarray) -> np.ndarray | None:
     return shading_relight(x, found[0], found[1], sh)
 
 
+ORACLE_SIGMAS = (4.0, 2.0)  # px at model resolution: the shading-only oracles' blur
+
+
+def _ratio_oracle(x: np.ndarray, y: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:  # [H, W, 3]
+    """The input times the truth / input ratio blurred at ``sigma`` px over the subject: what a model
+    that changes only the shading, at that sharpness, could reach at best (it is told the truth)."""
+    import cv2
+
+    w = mask.astype(np.float32)[..., None]
+    blur = lambda a: cv2.GaussianBlur(a, (0, 0), sigma)  # noqa: E731
+    return x * (blur(y * w) + 1e-4) / (blur(x * w) + 1e-4)
+
+
+def _pipes(run: Path, regressor: Path | None) -> dict:
+    """Name -> (pipeline, objective) of the run's model and the regressor's, at their last checkpoints."""
+    trainer = _trainer(run)
+    pipes = {f"model: {run.name} (step {trainer.step})": (trainer.pipeline(trainer.ema_model()), trainer.objective)}
+    if regressor is not None:
+        other = _trainer(regressor)
+        pipes[f"regressor: {regressor.name} (step {other.step})"] = (other.pipeline(other.ema_model()), other.objective)
+    return pipes
+
+
+def generalisation(run: Path, regressor: Path | None, pairs: int) -> str:
+    """The same random lighting pairs on training people and on held-out people: PSNR with the scale
+    fitted to the truth, and the gain over the input times that scale. Equal gains mean the model
+    is not fitted to the people it saw; the held-out pairs alone cannot say it, their difficulty
+    varies with the lightings drawn."""
+    import torch
+
+    from core.model.metrics import best_scale, psnr
+
+    torch.set_num_threads(1)
+    trainer = _trainer(run)
+    pipes = _pipes(run, regressor)
+    data, split, rng = trainer.data, trainer.split, np.random.default_rng(7)
+    names = ["input x fitted scale", *pipes, *(f"oracle: shading ratio blurred {s:g} px" for s in ORACLE_SIGMAS)]
+    scores = {side: {name: [] for name in names} for side in ("training", "held-out")}
+    for b in range(pairs):
+        train_view, held_view = int(rng.choice(split.train_views)), int(rng.choice(split.val_views))
+        lightings = data.portrait_lightings(rng, train_view, trainer.environments, distinct=True)
+        for side, view in (("training", train_view), ("held-out", held_view)):
+            x, y, env = data.portrait_pair(view, *lightings)
+            m = data.alpha[view] > 0.5
+            preds = {"input x fitted scale": x}
+            preds.update({name: pipe(x, environment=env[None], num_inference_steps=objective.default_steps,
+                                     seed=b).images[0] for name, (pipe, objective) in pipes.items()})
+            preds.update({f"oracle: shading ratio blurred {s:g} px": _ratio_oracle(x, y, m, s) for s in ORACLE_SIGMAS})
+            for name, p in preds.items():
+                scores[side][name].append(psnr(best_scale(p, y, m) * p, y, m))
+    lines = ["| method | training people: PSNR x fitted scale | held-out people | gain over input x scale: "
+             "training | held-out |", "| --- | ---: | ---: | ---: | ---: |"]
+    base = {side: np.array(scores[side]["input x fitted scale"]) for side in scores}
+    for name in names:
+        t, h = np.array(scores["training"][name]), np.array(scores["held-out"][name])
+        lines.append(f"| {name} | {t.mean():.2f} dB | {h.mean():.2f} dB | {np.mean(t - base['training']):+.2f} dB | "
+                     f"{np.mean(h - base['held-out']):+.2f} dB |")
+    return (f"{pairs} random lighting pairs (source and target drawn alike, never the same lighting), each "
+            f"applied to a view of a training person and a view of a held-out person.\n\n" + "\n".join(lines))
+
+
 def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, shown: int = 6) -> str:
     """Held-out pairs scored for the run's model and every baseline: PSNR, SSIM and HDR-FLIP as
     predicted and with the scale fitted to the truth, and a contact sheet."""
@@ -166,13 +230,11 @@ def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, sh
     torch.set_num_threads(1)
     trainer = _trainer(run)
     rows = {"input (unchanged)": [], "input x fitted scale": [], "mesh shading (SH, face mesh)": []}
-    pipes = {f"model: {run.name} (step {trainer.step})": (trainer.pipeline(trainer.ema_model()), trainer.objective)}
-    if regressor is not None:
-        other = _trainer(regressor)
-        pipes[f"regressor: {regressor.name} (step {other.step})"] = (other.pipeline(other.ema_model()), other.objective)
+    pipes = _pipes(run, regressor)
     rows.update({name: [] for name in pipes})
+    rows.update({f"oracle: shading ratio blurred {s:g} px": [] for s in ORACLE_SIGMAS})
     batch = trainer.data.sample_portrait(np.random.default_rng(1234), pairs, trainer.split.val_views,
-                                         trainer.environments)
+                                         trainer.environments, distinct=True)
     found, tiles = 0, []
     for b in range(pairs):
         x, y, m, env = batch["flat"][b], batch["target"][b], batch["alpha"][b] > 0.5, batch["environment"][b]
@@ -183,6 +245,7 @@ def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, sh
         for name, (pipe, objective) in pipes.items():
             preds[name] = pipe(x, environment=env[None], num_inference_steps=objective.default_steps,
                                seed=b).images[0]
+        preds.update({f"oracle: shading ratio blurred {s:g} px": _ratio_oracle(x, y, m, s) for s in ORACLE_SIGMAS})
         for name, p in preds.items():
             c = best_scale(p, y, m)
             rows[name].append([psnr(p, y, m), ssim(p, y, m), flip(p, y, m), psnr(c * p, y, m), ssim(c * p, y, m)])
@@ -199,7 +262,8 @@ def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, sh
         lines.append(f"| {name} | {v[0]:.2f} dB | {v[1]:.3f} | "
                      f"{v[2]:.3f} | {v[3]:.2f} dB | {v[4]:.3f} |")
     people = sorted({trainer.data.views[i].identity for i in trainer.split.val_views})
-    return (f"{pairs} held-out pairs of {len(people)} people never trained on ({people[0]} ... {people[-1]}); "
+    return (f"{pairs} held-out pairs of {len(people)} people never trained on ({people[0]} ... {people[-1]}), "
+            f"no pair's target lighting its source's; "
             f"MediaPipe found the face on {found} of {pairs} inputs (the mesh-shading row leaves the others "
             f"unchanged).\n\n" + "\n".join(lines))
 
@@ -215,7 +279,7 @@ def guidance_grid(run: Path, pairs: int, image_scales: list[float], light_scales
     trainer = _trainer(run)
     pipe, steps = trainer.pipeline(trainer.ema_model()), trainer.objective.default_steps
     batch = trainer.data.sample_portrait(np.random.default_rng(1234), pairs, trainer.split.val_views,
-                                         trainer.environments)
+                                         trainer.environments, distinct=True)
     lines = ["| lambda_I \\ lambda_L | " + " | ".join(f"{g:g}" for g in light_scales) + " |",
              "| ---: |" + " ---: |" * len(light_scales)]
     for gi in image_scales:
@@ -240,8 +304,11 @@ def main() -> None:
     parser.add_argument("--sheet", type=Path, help="a run folder: contact sheet of held-out pairs (with --out)")
     parser.add_argument("--out", type=Path, help="the contact sheet's PNG")
     parser.add_argument("--eval", type=Path, help="a run folder: its model and the baselines on held-out pairs")
-    parser.add_argument("--regressor", type=Path, help="with --eval: the same-size deterministic regressor's run")
-    parser.add_argument("--pairs", type=int, default=48, help="with --eval: held-out pairs scored")
+    parser.add_argument("--regressor", type=Path,
+                        help="with --eval and --generalisation: the same-size deterministic regressor's run")
+    parser.add_argument("--pairs", type=int, default=48, help="with --eval and --generalisation: pairs scored")
+    parser.add_argument("--generalisation", type=Path, help="a run folder: the same lightings on training and "
+                        "held-out people (with --regressor, --pairs)")
     parser.add_argument("--guidance", type=Path, help="a run folder: its dual-guidance grid on held-out pairs")
     parser.add_argument("--image-scales", type=float, nargs="+", default=[1.0, 1.5, 2.0], help="with --guidance")
     parser.add_argument("--light-scales", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0],
@@ -252,11 +319,14 @@ def main() -> None:
     if args.sheet:
         print(sheet(args.sheet, args.out or Path(f"{args.sheet.name}.png")))
         return
-    if args.guidance or args.eval:
+    if args.guidance or args.eval or args.generalisation:
         command = " ".join(["python bench/portrait.py", *sys.argv[1:]])
         if args.guidance:
             title = ": dual classifier-free guidance"
             result = guidance_grid(args.guidance, args.pairs, args.image_scales, args.light_scales)
+        elif args.generalisation:
+            title = ": training people against held-out people"
+            result = generalisation(args.generalisation, args.regressor, args.pairs)
         else:
             title = " against its baselines on held-out people"
             result = evaluate(args.eval, args.regressor, args.out, args.pairs)

@@ -133,6 +133,31 @@ def test_portrait_pairs_are_the_olats_under_the_drawn_lightings(capture, tmp_pat
         assert (left / right if side < 0 else right / left) > 1.5
 
 
+def test_scored_pairs_never_relight_to_the_source_lighting(capture, tmp_path):
+    """A pair whose target lighting is its source's makes the input times a constant exact (PSNR ~200
+    dB): validation and the benchmarks draw distinct pairs; training may keep such pairs."""
+    from core.errors import ValidationError
+    from core.lighting.random_lighting import LightingMix
+
+    trainer = Trainer(_cfg(capture, tmp_path / "distinct", steps=1, conditioning="envmap", environments=["forest"]))
+    data, views = trainer.data, trainer.split.train_views
+    mostly_flat = LightingMix(hdri=0.1, lamps=0.0, flat=0.9, mixed=0.0)
+
+    def same(distinct: bool) -> int:
+        rng = np.random.default_rng(0)
+        pairs = [data.portrait_lightings(rng, views[0], trainer.environments, mostly_flat, distinct=distinct)
+                 for _ in range(40)]
+        return sum(np.array_equal(a, b) for a, b in pairs)
+
+    assert same(False) > 10 and same(True) == 0  # ~0.8 of the pairs repeat the lighting unless distinct
+    batch = data.sample_portrait(np.random.default_rng(1), 6, views, trainer.environments, mostly_flat,
+                                 distinct=True)
+    assert all(np.abs(batch["flat"][b] - batch["target"][b]).max() > 0 for b in range(6))
+    flat_only = LightingMix(hdri=0.0, lamps=0.0, flat=1.0, mixed=0.0)
+    with pytest.raises(ValidationError, match="draws a single lighting"):
+        data.portrait_lightings(np.random.default_rng(0), views[0], trainer.environments, flat_only, distinct=True)
+
+
 def test_multitask_mixes_unconditional_real_images(capture, tmp_path):
     import OpenImageIO as oiio
     from skimage import data as skdata

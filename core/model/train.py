@@ -398,7 +398,7 @@ class Trainer:
 
     def _validate_environment(self, model: RelightModel, rng: np.random.Generator) -> dict:
         views = self.split.val_views or self.split.train_views
-        batch = self.data.sample_portrait(rng, self.cfg.val_samples, views, self.environments)
+        batch = self.data.sample_portrait(rng, self.cfg.val_samples, views, self.environments, distinct=True)
         pipe = self.pipeline(model)
         scores = []
         for b in range(len(batch["flat"])):
