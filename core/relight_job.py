@@ -143,7 +143,7 @@ class FrameSource:
     def check_headers(self) -> list[str]:
         """Read every frame's header (an unreadable file fails here, before anything is written);
         returns warnings. A subject-specific bundle on another subject's plate is an error unless
-        the job allows it."""
+        the job allows it; on a plate of unknown subject it is a warning."""
         warnings: list[str] = []
         bundle_subject = None if self.info.subject == GENERAL_SUBJECT else self.info.subject  # relights anyone
         for frame, path in self.frames.items():
@@ -157,6 +157,13 @@ class FrameSource:
                 if not self.job.allow_other_subject:
                     raise ValidationError(message + ". Use a bundle for this subject, or pass "
                                                     "--allow-other-subject to run it anyway")
+                if message not in warnings:
+                    warnings.append(message)
+            elif bundle_subject and not subject:
+                message = (f"{path}: the plate carries no subject tag (relit/subject) and bundle {self.info.id} was "
+                           f"trained on subject {bundle_subject!r} only; if this is anyone else, relight with the "
+                           "portrait bundle (--bundle auto picks it for an untagged plate), or tag the plate with "
+                           "--subject")
                 if message not in warnings:
                     warnings.append(message)
         return warnings

@@ -183,6 +183,21 @@ def test_other_subject_is_allowed_with_a_warning(tmp_path, bundle):
     assert len(report.frames) == 1 and "face-0099" in report.warnings[0]
 
 
+def test_a_subject_specific_bundle_on_an_untagged_plate_warns(tmp_path, bundle):
+    """A plate with no subject tag may show anyone: the subject-specific bundle still runs (it may be
+    its subject, shot without relit's tag), and the report says which subject it knows and the way out."""
+    plates = _plates(tmp_path, [1])
+    rgb, alpha = read_channels(tmp_path / "flat.0001.exr", ["R", "G", "B"]), read_channels(
+        tmp_path / "flat.0001.exr", ["A"])[..., 0]
+    write_rgba(tmp_path / "flat.0001.exr", rgb, alpha)  # the same pixels, no relit/subject attribute
+    report = run_relight(_job(bundle, plates, tmp_path / "out"))
+    assert len(report.frames) == 1 and len(report.warnings) == 1
+    assert "no subject tag" in report.warnings[0] and "portrait bundle" in report.warnings[0]
+    (tmp_path / "tagged").mkdir()
+    tagged = run_relight(_job(bundle, _plates(tmp_path / "tagged", [1]), tmp_path / "tagged_out"))
+    assert not any("subject" in w for w in tagged.warnings)  # its own subject: nothing to say
+
+
 def test_cli_reports_a_bad_rig_with_the_file_and_field(tmp_path, bundle):
     plates = _plates(tmp_path, [1])
     rig = example_rig().to_json()
