@@ -17,10 +17,9 @@ from compositor_nodes.defaults import default_graph
 from core.errors import RelitError, ValidationError
 from core.io.sequence import frame_path, is_sequence
 from core.jobs import AUTO_BUNDLE, RelightJob
-from core.validation import load_json
 
 from .dispatch import current_dispatcher
-from .scene_rig import scene_rig
+from .scene_rig import bundle_stage_radius, scene_rig
 
 TIMER_SECONDS = 0.1
 
@@ -39,17 +38,6 @@ def _path(value: str, what: str) -> str:
     return bpy.path.abspath(value)
 
 
-def _stage_radius(bundle: str) -> float:
-    """The bundle's stage OLAT radius (beta = 0), read from relit.json without loading the model; for
-    the shipped bundles ("auto"), that of the stage they were all trained on (the default layout)."""
-    if bundle == AUTO_BUNDLE:
-        from core.lighting.layout import builtin_layout
-
-        return float(builtin_layout("default").olat_radius)
-    data = load_json(Path(bundle) / "relit.json", "the model bundle folder has no relit.json")
-    return float(data.get("model", {}).get("stage_radius", 0.18))
-
-
 def build_job(context) -> tuple[dict, object]:
     """(job JSON, SceneRig) for the scene's lighting and settings."""
     scene, settings = context.scene, context.scene.relit
@@ -58,7 +46,7 @@ def build_job(context) -> tuple[dict, object]:
     if not settings.plate:
         raise ValidationError("no plate: choose the flat-lit plate (an EXR or a name.####.exr sequence)")
     context.view_layer.update()  # object matrices as the scene now stands
-    found = scene_rig(scene, settings.anchor, _stage_radius(bundle))
+    found = scene_rig(scene, settings.anchor, bundle_stage_radius(bundle))
     plate = _path(settings.plate, "Plate")
     job = RelightJob(
         bundle=bundle, input=plate, output=_path(settings.output, "Output"), rig=found.rig,

@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import bpy
 import numpy as np
 
 from core.errors import ColourError, ValidationError
 from core.io.colour import convert
+from core.jobs import AUTO_BUNDLE
 from core.lighting.area import beta_from_radius
 from core.lighting.blackbody import blackbody_rgb
 from core.lighting.camera import world_to_camera_directions
 from core.lighting.rig import Environment, Light, LightRig
+from core.validation import load_json
 
 # Blender's scene working spaces -> relit's
 WORKING_SPACES = {"Linear Rec.709": "lin_rec709", "ACEScg": "acescg"}
@@ -43,6 +46,17 @@ class SceneRig:
     working_space: str                   # relit's name of the scene's working colour space
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (light name, why it is left out)
     notes: list[tuple[str, str]] = field(default_factory=list)    # (light name, what the model will see)
+
+
+def bundle_stage_radius(bundle: str) -> float:
+    """The bundle's stage OLAT radius (beta = 0), read from relit.json without loading the model; for
+    the shipped bundles ("auto"), that of the stage they were all trained on (the default layout)."""
+    if bundle == AUTO_BUNDLE:
+        from core.lighting.layout import builtin_layout
+
+        return float(builtin_layout("default").olat_radius)
+    data = load_json(Path(bundle) / "relit.json", "the model bundle folder has no relit.json")
+    return float(data.get("model", {}).get("stage_radius", 0.18))
 
 
 def working_space(scene_data=None) -> str:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ._version import __version__
-from .errors import RelitError
+from .errors import RelitError, ValidationError
 from .jobs import NOISE_MODES, SAMPLERS
 from .lighting.hdri import MISSING_POLICIES
 from .model.conditioning import CONDITIONINGS, OLAT
@@ -167,7 +167,28 @@ def cmd_info(args: argparse.Namespace) -> None:
         _print_exr(_resolve_hdri(args.path))
 
 
+def _rig_from_blend(args: argparse.Namespace) -> None:
+    """``relit rig --blend``: the add-on's scene conversion in a Python process of its own (bpy never
+    loads into core's); its errors are already reported, its exit code is passed on."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("bpy") is None:
+        raise ValidationError(f"{args.blend}: reading a .blend needs the bpy module in this Python "
+                              "(pip install bpy==5.0.1)")
+    command = [sys.executable, "-m", "blender_addon.rig_export", args.blend, "-o", args.output]
+    for flag in ("scene", "camera", "anchor", "bundle"):
+        if getattr(args, flag):
+            command += [f"--{flag}", getattr(args, flag)]
+    code = subprocess.run(command).returncode
+    if code:
+        raise SystemExit(code)
+
+
 def cmd_rig(args: argparse.Namespace) -> None:
+    if args.blend:
+        _rig_from_blend(args)
+        return
     import numpy as np
 
     from .lighting.camera import front_camera_c2w
@@ -587,13 +608,21 @@ def _add_info(sub) -> None:
 
 def _add_rig(sub) -> None:
     """``relit rig``."""
-    p = sub.add_parser("rig", help="make a LightRig JSON from an HDRI",
-                       description="Make a LightRig from a lat-long HDRI. With --layout, the HDRI is also "
-                                   "projected onto the stage's light directions (energy-conserving cells), "
-                                   "one 'olat' light each, as seen from the camera.")
-    p.add_argument("--hdri", required=True,
-                   help="lat-long EXR/HDR file, or a Blender bundled HDRI name: city, courtyard, forest, "
-                        "interior, night, studio, sunrise, sunset")
+    p = sub.add_parser("rig", help="make a LightRig JSON from an HDRI or a .blend's lamps and world",
+                       description="Make a LightRig from a lat-long HDRI or from a saved .blend. With --layout, "
+                                   "the HDRI is also projected onto the stage's light directions (energy-"
+                                   "conserving cells), one 'olat' light each, as seen from the camera. With "
+                                   "--blend, the scene's lamps and world HDRI become the rig exactly as the "
+                                   "add-on's Relight button converts them (needs bpy).")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--hdri", help="lat-long EXR/HDR file, or a Blender bundled HDRI name: city, courtyard, "
+                                       "forest, interior, night, studio, sunrise, sunset")
+    source.add_argument("--blend", help="a saved .blend: its lamps and world, seen by its camera")
+    p.add_argument("--scene", help="with --blend: scene name (default: the file's active scene)")
+    p.add_argument("--camera", help="with --blend: camera object (default: the scene's camera)")
+    p.add_argument("--anchor", help="with --blend: object at the subject (default: the world origin)")
+    p.add_argument("--bundle", help="with --blend: bundle whose stage sets the lamps' sizes (default: the "
+                                    "shipped bundles' stage)")
     p.add_argument("--rotation", default="0",
                    help="DEG turns the world about the vertical axis; X,Y,Z are Euler XYZ degrees as "
                         "Blender's Mapping node shows them (default 0)")

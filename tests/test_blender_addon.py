@@ -87,6 +87,33 @@ print(json.dumps({"rig": found.rig.to_json(), "skipped": dict(found.skipped), "s
 """ % STAGE_RADIUS
 
 
+def test_relit_rig_blend_writes_the_rig_the_add_on_computes(tmp_path):
+    """A TD's route: the scene saved as a .blend, ``relit rig --blend`` writes the rig the add-on's
+    button computes in that scene (same lamps, same stage radius); bad names exit 2 naming the file."""
+    from core.io.exr import write_rgba
+
+    hdri = tmp_path / "sky.exr"
+    write_rgba(hdri, np.ones((8, 16, 3), np.float32), np.ones((8, 16), np.float32))
+    blend = tmp_path / "shot.blend"
+    out = run_bpy(SCENE + """
+from blender_addon.scene_rig import bundle_stage_radius
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2])
+print(json.dumps(scene_rig(scene, anchor, bundle_stage_radius("auto")).rig.to_json()))
+""", str(hdri), str(blend))
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
+    cli = [sys.executable, "-m", "core.cli", "rig", "--blend", str(blend), "--anchor", "head"]
+    run = subprocess.run(cli + ["-o", str(tmp_path / "rig.json")], capture_output=True, text=True, cwd=ROOT,
+                         env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads((tmp_path / "rig.json").read_text()) == out
+    assert "hidden: left out (hidden from render)" in run.stdout
+    bad = subprocess.run(cli + ["--camera", "nope", "-o", str(tmp_path / "bad.json")], capture_output=True,
+                         text=True, cwd=ROOT, env=env, timeout=300)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "shot.blend: no camera object named 'nope'; it holds ['cam']" in bad.stderr
+    assert not (tmp_path / "bad.json").exists()
+
+
 def test_scene_lights_become_a_rig_with_hand_computed_values(tmp_path):
     from core.io.exr import write_rgba
 
