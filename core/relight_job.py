@@ -1,9 +1,10 @@
 """``relit relight``: a RelightJob over a frame or a sequence, streamed frame by frame.
 
 - Every frame's file is written atomically into a version folder ``OUT/vNNN``.
-- A rerun resumes the newest version when each frame file it holds carries the input hash this
-  job would give that frame (those frames are skipped); if any differs (an edited rig, bundle,
-  setting or plate) the job renders into a new version, so nothing is ever overwritten.
+- A rerun resumes the newest version whose every frame file carries the input hash this job
+  would give that frame (those frames are skipped): the latest one, or an earlier one when the
+  artist goes back to its rig. When none matches (an edited rig, bundle, setting or plate) the
+  job renders into a new version, so nothing is ever overwritten.
 - Inputs are checked before anything is written: bundle vs strategy, the rig and its HDRI,
   every frame's header, the subject of a subject-specific bundle.
 - Each light draws its own initial noise (keyed by its direction and size); it is the same every
@@ -269,19 +270,31 @@ def _matching(job: RelightJob, source: FrameSource, job_digest: str, folder: Pat
     return done
 
 
+def _recorded_digest(folder: Path) -> str | None:
+    """The job digest a version folder's record holds (None: no readable record)."""
+    try:
+        return json.loads((folder / JOB_RECORD).read_text()).get("digest")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _choose_folder(job: RelightJob, source: FrameSource, job_digest: str) -> tuple[Path | None, set[int]]:
-    """The newest version folder to resume (and the frames it already holds), or None for a new one:
-    resumed only when every frame file it holds for this job carries the hash this job gives it."""
-    existing = versions(job.output)
-    if not existing:
-        return None, set()
-    folder = existing[-1]
-    held = {f for f in source.frames if any(p.exists() for p in _outputs(job, folder, f))}
-    if not held:
-        record = folder / JOB_RECORD
-        same = record.exists() and json.loads(record.read_text()).get("digest") == job_digest
-        return (folder if same else None), set()
-    return (folder, held) if _matching(job, source, job_digest, folder, held) == held else (None, set())
+    """The version folder to resume (and the frames it already holds), or None for a new one: the
+    newest whose every frame file for this job carries the hash this job gives it. Going back to an
+    earlier rig reuses that rig's version; an older version is read frame by frame only when its job
+    record already has this job's digest."""
+    for age, folder in enumerate(reversed(versions(job.output))):
+        same = _recorded_digest(folder) == job_digest
+        if age and not same:
+            continue
+        held = {f for f in source.frames if any(p.exists() for p in _outputs(job, folder, f))}
+        if not held:
+            if same:
+                return folder, set()
+            continue
+        if _matching(job, source, job_digest, folder, held) == held:
+            return folder, held
+    return None, set()
 
 
 def plate_subject(job: RelightJob) -> str | None:

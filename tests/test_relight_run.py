@@ -28,7 +28,7 @@ from tests.conftest import write_plates as _plates
 from tests.test_model import RES
 
 
-def test_sequence_resumes_skips_and_rerenders_into_a_new_version(tmp_path, bundle):
+def test_sequence_resumes_skips_rerenders_into_a_new_version_and_reuses_an_earlier_one(tmp_path, bundle):
     plates = _plates(tmp_path, [1001, 1002, 1003])
     events = []
     report = run_relight(_job(bundle, plates, tmp_path / "out"), events.append)
@@ -57,6 +57,12 @@ def test_sequence_resumes_skips_and_rerenders_into_a_new_version(tmp_path, bundl
            {k: v for k, v in before.items() if k.endswith(".exr")}
     key2 = read_passes(edited.folder / "relit.1002.exr")[0]["light_key"]
     np.testing.assert_allclose(key2, 1.5 * layers["light_key"], rtol=2e-3, atol=1e-3)
+    # back to the first rig: its version is reused (every frame skipped, untouched), no v003
+    back = run_relight(_job(bundle, plates, tmp_path / "out"))
+    assert back.folder == folder and all(f.skipped for f in back.frames)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("v")) == ["v001", "v002"]
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix == ".exr"} == \
+           {k: v for k, v in before.items() if k.endswith(".exr")}
 
 
 class LinearModel:
