@@ -17,6 +17,7 @@ from .lighting.hdri import MISSING_POLICIES
 from .model.conditioning import CONDITIONINGS, OLAT
 from .model.consistency import CONSISTENCY
 from .model.lr_schedules import LR_FLOOR, LR_SCHEDULES
+from .relight.cache import DEFAULT_LIMIT_MB
 from .relight.strategies import STRATEGIES
 
 log = logging.getLogger("relit")
@@ -345,7 +346,7 @@ def _job_from_args(args: argparse.Namespace):
                      basis=args.basis, steps=args.steps, guidance_image=args.guidance_image,
                      guidance_light=args.guidance_light, seed=args.seed, sampler=args.sampler, noise=args.noise,
                      samples=args.samples, consistency=args.consistency,
-                     device=args.device, batch_size=args.batch_size, margin=args.margin,
+                     device=args.device, batch_size=args.batch_size, cache_mb=args.cache_mb, margin=args.margin,
                      colour_space=args.colour_space, working_space=args.working_space, subject=args.subject,
                      allow_other_subject=args.allow_other_subject, name=args.name)
     job.validate("command line", flags=True)
@@ -780,6 +781,9 @@ def _add_relight(sub) -> None:
                    help="initial noise over a sequence: the same every frame, or carried along optical flow")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     p.add_argument("--batch-size", type=_at_least(1), default=16, help="lights per UNet batch")
+    p.add_argument("--cache-mb", type=_at_least(0), default=DEFAULT_LIMIT_MB,
+                   help="per-light predictions kept in OUT/.cache for reruns that change only intensities, "
+                        f"colours or grouping, in MB (default {DEFAULT_LIMIT_MB}; 0: keep none)")
     p.add_argument("--margin", type=float, default=0.1, help="border around the subject when cropping big plates")
     p.add_argument("--colour-space", help="the plates' colour space (default: header, else by file type)")
     p.add_argument("--working-space", default="lin_rec709", help="output scene-linear space: lin_rec709 or acescg")

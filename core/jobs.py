@@ -17,6 +17,7 @@ from .io.atomic import atomic_write_text
 from .io.sequence import parse_frame_range
 from .lighting.rig import LightRig
 from .model.consistency import CONSISTENCY
+from .relight.cache import DEFAULT_LIMIT_MB
 from .relight.strategies import STRATEGIES
 from .validation import as_number, as_numbers, check_fields, load_json
 
@@ -57,6 +58,8 @@ class RelightJob:
     noise: str = "fixed"                 # initial noise over a sequence: fixed (same every frame) | flow (warped)
     device: str = "cpu"                  # torch device of the model
     batch_size: int = 16                 # lights per UNet batch
+    cache_mb: int = DEFAULT_LIMIT_MB     # per-light predictions kept in OUTPUT/.cache, MB (0: none kept);
+                                         # a rerun changing only intensities, colours or grouping reuses them
     margin: float = 0.1                  # border around the subject's box when cropping big plates
     colour_space: str | None = None      # the plates' colour space (default: header, else by file type)
     working_space: str = "lin_rec709"    # scene-linear space of the outputs: lin_rec709 | acescg
@@ -126,7 +129,7 @@ class RelightJob:
             _choice(self.consistency, CONSISTENCY, at("consistency"))
         _choice(self.missing, ("drop", "nearest"), at("missing"))
         for key, lo in (("clusters", 1), ("steps", 1), ("batch_size", 1), ("seed", 0), ("threads", 0),
-                        ("samples", 1)):
+                        ("samples", 1), ("cache_mb", 0)):
             value = getattr(self, key)
             if key == "steps" and value is None:
                 continue

@@ -37,6 +37,7 @@ from .io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
 from .jobs import AUTO_BUNDLE, AUTO_MATTE, RelightJob
 from .lighting.hdri import load_environment
 from .model.consistency import partial_stage_message
+from .relight.cache import CACHE_DIR, LightCache, frame_key
 from .relight.frame import (LightingPlan, PreparedPlate, RelightSettings, light_keys, light_noise, pass_metadata,
                             plan_lighting, prepare_plate, relight_prepared)
 
@@ -89,7 +90,7 @@ def _job_digest(job: RelightJob, bundle_sha256: str, hdri_sha256: str, recipe: d
     resolved (a job that leaves them to the bundle depends on it).
     """
     keep = {k: v for k, v in job.to_json().items()
-            if k not in ("device", "batch_size", "output", "folder", "threads")}
+            if k not in ("device", "batch_size", "output", "folder", "threads", "cache_mb")}
     parts = [keep, bundle_sha256, hdri_sha256] + ([recipe] if recipe is not None else [])
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -377,6 +378,11 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     settings = RelightSettings(steps, job.guidance_image, job.guidance_light, job.seed, sampler,
                                job.batch_size, job.samples, applied)
     light_steps = plan.inferences * job.samples * objective.evaluations(steps)
+    cache = LightCache(Path(job.output) / CACHE_DIR, job.cache_mb << 20) if job.cache_mb else None
+    # what every cached prediction of this job depends on besides its frame's pixels, light and noise
+    cache_parts = {"bundle": info.sha256, "recipe": {**info.recipe, "steps": steps, "sampler": sampler},
+                   "guidance": [job.guidance_image, job.guidance_light], "seed": job.seed, "samples": job.samples,
+                   "device": job.device}
     try:
         total = len(source.frames)
         for n, (frame, path, prepared, noise) in enumerate(source, start=1):
@@ -394,7 +400,9 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
                 counter[0] += lights
                 _emit(progress, ProgressEvent("lights", counter[0], light_steps, frame))
 
-            result = relight_prepared(pipe, plan, prepared, settings, noise, on_batch=on_batch)
+            key = frame_key(cache_parts, prepared.model_input) if cache is not None else ""
+            result = relight_prepared(pipe, plan, prepared, settings, noise, on_batch=on_batch, cache=cache,
+                                      frame_key=key)
             digest = _frame_digest(job_digest, prepared, noise)
             colour = job.working_space
             precision = "half" if job.light_chunk is None else "float"  # a chunk's share is summed later

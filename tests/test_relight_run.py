@@ -65,6 +65,54 @@ def test_sequence_resumes_skips_rerenders_into_a_new_version_and_reuses_an_earli
            {k: v for k, v in before.items() if k.endswith(".exr")}
 
 
+def test_a_rig_changing_only_intensity_colour_or_grouping_reuses_cached_predictions(tmp_path, bundle):
+    """Each light's prediction is kept in OUT/.cache: a rerun that changes only what is applied after
+    the model costs no UNet call and writes the same pixels as a fresh run without the cache."""
+    plates = _plates(tmp_path, [1, 2], shift=2)  # two different frames (identical ones share predictions)
+    first = run_relight(_job(bundle, plates, tmp_path / "out"))
+    assert all(f.evaluations == 3 * 2 for f in first.frames)
+    assert len(list((tmp_path / "out" / ".cache").glob("*.npy"))) == 2 * 3  # frames x lights
+    rig = example_rig(5.0)
+    rig.lights[1].rgb, rig.lights[2].group, rig.lights[2].name = (0.2, 0.9, 0.4), None, "kicker"
+    edited = run_relight(_job(bundle, plates, tmp_path / "out", rig=rig.to_json()))
+    assert edited.folder.name == "v002" and all(f.evaluations == 0 and not f.skipped for f in edited.frames)
+    fresh = run_relight(_job(bundle, plates, tmp_path / "fresh", rig=rig.to_json(), cache_mb=0))
+    assert all(f.evaluations == 3 * 2 for f in fresh.frames) and not (tmp_path / "fresh" / ".cache").exists()
+    for a, b in zip(edited.frames, fresh.frames):
+        layers_a, beauty_a, _ = read_passes(a.path)
+        layers_b, beauty_b, _ = read_passes(b.path)
+        assert sorted(layers_a) == ["light_key", "light_kicker", "light_soft"] == sorted(layers_b)
+        for name in layers_a:
+            np.testing.assert_array_equal(layers_a[name], layers_b[name])
+        np.testing.assert_array_equal(beauty_a, beauty_b)
+    # a moved light is a new prediction; the unchanged ones still come from the cache
+    moved = example_rig()
+    moved.lights[0].direction = (0.0, 0.6, 0.8)
+    report = run_relight(_job(bundle, plates, tmp_path / "out", rig=moved.to_json()))
+    assert all(f.evaluations == 1 * 2 for f in report.frames)
+
+
+def test_the_light_cache_evicts_the_least_recently_used_and_ignores_a_broken_entry(tmp_path):
+    import os
+
+    from core.relight.cache import LightCache
+
+    cache = LightCache(tmp_path / "cache", limit_bytes=0)
+    image = np.ones((1, 4, 4, 3), np.float32)
+    keys = [cache.key("frame", np.array([0.0, 0.0, float(i)]), np.zeros((1, 2, 2, 2))) for i in range(3)]
+    assert len(set(keys)) == 3
+    for n, key in enumerate(keys):
+        cache.put(key, image * n)
+        os.utime(cache.folder / f"{key}.npy", (1000 + n, 1000 + n))
+    size = (cache.folder / f"{keys[0]}.npy").stat().st_size
+    cache.get(keys[0])  # read: now the most recently used
+    cache.limit_bytes = 2 * size
+    assert cache.evict() == 1 and cache.get(keys[1]) is None  # the oldest unread one went
+    np.testing.assert_array_equal(cache.get(keys[2]), image * 2)
+    (cache.folder / f"{keys[0]}.npy").write_bytes(b"not an array")  # a torn or foreign file: a miss
+    assert cache.get(keys[0]) is None
+
+
 class LinearModel:
     """A stand-in model whose prediction is the input times (1 + direction.z): exactly linear, so a
     relit layer must equal the plate times a known constant at any plate size."""

@@ -31,6 +31,7 @@ from ..lighting.hdri import load_environment, project_to_layout
 from ..lighting.rig import LightRig
 from ..io.framing import Framing, face_framing, ratio_eps, subject_framing, to_model, to_plate
 from ..model.consistency import ratio_correct
+from .cache import LightCache
 from .strategies import AREA, ENVMAP, STAGE, STRATEGIES, hdri_strategy
 
 log = logging.getLogger(__name__)
@@ -288,28 +289,54 @@ class FrameResult:
 
 
 def relight_prepared(pipe, plan: LightingPlan, plate: PreparedPlate, settings: RelightSettings,
-                     noise: np.ndarray | None = None, on_batch=None, on_step=None) -> FrameResult:
+                     noise: np.ndarray | None = None, on_batch=None, on_step=None,
+                     cache: LightCache | None = None, frame_key: str = "") -> FrameResult:
     """Run the plan's inferences on a prepared plate and carry the layers back to its resolution.
 
     ``noise``: [S L, C, h, w] initial noise per sample and inference; default: :func:`light_noise`
-    of the seed. The S samples of each light are averaged."""
+    of the seed. The S samples of each light are averaged. ``cache``: inferences found there under
+    ``frame_key`` (:func:`core.relight.cache.frame_key`) cost no UNet call; the others are stored.
+    What follows the model is the same computation either way, so the passes are the same bytes."""
     samples = settings.samples
-    if noise is None and (plan.environment is not None or len(plan.directions)):
+    count = len(plan.environment) if plan.environment is not None else len(plan.directions)
+    if noise is None and count:
         noise = light_noise(light_keys(plan, samples), settings.seed, pipe.latent_shape())
     common = dict(num_inference_steps=settings.steps, guidance_image=settings.guidance_image,
                   guidance_light=settings.guidance_light, seed=settings.seed, sampler=settings.sampler,
-                  batch_size=settings.batch_size, noise=noise, callback_on_batch_end=on_batch,
-                  callback_on_step_end=on_step)
+                  batch_size=settings.batch_size, callback_on_batch_end=on_batch, callback_on_step_end=on_step)
+    m = plate.model_input.shape[0]
+    raw = np.zeros((samples, count, m, m, 3), np.float32)  # every sample of every inference, as predicted
+    todo, keys, evaluations = np.arange(count), [], 0
+    if cache is not None and count:
+        conditions = (plan.environment if plan.environment is not None
+                      else np.concatenate([plan.directions, plan.sizes[:, None]], axis=1))
+        per_light = noise.reshape((samples, count) + noise.shape[1:])
+        keys = [cache.key(frame_key, conditions[j], per_light[:, j]) for j in range(count)]
+        found = [cache.get(key) for key in keys]
+        for j, image in enumerate(found):
+            if image is not None and image.shape == raw[:, j].shape:
+                raw[:, j] = image
+        todo = np.array([j for j, image in enumerate(found) if image is None or image.shape != raw[:, j].shape],
+                        dtype=int)
+    if len(todo):
+        picked = noise.reshape((samples, count) + noise.shape[1:])[:, todo].reshape((-1,) + noise.shape[1:])
+        if plan.environment is not None:
+            out = pipe(plate.model_input, environment=np.tile(plan.environment[todo], (samples, 1, 1, 1)),
+                       noise=picked, **common)
+        else:
+            out = pipe(plate.model_input, np.tile(plan.directions[todo], (samples, 1)),
+                       np.tile(plan.sizes[todo], samples), noise=picked, **common)
+        raw = raw.astype(out.images.dtype, copy=False)  # a stand-in model may predict in float64
+        raw[:, todo] = out.images.reshape((samples, len(todo), m, m, 3))
+        evaluations = out.evaluations
+        if cache is not None:
+            for j in todo:
+                cache.put(keys[j], raw[:, j])
+            cache.evict()
+    images = raw.reshape((samples * count, m, m, 3))
     if plan.environment is not None:
-        out = pipe(plate.model_input, environment=np.tile(plan.environment, (samples, 1, 1, 1)), **common)
         scale = np.tile(plan.environment_scale, samples).astype(np.float32)[:, None, None, None]
-        images, evaluations = out.images * scale, out.evaluations
-    elif len(plan.directions):
-        out = pipe(plate.model_input, np.tile(plan.directions, (samples, 1)), np.tile(plan.sizes, samples), **common)
-        images, evaluations = out.images, out.evaluations
-    else:  # a farm unit's light chunk with nothing lit in it
-        m = plate.model_input.shape[0]
-        images, evaluations = np.zeros((0, m, m, 3), np.float32), 0
+        images = images * scale
     if samples > 1 and len(images):
         images = images.reshape((samples, -1) + images.shape[1:]).mean(axis=0)
     if plan.correction is not None:
