@@ -20,6 +20,7 @@ from core.jobs import AUTO_BUNDLE, RelightJob
 
 from .dispatch import current_dispatcher
 from .scene_rig import bundle_stage_radius, scene_rig
+from .world_bake import WORLDS_FOLDER
 
 TIMER_SECONDS = 0.1
 
@@ -46,10 +47,11 @@ def build_job(context) -> tuple[dict, object]:
     if not settings.plate:
         raise ValidationError("no plate: choose the flat-lit plate (an EXR or a name.####.exr sequence)")
     context.view_layer.update()  # object matrices as the scene now stands
-    found = scene_rig(scene, settings.anchor, bundle_stage_radius(bundle))
+    output = _path(settings.output, "Output")
+    found = scene_rig(scene, settings.anchor, bundle_stage_radius(bundle), bake_dir=Path(output) / WORLDS_FOLDER)
     plate = _path(settings.plate, "Plate")
     job = RelightJob(
-        bundle=bundle, input=plate, output=_path(settings.output, "Output"), rig=found.rig,
+        bundle=bundle, input=plate, output=output, rig=found.rig,
         matte=_path(settings.matte, "Matte") if settings.matte else None,
         frames=f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range and "#" in plate else None,
         hdri_strategy=settings.mode, clusters=settings.clusters, steps=settings.steps or None,
@@ -172,6 +174,10 @@ class RELIT_OT_relight(_WorkerOperator, bpy.types.Operator):
         job, found = build_job(context)
         for name, why in found.skipped:
             self.report({"INFO"}, f"relit: light {name!r} left out: {why}")
+        for name, how in found.approximated:
+            self.report({"WARNING"}, f"relit: light {name!r} approximated: {how}")
+        if found.world.kind == "baked":
+            self.report({"INFO"}, f"relit: world {found.world.note}")
         return job, "relight"
 
     def apply(self, context, result: dict) -> None:

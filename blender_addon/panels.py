@@ -57,14 +57,15 @@ class RELIT_PT_main(bpy.types.Panel):
         except RelitError as e:
             box.label(text=str(e), icon="ERROR")
             return
+        approximated = dict(found.approximated)
         for name, note in found.notes:
-            box.label(text=f"{name}: {note}", icon="OUTLINER_OB_LIGHT")
-        if found.rig.environment is not None:
-            env = found.rig.environment
-            box.label(text=f"World: {bpy.path.basename(env.path)} x {env.intensity:g}", icon="WORLD")
+            icon = "ERROR" if name in approximated else "OUTLINER_OB_LIGHT"
+            box.label(text=f"{name}: {note}", icon=icon)
+            if name in approximated:
+                box.label(text=f"    approximated: {approximated[name]}")
+        box.label(text=f"World: {found.world.note}", icon="WORLD")
         for name, why in found.skipped:
             box.label(text=f"{name}: left out ({why})", icon="HIDE_ON")
-
 
 CLASSES = (RELIT_PT_main,)
 

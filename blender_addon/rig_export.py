@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import bpy
 
@@ -18,6 +19,7 @@ from core.errors import RelitError, ValidationError
 from core.jobs import AUTO_BUNDLE
 
 from .scene_rig import bundle_stage_radius, scene_rig
+from .world_bake import WORLDS_FOLDER
 
 
 def _named(collection, name: str, what: str, blend: str, kind: str | None = None):
@@ -31,8 +33,9 @@ def _named(collection, name: str, what: str, blend: str, kind: str | None = None
 
 def export_rig(blend: str, output: str, scene_name: str | None = None, camera: str | None = None,
                anchor: str | None = None, bundle: str = AUTO_BUNDLE) -> list[str]:
-    """Write the rig of ``blend`` (its active scene, or ``scene_name``) to ``output``; returns one line
-    per lamp: used (and what the model sees) or left out (and why)."""
+    """Write the rig of ``blend`` (its active scene, or ``scene_name``) to ``output`` (a world that needs
+    baking is baked into ``worlds/`` beside it); returns one line per light: used (and what the model
+    sees, and what is approximated) or left out (and why), and one for the world."""
     try:
         bpy.ops.wm.open_mainfile(filepath=blend, load_ui=False)
     except RuntimeError as e:
@@ -42,9 +45,13 @@ def export_rig(blend: str, output: str, scene_name: str | None = None, camera: s
     if camera:
         scene.camera = _named(bpy.data.objects, camera, "camera object", blend, kind="CAMERA")
     anchor_object = _named(bpy.data.objects, anchor, "object", blend) if anchor else None
-    found = scene_rig(scene, anchor_object, bundle_stage_radius(bundle))
+    found = scene_rig(scene, anchor_object, bundle_stage_radius(bundle),
+                      bake_dir=Path(output).resolve().parent / WORLDS_FOLDER)
     found.rig.save(output)
-    return ([f"{name}: {note}" for name, note in found.notes]
+    approximated = dict(found.approximated)
+    return ([f"{name}: {note}" + (f" (approximated: {approximated[name]})" if name in approximated else "")
+             for name, note in found.notes]
+            + [f"world: {found.world.note}"]
             + [f"{name}: left out ({why})" for name, why in found.skipped])
 
 

@@ -14,8 +14,11 @@ Every power is multiplied by 2^exposure, every colour by the blackbody colour wh
 on. Sizes become beta from the light's angular radius seen from the anchor (point/spot: the
 radius, sun: half its angle, area: the radius of the disk of the same projected area) and the
 bundle's stage OLAT radius. Lights hidden from render, with zero power, or facing away are left
-out with a reason. Blender light groups become relit layers. The world's Environment Texture
-becomes the rig's environment with its Mapping rotation and Background strength.
+out with a reason. Blender light groups become relit layers. A lamp's own node tree is read when
+its Emission node's inputs are plain values (power x Strength, colour x Color); one fed by other nodes
+(an IES Texture, a falloff, a texture) is approximated by the plain lamp and listed as approximated.
+Emissive meshes become area lights (:mod:`.emitters`); the world is read from its Environment Texture
+file or baked (:mod:`.world_bake`).
 """
 
 from __future__ import annotations
@@ -33,8 +36,11 @@ from core.jobs import AUTO_BUNDLE
 from core.lighting.area import beta_from_radius
 from core.lighting.blackbody import blackbody_rgb
 from core.lighting.camera import world_to_camera_directions
-from core.lighting.rig import Environment, Light, LightRig
+from core.lighting.rig import Light, LightRig
 from core.validation import load_json
+
+from .emitters import depsgraph_of, emissive_objects, emitter_light
+from .world_bake import WorldLighting, world_lighting
 
 # Blender's scene working spaces -> relit's
 WORKING_SPACES = {"Linear Rec.709": "lin_rec709", "ACEScg": "acescg"}
@@ -46,6 +52,8 @@ class SceneRig:
     working_space: str                   # relit's name of the scene's working colour space
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (light name, why it is left out)
     notes: list[tuple[str, str]] = field(default_factory=list)    # (light name, what the model will see)
+    approximated: list[tuple[str, str]] = field(default_factory=list)  # (light name, what is approximated, how)
+    world: WorldLighting | None = None   # how the world lights the subject
 
 
 def bundle_stage_radius(bundle: str) -> float:
@@ -102,13 +110,35 @@ def _colour(light, space: str) -> np.ndarray:
     return rgb
 
 
+def lamp_nodes(light) -> tuple[float, np.ndarray, str | None]:
+    """(power factor, colour factor [3], approximation or None) of a lamp's own node tree: Cycles
+    multiplies the lamp's power and colour by its Emission node's Strength and Color."""
+    if not getattr(light, "use_nodes", False) or light.node_tree is None:
+        return 1.0, np.ones(3), None
+    tree = light.node_tree
+    output = next((n for n in tree.nodes if n.type == "OUTPUT_LIGHT" and n.is_active_output), None)
+    if output is None or not output.inputs["Surface"].is_linked:
+        return 0.0, np.ones(3), None
+    emission = output.inputs["Surface"].links[0].from_node
+    if emission.type != "EMISSION":
+        return 1.0, np.ones(3), f"its node tree ends in {emission.bl_label}, not Emission: used as a plain lamp"
+    strength, colour = emission.inputs["Strength"], emission.inputs["Color"]
+    fed = sorted({s.links[0].from_node.bl_label for s in (strength, colour) if s.is_linked})
+    factor = 1.0 if strength.is_linked else float(strength.default_value)
+    tint = np.ones(3) if colour.is_linked else np.array(colour.default_value[:3], dtype=np.float64)
+    how = (f"its Emission is fed by {', '.join(fed)}, which relit cannot apply: the lamp's power and colour "
+           "are used as they are" if fed else None)
+    return factor, tint, how
+
+
 def light_from_object(obj, anchor: np.ndarray, c2w: np.ndarray, stage_radius: float, space: str):
-    """(Light or None, note): one Blender light object as relit sees it."""
+    """(Light or None, note, approximation or None): one Blender light object as relit sees it."""
     light = obj.data
     m = np.array(obj.matrix_world, dtype=np.float64)
-    power = float(light.energy) * 2.0 ** float(getattr(light, "exposure", 0.0))
+    factor, tint, approximation = lamp_nodes(light)
+    power = float(light.energy) * 2.0 ** float(getattr(light, "exposure", 0.0)) * factor
     if power <= 0.0:
-        return None, "zero energy"
+        return None, "zero energy", None
     if light.type == "SUN":
         world_dir = m[:3, 2] / np.linalg.norm(m[:3, 2])  # a sun shines along its -Z: the light is at +Z
         irradiance, radius = power, float(light.angle) / 2.0
@@ -116,7 +146,7 @@ def light_from_object(obj, anchor: np.ndarray, c2w: np.ndarray, stage_radius: fl
         offset = m[:3, 3] - anchor
         d = float(np.linalg.norm(offset))
         if d < 1e-6:
-            return None, "sits on the subject anchor"
+            return None, "sits on the subject anchor", None
         world_dir = offset / d
         if light.type in ("POINT", "SPOT"):
             irradiance = power / (4.0 * math.pi * d * d)
@@ -125,12 +155,12 @@ def light_from_object(obj, anchor: np.ndarray, c2w: np.ndarray, stage_radius: fl
                 axis = -m[:3, 2] / np.linalg.norm(m[:3, 2])
                 irradiance *= spot_factor(float(axis @ -world_dir), float(light.spot_size), float(light.spot_blend))
                 if irradiance <= 0.0:
-                    return None, "the subject is outside its cone"
+                    return None, "the subject is outside its cone", None
         elif light.type == "AREA":
             normal = -m[:3, 2] / np.linalg.norm(m[:3, 2])  # an area light emits along its -Z
             facing = float(normal @ -world_dir)
             if facing <= 0.0:
-                return None, "faces away from the subject"
+                return None, "faces away from the subject", None
             sx, sy = np.linalg.norm(m[:3, 0]), np.linalg.norm(m[:3, 1])
             area = _area_m2(light) * sx * sy
             radiance = power / (math.pi * (area if getattr(light, "normalize", True) else 1.0))
@@ -138,55 +168,29 @@ def light_from_object(obj, anchor: np.ndarray, c2w: np.ndarray, stage_radius: fl
             irradiance = radiance * disk_solid_angle(projected, d)
             radius = math.atan2(math.sqrt(projected / math.pi), d)
         else:
-            return None, f"light type {light.type} is not supported"
-    rgb = _colour(light, space)
+            return None, f"light type {light.type} is not supported", None
+    rgb = _colour(light, space) * tint
     peak = float(rgb.max())
     if peak <= 0.0:
-        return None, "black colour"
+        return None, "black colour", None
     direction = world_to_camera_directions(world_dir, c2w)
     direction = direction / np.linalg.norm(direction)
     beta = float(beta_from_radius(radius, stage_radius))
     out = Light(name=obj.name, type=light.type.lower(), direction=tuple(direction.tolist()), size=beta,
-                        rgb=tuple((rgb / peak).tolist()), intensity=irradiance * peak,
-                        group=getattr(obj, "lightgroup", "") or None)
+                rgb=tuple((rgb / peak).tolist()), intensity=irradiance * peak,
+                group=getattr(obj, "lightgroup", "") or None)
     note = (f"{irradiance * peak:.4g} W/m², beta {beta:.2f}, from "
             f"({', '.join(f'{v:+.2f}' for v in direction)}) in the camera frame")
-    return out, note
+    return out, note, approximation
 
 
-def world_environment(world):
-    """The world's Environment Texture as a rig Environment, or None when it has none."""
-    if world is None or world.node_tree is None:
-        return None
-    output = next((n for n in world.node_tree.nodes if n.type == "OUTPUT_WORLD" and n.is_active_output), None)
-    if output is None or not output.inputs["Surface"].is_linked:
-        return None
-    background = output.inputs["Surface"].links[0].from_node
-    if background.type != "BACKGROUND" or not background.inputs["Color"].is_linked:
-        return None
-    texture = background.inputs["Color"].links[0].from_node
-    if texture.type != "TEX_ENVIRONMENT" or texture.image is None:
-        return None
-    path = bpy.path.abspath(texture.image.filepath, library=texture.image.library)
-    if not path or texture.image.packed_file is not None:
-        raise ValidationError(
-            f"world {world.name!r}: the environment image {texture.image.name!r} is packed or generated; relit "
-            "reads HDRIs from files: unpack it (File > External Data > Unpack Resources)")
-    rotation = (0.0, 0.0, 0.0)
-    vector = texture.inputs["Vector"]
-    if vector.is_linked:
-        mapping = vector.links[0].from_node
-        if mapping.type == "MAPPING":
-            rotation = tuple(float(v) for v in mapping.inputs["Rotation"].default_value)
-    strength = float(background.inputs["Strength"].default_value)
-    return Environment(str(bpy.path.native_pathsep(path)), rotation, strength)
-
-
-def scene_rig(scene, anchor_object=None, stage_radius: float = 0.18) -> SceneRig:
-    """The LightRig of ``scene`` as seen by its render camera from ``anchor_object``."""
+def scene_rig(scene, anchor_object=None, stage_radius: float = 0.18, bake_dir: str | Path | None = None) -> SceneRig:
+    """The LightRig of ``scene`` as seen by its render camera from ``anchor_object``. A world that is
+    not a plain Environment Texture is baked into ``bake_dir`` (reused when its node tree has not
+    changed); with ``bake_dir`` None it is only described and the rig has no environment."""
     if scene.camera is None:
         raise ValidationError(f"scene {scene.name!r} has no camera; relit needs the render camera to "
-                                     "express light directions as the plate sees them")
+                              "express light directions as the plate sees them")
     space = working_space()
     c2w = np.array(scene.camera.matrix_world, dtype=np.float64)
     c2w[:3, :3] /= np.linalg.norm(c2w[:3, :3], axis=0)  # a scaled camera object keeps its orientation only
@@ -199,15 +203,30 @@ def scene_rig(scene, anchor_object=None, stage_radius: float = 0.18) -> SceneRig
         if obj.hide_render:
             out.skipped.append((obj.name, "hidden from render"))
             continue
-        light, note = light_from_object(obj, anchor, c2w, stage_radius, space)
+        light, note, approximation = light_from_object(obj, anchor, c2w, stage_radius, space)
         if light is None:
             out.skipped.append((obj.name, note))
-        else:
-            lights.append(light)
-            out.notes.append((obj.name, note))
-    env = world_environment(scene.world)
-    if not lights and env is None:
-        raise ValidationError(f"scene {scene.name!r} has no light relit can use and no world "
-                                     "environment texture" + (f" (left out: {out.skipped})" if out.skipped else ""))
+            continue
+        lights.append(light)
+        out.notes.append((obj.name, note))
+        if approximation:
+            out.approximated.append((obj.name, approximation))
+    depsgraph = depsgraph_of(scene)
+    for obj in emissive_objects(scene):
+        if obj == anchor_object:
+            continue
+        light, note, approximations = emitter_light(obj, depsgraph, anchor, c2w, stage_radius)
+        if light is None:
+            if note:
+                out.skipped.append((obj.name, note))
+            continue
+        lights.append(light)
+        out.notes.append((obj.name, note))
+        out.approximated.extend((obj.name, how) for how in approximations)
+    out.world = world_lighting(scene.world, bake_dir)
+    env = out.world.environment
+    if not lights and env is None and out.world.kind != "bake":
+        raise ValidationError(f"scene {scene.name!r} has no light relit can use and no world light ({out.world.note})"
+                              + (f" (left out: {out.skipped})" if out.skipped else ""))
     out.rig = LightRig(lights, env, c2w.tolist())
     return out

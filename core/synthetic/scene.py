@@ -362,6 +362,40 @@ class StageScene:
         self.background.inputs["Strength"].default_value = 0.0
         return px[..., :3], px[..., 3]
 
+    def render_world(self, world=None) -> tuple[np.ndarray, np.ndarray]:
+        """(rgb, alpha) with every stage light off, under ``world`` (a bpy World; None: the stage's own,
+        black) and whatever the caller has added to the scene (an emissive card, a lamp)."""
+        self._lights_on(set())
+        stage_world = self.scene.world
+        self.scene.world = world if world is not None else stage_world
+        try:
+            px = self._render(["Combined.R", "Combined.G", "Combined.B", "Combined.A"])
+        finally:
+            self.scene.world = stage_world
+        return px[..., :3], px[..., 3]
+
+    def render_panorama(self, width: int, height: int, rotation: tuple[float, float, float]) -> np.ndarray:
+        """[height, width, 3] lat-long of the scene without the subject or the stage lights, seen from the
+        subject's origin by an equirectangular camera turned by Euler ``rotation``."""
+        bpy, scene = self.bpy, self.scene
+        camera = bpy.data.cameras.new("panorama")
+        camera.type, camera.panorama_type = "PANO", "EQUIRECTANGULAR"
+        obj = bpy.data.objects.new("panorama", camera)
+        obj.rotation_euler = rotation
+        scene.collection.objects.link(obj)
+        saved = scene.camera, scene.render.resolution_x, scene.render.resolution_y, scene.render.film_transparent
+        self._lights_on(set())
+        self.subject_obj.hide_render = True
+        scene.camera, scene.render.resolution_x, scene.render.resolution_y = obj, width, height
+        scene.render.film_transparent = False
+        try:
+            return self._render(["Combined.R", "Combined.G", "Combined.B"])
+        finally:
+            scene.camera, scene.render.resolution_x, scene.render.resolution_y, scene.render.film_transparent = saved
+            self.subject_obj.hide_render = False
+            bpy.data.objects.remove(obj)
+            bpy.data.cameras.remove(camera)
+
     def close(self) -> None:
         self._tmp.cleanup()
 
