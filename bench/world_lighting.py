@@ -41,8 +41,8 @@ def relit(args, plate: Path, rig: LightRig, name: str, subject: str, pipe_and_in
     """`relit relight` of the plate under ``rig``: the beauty (sum of the light layers)."""
     from core.relight_job import run_relight
 
-    job = RelightJob(bundle=args.bundle, input=str(plate), rig=rig.to_json(), output=str(Path(args.out) / "runs" / name),
-                     hdri_strategy="stage", seed=0, subject=subject)
+    job = RelightJob(bundle=args.bundle, input=str(plate), rig=rig.to_json(),
+                     output=str(Path(args.out) / "runs" / name), hdri_strategy="stage", seed=0, subject=subject)
     report = run_relight(job, pipe_and_info=pipe_and_info)
     layers = read_passes(report.frames[0].path)[0]
     return sum(v for k, v in layers.items() if k.startswith("light_"))
@@ -143,7 +143,7 @@ def main() -> None:
         rows.append((label, psnr(seen, truth, mask), psnr(oracle, truth, mask), psnr(product, truth, mask),
                      psnr(constant, truth, mask)))
         exposure = -math.log2(max(float(np.percentile(truth[mask], 99)), 1e-6))
-        tiles += [(f"{label}: Cycles", truth, exposure), (f"Cycles, as relit reads it", seen, exposure),
+        tiles += [(f"{label}: Cycles", truth, exposure), ("Cycles, as relit reads it", seen, exposure),
                   ("OLAT oracle", oracle, exposure), ("relit", product, exposure)]
         if thumb is not None:
             small = thumb.reshape(64, thumb.shape[0] // 64, 128, thumb.shape[1] // 128, 3).mean((1, 3))
@@ -159,7 +159,7 @@ def main() -> None:
              "| --- | ---: | ---: | ---: | ---: |"]
     table += [f"| {label} | {a:.2f} | {b:.2f} | {c:.2f} | {d:.2f} |" for label, a, b, c, d in rows]
     command = "python bench/world_lighting.py " + shlex.join(sys.argv[1:])
-    write_section("world-lighting", f"""## Every emitter counts: worlds and an emissive card against Cycles (`{command}`)
+    write_section("world-lighting", f"""## Every emitter counts: worlds and an emissive card vs Cycles (`{command}`)
 
 Machine: {machine()}. Bundle `{info.id}`, subject `{m.subject}`, its frontal held-out view at 128 px.
 Truth: Cycles ({args.samples} spp) rendering the subject under each world (the Mix and Light Path worlds

@@ -7,8 +7,8 @@ triangle, (L / 2) sum over its edges of the edge's angle times the unit normal o
 edge and the anchor, gives the light's direction (their luminance-weighted sum) and its irradiance on
 a surface facing it (exact while the mesh is above that surface's horizon); the size is the cap of
 the mesh's solid angle (Van Oosterom and Strackee). Of a closed mesh only the side facing the anchor
-counts (the side that delivers more: a card turned away lights with its back). Emission fed by a texture or another node is read at the
-socket's own value and listed as approximated.
+counts (the side that delivers more: a card turned away lights with its back). Emission fed by a
+texture or another node is read at the socket's own value and listed as approximated.
 """
 
 from __future__ import annotations
