@@ -158,6 +158,14 @@ def main() -> None:
     table = ["| world | Cycles under what relit reads | OLAT oracle | relit (stage) | plate x best constant |",
              "| --- | ---: | ---: | ---: | ---: |"]
     table += [f"| {label} | {a:.2f} | {b:.2f} | {c:.2f} | {d:.2f} |" for label, a, b, c, d in rows]
+    by = {label: (a, b, c) for label, a, b, c, _ in rows}
+    area, bake = by["card as area light"], by["card as baked lat-long"]
+    verdict = (f"The card: Cycles sees no difference between the two readings ({area[0]:.2f} against {bake[0]:.2f} dB: "
+               "what both lose is the card's nearness, read as light from a direction); relit scores "
+               f"{bake[2] - area[2]:+.2f} dB with the bake (oracle {bake[1] - area[1]:+.2f} dB), the stage "
+               "projection of the card's true shape beating the area light's round lobe. The add-on keeps the "
+               "area light: the card is a light of its own, its own pass with its own grade in the comp, which a "
+               "bake would fold into the environment layer; the cost is the difference measured here.")
     command = "python bench/world_lighting.py " + shlex.join(sys.argv[1:])
     write_section("world-lighting", f"""## Every emitter counts: worlds and an emissive card vs Cycles (`{command}`)
 
@@ -172,8 +180,11 @@ its stage projection (the most relit can reach with it); `relit relight` (stage 
 recipe); and the flat plate times its best constant. Sheet: `docs/{sheet.name}`.
 
 {chr(10).join(table)}
+
+{verdict}
 """)
     print("\n".join(table))
+    print(verdict)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from .scene_rig import bundle_stage_radius, scene_rig
 from .world_bake import WORLDS_FOLDER
 
 TIMER_SECONDS = 0.1
+PREVIEW_IMAGE = "relit preview"  # the image datablock a preview is shown in
 
 
 def _prefs(context):
@@ -187,6 +188,39 @@ class RELIT_OT_relight(_WorkerOperator, bpy.types.Operator):
         self.report({"INFO"}, f"relit: {len(result['frames'])} frame(s) in {result['folder']}")
 
 
+class RELIT_OT_preview(_WorkerOperator, bpy.types.Operator):
+    """Look-dev: relight the current frame fast (an HDRI as 4 area lights, cached per light) and show it
+    in the Image Editor as the "relit preview" image"""
+
+    bl_idname = "relit.preview"
+    bl_label = "Preview"
+    bl_options = {"REGISTER"}
+
+    def start_job(self, context):
+        job, _ = build_job(context)
+        if "#" in job["input"]:
+            frame = context.scene.frame_current
+            job["frames"] = f"{frame}-{frame}"
+        return job, "preview"
+
+    def apply(self, context, result: dict) -> None:
+        image = bpy.data.images.get(PREVIEW_IMAGE)
+        if image is None:
+            image = bpy.data.images.load(result["image"])
+            image.name = PREVIEW_IMAGE
+        else:
+            image.filepath = result["image"]
+            image.reload()
+        for window in context.window_manager.windows:
+            for area in window.screen.areas:
+                if area.type == "IMAGE_EDITOR":
+                    area.spaces.active.image = image
+                    area.tag_redraw()
+        frame = result["frames"][0]
+        how = "unchanged" if frame["skipped"] else f"{frame['evaluations']} UNet evaluation(s)"
+        self.report({"INFO"}, f"relit: preview of frame {frame['frame']} ({how}) in image {PREVIEW_IMAGE!r}")
+
+
 class RELIT_OT_render_gaussian_view(_WorkerOperator, bpy.types.Operator):
     """Render the reconstruction flat-lit from the scene camera; the frames become the plate"""
 
@@ -237,6 +271,6 @@ class RELIT_OT_import_gaussians(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
 
-CLASSES = (RELIT_OT_relight, RELIT_OT_render_gaussian_view, RELIT_OT_import_gaussians)
+CLASSES = (RELIT_OT_relight, RELIT_OT_preview, RELIT_OT_render_gaussian_view, RELIT_OT_import_gaussians)
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

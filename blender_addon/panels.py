@@ -45,6 +45,7 @@ class RELIT_PT_main(bpy.types.Panel):
         self.draw_lights(context, layout.box())
         row = layout.row()
         row.scale_y = 1.5
+        row.operator("relit.preview", icon="IMAGE_DATA")
         row.operator("relit.relight", icon="LIGHT")
         if settings.status:
             layout.label(text=settings.status, icon="TIME")

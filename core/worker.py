@@ -8,6 +8,8 @@ contract 5). No sockets, no ports: requests on stdin, events on stdout, one JSON
     worker -> {"id": "j1", "type": "result", "result": {"folder": ..., "frames": [...]}}
     worker -> {"id": "j1", "type": "error", "kind": "ValidationError", "message": "...", "cancelled": false}
     client -> {"id": "j1", "op": "cancel"}          (stops the job between denoising steps)
+    client -> {"id": "p1", "op": "preview", "params": {...RelightJob...}}   (look-dev: core.relight.lookdev;
+                                                the result adds "image", a plain RGBA EXR of the beauty)
     client -> {"id": "r1", "op": "render-views", "params": {"recon", "camera": {K, c2w, width, height},
                                                           "frames", "output", "ply"}}
     client -> {"op": "shutdown"}
@@ -80,11 +82,12 @@ class Worker:
                     event.set()
             elif op == "ping":
                 self.send(Result(rid, {"pong": True}))
-            elif op in ("relight", "render-views"):
+            elif op in ("relight", "preview", "render-views"):
                 self.cancel.setdefault(str(rid), threading.Event())
                 self.jobs.put(request)
             else:
-                self._protocol_error(rid, f"unknown op {op!r}: use relight, render-views, cancel, ping or shutdown")
+                self._protocol_error(rid, f"unknown op {op!r}: use relight, preview, render-views, cancel, ping or "
+                                                 "shutdown")
         self.jobs.put(None)
         runner.join()
 
@@ -123,7 +126,7 @@ class Worker:
                 if request.get("op") == "render-views":
                     self.run_render(rid, request.get("params") or {})
                 else:
-                    self.run_job(rid, request.get("params") or {})
+                    self.run_job(rid, request.get("params") or {}, lookdev=request.get("op") == "preview")
             except Exception as e:  # a bug in the job's own clean-up: still an answer, and the worker goes on
                 self._fail(rid, e)
             finally:
@@ -173,7 +176,7 @@ class Worker:
         self.send(Error(rid, type(e).__name__, message))
 
     # --- one job --------------------------------------------------------------------------------
-    def run_job(self, rid: str, params: dict) -> None:
+    def run_job(self, rid: str, params: dict, lookdev: bool = False) -> None:
         from .jobs import RelightJob
 
         handlers: list[logging.Handler] = []
@@ -186,7 +189,7 @@ class Worker:
             job = RelightJob.from_json(params, source=f"job {rid}")
             handlers, made = self._attach_logs(job, rid)
             log.info("job %s: relight %s with %s -> %s", rid, job.input, job.bundle, job.output)
-            result = self._relight(rid, job)
+            result = self._relight(rid, job, lookdev)
             log.info("job %s: done, %d frame(s) in %s", rid, len(result["frames"]), result["folder"])
             self.send(Result(rid, result))
             made = []
@@ -219,14 +222,17 @@ class Worker:
             logging.getLogger().addHandler(handler)
         return [to_file, relay], made
 
-    def _relight(self, rid: str, job) -> dict:
+    def _relight(self, rid: str, job, lookdev: bool = False) -> dict:
         from .model.bundle import load_bundle
+        from .relight.lookdev import lookdev_job, write_beauty
         from .relight_job import choose_bundle, run_relight
 
         job, choice = choose_bundle(job)  # also logged to the job's log file
         key = (str(Path(job.bundle).resolve()), job.device)
         if key not in self.models:
             self.models = {key: load_bundle(job.bundle, job.device)}  # keep one model resident
+        if lookdev:
+            job = lookdev_job(job, self.models[key][1].config.conditioning)
         job_start = frame_start = time.perf_counter()
 
         def progress(event) -> None:
@@ -242,10 +248,13 @@ class Worker:
             self.send(Progress(rid, event.stage, event.done, event.total, eta, event.frame))
 
         report = run_relight(job, progress, pipe_and_info=self.models[key])
-        return {"folder": str(report.folder), "warnings": report.warnings, "bundle": job.bundle,
-                "bundle_choice": choice,
-                "frames": [{"frame": f.frame, "path": str(f.path), "skipped": f.skipped,
-                            "evaluations": f.evaluations, "seconds": f.seconds} for f in report.frames]}
+        result = {"folder": str(report.folder), "warnings": report.warnings, "bundle": job.bundle,
+                  "bundle_choice": choice,
+                  "frames": [{"frame": f.frame, "path": str(f.path), "skipped": f.skipped,
+                              "evaluations": f.evaluations, "seconds": f.seconds} for f in report.frames]}
+        if lookdev and report.frames:
+            result["image"] = str(write_beauty(report.frames[0].path))
+        return result
 
 
 _EOF = object()  # the request stream ended

@@ -211,6 +211,9 @@ grades["grade_key"].inputs["Gain"].default_value = 0.5
 grades["grade_rim"].inputs["Tint"].default_value = (2.0, 1.0, 0.5, 1.0)
 rim.data.energy = 3.0  # a second press (another rig: a new version) rebuilds the same group, grades kept
 relit_again = bpy.ops.relit.relight()
+preview = list(bpy.ops.relit.preview())  # look-dev: the current frame, shown as the "relit preview" image
+shown = bpy.data.images["relit preview"]
+shown = [shown.filepath, shown.size[0], shown.size[1], sum(shown.pixels[:])]
 tree = scene.compositing_node_group
 groups = sorted(g.name for g in bpy.data.node_groups if g.bl_idname == "CompositorNodeTree")
 scene.render.engine, scene.cycles.samples = "CYCLES", 1
@@ -225,6 +228,7 @@ left = [n for n in ("RELIT_PT_main", "RELIT_OT_relight") if hasattr(bpy.types, n
 top_level = [m for m in sys.modules if m.split(".")[0] in ("core", "compositor_nodes", "blender_addon")
              and sys.modules[m] is not None]  # nothing imported a top-level package
 print(json.dumps({"installed": list(installed), "relight": list(relit) + list(relit_again), "groups": groups,
+                  "preview": preview, "shown": shown,
                   "unsaved": unsaved, "cwd": cwd,
                   "comp": tree.name, "operators": operators, "drawn": drawn,
                   "grades": sorted(grades), "left": left, "top_level": top_level,
@@ -253,7 +257,16 @@ def test_the_shipped_extension_relights_through_the_worker_and_its_comp_renders(
     assert ["operator", "relit.relight"] in main and ["prop", "plate"] in main
     assert any(kind == "label" and text.startswith("key: ") and "W/m²" in text for kind, text in main)
     assert out["drawn"]["RELIT_AddonPreferences"] == [["prop", "python"], ["prop", "bundle"], ["prop", "device"]]
-    assert out["operators"] == ["relit.import_gaussians", "relit.relight", "relit.render_gaussian_view"]
+    assert out["operators"] == ["relit.import_gaussians", "relit.preview", "relit.relight",
+                                "relit.render_gaussian_view"]
+    assert ["operator", "relit.preview"] in main
+    # the preview: its own folder, its beauty shown in Blender as it is on disk
+    assert out["preview"] == ["FINISHED"]
+    image = tmp_path / "relit" / "preview" / "preview_beauty.0001.exr"
+    assert out["shown"][0] == str(image)
+    plain = read_channels(image, ["R", "G", "B", "A"])
+    assert out["shown"][1:3] == [plain.shape[1], plain.shape[0]]
+    assert out["shown"][3] == pytest.approx(float(plain.astype(np.float64).sum()), rel=1e-5)
     assert out["left"] == []  # unregistered cleanly
     # the passes sum to the beauty; the comp render is the gained and tinted sum
     layers, beauty, alpha = read_passes(tmp_path / "relit" / "v002" / "relit.0001.exr")  # the plate's own frame

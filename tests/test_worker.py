@@ -127,3 +127,42 @@ def test_any_bad_line_is_answered_and_the_worker_keeps_serving(tmp_path, bundle)
     results = {e["id"]: e for e in events if e["type"] == "result"}
     assert results["p"]["result"] == {"pong": True}
     assert len(results["j9"]["result"]["frames"]) == 1  # not poisoned by the earlier cancel
+
+
+def _run(client, op, params):
+    job = client.submit(op, params)
+    while not job.finished:
+        event = client._next(120)
+        assert event is not None
+        client.update(job, event)
+    assert job.error is None, job.error
+    return job.result
+
+
+def test_a_preview_is_the_job_with_an_hdri_as_four_area_lights_and_a_plain_beauty(tmp_path, bundle, client):
+    """The preview op: one folder (OUT/preview) rewritten, never a version; the HDRI fitted as 4 area
+    lights (4 inferences, against the stage's one per lit direction in the full render); the
+    beauty as a plain RGBA EXR equal to the pass file's; an unchanged preview computes nothing."""
+    from core.io.exr import read_channels, read_info
+    from core.lighting.hdri import resolve_hdri
+    from core.lighting.rig import Environment
+
+    plates = write_plates(tmp_path, [1, 2])
+    rig = relight_job(bundle, plates, tmp_path / "out").rig
+    rig.environment = Environment(str(resolve_hdri("studio")), (0.0, 0.0, 0.5), 1.0)
+    params = relight_job(bundle, plates, tmp_path / "out", rig=rig.to_json(), frames="2-2").to_json()
+    full = _run(client, "relight", params)
+    preview = _run(client, "preview", params)
+    assert full["folder"] == str(tmp_path / "out" / "v001")
+    assert preview["folder"] == str(tmp_path / "out" / "preview")
+    assert [f["frame"] for f in preview["frames"]] == [2]
+    # 4 area lights x 2 steps: the 3 lamps' predictions come from the full render's per-light cache
+    assert preview["frames"][0]["evaluations"] == 4 * 2 < full["frames"][0]["evaluations"]
+    _, beauty, alpha = read_passes(preview["frames"][0]["path"])
+    assert preview["image"] == str(tmp_path / "out" / "preview" / "preview_beauty.0002.exr")
+    assert list(read_info(preview["image"]).channels()) == ["R", "G", "B", "A"]  # what Blender can show
+    plain = read_channels(preview["image"], ["R", "G", "B", "A"])
+    assert (plain[..., :3] == beauty).all() and (plain[..., 3] == alpha).all()
+    again = _run(client, "preview", params)
+    assert again["frames"][0]["skipped"] and again["folder"] == preview["folder"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("v")) == ["v001"]
