@@ -86,8 +86,8 @@ class Worker:
                 self.cancel.setdefault(str(rid), threading.Event())
                 self.jobs.put(request)
             else:
-                self._protocol_error(rid, f"unknown op {op!r}: use relight, preview, render-views, cancel, ping or "
-                                                 "shutdown")
+                self._protocol_error(rid, f"unknown op {op!r}: use relight, preview, render-views, cancel, ping "
+                                          "or shutdown")
         self.jobs.put(None)
         runner.join()
 

@@ -10,6 +10,7 @@ channel (DESIGN.md, light units).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ MISSING_POLICIES = ("drop", "nearest")
 BUILTIN_HDRIS = ("city", "courtyard", "forest", "interior", "night", "studio", "sunrise", "sunset")
                  # the eight CC0 HDRIs that ship inside Blender's bpy wheel
 _ROWS_PER_CHUNK = 64
+_CELLS_KEPT = 4  # stage-cell maps kept in memory (about 1 MB each for a 512x256 map)
+_CELLS: OrderedDict = OrderedDict()
 
 
 def validate_environment(pixels: np.ndarray,  # [H, W, 3]
@@ -72,6 +75,30 @@ def texels(pixels: np.ndarray, rotation: tuple[float, float, float]):
         yield d, e
 
 
+def _row_chunks(h: int) -> list[tuple[int, int]]:
+    return [(r0, min(h, r0 + _ROWS_PER_CHUNK)) for r0 in range(0, h, _ROWS_PER_CHUNK)]
+
+
+def _cells(h: int, w: int, rotation: tuple[float, float, float], layout: StageLayout, drop: bool) -> list:
+    """Per row chunk of an h x w map turned by ``rotation``: (texels below the stage floor [M] bool, or None,
+    the stage light nearest each remaining texel [M']). They depend on the map's size, not its pixels:
+    kept for the last few (size, rotation, stage), so a rerun or a look-dev preview projects in a bincount."""
+    key = (h, w, tuple(float(a) for a in rotation), layout.directions.tobytes(), layout.floor_z, drop)
+    if key in _CELLS:
+        _CELLS.move_to_end(key)
+        return _CELLS[key]
+    dirs = pixel_directions(h, w)
+    cells = []
+    for r0, r1 in _row_chunks(h):
+        d = world_directions(dirs[r0:r1].reshape(-1, 3), rotation)
+        outside = d[:, 2] < layout.floor_z if layout.floor_z is not None and drop else None
+        cells.append((outside, layout.nearest(d if outside is None else d[~outside])))
+    _CELLS[key] = cells
+    while len(_CELLS) > _CELLS_KEPT:
+        _CELLS.popitem(last=False)
+    return cells
+
+
 @dataclass(frozen=True)
 class LayoutProjection:
     weights: np.ndarray   # [N, 3] radiance integrated over each light's cell (W/m² per channel)
@@ -101,13 +128,14 @@ def project_to_layout(pixels: np.ndarray,                    # [H, W, 3] linear 
     weights = np.zeros((len(layout), 3))
     dropped = np.zeros(3)
     total = np.zeros(3)
-    for d, e in texels(pixels, rotation):
+    h, w = pixels.shape[:2]
+    omega = row_solid_angles(h, w)
+    for (r0, r1), (outside, idx) in zip(_row_chunks(h), _cells(h, w, rotation, layout, missing == "drop")):
+        e = (pixels[r0:r1].astype(np.float64) * omega[r0:r1, None, None]).reshape(-1, 3)
         total += e.sum(axis=0)
-        if layout.floor_z is not None and missing == "drop":
-            outside = d[:, 2] < layout.floor_z
+        if outside is not None:
             dropped += e[outside].sum(axis=0)
-            d, e = d[~outside], e[~outside]
-        idx = layout.nearest(d)
+            e = e[~outside]
         for c in range(3):
             weights[:, c] += np.bincount(idx, weights=e[:, c], minlength=len(layout))
     if dropped.sum() > 0:
