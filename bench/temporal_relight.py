@@ -1,5 +1,5 @@
 """Temporal stability of a relit sequence: initial noise fixed per frame or carried along optical
-flow (`relit relight --noise`), each with and without temporal blending along flow, scored against
+flow (`relit relight --noise`), each with and without temporal blending along flow (`--temporal`), scored against
 Cycles' renders of the same frames under the HDRI (PSNR) and by the warping error measured with
 the true motion (not the flow the blend used).
 
@@ -37,7 +37,6 @@ def main() -> None:
     from core.model.bundle import load_bundle
     from core.model.metrics import psnr
     from core.relight_job import run_relight
-    from core.temporal.blend import blend_sequence
     from core.temporal.metrics import warping_error
 
     capture = ensure_capture(Path(args.capture))
@@ -57,12 +56,14 @@ def main() -> None:
     out = Path(args.capture).parent / "temporal_relight"
     for noise in ("fixed", "flow"):
         pattern = str(capture.root / m.flat_images.replace("{frame:04d}", "####").format(camera=cam.name))
-        job = RelightJob(bundle=args.bundle, input=pattern, output=str(out / noise), rig=rig.to_json(),
-                         hdri_strategy="area", clusters=args.clusters, steps=args.steps, noise=noise)
-        report = run_relight(job, pipe_and_info=pipe_and_info)
-        relit = [read_passes(f.path)[0]["light_environment"] for f in report.frames]
-        blended = blend_sequence(relit, [p.rgb for p in plates], weight=args.weight)
-        for label, seq in ((f"noise {noise}", relit), (f"noise {noise} + temporal blend", blended)):
+        seqs = []
+        for temporal in (0.0, args.weight):  # the product path: relit relight --noise N [--temporal W]
+            job = RelightJob(bundle=args.bundle, input=pattern, output=str(out / f"{noise}_t{temporal}"),
+                             rig=rig.to_json(), hdri_strategy="area", clusters=args.clusters, steps=args.steps,
+                             noise=noise, temporal=temporal)
+            report = run_relight(job, pipe_and_info=pipe_and_info)
+            seqs.append([read_passes(f.path)[0]["light_environment"] for f in report.frames])
+        for label, seq in ((f"noise {noise}", seqs[0]), (f"noise {noise} + --temporal {args.weight}", seqs[1])):
             score = float(np.mean([psnr(s, t, k) for s, t, k in zip(seq, truth, masks)]))
             rows.append((label, score, warping_error(seq, motion, alphas)))
     gt = warping_error(truth, motion, alphas)
@@ -76,8 +77,9 @@ def main() -> None:
 
 Machine: {machine()}. The held-out camera `{HOLDOUT}` of `{' '.join(SYNTH)} {args.capture}`: {len(frames)} flat-lit
 frames at {plates[0].rgb.shape[0]} px relit under `{hdri.name}` ({math.degrees(env.rotation[2]):.0f} degrees) with
-`{args.bundle}`, the `area` strategy (K = {args.clusters}), {args.steps} DDIM steps. Temporal blend: weight
-{args.weight} on the history carried along DIS optical flow of the plates, forward-backward checked.
+`{args.bundle}`, the `area` strategy (K = {args.clusters}), {args.steps} DDIM steps, through `relit relight`
+with and without `--temporal {args.weight}` (the share of the history carried along DIS optical flow of
+the plates, forward-backward checked).
 PSNR over subject pixels against Cycles' renders of the same frames; warping error as in the 3DGS
 section (Cycles' true motion).
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import RelitError, ValidationError
-from .jobs import NOISE_MODES, SAMPLERS
+from .jobs import NOISE_MODES, SAMPLERS, TEMPORAL_WEIGHT
 from .lighting.hdri import MISSING_POLICIES
 from .model.conditioning import CONDITIONINGS, OLAT
 from .model.consistency import CONSISTENCY
@@ -345,7 +345,7 @@ def _job_from_args(args: argparse.Namespace):
                      hdri_strategy=args.hdri_strategy, clusters=args.clusters, missing=args.missing,
                      basis=args.basis, steps=args.steps, guidance_image=args.guidance_image,
                      guidance_light=args.guidance_light, seed=args.seed, sampler=args.sampler, noise=args.noise,
-                     samples=args.samples, consistency=args.consistency,
+                     temporal=args.temporal, samples=args.samples, consistency=args.consistency,
                      device=args.device, batch_size=args.batch_size, cache_mb=args.cache_mb, margin=args.margin,
                      colour_space=args.colour_space, working_space=args.working_space, subject=args.subject,
                      allow_other_subject=args.allow_other_subject, name=args.name)
@@ -779,6 +779,10 @@ def _add_relight(sub) -> None:
                    help="samples averaged per light: less sampling grain at samples x the cost")
     p.add_argument("--noise", choices=NOISE_MODES, default="fixed",
                    help="initial noise over a sequence: the same every frame, or carried along optical flow")
+    p.add_argument("--temporal", type=float, nargs="?", const=TEMPORAL_WEIGHT, default=0.0, metavar="SHARE",
+                   help="blend each relit frame with the previous one carried along the plate's optical flow "
+                        f"(forward-backward checked): the share of the previous frame (alone: {TEMPORAL_WEIGHT}; "
+                        "default 0: off)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     p.add_argument("--batch-size", type=_at_least(1), default=16, help="lights per UNet batch")
     p.add_argument("--cache-mb", type=_at_least(0), default=DEFAULT_LIMIT_MB,

@@ -23,6 +23,7 @@ from .validation import as_number, as_numbers, check_fields, load_json
 
 JOB_VERSION = 1
 NOISE_MODES = ("fixed", "flow")
+TEMPORAL_WEIGHT = 0.5  # RelightJob.temporal when blending is asked for without a share (the CLI, the add-on)
 SAMPLERS = ("ddim", "dpmpp", "euler", "direct")  # which apply depends on the bundle's objective
 
 
@@ -56,6 +57,8 @@ class RelightJob:
     sampler: str | None = None           # ddim | dpmpp (diffusion, refine) | euler (flow); default: the bundle's
     consistency: str | None = None       # stage predictions: none | ratio (pinned to the input); default: bundle
     noise: str = "fixed"                 # initial noise over a sequence: fixed (same every frame) | flow (warped)
+    temporal: float = 0.0                # share of the previous relit frame carried along the plates' optical
+                                         # flow, where it passes the forward-backward check (0: off)
     device: str = "cpu"                  # torch device of the model
     batch_size: int = 16                 # lights per UNet batch
     cache_mb: int = DEFAULT_LIMIT_MB     # per-light predictions kept in OUTPUT/.cache, MB (0: none kept);
@@ -138,6 +141,10 @@ class RelightJob:
         as_number(self.guidance_image, at("guidance_image"), 0.0)
         as_number(self.guidance_light, at("guidance_light"), 0.0)
         as_number(self.margin, at("margin"), 0.0, 2.0)
+        as_number(self.temporal, at("temporal"), 0.0, 0.95)
+        if self.temporal and self.light_chunk is not None:
+            raise ValidationError(f"{at('temporal')}: blending runs on whole frames, not on a light chunk's share: "
+                                  "blend after the chunks are merged, or leave it 0")
         if self.frames is not None:
             parse_frame_range(self.frames)
         if self.rig is None and not self.basis:

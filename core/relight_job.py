@@ -31,7 +31,8 @@ from .io.atomic import atomic_write_text, remove_partials_of, remove_stale_parti
 from .io.exr import read_info as read_exr_info
 from .io.images import read_rgb
 from .io.naming import new_version_dir, versions
-from .io.passes import read_metadata, write_passes
+from .io.naming import light_layer_names
+from .io.passes import read_metadata, read_passes, write_passes
 from .io.plates import GENERAL_SUBJECT, SUBJECT_ATTRIBUTE, read_plate
 from .io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
 from .jobs import AUTO_BUNDLE, AUTO_MATTE, RelightJob
@@ -103,6 +104,13 @@ def _frame_digest(job_digest: str, prepared: PreparedPlate, noise: np.ndarray | 
     if noise is not None:
         h.update(np.ascontiguousarray(noise, dtype=np.float32).tobytes())
     return h.hexdigest()
+
+
+def _chained(digest: str, previous: str | None, temporal: float) -> str:
+    """A blended frame also depends on every frame before it (its history): its hash chains theirs."""
+    if not temporal or previous is None:
+        return digest
+    return hashlib.sha256(f"{digest}|{previous}".encode()).hexdigest()
 
 
 def output_name(name: str, frame: int, basis: bool = False, light_chunk: list[int] | None = None) -> str:
@@ -258,11 +266,11 @@ def _matching(job: RelightJob, source: FrameSource, job_digest: str, folder: Pat
     """Those of ``frames`` whose every output in ``folder`` exists and carries this job's input hash."""
     if not frames:
         return set()
-    done = set()
+    done, previous = set(), None
     for frame, _, prepared, noise in source:
+        digest = previous = _chained(_frame_digest(job_digest, prepared, noise), previous, job.temporal)
         if frame not in frames:
             continue
-        digest = _frame_digest(job_digest, prepared, noise)
         paths = _outputs(job, folder, frame)
         if all(p.exists() and read_metadata(p).get("input_hash") == digest for p in paths):
             done.add(frame)
@@ -383,13 +391,17 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     cache_parts = {"bundle": info.sha256, "recipe": {**info.recipe, "steps": steps, "sampler": sampler},
                    "guidance": [job.guidance_image, job.guidance_light], "seed": job.seed, "samples": job.samples,
                    "device": job.device}
+    chain, history = None, None  # the previous frame's digest; its (plate, relit layers) for blending
     try:
         total = len(source.frames)
         for n, (frame, path, prepared, noise) in enumerate(source, start=1):
             out = output_path(job, folder, frame, basis=rig is None)
+            digest = chain = _chained(_frame_digest(job_digest, prepared, noise), chain, job.temporal)
             if frame in done:
                 report.frames.append(FrameReport(frame, out, True))
                 _emit(progress, ProgressEvent("frames", n, total, frame, skipped=True))
+                if job.temporal and rig is not None:
+                    history = (prepared.source, read_passes(out)[0])
                 continue
             start = time.perf_counter()
             for target in _outputs(job, folder, frame):  # a killed earlier attempt at this frame
@@ -403,14 +415,22 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
             key = frame_key(cache_parts, prepared.model_input) if cache is not None else ""
             result = relight_prepared(pipe, plan, prepared, settings, noise, on_batch=on_batch, cache=cache,
                                       frame_key=key)
-            digest = _frame_digest(job_digest, prepared, noise)
+            if job.temporal and result.passes is not None:
+                if history is not None:
+                    result.passes.layers = _blend_layers(result.passes.layers, history, prepared.source, job.temporal)
+                layer_of = light_layer_names(list(result.passes.layers))
+                # as written (half): a resumed run carries exactly what an uninterrupted one carries
+                history = (prepared.source, {layer_of[k]: v.astype(np.float16).astype(np.float32)
+                                             for k, v in result.passes.layers.items()})
             colour = job.working_space
             precision = "half" if job.light_chunk is None else "float"  # a chunk's share is summed later
             if result.basis is not None:
                 write_passes(output_path(job, folder, frame, True), result.basis,
                              pass_metadata(rig, info, settings, digest, colour, plan, basis=True), precision)
             if result.passes is not None:
-                write_passes(out, result.passes, pass_metadata(rig, info, settings, digest, colour), precision)
+                meta = replace(pass_metadata(rig, info, settings, digest, colour), noise=job.noise,
+                               temporal=job.temporal)
+                write_passes(out, result.passes, meta, precision)
             report.frames.append(FrameReport(frame, out, False, result.evaluations, time.perf_counter() - start))
             _emit(progress, ProgressEvent("frames", n, total, frame))
     except BaseException:
@@ -421,6 +441,24 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
                     Path(job.output).rmdir()
         raise
     return report
+
+
+def _blend_layers(layers: dict[str, np.ndarray],  # light (or group) name -> [H, W, 3] this frame as relit
+                  history: tuple[np.ndarray, dict[str, np.ndarray]],  # (previous plate, its layers by layer name)
+                  plate: np.ndarray, weight: float) -> dict[str, np.ndarray]:
+    """Every light layer blended with the previous frame's along the plates' flow (one flow and one
+    check for all layers, so the blended layers still sum to the blended beauty)."""
+    from .temporal.blend import blend_frame
+
+    before, previous = history
+    names = list(layers)
+    layer_of = light_layer_names(names)
+    if sorted(previous) != sorted(layer_of.values()):
+        raise ValidationError(f"temporal blending: the previous frame has layers {sorted(previous)}, this one "
+                              f"{sorted(layer_of.values())}")
+    stacked = blend_frame(np.concatenate([layers[k] for k in names], -1),
+                          np.concatenate([previous[layer_of[k]] for k in names], -1), before, plate, weight)
+    return {k: stacked[..., 3 * i: 3 * i + 3] for i, k in enumerate(names)}
 
 
 def _emit(progress, event: ProgressEvent) -> None:

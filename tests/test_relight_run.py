@@ -476,3 +476,45 @@ def test_an_auto_bundle_is_the_one_trained_on_the_plates_subject_else_the_portra
     assert chosen == {"mine": shipped / "default", "other": shipped / "portrait", "untagged": shipped / "portrait"}
     assert named[0].bundle == str(bundle) and named[1] is None and Path(told) == shipped / "default"
     assert "general portrait model" in caplog.text and "'face-0042'" in caplog.text
+
+
+def test_temporal_blending_is_the_reference_blend_of_the_unblended_run_and_resumes_exactly(tmp_path, bundle):
+    """--temporal 0.5 on a panning plate: each frame's layers equal core.temporal.blend_sequence applied to
+    the unblended run's layers (one flow for all layers, so they still sum to the beauty), within half
+    rounding; the header records the share and the noise mode; a frame's hash chains the frames before it,
+    so a rerun skips everything, and a run killed after frame 2 and resumed writes the same files."""
+    from core.io.plates import read_plate
+    from core.temporal.blend import blend_sequence
+
+    frames = [1, 2, 3, 4]
+    plates = _plates(tmp_path, frames, shift=3)
+    plain = run_relight(_job(bundle, plates, tmp_path / "plain"))
+    blended = run_relight(_job(bundle, plates, tmp_path / "blended", temporal=0.5))
+    raw = [read_passes(f.path) for f in plain.frames]
+    names = sorted(raw[0][0])
+    flat = [read_plate(tmp_path / f"flat.{f:04d}.exr").rgb for f in frames]
+    reference = blend_sequence([np.concatenate([r[0][k] for k in names], -1) for r in raw], flat, 0.5)
+    for f, ref in zip(blended.frames, reference):
+        layers, beauty, _ = read_passes(f.path)
+        got = np.concatenate([layers[k] for k in names], -1)
+        np.testing.assert_allclose(got, ref, rtol=4e-3, atol=2e-3 * float(np.abs(ref).max()))
+        np.testing.assert_allclose(sum(layers.values()), beauty, rtol=2e-3, atol=1e-3)
+        meta = read_metadata(f.path)
+        assert meta["temporal"] == 0.5 and meta["noise"] == "fixed"
+    moved = np.abs(reference[-1] - np.concatenate([raw[-1][0][k] for k in names], -1)).max()
+    assert moved > 1e-3, "the blend changed nothing: the test could not tell"
+    hashes = [read_metadata(f.path)["input_hash"] for f in blended.frames]
+    assert hashes != [read_metadata(f.path)["input_hash"] for f in plain.frames]
+    assert all(f.skipped for f in run_relight(_job(bundle, plates, tmp_path / "blended", temporal=0.5)).frames)
+    # resume: frames 3 and 4 removed (a run killed after frame 2), the rerun carries frame 2 from its file
+    first = {f.frame: f.path.read_bytes() for f in blended.frames}
+    for f in blended.frames[2:]:
+        f.path.unlink()
+    resumed = run_relight(_job(bundle, plates, tmp_path / "blended", temporal=0.5))
+    assert [f.skipped for f in resumed.frames] == [True, True, False, False]
+    assert all(f.path.read_bytes() == first[f.frame] for f in resumed.frames)
+    # a changed frame 1 changes the history of every later frame: nothing is skipped
+    write_exr(tmp_path / "flat.0001.exr", np.concatenate([flat[0] * 0.9, (flat[0][..., :1] > 0)], -1).astype(
+        np.float32), ["R", "G", "B", "A"])
+    changed = run_relight(_job(bundle, plates, tmp_path / "blended", temporal=0.5))
+    assert not any(f.skipped for f in changed.frames)

@@ -35,6 +35,8 @@ class PassMetadata:
     guidance: dict = field(default_factory=dict)  # guidance scales by name (image, lighting, text)
     seed: int = 0                # noise seed
     samples: int = 1             # samples averaged per light
+    noise: str = "fixed"         # initial noise over a sequence: fixed | flow (core.jobs.NOISE_MODES)
+    temporal: float = 0.0        # share of the previous frame carried along the plate's flow (0: no blending)
     input_hash: str = ""         # hash of everything the frame depends on (resume skips matching frames)
     colour_space: str = "lin_rec709"  # working space key (core.io.colour.WORKING_SPACES)
     basis: list[dict] | None = None   # OLAT-basis files: per layer {layer, direction, world_direction, size, solid_angle}

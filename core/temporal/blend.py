@@ -14,6 +14,20 @@ import numpy as np
 from .flow import backward_flow, consistent, warp
 
 
+def blend_frame(relit: np.ndarray,      # [H, W, C] this frame as relit (any layers stacked on C)
+                previous: np.ndarray,   # [H, W, C] the previous frame's blended output
+                plate_before: np.ndarray,  # [H, W, 3] the previous frame's flat-lit plate
+                plate: np.ndarray,      # [H, W, 3] this frame's flat-lit plate
+                weight: float,          # share of the carried history in the blended frame
+                ) -> np.ndarray:        # [H, W, C] float32
+    """One step of the running blend: the previous output carried along the backward flow where the
+    flow passes the forward-backward check, this frame as relit elsewhere."""
+    flow = backward_flow(plate_before, plate)
+    ok = consistent(flow, backward_flow(plate, plate_before))[..., None]
+    carried = warp(previous, flow).reshape(relit.shape)
+    return np.where(ok, (1.0 - weight) * relit + weight * carried, relit).astype(np.float32)
+
+
 def blend_sequence(relit: list[np.ndarray],   # [F] of [H, W, C] relit frames (any layers stacked on C)
                    plates: list[np.ndarray],  # [F] of [H, W, 3] the flat-lit plates they were relit from
                    weight: float = 0.5,       # share of the carried history in each blended frame
@@ -26,8 +40,5 @@ def blend_sequence(relit: list[np.ndarray],   # [F] of [H, W, C] relit frames (a
         if keyframe_step and f % keyframe_step == 0:
             out.append(relit[f].astype(np.float32))
             continue
-        flow = backward_flow(plates[f - 1], plates[f])
-        ok = consistent(flow, backward_flow(plates[f], plates[f - 1]))[..., None]
-        carried = warp(out[-1], flow).reshape(relit[f].shape)
-        out.append(np.where(ok, (1.0 - weight) * relit[f] + weight * carried, relit[f]).astype(np.float32))
+        out.append(blend_frame(relit[f], out[-1], plates[f - 1], plates[f], weight))
     return out
