@@ -16,7 +16,7 @@ import bpy
 from compositor_nodes.defaults import default_graph
 from core.errors import RelitError, ValidationError
 from core.io.sequence import frame_path, is_sequence
-from core.jobs import AUTO_BUNDLE, RelightJob
+from core.jobs import AUTO_BUNDLE, TEMPORAL_WEIGHT, RelightJob
 
 from .dispatch import current_dispatcher
 from .scene_rig import bundle_stage_radius, scene_rig
@@ -57,6 +57,7 @@ def build_job(context) -> tuple[dict, object]:
         frames=f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range and "#" in plate else None,
         hdri_strategy=settings.mode, clusters=settings.clusters, steps=settings.steps or None,
         guidance_image=settings.guidance_image, guidance_light=settings.guidance_light, seed=settings.seed,
+        temporal=TEMPORAL_WEIGHT if settings.temporal and is_sequence(plate) else 0.0,
         device=prefs.device, working_space=found.working_space)
     job.validate("relit panel")
     return job.to_json(), found

@@ -41,6 +41,7 @@ class RELIT_PT_main(bpy.types.Panel):
         sampling.prop(settings, "guidance_light")
         sampling.prop(settings, "seed")
         layout.prop(settings, "use_scene_range")
+        layout.prop(settings, "temporal")
         layout.prop(settings, "output")
         self.draw_lights(context, layout.box())
         row = layout.row()

@@ -254,7 +254,7 @@ def test_the_shipped_extension_relights_through_the_worker_and_its_comp_renders(
     # the panel and the preferences drew everything they hold; every operator is pressed in this file
     assert set(out["drawn"]) == {"RELIT_PT_main", "RELIT_AddonPreferences"}
     main = out["drawn"]["RELIT_PT_main"]
-    assert ["operator", "relit.relight"] in main and ["prop", "plate"] in main
+    assert ["operator", "relit.relight"] in main and ["prop", "plate"] in main and ["prop", "temporal"] in main
     assert any(kind == "label" and text.startswith("key: ") and "W/m²" in text for kind, text in main)
     assert out["drawn"]["RELIT_AddonPreferences"] == [["prop", "python"], ["prop", "bundle"], ["prop", "device"]]
     assert out["operators"] == ["relit.import_gaussians", "relit.preview", "relit.relight",
@@ -270,6 +270,10 @@ def test_the_shipped_extension_relights_through_the_worker_and_its_comp_renders(
     assert out["left"] == []  # unregistered cleanly
     # the passes sum to the beauty; the comp render is the gained and tinted sum
     layers, beauty, alpha = read_passes(tmp_path / "relit" / "v002" / "relit.0001.exr")  # the plate's own frame
+    from core.io.passes import read_metadata
+
+    # the panel's Temporal blending (on by default) reaches the job of a sequence plate
+    assert read_metadata(tmp_path / "relit" / "v002" / "relit.0001.exr")["temporal"] == 0.5
     assert sorted(layers) == ["light_key", "light_rim"]
     assert layers["light_key"].max() > 0 and layers["light_rim"].max() > 0
     np.testing.assert_allclose(layers["light_key"] + layers["light_rim"], beauty, rtol=2e-3, atol=1e-4)
