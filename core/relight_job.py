@@ -415,6 +415,8 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
             key = frame_key(cache_parts, prepared.model_input) if cache is not None else ""
             result = relight_prepared(pipe, plan, prepared, settings, noise, on_batch=on_batch, cache=cache,
                                       frame_key=key)
+            if counter[0] < light_steps:  # lights the cache held cost no step: the frame's lights are done
+                _emit(progress, ProgressEvent("lights", light_steps, light_steps, frame))
             if job.temporal and result.passes is not None:
                 if history is not None:
                     result.passes.layers = _blend_layers(result.passes.layers, history, prepared.source, job.temporal)

@@ -74,8 +74,11 @@ def test_a_rig_changing_only_intensity_colour_or_grouping_reuses_cached_predicti
     assert len(list((tmp_path / "out" / ".cache").glob("*.npy"))) == 2 * 3  # frames x lights
     rig = example_rig(5.0)
     rig.lights[1].rgb, rig.lights[2].group, rig.lights[2].name = (0.2, 0.9, 0.4), None, "kicker"
-    edited = run_relight(_job(bundle, plates, tmp_path / "out", rig=rig.to_json()))
+    events = []
+    edited = run_relight(_job(bundle, plates, tmp_path / "out", rig=rig.to_json()), events.append)
     assert edited.folder.name == "v002" and all(f.evaluations == 0 and not f.skipped for f in edited.frames)
+    lights = [(e.frame, e.done, e.total) for e in events if e.stage == "lights"]
+    assert lights == [(1, 3 * 2, 3 * 2), (2, 3 * 2, 3 * 2)]  # the progress count reaches its total on cache hits
     fresh = run_relight(_job(bundle, plates, tmp_path / "fresh", rig=rig.to_json(), cache_mb=0))
     assert all(f.evaluations == 3 * 2 for f in fresh.frames) and not (tmp_path / "fresh" / ".cache").exists()
     for a, b in zip(edited.frames, fresh.frames):
