@@ -127,6 +127,7 @@ class FrameSource:
 
     def __init__(self, job: RelightJob, info, latent_shape: tuple[int, int, int], keys: list[int]):
         self.job, self.info, self.latent_shape, self.keys = job, info, latent_shape, keys
+        self._first_noise: np.ndarray | None = None  # [L, C, h, w] the first frame's noise, drawn once
         found = find_frames(job.input)
         if job.frames is not None:
             wanted = parse_frame_range(job.frames)
@@ -219,7 +220,9 @@ class FrameSource:
         from .temporal.noise import latent_flow, warp_noise
 
         job, res = self.job, self.info.config.resolution
-        noise, previous = light_noise(self.keys, job.seed, self.latent_shape), None
+        if self._first_noise is None:  # the same for every pass over the frames (resume check, then the run)
+            self._first_noise = light_noise(self.keys, job.seed, self.latent_shape)
+        noise, previous = self._first_noise, None
         for frame, path in self.frames.items():
             plate = read_plate(path, job.colour_space, job.working_space)
             if self.mattes is None and (job.matte == AUTO_MATTE or not plate.has_alpha):
