@@ -168,27 +168,30 @@ def cmd_info(args: argparse.Namespace) -> None:
         _print_exr(_resolve_hdri(args.path))
 
 
-def _rig_from_blend(args: argparse.Namespace) -> None:
-    """``relit rig --blend``: the add-on's scene conversion in a Python process of its own (bpy never
-    loads into core's); its errors are already reported, its exit code is passed on."""
+def _rig_from_blender(args: argparse.Namespace) -> None:
+    """``relit rig --blend`` / ``--light``: the add-on's scene conversion in a Python process of its own
+    (bpy never loads into core's); its errors are already reported, its exit code is passed on."""
     import importlib.util
     import subprocess
 
     if importlib.util.find_spec("bpy") is None:
-        raise ValidationError(f"{args.blend}: reading a .blend needs the bpy module in this Python "
-                              "(pip install bpy==5.0.1)")
-    command = [sys.executable, "-m", "blender_addon.rig_export", args.blend, "-o", args.output]
-    for flag in ("scene", "camera", "anchor", "bundle"):
+        what = f"{args.blend}: reading a .blend" if args.blend else "--light: converting lamps as Blender does"
+        raise ValidationError(f"{what} needs the bpy module in this Python (pip install bpy==5.0.1)")
+    command = [sys.executable, "-m", "blender_addon.rig_export"] + ([args.blend] if args.blend else [])
+    command += ["-o", args.output]
+    for spec in args.light or []:
+        command += ["--light", *spec]
+    for flag in ("scene", "camera", "anchor", "bundle", "camera_c2w"):
         if getattr(args, flag):
-            command += [f"--{flag}", getattr(args, flag)]
+            command += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
     code = subprocess.run(command).returncode
     if code:
         raise SystemExit(code)
 
 
 def cmd_rig(args: argparse.Namespace) -> None:
-    if args.blend:
-        _rig_from_blend(args)
+    if args.blend or args.light:
+        _rig_from_blender(args)
         return
     import numpy as np
 
@@ -613,12 +616,18 @@ def _add_rig(sub) -> None:
                        description="Make a LightRig from a lat-long HDRI or from a saved .blend. With --layout, "
                                    "the HDRI is also projected onto the stage's light directions (energy-"
                                    "conserving cells), one 'olat' light each, as seen from the camera. With "
-                                   "--blend, the scene's lamps and world HDRI become the rig exactly as the "
+                                   "--blend (a saved scene's lights and world) or --light (lamps given here, seen from "
+                                   "--camera-c2w or the front view), they become the rig exactly as the "
                                    "add-on's Relight button converts them (needs bpy).")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--hdri", help="lat-long EXR/HDR file, or a Blender bundled HDRI name: city, courtyard, "
                                        "forest, interior, night, studio, sunrise, sunset")
     source.add_argument("--blend", help="a saved .blend: its lamps and world, seen by its camera")
+    source.add_argument("--light", action="append", nargs="+", metavar="NAME TYPE [key=value]",
+                        help="a lamp in Blender's units, repeatable (needs bpy): TYPE point|spot|area|sun; "
+                             "location=X,Y,Z (m; spot and area lamps aim at the subject at the origin) or, for a "
+                             "sun, from=X,Y,Z; power=W or strength=W/m2 (sun); size=m or angle=deg (sun); "
+                             "colour=R,G,B; spot=deg, blend=0-1; group=LAYER")
     p.add_argument("--scene", help="with --blend: scene name (default: the file's active scene)")
     p.add_argument("--camera", help="with --blend: camera object (default: the scene's camera)")
     p.add_argument("--anchor", help="with --blend: object at the subject (default: the world origin)")

@@ -114,6 +114,32 @@ print(json.dumps(scene_rig(scene, anchor, bundle_stage_radius("auto")).rig.to_js
     assert not (tmp_path / "bad.json").exists()
 
 
+def test_relit_rig_light_converts_lamps_given_on_the_command_line(tmp_path):
+    """``relit rig --light``: lamps in Blender's units around a subject at the origin, seen from the front
+    view, converted by the add-on's code; checked against the conversions computed by hand (area: radiance
+    P / (pi A) x the solid angle of its disk; sun: its strength) and the camera frame; a bad lamp exits 2."""
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
+    cli = [sys.executable, "-m", "core.cli", "rig", "--light", "key", "area", "location=1,-1,1", "power=200",
+           "size=0.5", "colour=1,0.5,0.25", "--light", "back", "sun", "from=0,1,1", "strength=3", "angle=10",
+           "group=rim"]
+    run = subprocess.run(cli + ["-o", str(tmp_path / "rig.json")], capture_output=True, text=True, cwd=ROOT,
+                         env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rig = {item["name"]: item for item in json.loads((tmp_path / "rig.json").read_text())["lights"]}
+    d, area = math.sqrt(3.0), 0.25
+    omega = 2 * math.pi * (1 - d / math.sqrt(d * d + area / math.pi))
+    assert rig["key"]["intensity"] == pytest.approx(200.0 / (math.pi * area) * omega, rel=1e-5)
+    np.testing.assert_allclose(rig["key"]["direction"], np.ones(3) / math.sqrt(3), atol=1e-6)
+    np.testing.assert_allclose(rig["key"]["rgb"], [1.0, 0.5, 0.25], atol=1e-6)
+    assert rig["back"]["intensity"] == pytest.approx(3.0) and rig["back"]["group"] == "rim"
+    np.testing.assert_allclose(rig["back"]["direction"], [0.0, 1 / math.sqrt(2), -1 / math.sqrt(2)], atol=1e-6)
+    assert rig["back"]["size"] == pytest.approx(float(beta_from_radius(math.radians(5), 0.18)), rel=1e-5)
+    bad = subprocess.run(cli[:5] + ["key", "area", "power=lots", "-o", str(tmp_path / "bad.json")],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--light key power: give 1 number(s), got 'lots'" in bad.stderr and not (tmp_path / "bad.json").exists()
+
+
 def test_scene_lights_become_a_rig_with_hand_computed_values(tmp_path):
     from core.io.exr import write_rgba
 
