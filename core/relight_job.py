@@ -293,12 +293,13 @@ def _recorded_digest(folder: Path) -> str | None:
 def _choose_folder(job: RelightJob, source: FrameSource, job_digest: str) -> tuple[Path | None, set[int]]:
     """The version folder to resume (and the frames it already holds), or None for a new one: the
     newest whose every frame file for this job carries the hash this job gives it. Going back to an
-    earlier rig reuses that rig's version; an older version is read frame by frame only when its job
-    record already has this job's digest."""
+    earlier rig reuses that rig's version; a version is read frame by frame only when its job record
+    has this job's digest, or (the newest) has no readable record."""
     for age, folder in enumerate(reversed(versions(job.output))):
-        same = _recorded_digest(folder) == job_digest
-        if age and not same:
-            continue
+        recorded = _recorded_digest(folder)
+        same = recorded == job_digest
+        if not same and (age or recorded is not None):
+            continue  # a frame's hash chains its job's digest: another job's frames never match this one's
         held = {f for f in source.frames if any(p.exists() for p in _outputs(job, folder, f))}
         if not held:
             if same:

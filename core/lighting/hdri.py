@@ -10,6 +10,7 @@ channel (DESIGN.md, light units).
 from __future__ import annotations
 
 import logging
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,9 @@ MISSING_POLICIES = ("drop", "nearest")
 BUILTIN_HDRIS = ("city", "courtyard", "forest", "interior", "night", "studio", "sunrise", "sunset")
                  # the eight CC0 HDRIs that ship inside Blender's bpy wheel
 _ROWS_PER_CHUNK = 64
-_CELLS_KEPT = 4  # stage-cell maps kept in memory (about 1 MB each for a 512x256 map)
+_CELLS_KEPT = 4  # stage-cell maps, and maps read, kept in memory (about 1-2 MB each for a 512x256 map)
 _CELLS: OrderedDict = OrderedDict()
+_MAPS: OrderedDict = OrderedDict()  # the last maps read, by (path, size, mtime)
 
 
 def validate_environment(pixels: np.ndarray,  # [H, W, 3]
@@ -58,9 +60,24 @@ def validate_environment(pixels: np.ndarray,  # [H, W, 3]
     return np.maximum(pixels, 0.0).astype(np.float32, copy=False)
 
 
-def load_environment(path: str | Path) -> np.ndarray:  # [H, W, 3] float32 linear radiance
-    """Read a lat-long EXR/HDR (any format OpenImageIO reads) and validate it."""
-    return validate_environment(read_rgb(path), str(path))
+def load_environment(path: str | Path) -> np.ndarray:  # [H, W, 3] float32 linear radiance, read-only
+    """Read a lat-long EXR/HDR (any format OpenImageIO reads) and validate it. The last few maps read
+    are kept (keyed by path, size and modification time) for a warm worker's next job."""
+    try:
+        st = os.stat(path)
+        key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None  # read_rgb says what is wrong with the path
+    if key is not None and key in _MAPS:
+        _MAPS.move_to_end(key)
+        return _MAPS[key]
+    pixels = validate_environment(read_rgb(path), str(path))
+    pixels.flags.writeable = False
+    if key is not None:
+        _MAPS[key] = pixels
+        while len(_MAPS) > _CELLS_KEPT:
+            _MAPS.popitem(last=False)
+    return pixels
 
 
 def texels(pixels: np.ndarray, rotation: tuple[float, float, float]):
