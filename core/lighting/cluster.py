@@ -18,8 +18,10 @@ Each region becomes one area light:
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,21 +94,21 @@ def _area_light(d: np.ndarray, e: np.ndarray, w: np.ndarray) -> AreaLight:
     return AreaLight(direction, radius, e.sum(axis=0))
 
 
-def cluster_environment(pixels: np.ndarray,                 # [H, W, 3] linear radiance
-                        k: int,                              # number of area lights
-                        rotation: tuple[float, float, float] = (0.0, 0.0, 0.0),  # Euler XYZ (rad)
-                        intensity: float = 1.0,              # multiplies the radiance
-                        layout: StageLayout | None = None,   # a stage with a floor: below it is "missing"
-                        missing: str = "drop",               # "drop" (reported) | "nearest" (kept)
-                        ) -> Clustering:
-    """Median-cut the (rotated) environment into at most ``k`` area lights (world frame)."""
-    if k < 1:
-        raise ValidationError(f"the number of area lights must be >= 1, got {k}")
-    if missing not in MISSING_POLICIES:
-        raise ValidationError(f"missing={missing!r}: use one of {MISSING_POLICIES}")
+_RECENT: OrderedDict = OrderedDict()  # the last clusterings, by map digest, rotation, k, floor and policy
+_RECENT_KEPT = 8
+
+
+def _median_cut(pixels: np.ndarray, k: int, rotation: tuple[float, float, float], floor: float | None,
+                missing: str) -> tuple[list, np.ndarray, np.ndarray]:
+    """(area lights of unit intensity, dropped, total); the last few are kept, so a warm worker's rerun
+    or look-dev preview of the same map, turn and K costs one digest of the map."""
+    key = (hashlib.sha1(np.ascontiguousarray(pixels)).hexdigest(), pixels.shape, str(pixels.dtype), rotation, k, floor,
+           missing)
+    if key in _RECENT:
+        _RECENT.move_to_end(key)
+        return _RECENT[key]
     ds, es = [], []
     dropped, total = np.zeros(3), np.zeros(3)
-    floor = layout.floor_z if layout is not None else None
     for d, e in texels(pixels, rotation):
         total += e.sum(axis=0)
         if floor is not None and missing == "drop":
@@ -134,6 +136,26 @@ def cluster_environment(pixels: np.ndarray,                 # [H, W, 3] linear r
     regions = done + [idx for _, _, idx in heap]
     lights = [_area_light(d[idx], e[idx], w[idx]) for idx in regions if len(idx) and w[idx].sum() > 0]
     lights.sort(key=lambda light: -float(light.energy @ LUMINANCE))
+    _RECENT[key] = (lights, dropped, total)
+    while len(_RECENT) > _RECENT_KEPT:
+        _RECENT.popitem(last=False)
+    return lights, dropped, total
+
+
+def cluster_environment(pixels: np.ndarray,                 # [H, W, 3] linear radiance
+                        k: int,                              # number of area lights
+                        rotation: tuple[float, float, float] = (0.0, 0.0, 0.0),  # Euler XYZ (rad)
+                        intensity: float = 1.0,              # multiplies the radiance
+                        layout: StageLayout | None = None,   # a stage with a floor: below it is "missing"
+                        missing: str = "drop",               # "drop" (reported) | "nearest" (kept)
+                        ) -> Clustering:
+    """Median-cut the (rotated) environment into at most ``k`` area lights (world frame)."""
+    if k < 1:
+        raise ValidationError(f"the number of area lights must be >= 1, got {k}")
+    if missing not in MISSING_POLICIES:
+        raise ValidationError(f"missing={missing!r}: use one of {MISSING_POLICIES}")
+    floor = layout.floor_z if layout is not None else None
+    lights, dropped, total = _median_cut(pixels, k, tuple(float(a) for a in rotation), floor, missing)
     scale = float(intensity)
     return Clustering([AreaLight(a.direction, a.radius, a.energy * scale) for a in lights],
                       dropped * scale, total * scale)

@@ -131,7 +131,8 @@ class RelightPipeline(DiffusionPipeline):
             raise ValueError(f"noise must be {list(shape)} (shared) or {[n] + list(shape)} (one per light), got "
                              f"{list(np.shape(noise))}")
         else:
-            start = torch.as_tensor(np.asarray(noise, dtype=np.float32)).reshape((-1,) + shape)
+            # a copy: the caller's noise may be shared (core.relight.frame.light_noise keeps its draws)
+            start = torch.tensor(np.asarray(noise, dtype=np.float32)).reshape((-1,) + shape)
         start = start.to(device).expand(n, -1, -1, -1).contiguous()
         plain = guidance_image == 1.0 and guidance_light == 1.0
         branches = 1 if plain else 3
