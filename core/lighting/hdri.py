@@ -9,6 +9,7 @@ channel (DESIGN.md, light units).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections import OrderedDict
@@ -33,6 +34,7 @@ _ROWS_PER_CHUNK = 64
 _CELLS_KEPT = 4  # stage-cell maps, and maps read, kept in memory (about 1-2 MB each for a 512x256 map)
 _CELLS: OrderedDict = OrderedDict()
 _MAPS: OrderedDict = OrderedDict()  # the last maps read, by (path, size, mtime)
+_PROJECTIONS: OrderedDict = OrderedDict()  # the last unscaled projections, by map digest, turn and stage
 
 
 def validate_environment(pixels: np.ndarray,  # [H, W, 3]
@@ -142,19 +144,28 @@ def project_to_layout(pixels: np.ndarray,                    # [H, W, 3] linear 
     """
     if missing not in MISSING_POLICIES:
         raise ValidationError(f"missing={missing!r}: use one of {MISSING_POLICIES}")
-    weights = np.zeros((len(layout), 3))
-    dropped = np.zeros(3)
-    total = np.zeros(3)
-    h, w = pixels.shape[:2]
-    omega = row_solid_angles(h, w)
-    for (r0, r1), (outside, idx) in zip(_row_chunks(h), _cells(h, w, rotation, layout, missing == "drop")):
-        e = (pixels[r0:r1].astype(np.float64) * omega[r0:r1, None, None]).reshape(-1, 3)
-        total += e.sum(axis=0)
-        if outside is not None:
-            dropped += e[outside].sum(axis=0)
-            e = e[~outside]
-        for c in range(3):
-            weights[:, c] += np.bincount(idx, weights=e[:, c], minlength=len(layout))
+    key = (hashlib.sha1(np.ascontiguousarray(pixels)).hexdigest(), pixels.shape, str(pixels.dtype),
+           tuple(float(v) for v in rotation), layout.directions.tobytes(), layout.floor_z, missing)
+    if key in _PROJECTIONS:
+        _PROJECTIONS.move_to_end(key)
+        weights, dropped, total = _PROJECTIONS[key]
+    else:
+        weights = np.zeros((len(layout), 3))
+        dropped = np.zeros(3)
+        total = np.zeros(3)
+        h, w = pixels.shape[:2]
+        omega = row_solid_angles(h, w)
+        for (r0, r1), (outside, idx) in zip(_row_chunks(h), _cells(h, w, rotation, layout, missing == "drop")):
+            e = (pixels[r0:r1].astype(np.float64) * omega[r0:r1, None, None]).reshape(-1, 3)
+            total += e.sum(axis=0)
+            if outside is not None:
+                dropped += e[outside].sum(axis=0)
+                e = e[~outside]
+            for c in range(3):
+                weights[:, c] += np.bincount(idx, weights=e[:, c], minlength=len(layout))
+        _PROJECTIONS[key] = (weights, dropped, total)
+        while len(_PROJECTIONS) > _CELLS_KEPT:
+            _PROJECTIONS.popitem(last=False)
     if dropped.sum() > 0:
         log.info("stage %s covers no light from below its floor: %.1f%% of the energy dropped",
                  layout.name, 100.0 * dropped.sum() / max(total.sum(), 1e-30))
