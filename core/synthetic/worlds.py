@@ -34,39 +34,44 @@ def _solid(world, hdri: str) -> None:
     background.inputs["Strength"].default_value = 1.0
 
 
-def _light_path(world, hdri: str) -> None:
-    """The HDRI lights the subject while the camera sees a flat grey backdrop (Mix Shader on Is Camera Ray)."""
-    bpy = _bpy()
+def _hdri_background(world, hdri: str):
+    """The world's Background node fed by the lat-long ``hdri`` (an Environment Texture)."""
     nt = world.node_tree
     texture = nt.nodes.new("ShaderNodeTexEnvironment")
-    texture.image = bpy.data.images.load(hdri, check_existing=True)
+    texture.image = _bpy().data.images.load(hdri, check_existing=True)
     lit = nt.nodes["Background"]
     nt.links.new(texture.outputs["Color"], lit.inputs["Color"])
+    return lit
+
+
+def _mixed(world, lit, other, fac) -> None:
+    """World Output <- Mix Shader(``lit``, ``other``) by ``fac`` (a value, or an output socket)."""
+    nt = world.node_tree
+    mix = nt.nodes.new("ShaderNodeMixShader")
+    if isinstance(fac, float):
+        mix.inputs["Fac"].default_value = fac
+    else:
+        nt.links.new(fac, mix.inputs["Fac"])
+    nt.links.new(lit.outputs["Background"], mix.inputs[1])
+    nt.links.new(other.outputs["Background"], mix.inputs[2])
+    nt.links.new(mix.outputs["Shader"], nt.nodes["World Output"].inputs["Surface"])
+
+
+def _light_path(world, hdri: str) -> None:
+    """The HDRI lights the subject while the camera sees a flat grey backdrop (Mix Shader on Is Camera Ray)."""
+    nt = world.node_tree
+    lit = _hdri_background(world, hdri)
     backdrop = nt.nodes.new("ShaderNodeBackground")
     backdrop.inputs["Color"].default_value = (0.18, 0.18, 0.18, 1.0)
-    mix = nt.nodes.new("ShaderNodeMixShader")
-    path = nt.nodes.new("ShaderNodeLightPath")
-    nt.links.new(path.outputs["Is Camera Ray"], mix.inputs["Fac"])
-    nt.links.new(lit.outputs["Background"], mix.inputs[1])
-    nt.links.new(backdrop.outputs["Background"], mix.inputs[2])
-    nt.links.new(mix.outputs["Shader"], nt.nodes["World Output"].inputs["Surface"])
+    _mixed(world, lit, backdrop, nt.nodes.new("ShaderNodeLightPath").outputs["Is Camera Ray"])
 
 
 def _mix(world, hdri: str) -> None:
     """Two thirds HDRI, one third a cool blue fill, mixed by a Mix Shader."""
-    bpy = _bpy()
-    nt = world.node_tree
-    texture = nt.nodes.new("ShaderNodeTexEnvironment")
-    texture.image = bpy.data.images.load(hdri, check_existing=True)
-    lit = nt.nodes["Background"]
-    nt.links.new(texture.outputs["Color"], lit.inputs["Color"])
-    fill = nt.nodes.new("ShaderNodeBackground")
+    lit = _hdri_background(world, hdri)
+    fill = world.node_tree.nodes.new("ShaderNodeBackground")
     fill.inputs["Color"].default_value = (0.2, 0.35, 0.8, 1.0)
-    mix = nt.nodes.new("ShaderNodeMixShader")
-    mix.inputs["Fac"].default_value = 1.0 / 3.0
-    nt.links.new(lit.outputs["Background"], mix.inputs[1])
-    nt.links.new(fill.outputs["Background"], mix.inputs[2])
-    nt.links.new(mix.outputs["Shader"], nt.nodes["World Output"].inputs["Surface"])
+    _mixed(world, lit, fill, 1.0 / 3.0)
 
 
 WORLDS: dict[str, Callable] = {"sky": _sky, "solid": _solid, "light-path": _light_path, "mix": _mix}
