@@ -6,8 +6,9 @@ seen from the subject anchor (Cycles' mesh emission is two-sided): Lambert's vec
 triangle, (L / 2) sum over its edges of the edge's angle times the unit normal of the plane through the
 edge and the anchor, gives the light's direction (their luminance-weighted sum) and its irradiance on
 a surface facing it (exact while the mesh is above that surface's horizon); the size is the cap of
-the mesh's solid angle (Van Oosterom and Strackee). Of a closed mesh only the side facing the anchor
-counts (the side that delivers more: a card turned away lights with its back). Emission fed by a
+the mesh's solid angle (Van Oosterom and Strackee). Every triangle of an open mesh counts, from
+either side (a card turned away lights with its back); of a closed mesh (every edge shared by two
+triangles) only the side the anchor sees: the one that delivers more. Emission fed by a
 texture or another node is read at the socket's own value and listed as approximated.
 """
 
@@ -90,7 +91,9 @@ def vector_irradiance(tri: np.ndarray,  # [T, 3, 3] vertices relative to the vie
     return out * np.where(sign == 0, 1.0, sign)[:, None]
 
 
-def _world_triangles(obj, depsgraph) -> tuple[np.ndarray, np.ndarray]:  # ([T, 3, 3], [T] material index)
+def _world_triangles(obj, depsgraph) -> tuple[np.ndarray, np.ndarray, bool]:
+    """([T, 3, 3] world-space triangles, [T] material index, whether the mesh is closed: every edge
+    shared by exactly two triangles)."""
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
@@ -105,7 +108,10 @@ def _world_triangles(obj, depsgraph) -> tuple[np.ndarray, np.ndarray]:  # ([T, 3
         evaluated.to_mesh_clear()
     m = np.array(obj.matrix_world, dtype=np.float64)
     world = co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
-    return world[verts.reshape(-1, 3)], mats
+    faces = verts.reshape(-1, 3)
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    return world[faces], mats, bool(len(counts)) and bool(np.all(counts == 2))
 
 
 def emitter_light(obj, depsgraph, anchor: np.ndarray, c2w: np.ndarray, stage_radius: float):
@@ -115,20 +121,19 @@ def emitter_light(obj, depsgraph, anchor: np.ndarray, c2w: np.ndarray, stage_rad
     radiance = np.array([material_emission(slot.material, approximations) for slot in obj.material_slots])
     if len(radiance) == 0 or radiance.max() <= 0.0:
         return None, "", []
-    tri, mats = _world_triangles(obj, depsgraph)
+    tri, mats, closed = _world_triangles(obj, depsgraph)
     tri_radiance = radiance[np.clip(mats, 0, len(radiance) - 1)]  # [T, 3]
     keep = tri_radiance.max(axis=1) > 0.0
     tri, tri_radiance = tri[keep] - anchor, tri_radiance[keep]
     if len(tri) == 0:
         return None, "", []
-    # a closed mesh shows the anchor one side of itself: the triangles facing it, or (an open card
-    # turned away, whose back emits too) those facing away, whichever side delivers more
-    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    front = np.einsum("ij,ij->i", normal, -tri.mean(axis=1)) > 0.0
-    vector = vector_irradiance(tri)  # [T, 3] per unit radiance
-    weight = tri_radiance @ LUMINANCE
-    side = max((front, ~front), key=lambda s: np.linalg.norm(weight[s] @ vector[s]))
-    tri, tri_radiance, vector = tri[side], tri_radiance[side], vector[side]
+    vector = vector_irradiance(tri)  # [T, 3] per unit radiance, each triangle two-sided
+    if closed:  # a closed mesh shows the anchor one side of itself: its front (or, seen from inside, its back)
+        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        front = np.einsum("ij,ij->i", normal, -tri.mean(axis=1)) > 0.0
+        weight = tri_radiance @ LUMINANCE
+        side = max((front, ~front), key=lambda s: np.linalg.norm(weight[s] @ vector[s]))
+        tri, tri_radiance, vector = tri[side], tri_radiance[side], vector[side]
     omega = triangle_solid_angles(tri)  # [T]
     total = (tri_radiance @ LUMINANCE) @ vector
     if np.linalg.norm(total) < 1e-12:

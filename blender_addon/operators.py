@@ -54,7 +54,7 @@ def build_job(context) -> tuple[dict, object]:
     job = RelightJob(
         bundle=bundle, input=plate, output=output, rig=found.rig,
         matte=_path(settings.matte, "Matte") if settings.matte else None,
-        frames=f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range and "#" in plate else None,
+        frames=f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range and is_sequence(plate) else None,
         hdri_strategy=settings.mode, clusters=settings.clusters, steps=settings.steps or None,
         guidance_image=settings.guidance_image, guidance_light=settings.guidance_light, seed=settings.seed,
         temporal=TEMPORAL_WEIGHT if settings.temporal and is_sequence(plate) else 0.0,
@@ -199,7 +199,7 @@ class RELIT_OT_preview(_WorkerOperator, bpy.types.Operator):
 
     def start_job(self, context):
         job, _ = build_job(context)
-        if "#" in job["input"]:
+        if is_sequence(job["input"]):
             frame = context.scene.frame_current
             job["frames"] = f"{frame}-{frame}"
         return job, "preview"

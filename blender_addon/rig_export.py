@@ -68,6 +68,10 @@ LAMP_TYPES = {"point": "POINT", "spot": "SPOT", "area": "AREA", "sun": "SUN"}
 # key=value settings of a command-line lamp: (Blender property or placement, how many numbers)
 LAMP_KEYS = {"location": 3, "from": 3, "power": 1, "strength": 1, "size": 1, "angle": 1, "colour": 3,
              "spot": 1, "blend": 1, "group": 0}
+LAMP_TYPE_KEYS = {"point": {"location", "power", "size", "colour", "group"},  # what each type reads
+                  "spot": {"location", "power", "size", "colour", "group", "spot", "blend"},
+                  "area": {"location", "power", "size", "colour", "group"},
+                  "sun": {"from", "strength", "angle", "colour", "group"}}
 
 
 def _numbers(value: str, count: int, where: str) -> list[float]:
@@ -93,8 +97,9 @@ def _lamp(scene, spec: list[str]) -> None:
     settings = {}
     for item in spec[2:]:
         key, _, value = item.partition("=")
-        if key not in LAMP_KEYS or not value:
-            raise ValidationError(f"--light {name}: {item!r} is not key=value with a key of {sorted(LAMP_KEYS)}")
+        if key not in LAMP_TYPE_KEYS[kind] or not value:
+            raise ValidationError(f"--light {name}: {item!r} is not key=value with a key a {kind} lamp reads: "
+                                  f"{sorted(LAMP_TYPE_KEYS[kind])}")
         settings[key] = value if key == "group" else _numbers(value, LAMP_KEYS[key], f"--light {name} {key}")
     data = bpy.data.lights.new(name, LAMP_TYPES[kind])
     obj = bpy.data.objects.new(name, data)

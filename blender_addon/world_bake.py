@@ -29,7 +29,7 @@ from core.lighting.rig import Environment
 BAKE_WIDTH, BAKE_HEIGHT = 256, 128   # lat-long texels: 1.4 degrees, finer than the stage's OLAT cells
 BAKE_SAMPLES = 256                   # Cycles samples per texel: a sun disc a fifth of a texel stays within 10 %
 PANO_ROTATION = (math.pi / 2.0, 0.0, -math.pi / 2.0)  # camera Euler XYZ giving Blender's lat-long convention
-BAKE_VERSION = 1                     # part of the digest: a change of bake settings re-bakes
+BAKE_VERSION = 2                     # part of the digest: a change of bake settings re-bakes
 WORLDS_FOLDER = "worlds"             # baked worlds, beside the rig or under the output folder
 
 # a Light Path node's outputs as a diffuse ray leaving the subject sees them; every other output is 0
@@ -67,9 +67,12 @@ def _image_key(image) -> list:
     return [path, image.source, image.colorspace_settings.name, *stamp]
 
 
-def _properties(struct) -> dict:
-    """Every setting of a node (or of a struct it holds) that changes what it computes."""
+def _properties(struct, depth: int = 0) -> dict:
+    """Every setting of a node (or of a struct or list it holds: a Color Ramp's stops, a curve's points)
+    that changes what it computes."""
     out = {}
+    if depth > 6:  # deep enough for ramps and curve maps; guards against a struct that points back
+        return out
     for prop in struct.bl_rna.properties:
         key = prop.identifier
         if key in _UI_PROPERTIES or key.startswith("bl_"):
@@ -85,7 +88,9 @@ def _properties(struct) -> dict:
             elif isinstance(value, bpy.types.NodeTree):
                 out[key] = tree_description(value)
             elif not isinstance(value, bpy.types.ID):
-                out[key] = _properties(value)
+                out[key] = _properties(value, depth + 1)
+        elif prop.type == "COLLECTION":
+            out[key] = [_properties(item, depth + 1) for item in value]
     return out
 
 

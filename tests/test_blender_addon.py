@@ -138,6 +138,9 @@ def test_relit_rig_light_converts_lamps_given_on_the_command_line(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "--light key power: give 1 number(s), got 'lots'" in bad.stderr and not (tmp_path / "bad.json").exists()
+    wrong = subprocess.run(cli[:5] + ["back", "sun", "from=0,1,1", "power=5", "-o", str(tmp_path / "bad.json")],
+                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert wrong.returncode == 2 and "'power=5' is not key=value with a key a sun lamp reads" in wrong.stderr
 
 
 def test_scene_lights_become_a_rig_with_hand_computed_values(tmp_path):

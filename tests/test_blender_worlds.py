@@ -36,6 +36,13 @@ tex = plain.node_tree.nodes.new("ShaderNodeTexEnvironment"); tex.image = bpy.dat
 plain.node_tree.links.new(tex.outputs["Color"], plain.node_tree.nodes["Background"].inputs["Color"])
 found = world_lighting(plain, bakes)
 out["plain"] = [found.kind, found.environment.path]
+from blender_addon.world_bake import world_digest
+ramp_world = bpy.data.worlds.new("ramp")
+ramp = ramp_world.node_tree.nodes.new("ShaderNodeValToRGB")
+ramp_world.node_tree.links.new(ramp.outputs["Color"], ramp_world.node_tree.nodes["Background"].inputs["Color"])
+before = world_digest(ramp_world)
+ramp.color_ramp.elements[1].position = 0.5  # a stop moved: another world
+out["ramp"] = [before == world_digest(ramp_world), before == world_digest(ramp_world.copy())]
 sky = bpy.data.worlds["world-sky"].node_tree.nodes["Sky Texture"]
 out["sun"] = [sky.sun_elevation, sky.sun_rotation]
 print(json.dumps(out))
@@ -74,6 +81,7 @@ def test_worlds_are_baked_as_cycles_renders_them(tmp_path):
     brightest = pixel_directions(*sky.shape[:2])[np.unravel_index(np.argmax(sky.sum(-1)), sky.shape[:2])]
     assert math.degrees(math.acos(np.clip(brightest @ sun, -1, 1))) < 2.0
     assert out["plain"] == ["file", hdri]
+    assert out["ramp"] == [False, False]  # a Color Ramp's stops are part of the digest
 
 
 EMITTERS = SCENE.split("def lamp(")[0] + """
@@ -81,6 +89,17 @@ from core.synthetic.worlds import add_card
 a, d = float(sys.argv[1]), float(sys.argv[2])
 card = add_card(scene, (0.0, -d, 0.0), (0.0, 0.0, 0.0), a, a, (3.0, 2.0, 1.0))   # between camera and head
 away = add_card(scene, (d, 0.0, 0.0), (2 * d, 0.0, 0.0), a, a, (1.0, 1.0, 1.0), name="turned away")
+pair = add_card(scene, (0.0, 0.0, d), (0.0, 0.0, 0.0), a, a, (1.0, 1.0, 1.0), name="pair")  # above, facing down
+mesh = pair.data  # a second card in the same object, below and facing away: open, mixed facing
+n = len(mesh.vertices)
+mesh.vertices.add(4); mesh.loops.add(4); mesh.polygons.add(1)
+w = a / 2
+z = 3 * d  # local +Z points down at the head: this quad lies 2d below it, its normal away from the head
+mesh.vertices.foreach_set("co", [c for v in mesh.vertices[:n] for c in v.co] + [-w, -w, z, w, -w, z, w, w, z,
+                                                                             -w, w, z])
+mesh.loops.foreach_set("vertex_index", [0, 1, 2, 3, n, n + 1, n + 2, n + 3])
+mesh.polygons.foreach_set("loop_start", [0, 4]); mesh.polygons.foreach_set("loop_total", [4, 4])
+mesh.update()
 plain = bpy.data.objects.new("plain", bpy.data.meshes.new("plain")); scene.collection.objects.link(plain)
 lit = bpy.data.lights.new("noded", "POINT"); lit.energy = 100.0; lit.use_nodes = True
 node = lit.node_tree.nodes["Emission"]; node.inputs["Strength"].default_value = 2.0
@@ -121,6 +140,12 @@ def test_emissive_cards_and_lamp_node_trees(tmp_path):
     np.testing.assert_allclose(away["intensity"], exact, rtol=1e-6)
     np.testing.assert_allclose(away["direction"], [1.0, 0.0, 0.0], atol=1e-6)  # +X of the camera looking +Y
     assert "plain" not in out["rig"] and "plain" not in out["skipped"]  # no material: not an emitter
+    # two cards in one open mesh, one above the head facing it, one below facing away: both count, from
+    # either side; the one below is twice as far (a / 2 over 2d)
+    x2 = a / (4 * d)
+    k2 = x2 / math.sqrt(1 + x2 * x2)
+    pair = out["rig"]["pair"]
+    np.testing.assert_allclose(pair["intensity"], abs(exact - 4.0 * k2 * math.atan(k2)), rtol=1e-6)
     noded = out["rig"]["noded"]
     np.testing.assert_allclose(noded["intensity"], 2.0 * 100.0 / (4 * math.pi), rtol=1e-6)
     np.testing.assert_allclose(noded["rgb"], [1.0, 0.5, 0.25], rtol=1e-6)

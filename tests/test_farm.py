@@ -191,3 +191,17 @@ def test_reconstruct_segments_and_render_views_run_on_ray_like_in_process(tmp_pa
         np.testing.assert_array_equal(read_channels(tmp_path / "views_ray" / f"flat.{f:04d}.exr", ["R", "G", "B", "A"]),
                                       read_channels(tmp_path / "views_local" / f"flat.{f:04d}.exr",
                                                     ["R", "G", "B", "A"]))
+
+
+def test_a_temporal_job_is_planned_only_as_whole_sequences(tmp_path, bundle):
+    """Temporal blending carries each frame into the next: units that split the frames or the lights
+    would restart or break it, so such plans are refused naming the fix; one unit per camera plans."""
+    from core.errors import ValidationError
+
+    job = _job(bundle, tmp_path, tmp_path / "out", temporal=0.5)
+    with pytest.raises(ValidationError, match="plan a --temporal job with --chunk 3"):
+        plan_job(job, chunk=2)
+    with pytest.raises(ValidationError, match="without --light-chunk"):
+        plan_job(job, chunk=3, light_chunk=8)
+    plan = plan_job(job, chunk=3)
+    assert [u.frames for u in plan.units] == [[1, 2, 3]]

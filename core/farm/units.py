@@ -117,6 +117,8 @@ def plan_job(job: RelightJob, chunk: int, light_chunk: int | None = None) -> Pla
         raise ValidationError(f"{job.bundle}: the bundle corrects a frame's stage predictions together (recipe "
                               "consistency 'ratio'), so they cannot be split into light chunks; plan without "
                               "--light-chunk, or set the job's consistency to none")
+    if job.temporal and light_chunk:
+        raise ValidationError("temporal blending runs on whole frames: plan a --temporal job without --light-chunk")
     light_chunks = [[s, min(s + light_chunk, n_stage)] for s in range(0, n_stage, light_chunk)] if n_stage else [None]
     info = read_info(job.bundle)
     sha = [info.sha256, info.recipe]  # a job leaving steps/consistency to the bundle depends on its recipe
@@ -124,6 +126,10 @@ def plan_job(job: RelightJob, chunk: int, light_chunk: int | None = None) -> Pla
     for camera in cameras:
         single = job.for_camera(camera) if camera is not None else job
         frames = parse_frame_range(single.frames) if single.frames else sorted(find_frames(single.input))
+        if job.temporal and chunk < len(frames):
+            raise ValidationError(f"temporal blending carries each frame into the next: units of {chunk} frame(s) "
+                                  f"would restart it every {chunk} of the {len(frames)} frames; plan a --temporal job "
+                                  f"with --chunk {len(frames)} (one unit per camera), or without --temporal")
         digest = hashlib.sha256(json.dumps([single.to_json(), sha], sort_keys=True).encode()).hexdigest()
         folders[camera or ""] = str(_version_folder(single, digest))
         for start in range(0, len(frames), chunk):

@@ -31,9 +31,10 @@ MISSING_POLICIES = ("drop", "nearest")
 BUILTIN_HDRIS = ("city", "courtyard", "forest", "interior", "night", "studio", "sunrise", "sunset")
                  # the eight CC0 HDRIs that ship inside Blender's bpy wheel
 _ROWS_PER_CHUNK = 64
-_CELLS_KEPT = 4  # stage-cell maps, and maps read, kept in memory (about 1-2 MB each for a 512x256 map)
+_CELLS_KEPT = 4  # stage-cell maps and projections kept (int32 per texel: 0.5 MB for a 512x256 map, 128 MB at 8k)
+_MAPS_KEPT = 2   # maps read kept (float32 RGB: 1.5 MB for 512x256, 400 MB at 8k)
 _CELLS: OrderedDict = OrderedDict()
-_MAPS: OrderedDict = OrderedDict()  # the last maps read, by (path, size, mtime)
+_MAPS: OrderedDict = OrderedDict()  # the last maps read, by (path, inode, size, mtime, ctime)
 _PROJECTIONS: OrderedDict = OrderedDict()  # the last unscaled projections, by map digest, turn and stage
 
 
@@ -64,10 +65,11 @@ def validate_environment(pixels: np.ndarray,  # [H, W, 3]
 
 def load_environment(path: str | Path) -> np.ndarray:  # [H, W, 3] float32 linear radiance, read-only
     """Read a lat-long EXR/HDR (any format OpenImageIO reads) and validate it. The last few maps read
-    are kept (keyed by path, size and modification time) for a warm worker's next job."""
+    are kept (keyed by path, inode, size, modification and change times: a rewritten file is read
+    again) for a warm worker's next job."""
     try:
         st = os.stat(path)
-        key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+        key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # any rewrite
     except OSError:
         key = None  # read_rgb says what is wrong with the path
     if key is not None and key in _MAPS:
@@ -77,7 +79,7 @@ def load_environment(path: str | Path) -> np.ndarray:  # [H, W, 3] float32 linea
     pixels.flags.writeable = False
     if key is not None:
         _MAPS[key] = pixels
-        while len(_MAPS) > _CELLS_KEPT:
+        while len(_MAPS) > _MAPS_KEPT:
             _MAPS.popitem(last=False)
     return pixels
 
@@ -111,7 +113,7 @@ def _cells(h: int, w: int, rotation: tuple[float, float, float], layout: StageLa
     for r0, r1 in _row_chunks(h):
         d = world_directions(dirs[r0:r1].reshape(-1, 3), rotation)
         outside = d[:, 2] < layout.floor_z if layout.floor_z is not None and drop else None
-        cells.append((outside, layout.nearest(d if outside is None else d[~outside])))
+        cells.append((outside, layout.nearest(d if outside is None else d[~outside]).astype(np.int32)))
     _CELLS[key] = cells
     while len(_CELLS) > _CELLS_KEPT:
         _CELLS.popitem(last=False)
