@@ -405,7 +405,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
                 report.frames.append(FrameReport(frame, out, True))
                 _emit(progress, ProgressEvent("frames", n, total, frame, skipped=True))
                 if job.temporal and rig is not None:
-                    history = (prepared.source, read_passes(out)[0])
+                    history = (prepared.source, out)  # read only if the next frame is blended with it
                 continue
             start = time.perf_counter()
             for target in _outputs(job, folder, frame):  # a killed earlier attempt at this frame
@@ -450,13 +450,16 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
 
 
 def _blend_layers(layers: dict[str, np.ndarray],  # light (or group) name -> [H, W, 3] this frame as relit
-                  history: tuple[np.ndarray, dict[str, np.ndarray]],  # (previous plate, its layers by layer name)
+                  history: tuple[np.ndarray, dict[str, np.ndarray] | Path],  # previous plate, its layers by
+                                                                             # layer name (or its pass file)
                   plate: np.ndarray, weight: float) -> dict[str, np.ndarray]:
     """Every light layer blended with the previous frame's along the plates' flow (one flow and one
     check for all layers, so the blended layers still sum to the blended beauty)."""
     from .temporal.blend import blend_frame
 
     before, previous = history
+    if isinstance(previous, Path):  # a frame an earlier run wrote: its layers as written
+        previous = read_passes(previous)[0]
     names = list(layers)
     layer_of = light_layer_names(names)
     if sorted(previous) != sorted(layer_of.values()):

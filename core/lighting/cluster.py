@@ -136,6 +136,8 @@ def _median_cut(pixels: np.ndarray, k: int, rotation: tuple[float, float, float]
     regions = done + [idx for _, _, idx in heap]
     lights = [_area_light(d[idx], e[idx], w[idx]) for idx in regions if len(idx) and w[idx].sum() > 0]
     lights.sort(key=lambda light: -float(light.energy @ LUMINANCE))
+    for light in lights:  # shared by every caller that gets this clustering back
+        light.direction.flags.writeable = light.energy.flags.writeable = False
     _RECENT[key] = (lights, dropped, total)
     while len(_RECENT) > _RECENT_KEPT:
         _RECENT.popitem(last=False)
