@@ -162,4 +162,10 @@ def emissive_objects(scene) -> list:
 
 
 def depsgraph_of(scene):
-    return bpy.context.evaluated_depsgraph_get() if bpy.context.scene == scene else scene.view_layers[0].depsgraph
+    """The evaluated dependency graph of ``scene`` (its first view layer's, brought up to date, when it
+    is not the context's scene: `relit rig --blend --scene S`)."""
+    if bpy.context.scene == scene:
+        return bpy.context.evaluated_depsgraph_get()
+    depsgraph = scene.view_layers[0].depsgraph
+    depsgraph.update()
+    return depsgraph

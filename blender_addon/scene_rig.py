@@ -223,7 +223,7 @@ def scene_rig(scene, anchor_object=None, stage_radius: float = 0.18, bake_dir: s
         lights.append(light)
         out.notes.append((obj.name, note))
         out.approximated.extend((obj.name, how) for how in approximations)
-    out.world = world_lighting(scene.world, bake_dir)
+    out.world = world_lighting(scene.world, bake_dir, scene.frame_current)
     env = out.world.environment
     if not lights and env is None and out.world.kind != "bake":
         raise ValidationError(f"scene {scene.name!r} has no light relit can use and no world light ({out.world.note})"

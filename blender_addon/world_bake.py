@@ -172,10 +172,19 @@ def _node_names(world) -> str:
     return ", ".join(kinds)
 
 
-def world_lighting(world, bake_dir: Path | None) -> WorldLighting:
+def _all_nodes(tree):
+    """The tree's nodes and those of the node groups it uses, at any depth."""
+    for node in tree.nodes:
+        yield node
+        if node.type == "GROUP" and node.node_tree is not None:
+            yield from _all_nodes(node.node_tree)
+
+
+def world_lighting(world, bake_dir: Path | None, frame: int = 1) -> WorldLighting:
     """How the world lights the subject: its texture file as it is, a bake (written to ``bake_dir``,
     or reused from there), or nothing. With ``bake_dir`` None a world that needs a bake is only
-    described (the panel draws without rendering)."""
+    described (the panel draws without rendering). An animated world is baked at ``frame`` (the
+    scene's current frame, whose values the digest holds)."""
     if world is None or world.node_tree is None:
         return WorldLighting(None, "none", "no world")
     surface = _surface_node(world)
@@ -187,7 +196,7 @@ def world_lighting(world, bake_dir: Path | None) -> WorldLighting:
         env = _file_environment(world, surface)
         if env is not None:
             return WorldLighting(env, "file", f"{bpy.path.basename(env.path)} x {env.intensity:g}, read from the file")
-    light_path = any(n.type == "LIGHT_PATH" for n in world.node_tree.nodes)
+    light_path = any(n.type == "LIGHT_PATH" for n in _all_nodes(world.node_tree))
     how = f"{_node_names(world)}: baked to a {BAKE_WIDTH}x{BAKE_HEIGHT} lat-long by Cycles"
     if light_path:
         how += " (Light Path read as a diffuse ray from the subject)"
@@ -195,13 +204,21 @@ def world_lighting(world, bake_dir: Path | None) -> WorldLighting:
         return WorldLighting(None, "bake", how + " when you press Relight")
     path = Path(bake_dir) / f"world-{world_digest(world)[:20]}.exr"
     if not path.exists():
-        bake_world(world, path)
+        bake_world(world, path, frame)
     return WorldLighting(Environment(str(path), (0.0, 0.0, 0.0), 1.0), "baked", how)
 
 
-def _as_diffuse_ray(tree) -> None:
-    """Replace every Light Path output's links by the constant a diffuse ray would read."""
-    for node in [n for n in tree.nodes if n.type == "LIGHT_PATH"]:
+def _as_diffuse_ray(tree, copies: list) -> None:
+    """Replace every Light Path output's links by the constant a diffuse ray would read, in the tree
+    and in copies of the node groups it uses (appended to ``copies``, for the caller to remove)."""
+    for node in list(tree.nodes):
+        if node.type == "GROUP" and node.node_tree is not None and any(
+                n.type == "LIGHT_PATH" for n in _all_nodes(node.node_tree)):
+            node.node_tree = node.node_tree.copy()
+            copies.append(node.node_tree)
+            _as_diffuse_ray(node.node_tree, copies)
+        if node.type != "LIGHT_PATH":
+            continue
         for output in node.outputs:
             if not output.is_linked:
                 continue
@@ -211,15 +228,17 @@ def _as_diffuse_ray(tree) -> None:
                 tree.links.new(value.outputs[0], socket)  # replaces the input's link
 
 
-def bake_world(world, path: Path) -> None:
-    """Render ``world`` alone to a lat-long EXR at ``path`` (written atomically)."""
+def bake_world(world, path: Path, frame: int = 1) -> None:
+    """Render ``world`` alone, at ``frame``, to a lat-long EXR at ``path`` (written atomically)."""
     scene = bpy.data.scenes.new("relit world bake")
     copy = world.copy()
+    groups: list = []
     camera = bpy.data.cameras.new("relit world bake")
     obj = bpy.data.objects.new("relit world bake", camera)
     try:
-        _as_diffuse_ray(copy.node_tree)
+        _as_diffuse_ray(copy.node_tree, groups)
         scene.world = copy
+        scene.frame_set(frame)
         scene.render.engine = "CYCLES"
         scene.cycles.device = "CPU"
         scene.cycles.samples = BAKE_SAMPLES
@@ -249,3 +268,5 @@ def bake_world(world, path: Path) -> None:
         bpy.data.objects.remove(obj)
         bpy.data.cameras.remove(camera)
         bpy.data.worlds.remove(copy)
+        for group in groups:
+            bpy.data.node_groups.remove(group)

@@ -37,6 +37,31 @@ plain.node_tree.links.new(tex.outputs["Color"], plain.node_tree.nodes["Backgroun
 found = world_lighting(plain, bakes)
 out["plain"] = [found.kind, found.environment.path]
 from blender_addon.world_bake import world_digest
+# a Light Path inside a node group: the group's Fac is Is Camera Ray, mixing the HDRI with red
+grouped = build_world("light-path", hdri)
+nt = grouped.node_tree
+group = bpy.data.node_groups.new("camera ray", "ShaderNodeTree")
+group.interface.new_socket("Fac", in_out="OUTPUT", socket_type="NodeSocketFloat")
+inner_path = group.nodes.new("ShaderNodeLightPath"); inner_out = group.nodes.new("NodeGroupOutput")
+group.links.new(inner_path.outputs["Is Camera Ray"], inner_out.inputs["Fac"])
+nt.nodes.remove(next(n for n in nt.nodes if n.type == "LIGHT_PATH"))
+node = nt.nodes.new("ShaderNodeGroup"); node.node_tree = group
+mix = next(n for n in nt.nodes if n.type == "MIX_SHADER")
+nt.links.new(node.outputs["Fac"], mix.inputs["Fac"])
+next(n for n in nt.nodes if n.type == "BACKGROUND" and not n.inputs["Color"].is_linked).inputs["Color"].default_value = (
+    1.0, 0.0, 0.0, 1.0)
+found = world_lighting(grouped, bakes)
+out["grouped"] = [found.note, found.environment.path, len(bpy.data.node_groups)]
+# an animated world bakes at the scene's frame
+animated = build_world("solid", hdri)
+strength = animated.node_tree.nodes["Background"].inputs["Strength"]
+for frame, value in ((1, 1.0), (10, 3.0)):
+    strength.default_value = value
+    strength.keyframe_insert("default_value", frame=frame)
+scene.world = animated
+scene.frame_set(10)
+out["animated"] = scene_rig(scene, anchor, bake_dir=bakes).rig.environment.path
+scene.frame_set(1)
 ramp_world = bpy.data.worlds.new("ramp")
 ramp = ramp_world.node_tree.nodes.new("ShaderNodeValToRGB")
 ramp_world.node_tree.links.new(ramp.outputs["Color"], ramp_world.node_tree.nodes["Background"].inputs["Color"])
@@ -82,6 +107,14 @@ def test_worlds_are_baked_as_cycles_renders_them(tmp_path):
     assert math.degrees(math.acos(np.clip(brightest @ sun, -1, 1))) < 2.0
     assert out["plain"] == ["file", hdri]
     assert out["ramp"] == [False, False]  # a Color Ramp's stops are part of the digest
+    # a Light Path inside a node group is read as a diffuse ray too (the HDRI, not the red backdrop),
+    # and the group copies the bake made are gone again
+    note, path, groups = out["grouped"]
+    assert "Light Path read as a diffuse ray" in note and groups == 1
+    grouped = read_channels(path, ["R", "G", "B"])
+    assert np.abs(grouped - ref).mean() / ref.mean() < 0.04
+    animated = read_channels(out["animated"], ["R", "G", "B"])
+    np.testing.assert_allclose(animated.reshape(-1, 3).mean(0), 3.0 * np.array([0.9, 0.75, 0.6]), rtol=1e-3)
 
 
 EMITTERS = SCENE.split("def lamp(")[0] + """
