@@ -48,8 +48,8 @@ nt.nodes.remove(next(n for n in nt.nodes if n.type == "LIGHT_PATH"))
 node = nt.nodes.new("ShaderNodeGroup"); node.node_tree = group
 mix = next(n for n in nt.nodes if n.type == "MIX_SHADER")
 nt.links.new(node.outputs["Fac"], mix.inputs["Fac"])
-next(n for n in nt.nodes if n.type == "BACKGROUND" and not n.inputs["Color"].is_linked).inputs["Color"].default_value = (
-    1.0, 0.0, 0.0, 1.0)
+backdrop = next(n for n in nt.nodes if n.type == "BACKGROUND" and not n.inputs["Color"].is_linked)
+backdrop.inputs["Color"].default_value = (1.0, 0.0, 0.0, 1.0)
 found = world_lighting(grouped, bakes)
 out["grouped"] = [found.note, found.environment.path, len(bpy.data.node_groups)]
 # an animated world bakes at the scene's frame
