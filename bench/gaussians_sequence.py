@@ -33,13 +33,17 @@ SYNTH = ["relit", "synth", "--subject", "face", "--seed", "0", "--views", "8", "
 HOLDOUT = "cam05"
 
 
-def ensure_capture(path: Path):
+PERSON = ["relit", "synth", "--subject", "person", "--seed", "100", "--views", "1", "--frames", "24", "--res",
+          "64", "--samples", "32", "--no-olats", "--hdris", "forest", "--rotations", "30", "-o"]
+
+
+def ensure_capture(path: Path, synth: list[str] = SYNTH):
     from core.data.capture import CaptureSet
 
     if not (path / "manifest.json").exists() or CaptureSet(path).missing_files():
         import subprocess
 
-        subprocess.run([sys.executable, "-m", "core.cli", *SYNTH[1:], str(path)], check=True, cwd=ROOT)
+        subprocess.run([sys.executable, "-m", "core.cli", *synth[1:], str(path)], check=True, cwd=ROOT)
     return CaptureSet(path)
 
 
