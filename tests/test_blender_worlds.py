@@ -17,7 +17,7 @@ from blender_addon.world_bake import world_lighting
 from core.synthetic.worlds import build_world
 hdri, bakes = sys.argv[1], Path(sys.argv[2])
 out = {}
-for kind in ("light-path", "solid", "sky"):
+for kind in ("light-path", "solid", "sky", "mix"):
     scene.world = world = build_world(kind, hdri)
     pending = world_lighting(world, None)
     found = scene_rig(scene, anchor, bake_dir=bakes)
@@ -75,13 +75,13 @@ print(json.dumps(out))
 
 
 def test_worlds_are_baked_as_cycles_renders_them(tmp_path):
-    """Light Path (camera sees grey, light is the HDRI), solid and Sky worlds: each bake is what that
-    world shows a diffuse ray, checked against the HDRI itself, the colour x strength, and the sun's
-    analytic direction; bakes are reused while the node tree is unchanged; a plain Environment Texture
+    """Light Path (camera sees grey, light is the HDRI), Mix, solid and Sky worlds: each bake is what
+    that world shows a diffuse ray, checked against the HDRI itself, the HDRI and fill mixed, the colour
+    x strength, and the sun's analytic direction; bakes are reused while the node tree is unchanged; a plain Environment Texture
     world is read from its file, not baked."""
     hdri = str(resolve_hdri("sunset"))
     out = run_bpy(WORLDS, hdri, str(tmp_path / "worlds"), timeout=600)
-    for kind in ("light-path", "solid", "sky"):
+    for kind in ("light-path", "solid", "sky", "mix"):
         got = out[kind]
         assert got["pending"] == ["bake", True] and got["kind"] == "baked" and "baked" in got["note"]
         assert got["rotation"] == [0.0, 0.0, 0.0] and got["intensity"] == 1.0
@@ -95,6 +95,10 @@ def test_worlds_are_baked_as_cycles_renders_them(tmp_path):
     assert np.abs(baked - ref).mean() / ref.mean() < 0.04
     # a wrong orientation (the map turned a quarter) would be far off: the check can tell
     assert np.abs(np.roll(baked, w // 4, axis=1) - ref).mean() / ref.mean() > 0.2
+    # the Mix world: two thirds the HDRI, one third the blue fill (core.synthetic.worlds)
+    mix = read_channels(out["mix"]["path"], ["R", "G", "B"])
+    expected = 2.0 / 3.0 * ref + 1.0 / 3.0 * np.array([0.2, 0.35, 0.8])
+    assert np.abs(mix - expected).mean() / expected.mean() < 0.04
     solid = read_channels(out["solid"]["path"], ["R", "G", "B"])
     np.testing.assert_allclose(solid.reshape(-1, 3).mean(0), [0.9, 0.75, 0.6], rtol=1e-3)
     assert solid.std(axis=(0, 1)).max() < 1e-3
