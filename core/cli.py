@@ -249,6 +249,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .model.train import TrainConfig, train
 
     cfg = TrainConfig(captures=args.capture, output=args.output, preset=args.preset, resolution=args.res,
+                      patch=args.patch,
                       objective=args.objective, relative=args.relative, environment_token=args.environment_token,
                       source_tint=args.source_tint, conditioning=args.conditioning,
                       holdout_identities=args.holdout_identities,
@@ -695,6 +696,9 @@ def _add_train(sub) -> None:
     p.add_argument("--bundle", help="where to write the bundle (default: OUTPUT/bundle)")
     p.add_argument("--preset", default="tiny", help="tiny, small, sd15, sd21")
     p.add_argument("--res", type=_at_least(1), default=64, help="training resolution")
+    p.add_argument("--patch", type=_at_least(0), default=0,
+                   help="olat: train on random crops of this many pixels (0: whole frames), e.g. --res 256 --patch 64: "
+                        "the subject at 256 px for the cost of 64-px steps; the bundle relights by blended tiles")
     p.add_argument("--steps", type=_at_least(1), default=2000)
     p.add_argument("--objective", default="refine", type=_objective,
                    help="refine (predict-and-refine, default), diffusion (DDPM v-prediction), flow (flat-lit to "

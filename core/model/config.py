@@ -17,6 +17,8 @@ class ModelConfig:
     conditioning: str = OLAT.name       # a CONDITIONINGS name: how the target light reaches the model
     environment_token: bool = False     # envmap: the map's order-2 SH also as the cross-attention token
     resolution: int = 64                # image size the model works at (square)
+    patch: int = 0                      # training crop side in pixels (0: whole frames); inference then runs
+                                        # tiles of this size over the frame and blends them (core.model.tiling)
     codec: str = "unshuffle"            # "unshuffle": lossless pixel-unshuffle; "vae": the checkpoint's SD VAE
     unshuffle_factor: int = 2           # pixel-unshuffle factor (latent channels = 3 * factor**2)
     latent_channels: int = 12           # channels of one latent (4 for the SD VAE)
@@ -45,6 +47,27 @@ class ModelConfig:
             raise ValidationError(f"environment_token needs a token width >= 27 (3 x 9 SH), got {self.token_width}")
         self.block_out_channels = tuple(self.block_out_channels)
         self.down_blocks, self.up_blocks = tuple(self.down_blocks), tuple(self.up_blocks)
+        if self.patch:
+            self._check_patch()
+
+    def _check_patch(self) -> None:
+        if self.conditioning_mode.environment:
+            raise ValidationError(f"patch training applies to olat bundles: the {self.conditioning} conditioning's "
+                                  "environment map is a whole-frame input")
+        step = CODECS[self.codec].downsample(self) * 2 ** (len(self.block_out_channels) - 1)
+        if not 0 < self.patch < self.resolution or self.patch % step:
+            raise ValidationError(f"patch {self.patch}: must be below the resolution ({self.resolution}) and a "
+                                  f"multiple of {step} (the codec's and the UNet's downsampling)")
+
+    @property
+    def tiled(self) -> bool:
+        """The network runs on tiles of ``patch`` pixels, not on the whole frame."""
+        return self.patch > 0
+
+    @property
+    def patch_latent(self) -> int:
+        """Side of one tile in latent pixels."""
+        return self.patch // CODECS[self.codec].downsample(self)
 
     @property
     def conditioning_mode(self) -> Conditioning:

@@ -34,6 +34,28 @@ class View:
     identity: str = ""   # subject of the capture set the view comes from
 
 
+def crop_patches(rng: np.random.Generator, batch: dict[str, np.ndarray], patch: int, align: int,
+                 ) -> dict[str, np.ndarray]:
+    """Each sample's ``patch``-pixel square crop of its images (flat, target, alpha alike), centred on a
+    random subject pixel (anywhere when it has none) and kept inside the frame; its corner on a multiple of
+    ``align`` (the codec's downsampling, so the crop's latent is a crop of the frame's latent)."""
+    size = batch["flat"].shape[1]
+    out = {k: v for k, v in batch.items()}
+    for key in ("flat", "target", "alpha"):
+        out[key] = np.empty((len(batch[key]), patch, patch) + batch[key].shape[3:], batch[key].dtype)
+    for b in range(len(batch["flat"])):
+        ys, xs = np.nonzero(batch["alpha"][b] > 0.5)
+        if len(ys):
+            k = rng.integers(len(ys))
+            cy, cx = ys[k], xs[k]
+        else:
+            cy, cx = rng.integers(size, size=2)
+        y0, x0 = (int(np.clip(c - patch // 2, 0, size - patch)) // align * align for c in (cy, cx))
+        for key in ("flat", "target", "alpha"):
+            out[key][b] = batch[key][b, y0:y0 + patch, x0:x0 + patch]
+    return out
+
+
 DISTINCT_TRIES = 64  # target lightings drawn for a distinct pair before the mix is called degenerate
 
 

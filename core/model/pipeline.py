@@ -21,12 +21,14 @@ from diffusers import DiffusionPipeline
 from .codec import UnshuffleCodec, VaeCodec
 from .network import RelightModel
 from .objectives import DiffusionObjective, Objective
+from .tiling import TILE_OVERLAP, tile_count, tiled
 from .tone import ToneCurve
+
 
 @dataclass
 class RelightOutput:
     images: np.ndarray  # [L, H, W, 3] float32 scene-linear, per unit irradiance (W/m²) of each light
-    evaluations: int    # UNet evaluations spent (every guidance branch counts, per light)
+    evaluations: int    # UNet evaluations spent (every guidance branch and tile counts, per light)
 
 
 class RelightPipeline(DiffusionPipeline):
@@ -40,6 +42,9 @@ class RelightPipeline(DiffusionPipeline):
         self.tone = tone
         self.exposure_image = exposure_image    # multiplies flat-lit plates before the tone curve
         self.exposure_target = exposure_target  # multiplies unit-irradiance targets before the tone curve
+        self.tile_overlap = TILE_OVERLAP        # patch-trained models: share of a tile its neighbour overlaps
+        self.whole_frame = False                # patch-trained models: one pass over the whole frame instead of
+                                                # tiles (what a fully convolutional reading would do; measured)
 
     def to(self, device: str | torch.device) -> "RelightPipeline":
         """Move the network and codec (DiffusionPipeline.to expects diffusers models only)."""
@@ -100,8 +105,8 @@ class RelightPipeline(DiffusionPipeline):
 
         ``callback_on_step_end(step, steps)`` runs after each denoising step and
         ``callback_on_batch_end(lights)`` after each batch of a step (``lights`` in it); either may
-        raise to cancel. ``noise`` replaces the initial noise drawn from ``seed`` (then shared by every light): one map for
-        all, or one per light (what core.relight does, so that the sampling grain of many lights does
+        raise to cancel. ``noise`` replaces the initial noise drawn from ``seed`` (then shared by every light): one map
+        for all, or one per light (what core.relight does, so that the sampling grain of many lights does
         not add up coherently in their sum).
         """
         cfg = self.model.config
@@ -136,13 +141,19 @@ class RelightPipeline(DiffusionPipeline):
         start = start.to(device).expand(n, -1, -1, -1).contiguous()
         plain = guidance_image == 1.0 and guidance_light == 1.0
         branches = 1 if plain else 3
+        tile, stride = self._tiles()
+
+        def guided(x: torch.Tensor, t: torch.Tensor, tok: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+            if not tile:
+                return self._guided(x, t, img, tok, e, plain, guidance_image, guidance_light)
+            return tiled(lambda ys, xs: self._guided(x[..., ys, xs], t, img[..., ys, xs], tok, e, plain,
+                                                     guidance_image, guidance_light), x.shape, tile, stride)
 
         def net(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # [n, C, h, w], [n] -> [n, C, h, w]
             out = []
             for i in range(0, n, batch_size):
-                out.append(self._guided(x[i:i + batch_size], t[i:i + batch_size], img, tokens[i:i + batch_size],
-                                        None if env is None else env[i:i + batch_size],
-                                        plain, guidance_image, guidance_light))
+                out.append(guided(x[i:i + batch_size], t[i:i + batch_size], tokens[i:i + batch_size],
+                                  None if env is None else env[i:i + batch_size]))
                 if callback_on_batch_end is not None:
                     callback_on_batch_end(len(out[-1]))
             return torch.cat(out)
@@ -157,7 +168,16 @@ class RelightPipeline(DiffusionPipeline):
         out = [self.tone.decode(self.codec.decode(latents[i:i + batch_size]).clamp(-1.0, 1.0)) / self.exposure_target
                for i in range(0, n, batch_size)]
         images = torch.cat(out).permute(0, 2, 3, 1).float().cpu().numpy()
-        return RelightOutput(images, n * branches * self.objective.evaluations(num_inference_steps))
+        tiles = tile_count(self.model.config.latent_size, tile, stride) if tile else 1
+        return RelightOutput(images, n * branches * tiles * self.objective.evaluations(num_inference_steps))
+
+    def _tiles(self) -> tuple[int, int]:
+        """(tile, stride) in latent pixels for a patch-trained model; (0, 0): one pass over the frame."""
+        cfg = self.model.config
+        if not cfg.tiled or self.whole_frame:
+            return 0, 0
+        tile = cfg.patch_latent
+        return tile, max(1, round(tile * (1.0 - self.tile_overlap)))
 
     def _guided(self, latents, timesteps, img, tokens, env, plain, gi, gl) -> torch.Tensor:
         b = len(latents)

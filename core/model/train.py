@@ -28,7 +28,7 @@ from .bundle import BundleInfo, check_device, save_bundle
 from .codec import CODECS
 from .conditioning import OLAT
 from .config import preset
-from .data import Split, TrainingData
+from .data import Split, TrainingData, crop_patches
 from .lr_schedules import LR_SCHEDULES
 from .metrics import best_scale, psnr, ssim
 from .network import RelightModel
@@ -53,6 +53,8 @@ class TrainConfig:
     multitask_ratio: float = 0.0      # SynthLight multi-task: share of unconditional samples on real images
     multitask_images: list[str] = field(default_factory=list)  # unpaired real images for it (sRGB or EXR)
     resolution: int = 64              # training resolution (capture images are box-filtered down to it)
+    patch: int = 0                    # olat: train on random crops of this side (0: whole frames); the bundle
+                                      # relights whole frames by blended tiles of it (core.model.tiling)
     objective: str = "refine"         # core.model.objectives.OBJECTIVES: refine, diffusion, flow, regression
     relative: bool = False            # learn the change from the input's latent (~ log shading ratio), not the target
     environment_token: bool = False   # envmap: the target map's order-2 SH also as a cross-attention token
@@ -149,7 +151,7 @@ class Trainer:
         stage_radius = self.data.layout.olat_radius
         self.model_config = preset(cfg.preset, resolution=cfg.resolution, stage_radius=stage_radius,
                                    base_checkpoint=cfg.base_checkpoint, conditioning=cfg.conditioning,
-                                   environment_token=cfg.environment_token)
+                                   environment_token=cfg.environment_token, patch=cfg.patch)
         self.environment_lit = self.model_config.conditioning_mode.environment  # the light is an env map
         self.environments = _load_environments(cfg.environments) if self.environment_lit else []
         self.real_images = _load_real_images(cfg.multitask_images, cfg.resolution) if cfg.multitask_ratio else []
@@ -231,6 +233,9 @@ class Trainer:
         else:
             batch = self.data.sample(rng, cfg.batch, views, self.split.train_lights, cfg.area_prob,
                                      self.model_config.stage_radius)
+            if self.model_config.tiled:  # the frame at full resolution, one patch of it per sample
+                batch = crop_patches(rng, batch, self.model_config.patch,
+                                     CODECS[self.model_config.codec].downsample(self.model_config))
         if self.real_images:
             # multi-task: some samples learn the unconditional distribution of real images
             real = rng.random(cfg.batch) < cfg.multitask_ratio
