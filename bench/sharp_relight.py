@@ -161,8 +161,8 @@ def per_light(subject: Subject, models: list[Model], items: list[tuple[int, np.n
             rows["flat-lit x best constant"].append(score(s, truth, mask) + edges(s, truth, mask))
             nearest = split.train_lights[int(np.argmax(train_dirs @ subject.layout.directions[i]))]
             if nearest != i:
-                rows["nearest training light"].append(score(olats[nearest], truth, mask) + edges(olats[nearest], truth,
-                                                                                                    mask))
+                near = olats[nearest]
+                rows["nearest training light"].append(score(near, truth, mask) + edges(near, truth, mask))
     return {k: np.mean(v, 0).tolist() for k, v in rows.items() if v}
 
 
@@ -284,7 +284,8 @@ def main() -> None:
         rows.append(f"| {n} | {fmt(held.get(n))} | {fmt(edge_scores(held[n]), 2) if n in held else '—'} | "
                     f"{fmt(trained.get(n))} | {fmt(e.get('HDRI stage'))} | {fmt(e.get('HDRI stage + ratio'))} | "
                     f"{fmt(e.get('white environment'))} | {evals.get(n, '—')} | "
-                    + (f"{c['rig'][0]:.1f} / {c['rig'][1]} | {c['HDRI'][0]:.1f} / {c['HDRI'][1]} |" if c else "— | — |"))
+                    + (f"{c['rig'][0]:.1f} / {c['rig'][1]} | {c['HDRI'][0]:.1f} / {c['HDRI'][1]} |" if c
+                       else "— | — |"))
     command = "python bench/sharp_relight.py " + shlex.join(sys.argv[1:])
     write_section(args.section, f"""## Relit at the plate's detail (`{command}`)
 
