@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RelitIOError
+from .errors import RelitIOError, ValidationError
 from .io.naming import light_layer_name
 from .io.passes import read_passes
 from .jobs import RelightJob
@@ -73,7 +73,7 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
              progress: bool = True) -> DemoResult:
     from .model.bundle import load_bundle, read_info
     from .relight_job import run_relight
-    from .synthetic.synth import SynthConfig, synthesize
+    from .synthetic.synth import SUBJECTS, SynthConfig, synthesize
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -82,14 +82,18 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
         bundle = train_default(out / "train", progress)
     bundle = Path(bundle or DEFAULT_BUNDLE)
     info = read_info(bundle)
-    seed_of_subject = int(info.subject.split("-")[-1])
+    # relit synth names its subjects KIND-SEED (face-0000, person-0100): the demo renders that subject again
+    kind, _, seed_of_subject = info.subject.rpartition("-")
+    if kind not in SUBJECTS or not seed_of_subject.isdigit():
+        raise ValidationError(f"{bundle}: the demo renders its bundle's synthetic subject again, and {info.subject!r} "
+                              "is not one relit synth makes; give a bundle trained on relit synth renders")
     res = info.config.resolution
     # the plate at the size of the training captures, so relit relight frames it as training did
     # (bundles from before training framed views like relight trained on whole frames at their own size)
     plate_res = int(info.training.get("data", {}).get("image_size", res))
     steps = steps or int(info.recipe["steps"])
     # 1. a held-out view: the frontal camera (the training arc has no 0-degree camera)
-    cfg = SynthConfig(subject="face", seed=seed_of_subject, views=1, frames=1, layout=str(out / "stage.json"),
+    cfg = SynthConfig(subject=kind, seed=int(seed_of_subject), views=1, frames=1, layout=str(out / "stage.json"),
                       resolution=plate_res, samples=256, hdris=[DEMO_HDRI], rotations=[list(DEMO_ROTATION)])
     out.mkdir(parents=True, exist_ok=True)
     import json

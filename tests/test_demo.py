@@ -85,6 +85,19 @@ def test_demo_writes_passes_and_a_contact_sheet(tmp_path):
     assert other.returncode == 0 and "v002" in other.stdout and open(passes, "rb").read() == before
 
 
+def test_the_demo_refuses_a_bundle_of_a_subject_it_cannot_render(tmp_path):
+    import json
+    import shutil
+
+    bundle = tmp_path / "alice"
+    shutil.copytree(BUNDLE, bundle)
+    info = json.loads((bundle / "relit.json").read_text())
+    (bundle / "relit.json").write_text(json.dumps({**info, "subject": "alice"}))  # a real light-stage capture's
+    run = run_relit("demo", "--bundle", str(bundle), "-o", str(tmp_path / "demo"), "--quiet")
+    assert run.returncode == 2 and "'alice' is not one relit synth makes" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "demo").exists()
+
+
 def test_check_consistency_on_a_real_photo(tmp_path):
     import OpenImageIO as oiio
     from skimage import data as skdata
