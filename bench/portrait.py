@@ -298,6 +298,59 @@ def guidance_grid(run: Path, pairs: int, image_scales: list[float], light_scales
             "(1 / 1 is no guidance: one UNet branch; otherwise three).\n\n" + "\n".join(lines))
 
 
+def subject_comparison(run: Path, bundle: Path, pairs: int, regressor: Path | None = None) -> str:
+    """The general model against a subject-specific bundle trained on one held-out person: pairs of
+    that person only (any source lighting -> a target environment). The portrait model sees the view
+    under the source lighting; the subject's bundle sees its flat-lit capture and relights the target
+    by the stage strategy (every stage light, weighted by the target's projection, with its recipe's
+    ratio correction): what an artist with a light-stage capture of the actor would get."""
+    import torch
+
+    from core.model.bundle import load_bundle
+    from core.model.consistency import ratio_correct
+    from core.model.metrics import best_scale, flip, psnr, ssim
+    from core.lighting.hdri import project_to_layout
+
+    torch.set_num_threads(1)
+    trainer = _trainer(run)
+    data = trainer.data
+    sp_pipe, sp_info = load_bundle(bundle)
+    views = [i for i in trainer.split.val_views if data.views[i].identity == sp_info.subject]
+    if not views:
+        raise SystemExit(f"{bundle}: its subject {sp_info.subject} is not among {run.name}'s held-out people")
+    pipes = _pipes(run, regressor)
+    sp_steps, correct = int(sp_info.recipe["steps"]), sp_info.recipe.get("consistency") == "ratio"
+    rows: dict = {"input x fitted scale": [], **{name: [] for name in pipes},
+                  f"subject-specific: {sp_info.id} (flat-lit in, stage strategy)": []}
+    rng = np.random.default_rng(1234)
+    for k in range(pairs):
+        v = views[k % len(views)]
+        source, goal = data.portrait_lightings(rng, v, trainer.environments, distinct=True)
+        x, y, env = data.portrait_pair(v, source, goal)
+        m = data.alpha[v] > 0.5
+        preds = {"input x fitted scale": best_scale(x, y, m) * x}
+        for name, (pipe, objective) in pipes.items():
+            preds[name] = pipe(x, environment=env[None], num_inference_steps=objective.default_steps,
+                               seed=k).images[0]
+        flat, dirs = data.flat[v], data.camera_directions(v)
+        noise = np.random.default_rng([k, len(dirs)]).standard_normal(
+            (len(dirs),) + sp_pipe.latent_shape()).astype(np.float32)
+        stage = sp_pipe(flat, dirs, np.zeros(len(dirs)), num_inference_steps=sp_steps, noise=noise,
+                        batch_size=32).images
+        if correct:
+            stage = ratio_correct(stage, np.asarray(sp_info.stage_irradiance, np.float32), flat)
+        weights = project_to_layout(goal, data.layout, (0.0, 0.0, 0.0)).weights
+        preds[list(rows)[-1]] = np.einsum("nhwc,nc->hwc", stage, weights)
+        for name, p in preds.items():
+            rows[name].append([psnr(p, y, m), ssim(p, y, m), flip(p, y, m)])
+    lines = ["| method | PSNR | SSIM | HDR-FLIP |", "| --- | ---: | ---: | ---: |"]
+    for name, values in rows.items():
+        v = np.mean(values, axis=0)
+        lines.append(f"| {name} | {v[0]:.2f} dB | {v[1]:.3f} | {v[2]:.3f} |")
+    return (f"{pairs} pairs of {sp_info.subject} ({len(views)} views), never seen by {run.name}; no pair's target "
+            f"its source. The subject's bundle: `{sp_info.training.get('command', '')}`.\n\n" + "\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, help="folder of CANDIDATE-sSEED run folders")
@@ -313,6 +366,8 @@ def main() -> None:
     parser.add_argument("--image-scales", type=float, nargs="+", default=[1.0, 1.5, 2.0], help="with --guidance")
     parser.add_argument("--light-scales", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0],
                         help="with --guidance")
+    parser.add_argument("--subject-bundle", type=Path, help="with --eval: compare on the pairs of this "
+                        "subject-specific bundle's person (one of the run's held-out people) instead")
     parser.add_argument("--section", default="portrait-ablation", help="docs/benchmarks.md section to write")
     parser.add_argument("--title", default="Portrait model: candidates on held-out people")
     args = parser.parse_args()
@@ -324,6 +379,9 @@ def main() -> None:
         if args.guidance:
             title = ": dual classifier-free guidance"
             result = guidance_grid(args.guidance, args.pairs, args.image_scales, args.light_scales)
+        elif args.subject_bundle:
+            title = " against a subject-specific bundle of a held-out person"
+            result = subject_comparison(args.eval, args.subject_bundle, args.pairs, args.regressor)
         elif args.generalisation:
             title = ": training people against held-out people"
             result = generalisation(args.generalisation, args.regressor, args.pairs)
