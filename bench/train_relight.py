@@ -152,7 +152,7 @@ def evaluate(trainer: Trainer, predict: Predictor, envs: list[dict], steps: int,
         white.append(score(np.einsum("nhwc,nc->hwc", stage, irradiance), data.flat[v], mask))
     out["HDRI stage"], out["HDRI stage + ratio"] = np.mean(stage_raw, 0).tolist(), np.mean(stage_fixed, 0).tolist()
     out[f"HDRI area K={CLUSTERS}"], out["white environment"] = np.mean(area, 0).tolist(), np.mean(white, 0).tolist()
-    out["evaluations"] = predict.pipe.objective.evaluations(steps)
+    out["evaluations"] = predict.pipe.evaluations(steps)
     if curve:
         out["steps"] = {n: per_light(trainer, predict, sets["held-out lights"][::3], steps=n, seed=seed)
                         for n in STEP_CURVE}

@@ -116,7 +116,7 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
                      output=str(out / "relit"), rig=rig, steps=steps, seed=seed)
     report = run_relight(job, pipe_and_info=(pipe, info))
     # what the frame costs (a rerun that skips the frame as unchanged still titles the sheet with it)
-    path, evaluations = report.frames[0].path, report.inferences * pipe.objective.evaluations(steps)
+    path, evaluations = report.frames[0].path, report.inferences * pipe.evaluations(steps)
     layers, beauty, _ = read_passes(path)
     relit = {name: layers[light_layer_name(name)] for name in ("key", "rim", "environment")}
     # 4. ground truth from the same render: the OLATs of the two stage lights, and Cycles' HDRI render
@@ -140,7 +140,7 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     sheet = contact_sheet(report.folder / "contact_sheet.png", tiles, columns=3, scale=max(1, 192 // plate_res),
                           title=f"relit demo: {info.id}, {evaluations} UNet evaluations, {steps} {sampler} steps")
     log.info("demo scores: %s; the photo: %s", scores, photo)
-    stage_hdri = len(info.layout) * pipe.objective.evaluations(steps)  # the HDRI's share: one inference per light
+    stage_hdri = len(info.layout) * pipe.evaluations(steps)  # the HDRI's share: one inference per light
     return DemoResult(path, sheet, scores, photo, {"stage": stage_hdri, "portrait": portrait_pass})
 
 

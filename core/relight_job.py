@@ -366,8 +366,10 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
         report.warnings.append(partial)
     for w in report.warnings:
         log.warning("%s", w)
+    # a patch bundle's tiles decide what its weights predict (its config is not in the weights' hash)
+    tiling = {"tiles": list(pipe.tiles())} if pipe.model.config.tiled else {}
     job_digest = _job_digest(job, info.sha256, hdri_sha, {**info.recipe, "steps": steps, "sampler": sampler,
-                                                          "consistency": consistency})
+                                                          "consistency": consistency, **tiling})
     fresh = False  # a version folder this run made (removed again if the run fails before any frame)
     made_root = not Path(job.output).exists()  # likewise the output folder itself
     if job.folder is not None:  # a farm unit: the plan chose the version folder, other units share it
@@ -392,7 +394,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     light_steps = plan.inferences * job.samples * objective.evaluations(steps)
     cache = LightCache(Path(job.output) / CACHE_DIR, job.cache_mb << 20) if job.cache_mb else None
     # what every cached prediction of this job depends on besides its frame's pixels, light and noise
-    cache_parts = {"bundle": info.sha256, "recipe": {**info.recipe, "steps": steps, "sampler": sampler},
+    cache_parts = {"bundle": info.sha256, "recipe": {**info.recipe, "steps": steps, "sampler": sampler, **tiling},
                    "guidance": [job.guidance_image, job.guidance_light], "seed": job.seed, "samples": job.samples,
                    "device": job.device}
     chain, history = None, None  # the previous frame's digest; its (plate, relit layers) for blending

@@ -34,18 +34,22 @@ class View:
     identity: str = ""   # subject of the capture set the view comes from
 
 
+PATCH_ANYWHERE = 0.2  # share of training crops centred anywhere in the frame (inference tiles cover background too)
+
+
 def crop_patches(rng: np.random.Generator, batch: dict[str, np.ndarray], patch: int, align: int,
                  ) -> dict[str, np.ndarray]:
     """Each sample's ``patch``-pixel square crop of its images (flat, target, alpha alike), centred on a
-    random subject pixel (anywhere when it has none) and kept inside the frame; its corner on a multiple of
-    ``align`` (the codec's downsampling, so the crop's latent is a crop of the frame's latent)."""
+    random subject pixel (anywhere for a PATCH_ANYWHERE share of them, or when it has none) and kept
+    inside the frame; its corner on a multiple of ``align`` (the codec's downsampling, so the crop's
+    latent is a crop of the frame's latent)."""
     size = batch["flat"].shape[1]
     out = {k: v for k, v in batch.items()}
     for key in ("flat", "target", "alpha"):
         out[key] = np.empty((len(batch[key]), patch, patch) + batch[key].shape[3:], batch[key].dtype)
     for b in range(len(batch["flat"])):
         ys, xs = np.nonzero(batch["alpha"][b] > 0.5)
-        if len(ys):
+        if len(ys) and rng.random() >= PATCH_ANYWHERE:
             k = rng.integers(len(ys))
             cy, cx = ys[k], xs[k]
         else:

@@ -141,7 +141,7 @@ class RelightPipeline(DiffusionPipeline):
         start = start.to(device).expand(n, -1, -1, -1).contiguous()
         plain = guidance_image == 1.0 and guidance_light == 1.0
         branches = 1 if plain else 3
-        tile, stride = self._tiles()
+        tile, stride = self.tiles()
 
         def guided(x: torch.Tensor, t: torch.Tensor, tok: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
             if not tile:
@@ -168,10 +168,15 @@ class RelightPipeline(DiffusionPipeline):
         out = [self.tone.decode(self.codec.decode(latents[i:i + batch_size]).clamp(-1.0, 1.0)) / self.exposure_target
                for i in range(0, n, batch_size)]
         images = torch.cat(out).permute(0, 2, 3, 1).float().cpu().numpy()
-        tiles = tile_count(self.model.config.latent_size, tile, stride) if tile else 1
-        return RelightOutput(images, n * branches * tiles * self.objective.evaluations(num_inference_steps))
+        return RelightOutput(images, n * branches * self.evaluations(num_inference_steps))
 
-    def _tiles(self) -> tuple[int, int]:
+    def evaluations(self, steps: int) -> int:
+        """UNet evaluations per light and guidance branch for ``steps`` sampler steps (every tile counts)."""
+        tile, stride = self.tiles()
+        return self.objective.evaluations(steps) * (tile_count(self.model.config.latent_size, tile, stride)
+                                                    if tile else 1)
+
+    def tiles(self) -> tuple[int, int]:
         """(tile, stride) in latent pixels for a patch-trained model; (0, 0): one pass over the frame."""
         cfg = self.model.config
         if not cfg.tiled or self.whole_frame:

@@ -44,18 +44,19 @@ def axis_weights(size: int, tile: int, starts: list[int]) -> torch.Tensor:  # [T
     for k, s in enumerate(starts):
         w = torch.ones(tile)
         if k > 0:  # the previous tile overlaps this one's first pixels
-            overlap = starts[k - 1] + tile - s
-            w = torch.minimum(w, _ramp(idx, overlap))
+            w = torch.minimum(w, _ramp(idx, starts[k - 1] + tile - s))
         if k < len(starts) - 1:
-            overlap = s + tile - starts[k + 1]
-            w = torch.minimum(w, _ramp(tile - 1 - idx, overlap))
+            w = torch.minimum(w, _ramp(tile - 1 - idx, s + tile - starts[k + 1]))
         out[k, s:s + tile] = w
     return out
 
 
 def _ramp(distance: torch.Tensor, overlap: int) -> torch.Tensor:
-    """0 within overlap/4 of the cut edge, 1 from overlap/2 on, linear between."""
-    quarter = max(overlap / 4.0, 0.5)
+    """0 within overlap/4 of the cut edge, 1 from overlap/2 on, linear between; no fade where the
+    overlap is under 2 pixels (both tiles then count fully there, and no pixel is left at weight 0)."""
+    if overlap < 2:
+        return torch.ones_like(distance)
+    quarter = overlap / 4.0
     return ((distance + 0.5 - quarter) / quarter).clamp(0.0, 1.0)
 
 
@@ -72,7 +73,7 @@ def tiled(fn: TileFn, shape: tuple[int, ...],  # [B, C, h, w] of the output
             part = fn(ys, xs)
             if out is None:
                 out = torch.zeros(shape, dtype=part.dtype, device=part.device)
-            weight = wy[i, ys, None] * wx[j, None, xs]
-            out[..., ys, xs] += weight.to(part) * part
-            total[ys, xs] += weight
+            weight = (wy[i, ys, None] * wx[j, None, xs]).to(part)
+            out[..., ys, xs] += weight * part
+            total[ys, xs] += weight.cpu().float()
     return out / total.to(out)

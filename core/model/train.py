@@ -72,6 +72,8 @@ class TrainConfig:
             raise ValidationError(f"sample_steps must be >= 1, got {self.sample_steps}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValidationError(f"lr_schedule {self.lr_schedule!r}: use one of {sorted(LR_SCHEDULES)}")
+        if self.patch and self.multitask_ratio:
+            raise ValidationError("the multi-task real images are whole frames: train patches without multitask_ratio")
     max_minutes: float = 0.0          # stop early after this wall time (0: no limit)
     batch: int = 8                    # samples per step
     lr: float = 5e-4                  # AdamW learning rate (peak, before the schedule)
@@ -215,6 +217,11 @@ class Trainer:
         if trained != self.cfg.objective:
             raise ValidationError(f"{self.out}: this run trains the {trained!r} objective; resume it with "
                                   f"--objective {trained} or train {self.cfg.objective!r} in a new run folder")
+        patch = state.get("config", {}).get("patch", 0)
+        if patch != self.cfg.patch:
+            trained = f"{patch}-px patches" if patch else "whole frames"
+            raise ValidationError(f"{self.out}: this run trains on {trained}; resume it with --patch {patch} or "
+                                  "start a new run folder")
         relative = state.get("config", {}).get("relative", False)
         if relative != self.cfg.relative:
             raise ValidationError(f"{self.out}: this run was started {'with' if relative else 'without'} --relative; "
