@@ -146,24 +146,13 @@ def test_a_run_resumes_only_with_the_patch_it_was_trained_with(capture, tmp_path
 
 
 def test_a_patch_trained_model_relights_the_whole_frame_better_than_the_flat_lit(capture, tmp_path):
-    from core.model.metrics import best_scale, psnr
+    from tests.test_train import held_out_light_scores
 
     cfg = TrainConfig(captures=[str(capture.root)], output=str(tmp_path / "patch"), resolution=32, patch=16,
                       batch=8, lr=2e-3, steps=700, val_every=0, val_samples=2, val_steps=4, checkpoint_every=0,
                       holdout_light_every=8, seed=0)
     trainer = Trainer(cfg)
     trainer.train(progress=False)
-    pipe = trainer.pipeline(trainer.ema_model())
-    data, split = trainer.data, trainer.split
-    ours, flat_rows = [], []
-    for v in split.train_views:
-        mask = data.alpha[v] > 0.5
-        lights = split.val_lights
-        pred = pipe(data.flat[v], data.camera_directions(v)[lights], np.zeros(len(lights)), num_inference_steps=1,
-                    seed=v)
-        assert pred.images.shape[1:3] == (32, 32) and pred.evaluations == len(lights) * 9 * 2
-        for p, i in zip(pred.images, lights):
-            truth = data.olat[v, i].astype(np.float32)
-            ours.append(psnr(p, truth, mask))
-            flat_rows.append(psnr(data.flat[v] * best_scale(data.flat[v], truth, mask), truth, mask))
+    ours, flat_rows, evaluations = held_out_light_scores(trainer, trainer.pipeline(trainer.ema_model()), 1)
+    assert evaluations == [len(trainer.split.val_lights) * 9 * 2] * len(trainer.split.train_views)  # 9 tiles, 2 passes
     assert np.mean(ours) > np.mean(flat_rows) + 0.5, (np.mean(ours), np.mean(flat_rows))
