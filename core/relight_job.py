@@ -367,7 +367,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     for w in report.warnings:
         log.warning("%s", w)
     # a patch bundle's tiles decide what its weights predict (its config is not in the weights' hash)
-    tiling = {"tiles": list(pipe.tiles())} if pipe.model.config.tiled else {}
+    tiling = {"tiles": list(pipe.tiles())} if info.config.tiled else {}
     job_digest = _job_digest(job, info.sha256, hdri_sha, {**info.recipe, "steps": steps, "sampler": sampler,
                                                           "consistency": consistency, **tiling})
     fresh = False  # a version folder this run made (removed again if the run fails before any frame)
