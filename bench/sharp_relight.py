@@ -131,6 +131,11 @@ def load_models(bundles: list[Path], regressor: Path | None) -> tuple[list[Model
         res, patch = info.config.resolution, info.config.patch
         label = f"{info.id} ({res} px" + (f", {patch}-px patches)" if patch else ", whole frames)")
         models.append(Model(label, pipe, int(info.recipe["steps"]), info))
+        if patch:  # the same weights read fully convolutionally: one pass over the whole frame
+            whole, _ = load_bundle(b)
+            whole.whole_frame = True
+            models.append(Model(f"{info.id} ({res} px, the same weights in one whole-frame pass)", whole,
+                                int(info.recipe["steps"]), info))
         config = config or info.training.get("config", {})
     if regressor is not None:
         sys.path.insert(0, str(ROOT / "bench"))

@@ -44,7 +44,7 @@ class RelightPipeline(DiffusionPipeline):
         self.exposure_target = exposure_target  # multiplies unit-irradiance targets before the tone curve
         self.tile_overlap = TILE_OVERLAP        # patch-trained models: share of a tile its neighbour overlaps
         self.whole_frame = False                # patch-trained models: one pass over the whole frame instead of
-                                                # tiles (what a fully convolutional reading would do; measured)
+                                                # tiles (a fully convolutional reading; bench/sharp_relight.py)
 
     def to(self, device: str | torch.device) -> "RelightPipeline":
         """Move the network and codec (DiffusionPipeline.to expects diffusers models only)."""
