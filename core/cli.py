@@ -30,6 +30,14 @@ def _resolve_hdri(text: str) -> Path:
     return resolve_hdri(text)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """An argparse type: ``K/N`` with 0 <= K < N, one process's share of a split job."""
+    k, sep, n = text.partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 0 <= int(k) < int(n)):
+        raise argparse.ArgumentTypeError(f"{text!r}: use K/N with 0 <= K < N, e.g. 0/2")
+    return int(k), int(n)
+
+
 def _at_least(lo: int):
     """An argparse type: an integer >= ``lo`` (argparse then names the flag in its error)."""
     def parse(text: str) -> int:
@@ -239,8 +247,11 @@ def cmd_synth(args: argparse.Namespace) -> None:
                                         threads=args.threads)
         print(f"{len(entries)} identities in {args.output} (index: {args.output}/identities.json)")
         return
-    cs = synthesize(cfg, args.output, progress=not args.quiet, threads=args.threads)
-    print(f"capture set: {cs}")
+    if args.shard is not None and args.identities:
+        raise RelitError("--shard splits one capture set's views; with --identities run one process per "
+                         "--seed range instead")
+    cs = synthesize(cfg, args.output, progress=not args.quiet, threads=args.threads, shard=args.shard)
+    print(f"capture set: {cs}" if args.shard is None else f"shard {args.shard[0]}/{args.shard[1]} of {cs} done")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -674,6 +685,9 @@ def _add_synth(sub) -> None:
                    help="flat-lit only (a multi-view sequence for relit reconstruct), no OLAT renders")
     p.add_argument("--threads", type=_at_least(1), default=2,
                    help="Cycles CPU threads (1 leaves a core free in the background)")
+    p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                   help="render only every N-th view-frame from the K-th (0-based), so N processes fill one "
+                        "set together, e.g. --shard 0/2 and --shard 1/2 on two cores")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True, help="capture set folder")
     p.set_defaults(func=cmd_synth)

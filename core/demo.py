@@ -73,7 +73,7 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
              progress: bool = True) -> DemoResult:
     from .model.bundle import load_bundle, read_info
     from .relight_job import run_relight
-    from .synthetic.synth import SUBJECTS, SynthConfig, synthesize
+    from .synthetic.synth import SUBJECTS, SynthConfig, render_stage_mixes, synthesize
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -92,9 +92,11 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     # (bundles from before training framed views like relight trained on whole frames at their own size)
     plate_res = int(info.training.get("data", {}).get("image_size", res))
     steps = steps or int(info.recipe["steps"])
-    # 1. a held-out view: the frontal camera (the training arc has no 0-degree camera)
+    # 1. a held-out view: the frontal camera (the training arc has no 0-degree camera); flat-lit and the
+    # HDRI, no OLATs: the truth of the stage lights is rendered below, one render per light mix
     cfg = SynthConfig(subject=kind, seed=int(seed_of_subject), views=1, frames=1, layout=str(out / "stage.json"),
-                      resolution=plate_res, samples=256, hdris=[DEMO_HDRI], rotations=[list(DEMO_ROTATION)])
+                      resolution=plate_res, samples=256, hdris=[DEMO_HDRI], rotations=[list(DEMO_ROTATION)],
+                      olats=False)
     out.mkdir(parents=True, exist_ok=True)
     import json
     (out / "stage.json").write_text(json.dumps(info.layout.to_json()))
@@ -119,13 +121,20 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     path, evaluations = report.frames[0].path, report.inferences * pipe.evaluations(steps)
     layers, beauty, _ = read_passes(path)
     relit = {name: layers[light_layer_name(name)] for name in ("key", "rim", "environment")}
-    # 4. ground truth from the same render: the OLATs of the two stage lights, and Cycles' HDRI render
-    olats, _ = capture.olats(cam.name, frame)
-    unit = olats / m.irradiance[:, None, None, :]
-    truth = {"key": unit[key] * np.array([2.0, 1.7, 1.4]), "rim": unit[rim] * np.array([1.8, 2.25, 3.0]),
-             "environment": capture.hdri(m.hdri[0].name, cam.name, frame).rgb}
-    w = project_to_layout(load_environment(env_path), m.layout, DEMO_ROTATION).weights
-    oracle = np.einsum("nhwc,nc->hwc", unit, w)
+    # 4. ground truth, Cycles on the same subject and view: each lamp is its stage light at the lamp's
+    # colour x intensity, the HDRI its own render; the oracle is the HDRI projected on the stage (the
+    # stage strategy's physical bound), each stage mix one render
+
+    def stage_mix(index: int, lamp: Light) -> np.ndarray:  # [N, 3]: one stage light at the lamp's irradiance
+        w = np.zeros((len(m.layout), 3))
+        w[index] = np.asarray(lamp.rgb) * lamp.intensity
+        return w
+
+    mixes = render_stage_mixes(capture.root, {
+        "key": stage_mix(key, rig.lights[0]), "rim": stage_mix(rim, rig.lights[1]),
+        "oracle": project_to_layout(load_environment(env_path), m.layout, DEMO_ROTATION).weights})
+    truth = {"key": mixes["key"], "rim": mixes["rim"], "environment": capture.hdri(m.hdri[0].name, cam.name, frame).rgb}
+    oracle = mixes["oracle"]
     mask = plate.alpha > 0.5
     scores = {name: psnr(relit[name], truth[name], mask) for name in truth}
     scores["environment_oracle"] = psnr(oracle, truth["environment"], mask)

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from core.errors import RelitError
 from core.io.exr import read_layer
 from core.lighting.camera import project_points
 from core.lighting.hdri import load_environment, project_to_layout
@@ -136,3 +137,62 @@ def test_suzanne_subject_renders(tmp_path):
     flat = cs.flat("cam01", 2)
     coverage = (flat.alpha > 0.5).mean()
     assert 0.1 < coverage < 0.9 and flat.rgb[flat.alpha > 0.99].mean() > 0.01
+
+
+def test_shards_fill_one_set_together_and_leave_each_others_partials(capture, tmp_path):
+    import shutil
+
+    root = tmp_path / "face"
+    shutil.copytree(capture.root, root)
+    m, cam = capture.manifest, capture.manifest.cameras[0].name
+    f1, f2 = (f.frame for f in m.frames)  # view-frames in order: shard 0/2 owns frame f1, 1/2 frame f2
+    olat1, flat2 = root / m.olat_images.format(camera=cam, frame=f1), root / m.flat_images.format(camera=cam, frame=f2)
+    olat1.unlink()
+    flat2.unlink()
+    partial = olat1.parent / f".{olat1.stem}.x1.partial.exr"
+    partial.write_bytes(b"another writer's")
+    run = run_relit(*ARGS, "--shard", "1/2", "-o", str(root))
+    assert run.returncode == 0, run.stderr
+    assert flat2.exists() and not olat1.exists() and partial.exists()  # its own image only; the other's untouched
+    run = run_relit(*ARGS, "--shard", "0/2", "-o", str(root))
+    assert run.returncode == 0, run.stderr
+    assert olat1.exists() and not partial.exists()
+    from core.data.capture import CaptureSet
+
+    assert CaptureSet(root).missing_files() == []
+    bad = run_relit(*ARGS, "--shard", "2/2", "-o", str(root))
+    assert bad.returncode == 2 and "--shard" in bad.stderr and "0 <= K < N" in bad.stderr
+
+
+def test_a_stage_mix_renders_the_weighted_sum_of_its_olats(capture, tmp_path):
+    """One render with several stage lights on at chosen RGB irradiances equals the OLATs weighted by
+    them (linearity), for two coloured lights and for an HDRI projected on the stage."""
+    import shutil
+
+    from core.synthetic.synth import render_stage_mixes
+
+    root = tmp_path / "face"
+    shutil.copytree(capture.root, root)
+    m = capture.manifest
+    olats, alpha = capture.olats(m.cameras[0].name, m.frames[0].frame)
+    unit = olats / m.irradiance[:, None, None, :]
+    two = np.zeros((len(m.layout), 3))
+    two[5], two[40] = (2.0, 1.0, 0.5), (0.2, 0.6, 1.5)
+    h = m.hdri[0]
+    hdri = project_to_layout(load_environment(h.environment.path), m.layout, h.environment.rotation).weights
+    mixes = render_stage_mixes(root, {"two": two, "hdri": hdri}, threads=2)
+    mask = _subject_mask(alpha)
+    for name, w in (("two", two), ("hdri", hdri)):
+        expected = np.einsum("nhwc,nc->hwc", unit, w)
+        assert _psnr(mixes[name], expected, mask) > 28, name
+        assert mixes[name][mask].mean() == pytest.approx(expected[mask].mean(), rel=0.01), name
+    swapped = two[:, ::-1].copy()  # the check can fail: the colours the other way round
+    assert _psnr(np.einsum("nhwc,nc->hwc", unit, swapped), mixes["two"], mask) < 25
+    files = sorted((root / "mixes").glob("*.exr"))
+    assert len(files) == 2
+    stamps = [p.stat().st_mtime_ns for p in files]
+    again = render_stage_mixes(root, {"two": two, "hdri": hdri})  # a rerun renders nothing
+    assert [p.stat().st_mtime_ns for p in files] == stamps
+    np.testing.assert_array_equal(again["two"], mixes["two"])
+    with pytest.raises(RelitError, match="irradiances >= 0"):
+        render_stage_mixes(root, {"bad": -two})

@@ -348,6 +348,19 @@ class StageScene:
                 progress(1)
         return out, alpha
 
+    def render_mix(self, irradiance: np.ndarray) -> np.ndarray:  # [N, 3] per stage light -> [H, W, 3]
+        """The stage lights together at the given RGB irradiances, in one render: by linearity the
+        sum of their unit OLATs weighted by ``irradiance`` (up to sampling noise)."""
+        irradiance = np.asarray(irradiance, dtype=np.float64)
+        self.background.inputs["Strength"].default_value = 0.0
+        for obj, e in zip(self.lights, irradiance):
+            peak = float(e.max())
+            obj.hide_render, obj.lightgroup = peak <= 0.0, ""
+            if peak > 0.0:
+                obj.data.energy = peak
+                obj.data.color = tuple((e / peak).tolist())
+        return self._render(["Combined.R", "Combined.G", "Combined.B"])
+
     def render_environment(self, env: Environment, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """(rgb, alpha) lit by the environment alone, rotated as Blender's Mapping node does."""
         self._lights_on(set())

@@ -19,7 +19,7 @@ from .._version import __version__
 from ..data.capture import IDENTITIES, CaptureSet, write_olats
 from ..data.manifest import MANIFEST, CaptureManifest, Frame, HdriRender, load_manifest
 from ..errors import RelitError
-from ..io.atomic import atomic_write_text, remove_stale_partials
+from ..io.atomic import atomic_write_text, remove_partials_of, remove_stale_partials
 from ..io.exr import write_exr
 from ..io.plates import SUBJECT_ATTRIBUTE
 from ..lighting.layout import load_layout
@@ -117,9 +117,21 @@ def plan_manifest(cfg: SynthConfig, subject_name: str, expressions: list[str]) -
     )
 
 
-def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads: int = 2) -> CaptureSet:
+def _clear_partials(target: Path, shard: tuple[int, int] | None) -> None:
+    """A shard's own leftovers: what a killed writer of ``target`` left (the unsharded run cleared
+    the whole folder when it started)."""
+    if shard is not None and (stale := remove_partials_of(target)):
+        log.info("%s: removed %d partial file(s) an interrupted run left", target, stale)
+
+
+def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads: int = 2,
+               shard: tuple[int, int] | None = None) -> CaptureSet:
     """Render (or finish rendering) the capture set ``cfg`` describes into ``out`` with ``threads``
-    Cycles threads (not part of the set's identity: any count renders the same images' statistics)."""
+    Cycles threads (not part of the set's identity: any count renders the same images' statistics).
+
+    ``shard=(k, n)`` renders only every n-th view-frame from the k-th, so n processes (one per core
+    or farm node) fill one set together; the set is whole once all n have finished. A shard clears
+    only the partial files of the images it is about to write, never another writer's."""
     from tqdm import tqdm
 
     from .scene import RenderSettings, StageScene, vector_to_flow
@@ -138,10 +150,13 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads
             raise RelitError(f"{out / MANIFEST}: this folder holds a capture set made with other settings; "
                              "choose another output folder or delete it")
     manifest.save(out)
-    if (stale := remove_stale_partials(out)):
+    if shard is None and (stale := remove_stale_partials(out)):
         log.info("%s: removed %d partial file(s) an interrupted run left", out, stale)
     cs = CaptureSet(out)
     todo = [(cam, f) for f in manifest.frames for cam in manifest.cameras]
+    if shard is not None:
+        k, n = shard
+        todo = todo[k::n]
     n_batches = math.ceil(len(manifest.layout) / cfg.batch)
     n_batches = n_batches if cfg.olats else 0
     per_view = 1 + n_batches + len(manifest.hdri)
@@ -155,6 +170,7 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads
             scene.set_view(cam, f.frame)
             flat = cs.path(manifest.flat_images, cam.name, f.frame)
             if not flat.exists():
+                _clear_partials(flat, shard)
                 rgb, alpha, vector = scene.render_flat(with_vector=cfg.vector)
                 px, names = [rgb, alpha[..., None]], ["R", "G", "B", "A"]
                 if vector is not None:
@@ -166,6 +182,7 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads
             bar.update(1)
             olat = cs.path(manifest.olat_images, cam.name, f.frame) if cfg.olats else None
             if olat is not None and not olat.exists():
+                _clear_partials(olat, shard)
                 olats, alpha = scene.render_olats(progress=bar.update)
                 write_olats(olat, manifest.layout, olats, alpha, manifest.irradiance)
                 rendered += n_batches
@@ -174,6 +191,7 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads
             for h in manifest.hdri:
                 path = cs.path(h.images, cam.name, f.frame)
                 if not path.exists():
+                    _clear_partials(path, shard)
                     rgb, alpha = scene.render_environment(h.environment, Path(h.environment.path))
                     write_exr(path, np.concatenate([rgb, alpha[..., None]], -1), ["R", "G", "B", "A"])
                     rendered += 1
@@ -184,6 +202,47 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads
     seconds = time.perf_counter() - start
     log.info("%s: %d renders in %.1f s", out, rendered, seconds)
     return cs
+
+
+def render_stage_mixes(out: str | Path, mixes: dict[str, np.ndarray],  # name -> [N, 3] irradiance per light
+                       threads: int = 2) -> dict[str, np.ndarray]:       # name -> [H, W, 3]
+    """Images of the capture set ``out`` (first camera, first frame) lit by several stage lights at
+    once, one Cycles render per mix: ground truth for a rig of stage lights or an HDRI projected on
+    the stage, at the cost of one render instead of every OLAT. Each is kept as
+    ``out/mixes/NAME.DIGEST.exr`` (the digest is the mix's), so a rerun with the same mixes renders
+    nothing and a changed mix renders again."""
+    import hashlib
+
+    from ..io.exr import read_channels
+    from .scene import RenderSettings, StageScene
+
+    cs = CaptureSet(out)
+    m = cs.manifest
+    cfg = SynthConfig(**{**asdict(SynthConfig()), **m.extra["config"]})
+    for name, w in mixes.items():
+        w = np.asarray(w)
+        if w.shape != (len(m.layout), 3) or not np.isfinite(w).all() or (w < 0).any():
+            raise RelitError(f"stage mix {name!r}: give {len(m.layout)} x 3 finite irradiances >= 0 "
+                             f"(one RGB row per light of {cs.root}'s stage), got shape {w.shape}")
+    cam, frame = m.cameras[0], m.frames[0].frame
+    paths = {name: cs.root / "mixes" / f"{name}.{hashlib.sha256(np.asarray(w, '<f8').tobytes()).hexdigest()[:12]}.exr"
+             for name, w in mixes.items()}
+    todo = [name for name, path in paths.items() if not path.exists()]
+    if todo:
+        numbers = [cfg.first_frame + i for i in range(cfg.frames)]
+        track = expression_track(numbers, cfg.seed)
+        scene = StageScene(SUBJECTS[cfg.subject].make(cfg.seed), {f: w for f, (w, _) in zip(numbers, track)},
+                           m.layout, m.irradiance,
+                           RenderSettings(cfg.resolution, cfg.samples, cfg.batch, threads=threads, seed=cfg.seed))
+        try:
+            scene.set_view(cam, frame)
+            for name in todo:
+                paths[name].parent.mkdir(parents=True, exist_ok=True)
+                write_exr(paths[name], scene.render_mix(mixes[name]).astype(np.float32), ["R", "G", "B"],
+                          ["float"] * 3)
+        finally:
+            scene.close()
+    return {name: read_channels(path, ["R", "G", "B"]) for name, path in paths.items()}
 
 
 def synthesize_identities(cfg: SynthConfig, count: int, out: str | Path, progress: bool = True,
