@@ -122,7 +122,8 @@ class Model:
         return to_plate(images, prepared.model_input, prepared.source, prepared.framing, prepared.eps)
 
 
-def load_models(bundles: list[Path], regressor: Path | None) -> tuple[list[Model], dict]:
+def load_models(bundles: list[Path], regressor: Path | None,
+                overlaps: list[float]) -> tuple[list[Model], dict]:
     from core.model.bundle import load_bundle
 
     models, config = [], {}
@@ -131,6 +132,11 @@ def load_models(bundles: list[Path], regressor: Path | None) -> tuple[list[Model
         res, patch = info.config.resolution, info.config.patch
         label = f"{info.id} ({res} px" + (f", {patch}-px patches)" if patch else ", whole frames)")
         models.append(Model(label, pipe, int(info.recipe["steps"]), info))
+        for overlap in overlaps if patch else []:  # other tile overlaps than the shipped one
+            other, _ = load_bundle(b)
+            other.tile_overlap = overlap
+            models.append(Model(f"{info.id} ({res} px, {patch}-px patches, tile overlap {overlap:g})", other,
+                                int(info.recipe["steps"]), info))
         if patch:  # the same weights read fully convolutionally: one pass over the whole frame
             whole, _ = load_bundle(b)
             whole.whole_frame = True
@@ -263,9 +269,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="the contact sheet's PNG")
     ap.add_argument("--section", default="sharp-relight")
     ap.add_argument("--no-cost", action="store_true", help="skip the 2K cost columns")
+    ap.add_argument("--overlaps", type=float, nargs="*", default=[],
+                    help="patch bundles also relit with these tile overlaps (fractions of a tile) besides their own")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    models, config = load_models(args.bundles, args.regressor)
+    models, config = load_models(args.bundles, args.regressor, args.overlaps)
     subject = Subject(args.capture, config)
     split = subject.split
     rng = np.random.default_rng(7)

@@ -272,7 +272,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                       val_samples=args.val_samples,
                       checkpoint_every=args.checkpoint_every, device=args.device, bf16=args.bf16,
                       gradient_checkpointing=args.gradient_checkpointing, base_checkpoint=args.base_checkpoint,
-                      command=shlex.join(["relit", *sys.argv[1:]]))
+                      init_from=args.init_from, command=shlex.join(["relit", *sys.argv[1:]]))
     trainer, metrics = train(cfg, progress=not args.quiet)
     if trainer.rank != 0:  # data-parallel under torchrun: rank 0 writes the bundle
         return
@@ -744,6 +744,10 @@ def _add_train(sub) -> None:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--base-checkpoint", help="local Stable Diffusion folder (diffusers layout) for sd15/sd21")
+    p.add_argument("--init-from", metavar="BUNDLE",
+                   help="start from a bundle's weights (train a shipped bundle further once its run folder is "
+                        "gone); the run's model settings must match the bundle's. A run folder with checkpoints "
+                        "resumes from them instead")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 

@@ -54,6 +54,30 @@ def test_resume_continues_exactly(capture, tmp_path):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)
 
 
+def test_a_run_starts_from_a_bundles_weights_and_its_checkpoints_win_afterwards(capture, tmp_path):
+    from core.errors import ValidationError
+
+    first = Trainer(_cfg(capture, tmp_path / "a", steps=4))
+    first.train(progress=False)
+    bundle = first.save()
+    shipped = load_bundle(bundle)[0].model.state_dict()
+    warm = Trainer(_cfg(capture, tmp_path / "b", steps=4, checkpoint_every=4, init_from=str(bundle)))
+    assert warm.step == 0
+    for k, v in shipped.items():  # the bundle's (EMA) weights, in the model and in its EMA
+        torch.testing.assert_close(warm.model.state_dict()[k], v, atol=0, rtol=0, msg=k)
+    torch.testing.assert_close(warm.ema_model().state_dict()[next(iter(shipped))], next(iter(shipped.values())))
+    cold = Trainer(_cfg(capture, tmp_path / "c", steps=4))
+    assert any(not torch.equal(cold.model.state_dict()[k], v) for k, v in shipped.items())
+    warm.train(progress=False)
+    trained = {k: v.clone() for k, v in warm.model.state_dict().items()}
+    again = Trainer(_cfg(capture, tmp_path / "b", steps=8, init_from=str(bundle)))  # resumes its checkpoint
+    assert again.step == 4
+    for k, v in trained.items():
+        torch.testing.assert_close(again.model.state_dict()[k], v, msg=k)
+    with pytest.raises(ValidationError, match="--init-from .*resolution: bundle 32, run 16"):
+        Trainer(_cfg(capture, tmp_path / "d", steps=4, resolution=16, init_from=str(bundle)))
+
+
 def test_a_run_resumes_only_with_the_objective_it_was_trained_with(capture, tmp_path):
     import pytest
 

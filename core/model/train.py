@@ -98,6 +98,8 @@ class TrainConfig:
     bf16: bool = False                # bf16 autocast (CUDA)
     gradient_checkpointing: bool = False  # trade compute for memory (production sizes)
     base_checkpoint: str | None = None    # local SD folder for sd15/sd21 presets
+    init_from: str | None = None      # a bundle whose weights start the run (a longer or further training of
+                                      # a shipped bundle whose checkpoints are gone); its model config must match
     command: str = ""                 # the command line that started the run (provenance)
 
 
@@ -177,7 +179,8 @@ class Trainer:
         self.ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
         self.step = 0
         self.seconds = 0.0
-        self._resume()
+        if not self._resume() and cfg.init_from:
+            self._init_from(Path(cfg.init_from))
 
     # --- checkpoints -------------------------------------------------------------------------
     def _checkpoint_dir(self) -> Path:
@@ -200,12 +203,28 @@ class Trainer:
         tmp.replace(folder)
         return folder
 
-    def _resume(self) -> None:
+    def _init_from(self, bundle: Path) -> None:
+        """Start from a bundle's (EMA) weights; the optimiser and the schedule start afresh."""
+        from .bundle import load_bundle
+
+        pipe, info = load_bundle(bundle)
+        if info.config != self.model_config:
+            theirs, ours = asdict(info.config), asdict(self.model_config)
+            diff = ", ".join(f"{k}: bundle {theirs[k]!r}, run {ours[k]!r}" for k in ours if theirs.get(k) != ours[k])
+            raise ValidationError(f"--init-from {bundle}: its model differs from this run's ({diff}); train with "
+                                  "the bundle's settings or without --init-from")
+        self.model.load_state_dict(pipe.model.state_dict())
+        for shadow, p in zip(self.ema.shadow_params, self.model.parameters()):
+            shadow.data.copy_(p.data)
+        log.info("started from the weights of %s (%s)", bundle, info.id)
+
+    def _resume(self) -> bool:
+        """Continue from the run folder's last checkpoint; False when it has none."""
         from safetensors.torch import load_file
 
         done = sorted(p for p in self._checkpoint_dir().glob("step_*") if not p.name.endswith(".partial"))
         if not done:
-            return
+            return False
         last = done[-1]
         self.model.load_state_dict(load_file(last / "model.safetensors"))
         ema = load_file(last / "ema.safetensors")
@@ -230,6 +249,7 @@ class Trainer:
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
         log.info("resumed from %s (step %d)", last, self.step)
+        return True
 
     # --- one step --------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, views: list[int]) -> dict:
