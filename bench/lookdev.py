@@ -94,7 +94,7 @@ def main() -> None:
 Machine: {machine()}. Bundle `{args.bundle}` on a {read_passes(r1['frames'][0]['path'])[1].shape[0]} px plate of
 its subject (the frontal view `bench/world_lighting.py` renders into `OUT/subject/flat`); a rig of two lamps and a half-strength `sunset` HDRI; one warm worker (the model already
 loaded, as in Blender after the first press); wall time from the request to the result, as the add-on
-waits for it. A preview is the same job in look-dev (`core.relight.lookdev`: the HDRI as 4 area lights,
+waits for it. A preview is the same job in look-dev (`core.lookdev`: the HDRI as 4 area lights,
 the per-light cache shared with full renders, the beauty written as a plain EXR for the Image Editor).
 
 {chr(10).join(table)}

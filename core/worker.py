@@ -8,7 +8,7 @@ contract 5). No sockets, no ports: requests on stdin, events on stdout, one JSON
     worker -> {"id": "j1", "type": "result", "result": {"folder": ..., "frames": [...]}}
     worker -> {"id": "j1", "type": "error", "kind": "ValidationError", "message": "...", "cancelled": false}
     client -> {"id": "j1", "op": "cancel"}          (stops the job between denoising steps)
-    client -> {"id": "p1", "op": "preview", "params": {...RelightJob...}}   (look-dev: core.relight.lookdev;
+    client -> {"id": "p1", "op": "preview", "params": {...RelightJob...}}   (look-dev: core.lookdev;
                                                 the result adds "image", a plain RGBA EXR of the beauty)
     client -> {"id": "r1", "op": "render-views", "params": {"recon", "camera": {K, c2w, width, height},
                                                           "frames", "output", "ply"}}
@@ -224,7 +224,7 @@ class Worker:
 
     def _relight(self, rid: str, job, lookdev: bool = False) -> dict:
         from .model.bundle import load_bundle
-        from .relight.lookdev import lookdev_job, write_beauty
+        from .lookdev import lookdev_job, write_beauty
         from .relight_job import choose_bundle, run_relight
 
         job, choice = choose_bundle(job)  # also logged to the job's log file

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..io.exr import write_exr
-from ..io.passes import read_passes
-from ..jobs import RelightJob
-from .strategies import AREA, ENVMAP, hdri_strategy
+from .io.exr import write_exr
+from .io.passes import read_passes
+from .jobs import RelightJob
+from .relight.strategies import AREA, ENVMAP, hdri_strategy
 
 LOOKDEV_CLUSTERS = 4      # area lights an HDRI becomes in a preview (olat bundles)
 LOOKDEV_FOLDER = "preview"  # under the job's output folder, rewritten by every preview
