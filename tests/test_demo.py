@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.io.passes import read_metadata, read_passes
-from core.model.bundle import PORTRAIT_BUNDLE, read_info
+from core.model.bundle import PORTRAIT_BUNDLE, load_bundle, read_info
 from core.model.objectives import make_objective
 from tests.conftest import ROOT, run_relit
 
@@ -73,7 +73,8 @@ def test_demo_writes_passes_and_a_contact_sheet(tmp_path):
     # an HDRI costs the portrait bundle one pass, the stage strategy one inference per stage light
     stage, portrait = map(int, re.search(r"stage strategy (\d+), portrait bundle (\d+)", run.stdout).groups())
     default, general = read_info(BUNDLE), read_info(PORTRAIT_BUNDLE)
-    per_inference = make_objective(default.recipe["objective"]).evaluations(3)  # --steps 3
+    per_inference = load_bundle(BUNDLE)[0].evaluations(3)  # --steps 3, every tile of a patch bundle counted
+    assert per_inference >= make_objective(default.recipe["objective"]).evaluations(3)
     assert stage == len(default.layout) * per_inference
     assert portrait == make_objective(general.recipe["objective"]).evaluations(int(general.recipe["steps"]))
     assert portrait * 50 <= stage
