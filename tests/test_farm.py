@@ -133,6 +133,10 @@ def test_ray_with_two_workers_gives_the_single_process_bytes_and_survives_a_kill
             pid = next(p for p in actors if p != result["pid"])  # one still busy (or about to be)
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
+            # what it was writing into the shared prediction cache (a kill mid-write leaves this)
+            cache = tmp_path / "ray" / ".cache"
+            assert cache.is_dir()  # the units share it
+            (cache / ".0123abcd.x1.partial.npy").write_bytes(b"half-written")
 
     report = run_plan_ray(plan, workers=2, threads=1, progress=False, on_result=kill_one)
     assert killed and not report.failed and len(report.done) == len(plan.units)

@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import ray
 
+from ..io.atomic import remove_stale_partials
+from ..relight.cache import CACHE_DIR
 from .units import Plan, run_unit
 
 log = logging.getLogger(__name__)
@@ -142,6 +145,10 @@ def run_plan_ray(plan: Plan, address: str | None = None, workers: int = 2, cpus:
         if on_result is not None:
             on_result(result, {p: a for a, p in idle} | {p: a for _, a, p in running.values()})
     bar.close()
+    # no unit runs now: what a killed worker was writing into the shared prediction cache is debris
+    cache = Path(plan.job["output"]) / CACHE_DIR
+    if cache.is_dir() and (stale := remove_stale_partials(cache)):
+        log.info("%s: removed %d partial file(s) killed workers left", cache, stale)
     report.seconds = time.perf_counter() - started
     return report
 
