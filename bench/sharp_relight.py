@@ -228,6 +228,7 @@ def sheet(subject: Subject, models: list[Model], path: Path) -> None:
     """Flat-lit, Cycles and each model for the held-out light lighting most from the side, whole and
     the nose region at 3x."""
     from core.io.preview import contact_sheet
+    from core.portrait.matte import display_rgb8, face_boxes
 
     v = subject.split.train_views[0]
     flat, olats, alpha = subject.view(v)
@@ -235,14 +236,24 @@ def sheet(subject: Subject, models: list[Model], path: Path) -> None:
     i = int(subject.split.val_lights[np.argmax(np.abs(dirs[subject.split.val_lights, 0]) + 0.5
                                                * dirs[subject.split.val_lights, 2])])
     images = [("flat-lit", flat), (f"Cycles {subject.layout.names[i]}", olats[i])]
-    images += [(m.name.split(" (")[0][:28], m(flat, alpha, dirs[[i]], seed=v)[0]) for m in models]
+    images += [(_label(m.name), m(flat, alpha, dirs[[i]], seed=v)[0]) for m in models]
     ys, xs = np.nonzero(alpha > 0.5)
     cy, cx, half = int(ys.mean()), int(xs.mean()), max(8, (ys.max() - ys.min()) // 6)
+    faces = face_boxes(display_rgb8(flat), 0.5)
+    if faces:  # the zoom on the nose: the middle of the face MediaPipe finds (a person's centroid is the chest)
+        x0, y0, x1, y1 = faces[0]
+        cy, cx, half = (y0 + y1) // 2, (x0 + x1) // 2, max(8, (y1 - y0) // 3)
+        cy, cx = min(max(cy, half), flat.shape[0] - half), min(max(cx, half), flat.shape[1] - half)
     crop = lambda a: np.repeat(np.repeat(a[cy - half:cy + half, cx - half:cx + half], 3, 0), 3, 1)  # noqa: E731
     size = flat.shape[0]
     tiles = [(label, img, 0.0) for label, img in images]
     tiles += [(f"{label} (nose, 3x)", _fit(crop(img), size), 0.0) for label, img in images]
     contact_sheet(path, tiles, columns=len(images), title=f"held-out light {subject.layout.names[i]}, view {v}")
+
+
+def _label(name: str) -> str:
+    """A sheet label that tells a bundle's readings apart (they share the bundle's id)."""
+    return name[:34] if name.startswith("regressor") or " (" not in name else name.split(" (", 1)[1][:-1][:34]
 
 
 def _fit(img: np.ndarray, size: int) -> np.ndarray:
