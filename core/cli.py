@@ -242,14 +242,14 @@ def cmd_synth(args: argparse.Namespace) -> None:
                       samples=args.samples, batch=args.batch, hdris=list(args.hdris),
                       rotations=[list(parse_rotation(r)) for r in args.rotations], vector=not args.no_vector,
                       olats=not args.no_olats)
+    if args.shard is not None and args.identities:
+        raise RelitError("--shard splits one capture set's views; with --identities run one process per "
+                         "--seed range instead")
     if args.identities:
         entries = synthesize_identities(cfg, args.identities, args.output, progress=not args.quiet,
                                         threads=args.threads)
         print(f"{len(entries)} identities in {args.output} (index: {args.output}/identities.json)")
         return
-    if args.shard is not None and args.identities:
-        raise RelitError("--shard splits one capture set's views; with --identities run one process per "
-                         "--seed range instead")
     cs = synthesize(cfg, args.output, progress=not args.quiet, threads=args.threads, shard=args.shard)
     print(f"capture set: {cs}" if args.shard is None else f"shard {args.shard[0]}/{args.shard[1]} of {cs} done")
 

@@ -162,6 +162,9 @@ def test_shards_fill_one_set_together_and_leave_each_others_partials(capture, tm
     assert CaptureSet(root).missing_files() == []
     bad = run_relit(*ARGS, "--shard", "2/2", "-o", str(root))
     assert bad.returncode == 2 and "--shard" in bad.stderr and "0 <= K < N" in bad.stderr
+    people = run_relit("synth", "--identities", "2", "--shard", "0/2", "-o", str(tmp_path / "people"))
+    assert people.returncode == 2 and "--seed range" in people.stderr and "Traceback" not in people.stderr
+    assert not (tmp_path / "people").exists()
 
 
 def test_a_stage_mix_renders_the_weighted_sum_of_its_olats(capture, tmp_path):

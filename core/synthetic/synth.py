@@ -117,6 +117,20 @@ def plan_manifest(cfg: SynthConfig, subject_name: str, expressions: list[str]) -
     )
 
 
+def _track(cfg: SynthConfig) -> list[tuple[int, tuple[dict[str, float], str]]]:
+    """(frame number, (expression weights, label)) of every frame of the set."""
+    numbers = [cfg.first_frame + i for i in range(cfg.frames)]
+    return list(zip(numbers, expression_track(numbers, cfg.seed)))
+
+
+def _stage_scene(cfg: SynthConfig, subject: Subject, manifest: CaptureManifest, threads: int):
+    """The Blender scene that renders the set's images (bpy)."""
+    from .scene import RenderSettings, StageScene
+
+    return StageScene(subject, {f: w for f, (w, _) in _track(cfg)}, manifest.layout, manifest.irradiance,
+                      RenderSettings(cfg.resolution, cfg.samples, cfg.batch, threads=threads, seed=cfg.seed))
+
+
 def _clear_partials(target: Path, shard: tuple[int, int] | None) -> None:
     """A shard's own leftovers: what a killed writer of ``target`` left (the unsharded run cleared
     the whole folder when it started)."""
@@ -134,15 +148,13 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads
     only the partial files of the images it is about to write, never another writer's."""
     from tqdm import tqdm
 
-    from .scene import RenderSettings, StageScene, vector_to_flow
+    from .scene import vector_to_flow
 
     if cfg.subject not in SUBJECTS:
         raise RelitError(f"--subject {cfg.subject!r}: use one of {sorted(SUBJECTS)}")
     out = Path(out)
-    numbers = [cfg.first_frame + i for i in range(cfg.frames)]
-    track = expression_track(numbers, cfg.seed)
     subject = SUBJECTS[cfg.subject].make(cfg.seed)
-    manifest = plan_manifest(cfg, subject.name, [label for _, label in track])
+    manifest = plan_manifest(cfg, subject.name, [label for _, (_, label) in _track(cfg)])
     if (out / MANIFEST).exists():
         existing = load_manifest(out)
         # settings added since the set was made count at their defaults
@@ -160,9 +172,7 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads
     n_batches = math.ceil(len(manifest.layout) / cfg.batch)
     n_batches = n_batches if cfg.olats else 0
     per_view = 1 + n_batches + len(manifest.hdri)
-    scene = StageScene(subject, {f: w for f, (w, _) in zip(numbers, track)}, manifest.layout,
-                       manifest.irradiance, RenderSettings(cfg.resolution, cfg.samples, cfg.batch, threads=threads,
-                                                      seed=cfg.seed))
+    scene = _stage_scene(cfg, subject, manifest, threads)
     bar = tqdm(total=len(todo) * per_view, desc=f"synth {subject.name}", unit="render", disable=not progress)
     start, rendered = time.perf_counter(), 0
     try:
@@ -214,7 +224,6 @@ def render_stage_mixes(out: str | Path, mixes: dict[str, np.ndarray],  # name ->
     import hashlib
 
     from ..io.exr import read_channels
-    from .scene import RenderSettings, StageScene
 
     cs = CaptureSet(out)
     m = cs.manifest
@@ -229,11 +238,7 @@ def render_stage_mixes(out: str | Path, mixes: dict[str, np.ndarray],  # name ->
              for name, w in mixes.items()}
     todo = [name for name, path in paths.items() if not path.exists()]
     if todo:
-        numbers = [cfg.first_frame + i for i in range(cfg.frames)]
-        track = expression_track(numbers, cfg.seed)
-        scene = StageScene(SUBJECTS[cfg.subject].make(cfg.seed), {f: w for f, (w, _) in zip(numbers, track)},
-                           m.layout, m.irradiance,
-                           RenderSettings(cfg.resolution, cfg.samples, cfg.batch, threads=threads, seed=cfg.seed))
+        scene = _stage_scene(cfg, SUBJECTS[cfg.subject].make(cfg.seed), m, threads)
         try:
             scene.set_view(cam, frame)
             for name in todo:
