@@ -4,6 +4,7 @@ validation step of its runs (``relit train --conditioning envmap`` writes them t
     python bench/portrait.py --runs RUNS_DIR --section portrait-ablation
     python bench/portrait.py --sheet RUN --out docs/portrait_RUN.png   # held-out pairs: input, model, truth
     python bench/portrait.py --eval RUN --regressor RUN2 --out docs/portrait_eval.png --section portrait-eval
+    python bench/portrait.py --eval RUN --also RUN3 bundle/portrait --pairs 96 --section ...   # more rows
     python bench/portrait.py --generalisation RUN --regressor RUN2 --pairs 48 --section portrait-generalisation
 
 RUNS_DIR holds one run folder per candidate and seed, named ``CANDIDATE-sSEED``; the candidates'
@@ -171,13 +172,27 @@ def _ratio_oracle(x: np.ndarray, y: np.ndarray, mask: np.ndarray, sigma: float) 
     return x * (blur(y * w) + 1e-4) / (blur(x * w) + 1e-4)
 
 
-def _pipes(run: Path, regressor: Path | None) -> dict:
-    """Name -> (pipeline, objective) of the run's model and the regressor's, at their last checkpoints."""
-    trainer = _trainer(run)
-    pipes = {f"model: {run.name} (step {trainer.step})": (trainer.pipeline(trainer.ema_model()), trainer.objective)}
+def _model(path: Path, role: str) -> tuple[str, tuple]:
+    """(row name, (pipeline, objective)) of a run folder's last checkpoint (its EMA weights) or of a
+    bundle folder (a shipped model whose run folder is gone) at its recipe."""
+    if (path / "relit.json").exists():
+        from core.model.bundle import load_bundle
+        from core.model.objectives import make_objective
+
+        pipe, info = load_bundle(path)
+        objective = make_objective(info.recipe["objective"])
+        if int(info.recipe["steps"]) != objective.default_steps:
+            raise SystemExit(f"{path}: its recipe's {info.recipe['steps']} steps are not the objective's default")
+        return f"{role}: bundle {info.id}", (pipe, objective)
+    trainer = _trainer(path)
+    return f"{role}: {path.name} (step {trainer.step})", (trainer.pipeline(trainer.ema_model()), trainer.objective)
+
+
+def _pipes(run: Path, regressor: Path | None, also: list[Path] = ()) -> dict:
+    """Name -> (pipeline, objective) of the run's model, the regressor's and any other runs' or bundles'."""
+    pipes = dict([_model(run, "model")] + [_model(p, "model") for p in also])
     if regressor is not None:
-        other = _trainer(regressor)
-        pipes[f"regressor: {regressor.name} (step {other.step})"] = (other.pipeline(other.ema_model()), other.objective)
+        pipes.update([_model(regressor, "regressor")])
     return pipes
 
 
@@ -219,7 +234,8 @@ def generalisation(run: Path, regressor: Path | None, pairs: int) -> str:
             f"applied to a view of a training person and a view of a held-out person.\n\n" + "\n".join(lines))
 
 
-def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, shown: int = 6) -> str:
+def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, shown: int = 6,
+             also: list[Path] = ()) -> str:
     """Held-out pairs scored for the run's model and every baseline: PSNR, SSIM and HDR-FLIP as
     predicted and with the scale fitted to the truth, and a contact sheet."""
     import torch
@@ -230,7 +246,7 @@ def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, sh
     torch.set_num_threads(1)
     trainer = _trainer(run)
     rows = {"input (unchanged)": [], "input x fitted scale": [], "mesh shading (SH, face mesh)": []}
-    pipes = _pipes(run, regressor)
+    pipes = _pipes(run, regressor, also)
     rows.update({name: [] for name in pipes})
     rows.update({f"oracle: shading ratio blurred {s:g} px": [] for s in ORACLE_SIGMAS})
     batch = trainer.data.sample_portrait(np.random.default_rng(1234), pairs, trainer.split.val_views,
@@ -251,7 +267,7 @@ def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, sh
             rows[name].append([psnr(p, y, m), ssim(p, y, m), flip(p, y, m), psnr(c * p, y, m), ssim(c * p, y, m)])
         if b < shown:
             tiles += [(f"input {b}", x, 0.0), ("mesh shading", preds["mesh shading (SH, face mesh)"], 0.0)]
-            tiles += [(name.split(":")[0], preds[name], 0.0) for name in pipes] + [(f"truth {b}", y, 0.0)]
+            tiles += [(name.split(": ", 1)[1][:24], preds[name], 0.0) for name in pipes] + [(f"truth {b}", y, 0.0)]
     if out is not None:
         contact_sheet(out, tiles, 3 + len(pipes), title=f"{run.name}: held-out people, input / baselines / truth",
                       scale=3)
@@ -359,6 +375,8 @@ def main() -> None:
     parser.add_argument("--eval", type=Path, help="a run folder: its model and the baselines on held-out pairs")
     parser.add_argument("--regressor", type=Path,
                         help="with --eval and --generalisation: the same-size deterministic regressor's run")
+    parser.add_argument("--also", type=Path, nargs="+", default=[], help="with --eval: more run folders or bundle "
+                        "folders scored on the same pairs (e.g. the shipped bundle/portrait)")
     parser.add_argument("--pairs", type=int, default=48, help="with --eval and --generalisation: pairs scored")
     parser.add_argument("--generalisation", type=Path, help="a run folder: the same lightings on training and "
                         "held-out people (with --regressor, --pairs)")
@@ -387,7 +405,7 @@ def main() -> None:
             result = generalisation(args.generalisation, args.regressor, args.pairs)
         else:
             title = " against its baselines on held-out people"
-            result = evaluate(args.eval, args.regressor, args.out, args.pairs)
+            result = evaluate(args.eval, args.regressor, args.out, args.pairs, also=args.also)
         body = f"## Portrait model{title} (`{command}`)\n\nOn {machine()}, one torch thread.\n\n{result}\n"
         if args.section != "portrait-ablation":
             write_section(args.section, body)

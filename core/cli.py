@@ -17,6 +17,7 @@ from .lighting.hdri import MISSING_POLICIES
 from .model.conditioning import CONDITIONINGS, OLAT
 from .model.consistency import CONSISTENCY
 from .model.lr_schedules import LR_FLOOR, LR_SCHEDULES
+from .model.real_tasks import REAL_TASKS
 from .relight.cache import DEFAULT_LIMIT_MB
 from .relight.strategies import STRATEGIES
 
@@ -263,6 +264,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                       patch=args.patch,
                       objective=args.objective, relative=args.relative, environment_token=args.environment_token,
                       source_tint=args.source_tint, conditioning=args.conditioning,
+                      multitask_ratio=args.real_share if args.real_images else 0.0,
+                      multitask_images=args.real_images, multitask_task=args.real_task or "",
                       holdout_identities=args.holdout_identities,
                       steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr,
                       lr_schedule=args.lr_schedule, seed=args.seed,
@@ -726,6 +729,14 @@ def _add_train(sub) -> None:
     p.add_argument("--source-tint", type=_fraction, default=1.0,
                    help="envmap: scale of the chance that a source (plate) light is tinted, 0-1 (default 1: as "
                         "often as the targets; lower keeps a plate's colour, most sets being white-lit)")
+    p.add_argument("--real-images", nargs="+", default=[], metavar="PHOTO",
+                   help="real photos (sRGB or EXR) for a real-image task beside the synthetic pairs; an envmap "
+                        "model sees each framed by its face, as it sees plates")
+    p.add_argument("--real-share", type=_fraction, default=0.25,
+                   help="share of each batch given to --real-images (default 0.25)")
+    p.add_argument("--real-task", choices=tuple(REAL_TASKS),
+                   help="; ".join(f"{t.name}: {t.description}" for t in REAL_TASKS.values()) +
+                        " (default: " + ", ".join(f"{c.real_task} for {c.name}" for c in CONDITIONINGS.values()) + ")")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0: none)")
     p.add_argument("--batch", type=_at_least(1), default=8)
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")

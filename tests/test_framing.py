@@ -76,3 +76,24 @@ def test_a_dark_region_takes_its_neighbours_shading_change_not_a_blown_up_ratio(
     lit, shadow = out[:, : W // 2] / plate[:, : W // 2], out[:, 7 * W // 8:] / plate[:, 7 * W // 8:]
     np.testing.assert_allclose(lit, 1.2, rtol=1e-4)          # (1 + 0.2) / 1 where the plate is bright
     assert shadow.max() < 3.0 < (0.04 + 0.2) / 0.04         # not the shadow's own 6x: no blotch
+
+
+def test_a_plate_at_the_model_size_still_gives_a_dim_edge_pixel_its_neighbours_colour():
+    """Pixel for pixel (no resampling), a dim silhouette pixel whose model output came back coloured
+    takes its neighbours' ratio: the plate's own colour, not a coloured speck; bright pixels pass exactly."""
+    from core.io.framing import Framing
+
+    plate = np.full((M, M, 3), 0.5, np.float32)
+    plate[:, M // 2:] = 0.0                  # the background
+    plate[10:54, M // 2] = (0.008, 0.008, 0.008)  # the matte edge: at the ratio's floor
+    f = Framing(0, 0, M, M, M, M)
+    assert f.identity
+    eps = ratio_eps(plate, (plate[..., 0] > 0.1).astype(np.float32))
+    assert 0.008 < eps  # an untrusted ratio: before, the model's colour passed through here
+    relit = 1.5 * plate                       # the model brightens the subject evenly ...
+    relit[10:54, M // 2] = (0.09, 0.0, 0.0)    # ... but draws a red speck on the edge
+    out = to_plate(relit[None], plate, plate, f, eps)[0]
+    np.testing.assert_array_equal(out[:, : M // 2 - 2], relit[:, : M // 2 - 2])  # trusted: the model's own
+    edge = out[10:54, M // 2]
+    chroma = edge / edge.sum(-1, keepdims=True)
+    assert np.abs(chroma - 1 / 3).max() < 0.1  # grey like the plate there (the speck's chroma: 1, 0, 0)

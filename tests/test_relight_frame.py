@@ -21,8 +21,9 @@ SETTINGS = RelightSettings(steps=2, seed=4, guidance_image=1.0, guidance_light=1
 
 
 def plate():
-    """A plate with no black pixels: at the model's size the relit layers are then exactly the model's output."""
-    return flat_image() + np.float32(0.05)
+    """A plate with no dim pixels (all above RATIO_TRUST x the ratio floor): at the model's size the relit
+    layers are then exactly the model's output."""
+    return flat_image() + np.float32(0.1)
 
 
 def _info(pipe, layout=None):

@@ -191,12 +191,48 @@ def test_multitask_mixes_unconditional_real_images(capture, tmp_path):
     buf.set_pixels(oiio.ROI(), skdata.astronaut())
     buf.write(str(photo))
     trainer = Trainer(_cfg(capture, tmp_path / "mt", steps=3, multitask_ratio=0.5, multitask_images=[str(photo)]))
+    assert trainer.cfg.multitask_task == "generate"  # the olat conditioning's own real-image task
     batch = trainer.sample(np.random.default_rng(1), trainer.split.train_views)
-    real = batch["unconditional"]
-    assert 0 < real.sum() < len(real)
+    real = batch["drop_image"]
+    assert 0 < real.sum() < len(real) and np.array_equal(real, batch["drop_light"])
     i = int(np.flatnonzero(real)[0])
-    np.testing.assert_allclose(batch["target"][i] * trainer.pipe.exposure_target, trainer.real_images[0], rtol=1e-5)
+    np.testing.assert_allclose(batch["target"][i] * trainer.pipe.exposure_target, trainer.real_images.frames[0],
+                               rtol=1e-5)
     trainer.train(progress=False)
+
+
+def test_the_portrait_real_image_task_gives_a_face_framed_photo_back_when_no_light_is_given(capture, tmp_path):
+    """envmap's real-image task (keep): a photo, framed by its face as a portrait bundle frames plates and
+    moved, mirrored and exposed anew at each draw, is both input and target with the light dropped; a
+    tiny model learns it (the loss on a fixed probe of such samples falls)."""
+    from core.io.framing import face_framing, to_model
+    from core.io.plates import fit_square
+    from core.portrait.photos import write_photo
+
+    photo = write_photo("astronaut", tmp_path / "astronaut.png")
+    trainer = Trainer(_cfg(capture, tmp_path / "keep", steps=150, conditioning="envmap", objective="regression",
+                           lr=2e-3, environments=["forest"], multitask_ratio=1.0, multitask_images=[str(photo)]))
+    assert trainer.cfg.multitask_task == "keep"
+    probe = trainer.sample(np.random.default_rng(3), trainer.split.train_views)
+    assert probe["drop_light"].all() and not probe["drop_image"].any()
+    pipe = trainer.pipe
+    np.testing.assert_allclose(pipe._to_latent(torch.from_numpy(probe["flat"]), pipe.exposure_image),
+                               pipe._to_latent(torch.from_numpy(probe["target"]), pipe.exposure_target), atol=1e-5)
+    framed = trainer.real_images.framed[0]
+    centre = to_model(framed.plate, face_framing(framed.face, *framed.plate.shape[:2], 32))
+    views = probe["flat"]
+    assert all(np.abs(v - centre).mean() > 0 for v in views)  # every draw moved, mirrored or exposed anew
+    # ... but each stays near the face's own framing (mirrored back or not, its exposure fitted): nearer
+    # than the photo's whole frame, as a subject-specific model's real images are taken
+    def err(view):
+        return min(np.abs(w * (w * centre).sum() / (w * w).sum() - centre).mean() for w in (view, view[:, ::-1]))
+
+    whole = fit_square(framed.plate, np.ones(framed.plate.shape[:2], np.float32), 32)[0]
+    assert max(map(err, views)) < err(whole)
+    before = _probe_loss(trainer, probe, repeats=2)
+    trainer.rng = np.random.default_rng(0)
+    trainer.train(progress=False)
+    assert _probe_loss(trainer, probe, repeats=2) < 0.5 * before
 
 
 def test_two_process_data_parallel_equals_one_process_over_the_global_batch(capture, tmp_path):

@@ -10,7 +10,7 @@ the plate's own detail (pores, hair, sharpness) survives and only the shading
 changes. The plate fed to the model is premultiplied by its matte, and so is
 the output: the matte composites it, and the output's alpha is that matte.
 A plate that already is a square at the model's resolution goes through pixel
-for pixel (no resampling; the ratio then only darkens where the plate is black).
+for pixel (no resampling; a dim pixel's ratio still leans on its neighbours').
 """
 
 from __future__ import annotations
@@ -147,6 +147,16 @@ def _fill(ratio: np.ndarray,  # [m, m, C]
     return weight[..., None] * ratio + (1.0 - weight[..., None]) * up
 
 
+def _filled(ratio: np.ndarray,  # [l, m, m, 3] layers' relit/flat ratios
+            trust: np.ndarray,  # [m, m, 3] per channel, in [0, 1]
+            ) -> np.ndarray:    # [l, m, m, 3]
+    """Each channel's ratio filled where that channel is dim: a saturated colour keeps its other two."""
+    stacked = np.ascontiguousarray(ratio.transpose(1, 2, 0, 3))  # [m, m, l, 3]
+    for c in range(3):
+        stacked[..., c] = _fill(stacked[..., c], trust[..., c])
+    return stacked.transpose(2, 0, 1, 3)
+
+
 def _leaves_box(source: np.ndarray, f: Framing) -> bool:
     """Whether any of the subject (non-zero premultiplied plate) lies outside the box."""
     by, bx, py, px = _overlap(f)
@@ -211,11 +221,11 @@ def to_plate(relit: np.ndarray,        # [L, m, m, 3] relit layers at model reso
     at model resolution still sum here.
     """
     ratio = (relit / np.maximum(flat, eps)[None]).astype(np.float32)
-    if f.identity:
-        return ratio * source[None]
     # [m, m, 3] how far each channel's ratio is trusted: none at the floor, fully from RATIO_TRUST x the floor;
     # a dim channel (a matte edge, deep shadow, black cloth) leans on its neighbours' ratio
     trust = np.clip((flat - eps) / ((RATIO_TRUST - 1.0) * eps), 0.0, 1.0)
+    if f.identity:  # pixel for pixel, but a dim edge pixel still takes its neighbours' ratio, not the model's
+        return _filled(ratio, trust) * source[None]  # colour there (coloured specks along the silhouette)
     n = len(relit)
     out = np.zeros((n, f.height, f.width, 3), np.float32)
     by, bx, py, px = _overlap(f)
@@ -225,10 +235,7 @@ def to_plate(relit: np.ndarray,        # [L, m, m, 3] relit layers at model reso
         wy, wx = _hold_weights(f.height, f.y0, f.size), _hold_weights(f.width, f.x0, f.size)
     for i in range(0, n, LAYER_CHUNK):
         chunk = ratio[i:i + LAYER_CHUNK]
-        stacked = np.ascontiguousarray(chunk.transpose(1, 2, 0, 3))  # [m, m, l, 3]
-        for c in range(3):  # each channel filled where it is dark: a saturated colour keeps its other two
-            stacked[..., c] = _fill(stacked[..., c], trust[..., c])
-        stacked = stacked.reshape(f.model, f.model, -1)
+        stacked = _filled(chunk, trust).transpose(1, 2, 0, 3).reshape(f.model, f.model, -1)  # [m, m, l*3]
         if extend:
             import cv2
 

@@ -13,11 +13,12 @@ class Conditioning:
     description: str    # help text
     image_latents: int  # latents stacked on the UNet's input channels (noisy, flat-lit, [environment])
     environment: bool   # the light is an env map (channels + optional SH token); else direction tokens
+    real_task: str      # core.model.real_tasks: what the multi-task's real photos teach it by default
 
 
 OLAT = Conditioning("olat", "a subject-specific model lit by light directions, one per inference (DifFRelight)",
-                    2, False)
+                    2, False, "generate")
 ENVMAP = Conditioning("envmap", "the general portrait model lit by camera-frame environments, a whole HDRI in one "
-                      "inference (SynthLight)", 3, True)
+                      "inference (SynthLight)", 3, True, "keep")
 
 CONDITIONINGS: dict[str, Conditioning] = {c.name: c for c in (OLAT, ENVMAP)}

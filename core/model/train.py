@@ -26,7 +26,7 @@ from ..errors import RelitError, ValidationError
 from ..lighting.random_lighting import LightingMix
 from .bundle import BundleInfo, check_device, save_bundle
 from .codec import CODECS
-from .conditioning import OLAT
+from .conditioning import CONDITIONINGS, OLAT
 from .config import preset
 from .data import Split, TrainingData, crop_patches
 from .lr_schedules import LR_SCHEDULES
@@ -34,6 +34,7 @@ from .metrics import best_scale, psnr, ssim
 from .network import RelightModel
 from .noise import pyramid_noise
 from .objectives import make_objective
+from .real_tasks import REAL_TASKS
 from .consistency import CONSISTENCY, partial_stage_message, stage_coverage
 from .pipeline import RelightPipeline
 from .tone import ToneCurve
@@ -50,8 +51,10 @@ class TrainConfig:
     environments: list[str] = field(default_factory=lambda: ["city", "courtyard", "forest", "interior",
                                                              "night", "studio", "sunrise", "sunset"])
                                       # envmap training HDRIs (bundled names or files), turned at random
-    multitask_ratio: float = 0.0      # SynthLight multi-task: share of unconditional samples on real images
-    multitask_images: list[str] = field(default_factory=list)  # unpaired real images for it (sRGB or EXR)
+    multitask_ratio: float = 0.0      # multi-task: share of each batch given to real photos (0: none)
+    multitask_images: list[str] = field(default_factory=list)  # unpaired real photos for it (sRGB or EXR)
+    multitask_task: str = ""          # core.model.real_tasks.REAL_TASKS: what the model learns from them
+                                      # ("": the conditioning's own, Conditioning.real_task)
     resolution: int = 64              # training resolution (capture images are box-filtered down to it)
     patch: int = 0                    # olat: train on random crops of this side (0: whole frames); the bundle
                                       # relights whole frames by blended tiles of it (core.model.tiling)
@@ -72,6 +75,12 @@ class TrainConfig:
             raise ValidationError(f"sample_steps must be >= 1, got {self.sample_steps}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValidationError(f"lr_schedule {self.lr_schedule!r}: use one of {sorted(LR_SCHEDULES)}")
+        if self.conditioning not in CONDITIONINGS:
+            raise ValidationError(f"conditioning {self.conditioning!r}: use one of {sorted(CONDITIONINGS)}")
+        if not self.multitask_task:
+            self.multitask_task = CONDITIONINGS[self.conditioning].real_task
+        if self.multitask_task not in REAL_TASKS:
+            raise ValidationError(f"multitask_task {self.multitask_task!r}: use one of {sorted(REAL_TASKS)}")
         if self.patch and self.multitask_ratio:
             raise ValidationError("the multi-task real images are whole frames: train patches without multitask_ratio")
     max_minutes: float = 0.0          # stop early after this wall time (0: no limit)
@@ -158,7 +167,8 @@ class Trainer:
                                    environment_token=cfg.environment_token, patch=cfg.patch)
         self.environment_lit = self.model_config.conditioning_mode.environment  # the light is an env map
         self.environments = _load_environments(cfg.environments) if self.environment_lit else []
-        self.real_images = _load_real_images(cfg.multitask_images, cfg.resolution) if cfg.multitask_ratio else []
+        self.real_images = (RealImages(cfg.multitask_images, cfg.resolution, by_face=self.environment_lit)
+                            if cfg.multitask_ratio else None)
         check_device(cfg.device)
         self.device = torch.device(cfg.device)
         model = RelightModel(self.model_config).to(self.device)
@@ -263,12 +273,17 @@ class Trainer:
             if self.model_config.tiled:  # the frame at full resolution, one patch of it per sample
                 batch = crop_patches(rng, batch, self.model_config.patch,
                                      CODECS[self.model_config.codec].downsample(self.model_config))
-        if self.real_images:
-            # multi-task: some samples learn the unconditional distribution of real images
+        if self.real_images is not None:  # multi-task: some samples are real photos (core.model.real_tasks)
+            task = REAL_TASKS[cfg.multitask_task]
             real = rng.random(cfg.batch) < cfg.multitask_ratio
-            batch["unconditional"] = real
+            batch["drop_image"], batch["drop_light"] = real & task.drop_image, real & task.drop_light
             for b in np.flatnonzero(real):
-                batch["target"][b] = self.real_images[rng.integers(len(self.real_images))] / self.pipe.exposure_target
+                photo = self.real_images.draw(rng)
+                if task.keep_input:  # the target in the units that encode to the input's own latent
+                    batch["flat"][b] = photo
+                    batch["target"][b] = photo * (self.pipe.exposure_image / self.pipe.exposure_target)
+                else:  # the photo's pixel values are the target latent's, as a render's are
+                    batch["target"][b] = photo / self.pipe.exposure_target
         return batch
 
     def _share(self, batch: dict) -> tuple[dict, slice]:
@@ -297,11 +312,12 @@ class Trainer:
         else:
             enc = torch.from_numpy(self.model_config.light_encoding().encode(batch["direction"], batch["beta"]))
             tokens = model.light_tokens(enc.to(self.device))
-        uncond = batch.get("unconditional", np.zeros(b, bool))
-        drop_i = (self.rng.random(total)[part] < cfg.drop_image) | uncond
-        drop_l = (self.rng.random(total)[part] < cfg.drop_light) | uncond
+        drop_i = self.rng.random(total)[part] < cfg.drop_image
+        drop_l = self.rng.random(total)[part] < cfg.drop_light
         if not self.objective.stochastic:  # the deterministic baseline trains without dropout
             drop_i[:], drop_l[:] = False, False
+        drop_i |= batch.get("drop_image", np.zeros(b, bool))  # a real-image task's samples
+        drop_l |= batch.get("drop_light", np.zeros(b, bool))
         drop_i, drop_l = torch.from_numpy(drop_i).to(self.device), torch.from_numpy(drop_l).to(self.device)
         img = torch.where(drop_i[:, None, None, None], torch.zeros_like(img), img)
         tokens = torch.where(drop_l[:, None, None], model.null_tokens(b), tokens)
@@ -506,19 +522,33 @@ def _load_environments(names: list[str], height: int = 32) -> list[np.ndarray]:
     return out
 
 
-def _load_real_images(paths: list[str], resolution: int) -> list[np.ndarray]:
-    """Unpaired real images for the multi-task objective: linearised, centre-cropped, resized."""
-    from ..io.plates import read_plate
-    from ..io.plates import fit_square
+class RealImages:
+    """The multi-task's real photos, scene-linear at the model's resolution: whole frames centre-cropped
+    (a subject-specific model), or framed by the face as a portrait bundle frames a plate, moved,
+    mirrored and exposed anew at every draw (core.portrait.training_photos)."""
 
-    images = []
-    for p in paths:
-        plate = read_plate(p)
-        rgb, _ = fit_square(plate.rgb, plate.alpha, resolution)
-        images.append(rgb.astype(np.float32))
-    if not images:
-        raise RelitError("multitask_ratio > 0 needs multitask_images (files of real photos)")
-    return images
+    def __init__(self, paths: list[str], resolution: int, by_face: bool) -> None:
+        if not paths:
+            raise RelitError("multitask_ratio > 0 needs multitask_images (files of real photos)")
+        self.resolution = resolution
+        if by_face:
+            from ..portrait.training_photos import load_framed_photo
+
+            self.framed = [load_framed_photo(p) for p in paths]
+            self.frames: list[np.ndarray] = []
+        else:
+            from ..io.plates import fit_square, read_plate
+
+            self.framed = []
+            self.frames = [fit_square(plate.rgb, plate.alpha, resolution)[0].astype(np.float32)
+                           for plate in map(read_plate, paths)]
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:  # [m, m, 3]
+        if self.framed:
+            from ..portrait.training_photos import jittered_view
+
+            return jittered_view(self.framed[rng.integers(len(self.framed))], self.resolution, rng)
+        return self.frames[rng.integers(len(self.frames))]
 
 
 def _copy_unet(unet):
