@@ -51,6 +51,14 @@ def test_demo_writes_passes_and_a_contact_sheet(tmp_path):
     meta = read_metadata(passes)
     assert meta["steps"] == 3 and meta["bundle_id"] == read_info(BUNDLE).id
     assert (tmp_path / "demo" / "relit" / "v001" / "contact_sheet.png").exists() and sheet.endswith(".png")
+    # clean silhouettes: a relit light has no more coloured edge specks than Cycles' own render of it
+    from core.io.images import read_rgb
+    from core.model.metrics import edge_chroma_departure
+
+    for name in ("key", "rim"):
+        truth = read_rgb(next((tmp_path / "demo" / "subject" / "mixes").glob(f"{name}.*.exr")))
+        relit = edge_chroma_departure(layers[f"light_{name}"], alpha)
+        assert (relit > 0.1).sum() <= max(2, 2 * (edge_chroma_departure(truth, alpha) > 0.1).sum()), name
     scores = dict(re.findall(r"(\w+) (-?[\d.]+) dB", run.stdout))
     assert float(scores["environment_oracle"]) > 25  # the physical upper bound of the stage method
     photo = {k: float(v) for k, v in re.findall(r"(\w+) (-?[\d.]+)x", run.stdout)}  # the real photo's keys

@@ -39,3 +39,32 @@ def flip(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
                                               np.maximum(pred, 0).astype(np.float32), "HDR",
                                               applyMagma=False, computeMeanError=False)
     return float(np.asarray(error_map).reshape(mask.shape)[mask].mean())
+
+
+def edge_chroma_departure(img: np.ndarray,    # [H, W, 3] premultiplied scene-linear
+                          alpha: np.ndarray,  # [H, W] its matte
+                          floor: float = 0.02,  # pixels darker than this fraction of the subject's mean are skipped
+                          ) -> np.ndarray:    # [N] one value per silhouette pixel
+    """How far each silhouette pixel's chromaticity (r, g, b over their sum) departs from the median
+    of its 3x3 neighbours on the subject: the largest of the three differences. Coloured specks along
+    a matte edge are single pixels far from their neighbours; a smooth colour gradient is not.
+    The silhouette: pixels of partial alpha, or subject pixels touching the background."""
+    import cv2
+
+    subject = alpha > 0.5
+    eroded = cv2.erode(subject.astype(np.uint8), np.ones((3, 3), np.uint8), borderValue=1).astype(bool)
+    edge = ((alpha > 0.05) & (alpha < 0.95)) | (subject & ~eroded)
+    total = img.sum(axis=-1)
+    lit = total > floor * max(float(total[subject].mean()) if subject.any() else 0.0, 1e-12)
+    chroma = img / np.maximum(total, 1e-12)[..., None]
+    h, w = alpha.shape
+    pad_c = np.pad(chroma, ((1, 1), (1, 1), (0, 0)), constant_values=np.nan)
+    pad_ok = np.pad(lit & (alpha > 0.05), 1, constant_values=False)
+    ys, xs = np.nonzero(edge & lit)
+    out = np.zeros(len(ys), np.float32)
+    for i, (y, x) in enumerate(zip(ys, xs)):
+        win, ok = pad_c[y:y + 3, x:x + 3].reshape(9, 3), pad_ok[y:y + 3, x:x + 3].reshape(9).copy()
+        ok[4] = False  # the pixel itself is not its own neighbour
+        if ok.sum() >= 2:
+            out[i] = float(np.abs(chroma[y, x] - np.median(win[ok], axis=0)).max())
+    return out
