@@ -222,6 +222,7 @@ def test_the_portrait_real_image_task_gives_a_face_framed_photo_back_when_no_lig
     centre = to_model(framed.plate, face_framing(framed.face, *framed.plate.shape[:2], 32))
     views = probe["flat"]
     assert all(np.abs(v - centre).mean() > 0 for v in views)  # every draw moved, mirrored or exposed anew
+
     # ... but each stays near the face's own framing (mirrored back or not, its exposure fitted): nearer
     # than the photo's whole frame, as a subject-specific model's real images are taken
     def err(view):
