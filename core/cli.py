@@ -261,7 +261,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .model.train import TrainConfig, train
 
     cfg = TrainConfig(captures=args.capture, output=args.output, preset=args.preset, resolution=args.res,
-                      patch=args.patch,
+                      patch=args.patch, position=args.position,
                       objective=args.objective, relative=args.relative, environment_token=args.environment_token,
                       source_tint=args.source_tint, conditioning=args.conditioning,
                       multitask_ratio=args.real_share if args.real_images else 0.0,
@@ -716,6 +716,9 @@ def _add_train(sub) -> None:
     p.add_argument("--patch", type=_at_least(0), default=0,
                    help="olat: train on random crops of this many pixels (0: whole frames), e.g. --res 256 --patch 64: "
                         "the subject at 256 px for the cost of 64-px steps; the bundle relights by blended tiles")
+    p.add_argument("--position", action="store_true",
+                   help="with --patch: give the model each pixel's place in the whole frame (two input channels), "
+                        "so a patch knows where on the face it lies")
     p.add_argument("--steps", type=_at_least(1), default=2000)
     p.add_argument("--objective", default="refine", type=_objective,
                    help="refine (predict-and-refine, default), diffusion (DDPM v-prediction), flow (flat-lit to "

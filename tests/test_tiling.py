@@ -12,14 +12,14 @@ from core.model.config import preset
 from core.model.data import crop_patches
 from core.model.network import RelightModel
 from core.model.pipeline import RelightPipeline
-from core.model.tiling import axis_weights, tile_offsets, tiled
+from core.model.tiling import axis_weights, frame_position, tile_offsets, tiled
 from core.model.tone import ToneCurve
 from core.model.train import TrainConfig, Trainer
 
 
-def _patch_pipe(resolution=64, patch=32):
+def _patch_pipe(resolution=64, patch=32, position=False):
     torch.manual_seed(0)
-    model = RelightModel(preset("tiny", resolution=resolution, patch=patch)).eval()
+    model = RelightModel(preset("tiny", resolution=resolution, patch=patch, position=position)).eval()
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
     return RelightPipeline(model, sched, UnshuffleCodec(2), ToneCurve(), 1.0, 2.0)
 
@@ -127,10 +127,10 @@ def test_training_crops_are_the_same_window_of_every_image_and_hold_subject():
     assert out["flat"].shape == (6, 16, 16, 3) and out["alpha"].shape == (6, 16, 16)
     np.testing.assert_array_equal(out["target"], 2 * out["flat"])
     assert out["direction"] is batch["direction"]
-    for b in range(6):  # each crop is a window of its own frame at an even corner
+    for b in range(6):  # each crop is a window of its own frame at an even corner, the corner recorded
         hits = [(y, x) for y in range(0, 25, 2) for x in range(0, 25, 2)
                 if np.array_equal(flat[b, y:y + 16, x:x + 16], out["flat"][b])]
-        assert len(hits) == 1
+        assert hits == [tuple(out["crop"][b])]
     # most crops hold subject (a fifth are drawn anywhere: inference tiles cover the background too)
     many = crop_patches(np.random.default_rng(1), {k: np.repeat(v, 50, 0) for k, v in batch.items()}, 16, 2)
     share = np.mean(many["alpha"].sum((1, 2)) > 0)
@@ -156,3 +156,55 @@ def test_a_patch_trained_model_relights_the_whole_frame_better_than_the_flat_lit
     ours, flat_rows, evaluations = held_out_light_scores(trainer, trainer.pipeline(trainer.ema_model()), 1)
     assert evaluations == [len(trainer.split.val_lights) * 9 * 2] * len(trainer.split.train_views)  # 9 tiles, 2 passes
     assert np.mean(ours) > np.mean(flat_rows) + 0.5, (np.mean(ours), np.mean(flat_rows))
+
+
+def test_position_channels_tell_a_tile_where_it_lies_in_the_frame():
+    """A position model's tiled frame is the blend of the network run on each crop with that crop's
+    slice of the frame's coordinates (twin: the pipeline's tiles against explicit crops), the same
+    coordinates training gives a crop at that corner; the same pixels at another place predict otherwise."""
+    pipe = _patch_pipe(position=True)
+    model, cfg = pipe.model, pipe.model.config
+    assert cfg.in_channels == 2 * 12 + 2
+    grid = frame_position(32)
+    np.testing.assert_allclose(grid[:, 0, 0].numpy(), [-31 / 32] * 2)
+    np.testing.assert_allclose(grid[:, 31, 0].numpy(), [31 / 32, -31 / 32])  # (row, column)
+    g = torch.Generator().manual_seed(1)
+    x, img = torch.randn(1, 12, 32, 32, generator=g), torch.randn(1, 12, 32, 32, generator=g)
+    tokens = model.light_tokens(torch.randn(1, cfg.token_width, generator=g))
+    t = torch.tensor([500])
+    with torch.no_grad():
+        out = pipe._guided(x[..., 8:24, 16:32], t, img[..., 8:24, 16:32], tokens, None, True, 1.0, 1.0,
+                           frame_position(32, slice(8, 24), slice(16, 32))[None])
+        crop = model(x[..., 8:24, 16:32], t, img[..., 8:24, 16:32], tokens, None,
+                     frame_position(32)[None, :, 8:24, 16:32])
+        elsewhere = model(x[..., 8:24, 16:32], t, img[..., 8:24, 16:32], tokens, None,
+                          frame_position(32)[None, :, 0:16, 0:16])
+        frame = tiled(lambda ys, xs: pipe._guided(x[..., ys, xs], t, img[..., ys, xs], tokens, None, True, 1.0, 1.0,
+                                                  frame_position(32, ys, xs)[None]), x.shape, 16, 8)
+    np.testing.assert_allclose(out.numpy(), crop.numpy(), atol=1e-6)
+    assert (elsewhere - crop).abs().max() > 1e-3
+    # the middle of the middle tile (rows 8-24, columns 8-24) is that crop's own prediction
+    with torch.no_grad():
+        middle = model(x[..., 8:24, 8:24], t, img[..., 8:24, 8:24], tokens, None,
+                       frame_position(32)[None, :, 8:24, 8:24])
+    np.testing.assert_allclose(frame[..., 14:18, 14:18].numpy(), middle[..., 6:10, 6:10].numpy(), atol=1e-6)
+    # training: a crop at pixel corner (16, 32) of the 64-px frame has latent corner (8, 16)
+    trainer_position = Trainer._crop_position(type("T", (), {"model_config": cfg, "device": "cpu"})(),
+                                              np.array([[16, 32]]))
+    np.testing.assert_array_equal(trainer_position[0].numpy(), frame_position(32)[:, 8:24, 16:32].numpy())
+    with pytest.raises(ValidationError, match="patch-trained"):
+        preset("tiny", resolution=64, position=True)
+
+
+def test_a_position_patch_model_trains_and_its_bundle_keeps_the_channels(capture, tmp_path):
+    from core.model.bundle import load_bundle
+
+    trainer = Trainer(TrainConfig(captures=[str(capture.root)], output=str(tmp_path / "run"), resolution=32,
+                                  patch=16, position=True, batch=2, steps=2, val_every=0, val_samples=1, val_steps=2,
+                                  checkpoint_every=0, holdout_light_every=8))
+    trainer.train(progress=False)
+    pipe, info = load_bundle(trainer.save())
+    assert info.config.position and pipe.model.unet.config.in_channels == 2 * 12 + 2
+    image = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    out = pipe(image, np.array([[0.0, 0.0, 1.0]]), num_inference_steps=1, seed=0)
+    assert out.images.shape == (1, 32, 32, 3) and np.isfinite(out.images).all() and out.evaluations == 9 * 2

@@ -19,6 +19,8 @@ class ModelConfig:
     resolution: int = 64                # image size the model works at (square)
     patch: int = 0                      # training crop side in pixels (0: whole frames); inference then runs
                                         # tiles of this size over the frame and blends them (core.model.tiling)
+    position: bool = False              # patch models: two more input channels holding each latent pixel's place
+                                        # in the whole frame, in [-1, 1] (a tile then knows where on the face it is)
     codec: str = "unshuffle"            # "unshuffle": lossless pixel-unshuffle; "vae": the checkpoint's SD VAE
     unshuffle_factor: int = 2           # pixel-unshuffle factor (latent channels = 3 * factor**2)
     latent_channels: int = 12           # channels of one latent (4 for the SD VAE)
@@ -49,6 +51,9 @@ class ModelConfig:
         self.down_blocks, self.up_blocks = tuple(self.down_blocks), tuple(self.up_blocks)
         if self.patch:
             self._check_patch()
+        elif self.position:
+            raise ValidationError("position channels apply to patch-trained models (patch > 0): a whole-frame "
+                                  "model sees where everything is")
 
     def _check_patch(self) -> None:
         if self.conditioning_mode.environment:
@@ -75,8 +80,8 @@ class ModelConfig:
 
     @property
     def in_channels(self) -> int:
-        """Noisy latent + flat-lit latent (+ environment latent in envmap mode)."""
-        return self.latent_channels * self.conditioning_mode.image_latents
+        """Noisy latent + flat-lit latent (+ environment latent in envmap mode) (+ 2 position channels)."""
+        return self.latent_channels * self.conditioning_mode.image_latents + (2 if self.position else 0)
 
     @property
     def latent_size(self) -> int:

@@ -42,9 +42,10 @@ def crop_patches(rng: np.random.Generator, batch: dict[str, np.ndarray], patch: 
     """Each sample's ``patch``-pixel square crop of its images (flat, target, alpha alike), centred on a
     random subject pixel (anywhere for a PATCH_ANYWHERE share of them, or when it has none) and kept
     inside the frame; its corner on a multiple of ``align`` (the codec's downsampling, so the crop's
-    latent is a crop of the frame's latent)."""
+    latent is a crop of the frame's latent). ``crop``: [B, 2] each crop's top-left (row, column) in pixels."""
     size = batch["flat"].shape[1]
     out = {k: v for k, v in batch.items()}
+    out["crop"] = np.zeros((len(batch["flat"]), 2), np.int64)
     for key in ("flat", "target", "alpha"):
         out[key] = np.empty((len(batch[key]), patch, patch) + batch[key].shape[3:], batch[key].dtype)
     for b in range(len(batch["flat"])):
@@ -57,6 +58,7 @@ def crop_patches(rng: np.random.Generator, batch: dict[str, np.ndarray], patch: 
         y0, x0 = (int(np.clip(c - patch // 2, 0, size - patch)) // align * align for c in (cy, cx))
         for key in ("flat", "target", "alpha"):
             out[key][b] = batch[key][b, y0:y0 + patch, x0:x0 + patch]
+        out["crop"][b] = (y0, x0)
     return out
 
 

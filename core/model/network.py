@@ -108,6 +108,13 @@ class RelightModel(nn.Module):
                 image: torch.Tensor,         # [B, C, h, w] flat-lit latent (zeros when dropped)
                 tokens: torch.Tensor,        # [B, tokens, width] lighting (null tokens when dropped)
                 environment: torch.Tensor | None = None,  # [B, C, h, w] env-map latent (envmap mode)
+                position: torch.Tensor | None = None,     # [B, 2, h, w] the pixels' place in the frame
                 ) -> torch.Tensor:           # [B, C, h, w] predicted noise
         parts = [noisy, image] + ([environment] if self.config.conditioning_mode.environment else [])
+        if self.config.position:  # default: the input is the whole frame
+            if position is None:
+                from .tiling import frame_position
+
+                position = frame_position(noisy.shape[-1])[None].expand(len(noisy), -1, -1, -1)
+            parts.append(position.to(noisy))
         return self.unet(torch.cat(parts, dim=1), timesteps, encoder_hidden_states=tokens).sample

@@ -21,7 +21,7 @@ from diffusers import DiffusionPipeline
 from .codec import UnshuffleCodec, VaeCodec
 from .network import RelightModel
 from .objectives import DiffusionObjective, Objective
-from .tiling import TILE_OVERLAP, tile_count, tiled
+from .tiling import TILE_OVERLAP, frame_position, tile_count, tiled
 from .tone import ToneCurve
 
 
@@ -142,12 +142,15 @@ class RelightPipeline(DiffusionPipeline):
         plain = guidance_image == 1.0 and guidance_light == 1.0
         branches = 1 if plain else 3
         tile, stride = self.tiles()
+        position = frame_position(img.shape[-1])[None] if self.model.config.position else None  # [1, 2, h, w]
 
         def guided(x: torch.Tensor, t: torch.Tensor, tok: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
             if not tile:
-                return self._guided(x, t, img, tok, e, plain, guidance_image, guidance_light)
+                return self._guided(x, t, img, tok, e, plain, guidance_image, guidance_light, position)
             return tiled(lambda ys, xs: self._guided(x[..., ys, xs], t, img[..., ys, xs], tok, e, plain,
-                                                     guidance_image, guidance_light), x.shape, tile, stride)
+                                                     guidance_image, guidance_light,
+                                                     None if position is None else position[..., ys, xs]),
+                         x.shape, tile, stride)
 
         def net(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # [n, C, h, w], [n] -> [n, C, h, w]
             out = []
@@ -184,16 +187,19 @@ class RelightPipeline(DiffusionPipeline):
         tile = cfg.patch_latent
         return tile, max(1, round(tile * (1.0 - self.tile_overlap)))
 
-    def _guided(self, latents, timesteps, img, tokens, env, plain, gi, gl) -> torch.Tensor:
+    def _guided(self, latents, timesteps, img, tokens, env, plain, gi, gl, position=None) -> torch.Tensor:
         b = len(latents)
         image = img.expand(b, -1, -1, -1)
+        if position is not None:
+            position = position.expand(b, -1, -1, -1)
         if plain:
-            return self.model(latents, timesteps, image, tokens, env)
+            return self.model(latents, timesteps, image, tokens, env, position)
         null = self.model.null_tokens(b)
         zeros = torch.zeros_like(image)
         # dropping the lighting: the null token, and in envmap mode a zero environment latent
         env3 = None if env is None else torch.cat([torch.zeros_like(env), torch.zeros_like(env), env])
         both = self.model(torch.cat([latents] * 3), torch.cat([timesteps] * 3), torch.cat([zeros, image, image]),
-                          torch.cat([null, null, tokens]), env3)
+                          torch.cat([null, null, tokens]), env3,
+                          None if position is None else torch.cat([position] * 3))
         e00, ei0, eil = both.chunk(3)
         return e00 + gi * (ei0 - e00) + gl * (eil - ei0)

@@ -60,6 +60,15 @@ def _ramp(distance: torch.Tensor, overlap: int) -> torch.Tensor:
     return ((distance + 0.5 - quarter) / quarter).clamp(0.0, 1.0)
 
 
+def frame_position(size: int,  # the frame's side in latent pixels
+                   rows: slice = slice(None), cols: slice = slice(None),  # a tile of it
+                   ) -> torch.Tensor:  # [2, tile rows, tile cols]
+    """Each latent pixel's place in the frame, (row, column) in [-1, 1] at pixel centres: the position
+    channels of a patch model (ModelConfig.position), the same for a training crop and a tile."""
+    c = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
+    return torch.stack(torch.meshgrid(c[rows], c[cols], indexing="ij"))
+
+
 def tiled(fn: TileFn, shape: tuple[int, ...],  # [B, C, h, w] of the output
           tile: int, stride: int) -> torch.Tensor:  # [B, C, h, w]
     """``fn`` evaluated on every tile and blended into a frame of ``shape``."""

@@ -35,6 +35,7 @@ from .network import RelightModel
 from .noise import pyramid_noise
 from .objectives import make_objective
 from .real_tasks import REAL_TASKS
+from .tiling import frame_position
 from .consistency import CONSISTENCY, partial_stage_message, stage_coverage
 from .pipeline import RelightPipeline
 from .tone import ToneCurve
@@ -58,6 +59,7 @@ class TrainConfig:
     resolution: int = 64              # training resolution (capture images are box-filtered down to it)
     patch: int = 0                    # olat: train on random crops of this side (0: whole frames); the bundle
                                       # relights whole frames by blended tiles of it (core.model.tiling)
+    position: bool = False            # patch models: each pixel's place in the frame as two more input channels
     objective: str = "refine"         # core.model.objectives.OBJECTIVES: refine, diffusion, flow, regression
     relative: bool = False            # learn the change from the input's latent (~ log shading ratio), not the target
     environment_token: bool = False   # envmap: the target map's order-2 SH also as a cross-attention token
@@ -164,7 +166,8 @@ class Trainer:
         stage_radius = self.data.layout.olat_radius
         self.model_config = preset(cfg.preset, resolution=cfg.resolution, stage_radius=stage_radius,
                                    base_checkpoint=cfg.base_checkpoint, conditioning=cfg.conditioning,
-                                   environment_token=cfg.environment_token, patch=cfg.patch)
+                                   environment_token=cfg.environment_token, patch=cfg.patch,
+                                   position=cfg.position)
         self.environment_lit = self.model_config.conditioning_mode.environment  # the light is an env map
         self.environments = _load_environments(cfg.environments) if self.environment_lit else []
         self.real_images = (RealImages(cfg.multitask_images, cfg.resolution, by_face=self.environment_lit)
@@ -331,11 +334,20 @@ class Trainer:
             noise = torch.randn(shape, generator=generator)[part].to(self.device)
         u = torch.from_numpy(self.rng.random(total)[part]).float().to(self.device)
 
+        position = self._crop_position(batch["crop"]) if self.model_config.position else None
+
         def net(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                return model(x, t, img, tokens, env)
+                return model(x, t, img, tokens, env, position)
 
         return self.objective.loss(net, x0, source, noise, u)
+
+    def _crop_position(self, crop: np.ndarray,  # [B, 2] crops' top-left pixels (crop_patches)
+                       ) -> torch.Tensor:       # [B, 2, tile, tile] their latent pixels' place in the frame
+        cfg = self.model_config
+        down, tile = CODECS[cfg.codec].downsample(cfg), cfg.patch_latent
+        return torch.stack([frame_position(cfg.latent_size, slice(y // down, y // down + tile),
+                                           slice(x // down, x // down + tile)) for y, x in crop]).to(self.device)
 
     def learning_rate(self, step: int) -> float:
         """The rate of optimiser step ``step`` (0-based) under the run's schedule."""
