@@ -14,6 +14,7 @@ from ._version import __version__
 from .errors import RelitError, ValidationError
 from .jobs import NOISE_MODES, SAMPLERS, TEMPORAL_WEIGHT
 from .lighting.hdri import MISSING_POLICIES
+from .lighting.random_lighting import TARGET_LIGHTINGS
 from .model.conditioning import CONDITIONINGS, OLAT
 from .model.consistency import CONSISTENCY
 from .model.lr_schedules import LR_FLOOR, LR_SCHEDULES
@@ -264,6 +265,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                       patch=args.patch, position=args.position,
                       objective=args.objective, relative=args.relative, environment_token=args.environment_token,
                       source_tint=args.source_tint, conditioning=args.conditioning,
+                      target_lighting=args.target_lighting,
                       multitask_ratio=args.real_share if args.real_images else 0.0,
                       multitask_images=args.real_images, multitask_task=args.real_task or "",
                       holdout_identities=args.holdout_identities,
@@ -729,6 +731,9 @@ def _add_train(sub) -> None:
     p.add_argument("--environment-token", action="store_true",
                    help="envmap: also give the target map's order-2 spherical harmonics to every pixel as a "
                         "cross-attention token (besides the map's channels)")
+    p.add_argument("--target-lighting", default="any", choices=tuple(TARGET_LIGHTINGS),
+                   help="envmap: what the targets are lit by: any drawn lighting (default), or flat: a delighter "
+                        "(the plate as shot -> flat-lit, for a general OLAT bundle to relight)")
     p.add_argument("--source-tint", type=_fraction, default=1.0,
                    help="envmap: scale of the chance that a source (plate) light is tinted, 0-1 (default 1: as "
                         "often as the targets; lower keeps a plate's colour, most sets being white-lit)")

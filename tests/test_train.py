@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.errors import ValidationError
 from core.model.bundle import load_bundle
 from core.model.train import TrainConfig, Trainer
 
@@ -155,6 +156,27 @@ def test_portrait_pairs_are_the_olats_under_the_drawn_lightings(capture, tmp_pat
         lum = img.mean(axis=-1)
         left, right = lum[:, :half][mask[:, :half]].mean(), lum[:, half:][mask[:, half:]].mean()
         assert (left / right if side < 0 else right / left) > 1.5
+
+
+def test_a_delighter_is_trained_to_the_flat_lit_from_any_lighting(capture, tmp_path):
+    """target_lighting "flat" (the two-stage design's first stage): every target is the view flat-lit,
+    every environment the uniform white, while the inputs are lit otherwise; validation still finds
+    distinct pairs (it draws the source again when the target cannot change)."""
+    trainer = Trainer(_cfg(capture, tmp_path / "delight", steps=2, conditioning="envmap", environments=["forest"],
+                           target_lighting="flat", val_samples=4, val_every=2))
+    data = trainer.data
+    batch = trainer.sample(np.random.default_rng(0), trainer.split.train_views)
+    views = [int(np.argmin([np.abs(data.alpha[v] - a).sum() for v in range(len(data.views))])) for a in batch["alpha"]]
+    for b, v in enumerate(views):
+        mask = data.alpha[v] > 0.5
+        err = np.abs(batch["target"][b] - data.flat[v])[mask].mean() / data.flat[v][mask].mean()
+        assert err < 0.02, err  # the flat-lit within the stage's noise
+        np.testing.assert_allclose(batch["environment"][b], batch["environment"][0], atol=1e-6)
+    assert max(np.abs(batch["flat"][b] - batch["target"][b]).max() for b in range(len(views))) > 0.05
+    metrics = trainer.train(progress=False)
+    assert np.isfinite(next(v for k, v in metrics.items() if k.endswith("_env_psnr")))
+    with pytest.raises(ValidationError, match="target_lighting"):
+        _cfg(capture, tmp_path / "x", target_lighting="sunset")
 
 
 def test_scored_pairs_never_relight_to_the_source_lighting(capture, tmp_path):

@@ -43,6 +43,12 @@ class LightingMix:
         return p / p.sum()
 
 
+# the target lightings an envmap model is trained to relight to (TrainConfig.target_lighting): any
+# drawn lighting (SynthLight), or only the flat-lit (a delighter: the first stage of the two-stage design)
+TARGET_LIGHTINGS: dict[str, LightingMix] = {"any": LightingMix(),
+                                            "flat": LightingMix(hdri=0.0, lamps=0.0, flat=1.0, mixed=0.0)}
+
+
 def mean_radiance(latlong: np.ndarray) -> float:  # mean over the sphere and the channels
     omega = pixel_solid_angles(*latlong.shape[:2])[..., None]
     return float((latlong * omega).sum() / (3.0 * omega.sum()))

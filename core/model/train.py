@@ -23,7 +23,7 @@ import torch
 from .._version import git_hash
 from ..data.capture import open_captures
 from ..errors import RelitError, ValidationError
-from ..lighting.random_lighting import LightingMix
+from ..lighting.random_lighting import TARGET_LIGHTINGS, LightingMix
 from .bundle import BundleInfo, check_device, save_bundle
 from .codec import CODECS
 from .conditioning import CONDITIONINGS, OLAT
@@ -63,6 +63,8 @@ class TrainConfig:
     objective: str = "refine"         # core.model.objectives.OBJECTIVES: refine, diffusion, flow, regression
     relative: bool = False            # learn the change from the input's latent (~ log shading ratio), not the target
     environment_token: bool = False   # envmap: the target map's order-2 SH also as a cross-attention token
+    target_lighting: str = "any"      # envmap: the targets' lightings (TARGET_LIGHTINGS): "any", or "flat" for a
+                                      # delighter (plate as shot -> flat-lit: the two-stage design's first stage)
     source_tint: float = 1.0          # envmap: scale of the chance a *source* light is tinted (LightingMix.tint);
                                       # below 1 the model learns that plates are mostly white-lit and keeps
                                       # their colour (targets are always drawn with the full range: the map is given)
@@ -79,6 +81,8 @@ class TrainConfig:
             raise ValidationError(f"lr_schedule {self.lr_schedule!r}: use one of {sorted(LR_SCHEDULES)}")
         if self.conditioning not in CONDITIONINGS:
             raise ValidationError(f"conditioning {self.conditioning!r}: use one of {sorted(CONDITIONINGS)}")
+        if self.target_lighting not in TARGET_LIGHTINGS:
+            raise ValidationError(f"target_lighting {self.target_lighting!r}: use one of {sorted(TARGET_LIGHTINGS)}")
         if not self.multitask_task:
             self.multitask_task = CONDITIONINGS[self.conditioning].real_task
         if self.multitask_task not in REAL_TASKS:
@@ -269,6 +273,7 @@ class Trainer:
         cfg = self.cfg
         if self.environment_lit:
             batch = self.data.sample_portrait(rng, cfg.batch, views, self.environments,
+                                              TARGET_LIGHTINGS[cfg.target_lighting],
                                               source_mix=LightingMix(tint=cfg.source_tint))
         else:
             batch = self.data.sample(rng, cfg.batch, views, self.split.train_lights, cfg.area_prob,
@@ -458,7 +463,8 @@ class Trainer:
 
     def _validate_environment(self, model: RelightModel, rng: np.random.Generator) -> dict:
         views = self.split.val_views or self.split.train_views
-        batch = self.data.sample_portrait(rng, self.cfg.val_samples, views, self.environments, distinct=True)
+        batch = self.data.sample_portrait(rng, self.cfg.val_samples, views, self.environments,
+                                          TARGET_LIGHTINGS[self.cfg.target_lighting], LightingMix(), distinct=True)
         pipe = self.pipeline(model)
         scores = []
         for b in range(len(batch["flat"])):
