@@ -43,7 +43,8 @@ def flip(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
 
 def edge_chroma_departure(img: np.ndarray,    # [H, W, 3] premultiplied scene-linear
                           alpha: np.ndarray,  # [H, W] its matte
-                          floor: float = 0.02,  # pixels darker than this fraction of the subject's mean are skipped
+                          floor: float = 0.02,  # pixels darker than this fraction of the subject's 99th
+                                                # percentile are skipped (a colour the pass does not show)
                           ) -> np.ndarray:    # [N] one value per silhouette pixel
     """How far each silhouette pixel's chromaticity (r, g, b over their sum) departs from the median
     of its 3x3 neighbours on the subject: the largest of the three differences. Coloured specks along
@@ -55,7 +56,7 @@ def edge_chroma_departure(img: np.ndarray,    # [H, W, 3] premultiplied scene-li
     eroded = cv2.erode(subject.astype(np.uint8), np.ones((3, 3), np.uint8), borderValue=1).astype(bool)
     edge = ((alpha > 0.05) & (alpha < 0.95)) | (subject & ~eroded)
     total = img.sum(axis=-1)
-    lit = total > floor * max(float(total[subject].mean()) if subject.any() else 0.0, 1e-12)
+    lit = total > floor * max(float(np.percentile(total[subject], 99)) if subject.any() else 0.0, 1e-12)
     chroma = img / np.maximum(total, 1e-12)[..., None]
     h, w = alpha.shape
     pad_c = np.pad(chroma, ((1, 1), (1, 1), (0, 0)), constant_values=np.nan)
