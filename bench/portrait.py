@@ -118,7 +118,7 @@ def sheet(run: Path, out: Path, pairs: int = 16, shown: int = 6) -> str:
     trainer = Trainer(TrainConfig(**json.loads(state.read_text())["config"]))
     pipe = trainer.pipeline(trainer.ema_model())
     batch = trainer.data.sample_portrait(np.random.default_rng(1234), pairs, trainer.split.val_views,
-                                         trainer.environments, distinct=True)
+                                         trainer.environments, *_mixes(trainer), distinct=True)
     rows, tiles = [], []
     for b in range(pairs):
         x, y, m = batch["flat"][b], batch["target"][b], batch["alpha"][b] > 0.5
@@ -132,6 +132,13 @@ def sheet(run: Path, out: Path, pairs: int = 16, shown: int = 6) -> str:
     return ("| pairs | input x fitted scale | model | model x fitted scale | SSIM input x scale | SSIM model |\n"
             "| ---: | ---: | ---: | ---: | ---: | ---: |\n"
             f"| {pairs} | {mean[0]:.2f} dB | {mean[1]:.2f} dB | {mean[2]:.2f} dB | {mean[3]:.3f} | {mean[4]:.3f} |")
+
+
+def _mixes(trainer) -> tuple:
+    """(target, source) lighting mixes of a run's scored pairs, as its validation draws them."""
+    from core.lighting.random_lighting import TARGET_LIGHTINGS, LightingMix
+
+    return TARGET_LIGHTINGS[trainer.cfg.target_lighting], LightingMix()
 
 
 def _trainer(run: Path):
@@ -213,7 +220,7 @@ def generalisation(run: Path, regressor: Path | None, pairs: int) -> str:
     scores = {side: {name: [] for name in names} for side in ("training", "held-out")}
     for b in range(pairs):
         train_view, held_view = int(rng.choice(split.train_views)), int(rng.choice(split.val_views))
-        lightings = data.portrait_lightings(rng, train_view, trainer.environments, distinct=True)
+        lightings = data.portrait_lightings(rng, train_view, trainer.environments, *_mixes(trainer), distinct=True)
         for side, view in (("training", train_view), ("held-out", held_view)):
             x, y, env = data.portrait_pair(view, *lightings)
             m = data.alpha[view] > 0.5
@@ -250,7 +257,7 @@ def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, sh
     rows.update({name: [] for name in pipes})
     rows.update({f"oracle: shading ratio blurred {s:g} px": [] for s in ORACLE_SIGMAS})
     batch = trainer.data.sample_portrait(np.random.default_rng(1234), pairs, trainer.split.val_views,
-                                         trainer.environments, distinct=True)
+                                         trainer.environments, *_mixes(trainer), distinct=True)
     found, tiles = 0, []
     for b in range(pairs):
         x, y, m, env = batch["flat"][b], batch["target"][b], batch["alpha"][b] > 0.5, batch["environment"][b]
@@ -295,7 +302,7 @@ def guidance_grid(run: Path, pairs: int, image_scales: list[float], light_scales
     trainer = _trainer(run)
     pipe, steps = trainer.pipeline(trainer.ema_model()), trainer.objective.default_steps
     batch = trainer.data.sample_portrait(np.random.default_rng(1234), pairs, trainer.split.val_views,
-                                         trainer.environments, distinct=True)
+                                         trainer.environments, *_mixes(trainer), distinct=True)
     lines = ["| lambda_I \\ lambda_L | " + " | ".join(f"{g:g}" for g in light_scales) + " |",
              "| ---: |" + " ---: |" * len(light_scales)]
     for gi in image_scales:
@@ -341,7 +348,7 @@ def subject_comparison(run: Path, bundle: Path, pairs: int, regressor: Path | No
     rng = np.random.default_rng(1234)
     for k in range(pairs):
         v = views[k % len(views)]
-        source, goal = data.portrait_lightings(rng, v, trainer.environments, distinct=True)
+        source, goal = data.portrait_lightings(rng, v, trainer.environments, *_mixes(trainer), distinct=True)
         x, y, env = data.portrait_pair(v, source, goal)
         m = data.alpha[v] > 0.5
         preds = {"input x fitted scale": best_scale(x, y, m) * x}

@@ -18,7 +18,7 @@ from .lighting.random_lighting import TARGET_LIGHTINGS
 from .model.conditioning import CONDITIONINGS, OLAT
 from .model.consistency import CONSISTENCY
 from .model.lr_schedules import LR_FLOOR, LR_SCHEDULES
-from .model.real_tasks import REAL_TASKS
+from .model.real_tasks import DEFAULT_SHARE, REAL_TASKS
 from .relight.cache import DEFAULT_LIMIT_MB
 from .relight.strategies import STRATEGIES
 
@@ -261,12 +261,17 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from .model.train import TrainConfig, train
 
+    if (args.real_task or args.real_share is not None) and not args.real_images:
+        raise ValidationError("--real-task and --real-share set the real-image task: give its photos with "
+                              "--real-images PHOTO [PHOTO ...]")
+
     cfg = TrainConfig(captures=args.capture, output=args.output, preset=args.preset, resolution=args.res,
                       patch=args.patch, position=args.position,
                       objective=args.objective, relative=args.relative, environment_token=args.environment_token,
                       source_tint=args.source_tint, conditioning=args.conditioning,
                       target_lighting=args.target_lighting,
-                      multitask_ratio=args.real_share if args.real_images else 0.0,
+                      multitask_ratio=(DEFAULT_SHARE if args.real_share is None else args.real_share)
+                      if args.real_images else 0.0,
                       multitask_images=args.real_images, multitask_task=args.real_task or "",
                       holdout_identities=args.holdout_identities,
                       steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr,
@@ -740,8 +745,8 @@ def _add_train(sub) -> None:
     p.add_argument("--real-images", nargs="+", default=[], metavar="PHOTO",
                    help="real photos (sRGB or EXR) for a real-image task beside the synthetic pairs; an envmap "
                         "model sees each framed by its face, as it sees plates")
-    p.add_argument("--real-share", type=_fraction, default=0.25,
-                   help="share of each batch given to --real-images (default 0.25)")
+    p.add_argument("--real-share", type=_fraction,
+                   help=f"share of each batch given to --real-images (default {DEFAULT_SHARE:g})")
     p.add_argument("--real-task", choices=tuple(REAL_TASKS),
                    help="; ".join(f"{t.name}: {t.description}" for t in REAL_TASKS.values()) +
                         " (default: " + ", ".join(f"{c.real_task} for {c.name}" for c in CONDITIONINGS.values()) + ")")

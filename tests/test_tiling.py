@@ -143,6 +143,8 @@ def test_a_run_resumes_only_with_the_patch_it_was_trained_with(capture, tmp_path
     Trainer(TrainConfig(**base, patch=16)).train(progress=False)
     with pytest.raises(ValidationError, match="16-px patches; resume it with --patch 16"):
         Trainer(TrainConfig(**base))
+    with pytest.raises(ValidationError, match="position False, not True"):  # refused before loading weights
+        Trainer(TrainConfig(**base, patch=16, position=True))
 
 
 def test_a_patch_trained_model_relights_the_whole_frame_better_than_the_flat_lit(capture, tmp_path):

@@ -221,6 +221,16 @@ def test_multitask_mixes_unconditional_real_images(capture, tmp_path):
     np.testing.assert_allclose(batch["target"][i] * trainer.pipe.exposure_target, trainer.real_images.frames[0],
                                rtol=1e-5)
     trainer.train(progress=False)
+    # the keep task on an olat model, whose input and target exposures differ: the target still
+    # encodes to the input's own latent
+    keep = Trainer(_cfg(capture, tmp_path / "keep", steps=1, multitask_ratio=1.0, multitask_images=[str(photo)],
+                        multitask_task="keep"))
+    pipe = keep.pipe
+    assert abs(pipe.exposure_image / pipe.exposure_target - 1) > 0.01
+    batch = keep.sample(np.random.default_rng(1), keep.split.train_views)
+    assert batch["drop_light"].all() and not batch["drop_image"].any()
+    np.testing.assert_allclose(pipe._to_latent(torch.from_numpy(batch["flat"]), pipe.exposure_image),
+                               pipe._to_latent(torch.from_numpy(batch["target"]), pipe.exposure_target), atol=1e-5)
 
 
 def test_the_portrait_real_image_task_gives_a_face_framed_photo_back_when_no_light_is_given(capture, tmp_path):

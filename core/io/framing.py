@@ -225,7 +225,9 @@ def to_plate(relit: np.ndarray,        # [L, m, m, 3] relit layers at model reso
     # a dim channel (a matte edge, deep shadow, black cloth) leans on its neighbours' ratio
     trust = np.clip((flat - eps) / ((RATIO_TRUST - 1.0) * eps), 0.0, 1.0)
     if f.identity:  # pixel for pixel, but a dim edge pixel still takes its neighbours' ratio, not the model's
-        return _filled(ratio, trust) * source[None]  # colour there (coloured specks along the silhouette)
+        # colour there (coloured specks along the silhouette)
+        return np.concatenate([_filled(ratio[i:i + LAYER_CHUNK], trust) * source[None]
+                               for i in range(0, len(ratio), LAYER_CHUNK)]) if len(ratio) else ratio * source[None]
     n = len(relit)
     out = np.zeros((n, f.height, f.width, 3), np.float32)
     by, bx, py, px = _overlap(f)

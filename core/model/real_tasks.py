@@ -21,3 +21,4 @@ KEEP = RealTask("keep", "with no target light, the model gives the photo back: t
                 "light branch is the plate as shot (light guidance then moves away from it)", False, True, True)
 
 REAL_TASKS: dict[str, RealTask] = {t.name: t for t in (GENERATE, KEEP)}
+DEFAULT_SHARE = 0.25  # share of each batch given to the real photos when none is chosen (SynthLight: 0.3)

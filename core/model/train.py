@@ -83,6 +83,9 @@ class TrainConfig:
             raise ValidationError(f"conditioning {self.conditioning!r}: use one of {sorted(CONDITIONINGS)}")
         if self.target_lighting not in TARGET_LIGHTINGS:
             raise ValidationError(f"target_lighting {self.target_lighting!r}: use one of {sorted(TARGET_LIGHTINGS)}")
+        if self.target_lighting != "any" and not CONDITIONINGS[self.conditioning].environment:
+            raise ValidationError(f"target_lighting {self.target_lighting!r} applies to environment-lit models "
+                                  f"(--conditioning envmap), not {self.conditioning}")
         if not self.multitask_task:
             self.multitask_task = CONDITIONINGS[self.conditioning].real_task
         if self.multitask_task not in REAL_TASKS:
@@ -243,30 +246,41 @@ class Trainer:
         if not done:
             return False
         last = done[-1]
+        state = json.loads((last / "state.json").read_text())
+        self._check_resumable(state.get("config", {}))
         self.model.load_state_dict(load_file(last / "model.safetensors"))
         ema = load_file(last / "ema.safetensors")
         for i, p in enumerate(self.ema.shadow_params):
             p.data.copy_(ema[f"p{i}"])
         self.optimizer.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
-        state = json.loads((last / "state.json").read_text())
-        trained = state.get("config", {}).get("objective", "diffusion")
-        if trained != self.cfg.objective:
-            raise ValidationError(f"{self.out}: this run trains the {trained!r} objective; resume it with "
-                                  f"--objective {trained} or train {self.cfg.objective!r} in a new run folder")
-        patch = state.get("config", {}).get("patch", 0)
-        if patch != self.cfg.patch:
-            trained = f"{patch}-px patches" if patch else "whole frames"
-            raise ValidationError(f"{self.out}: this run trains on {trained}; resume it with --patch {patch} or "
-                                  "start a new run folder")
-        relative = state.get("config", {}).get("relative", False)
-        if relative != self.cfg.relative:
-            raise ValidationError(f"{self.out}: this run was started {'with' if relative else 'without'} --relative; "
-                                  f"resume it the same way or start a new run folder")
         self.step, self.seconds = state["step"], state["seconds"]
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
         log.info("resumed from %s (step %d)", last, self.step)
         return True
+
+    def _check_resumable(self, config: dict) -> None:
+        """A checkpoint resumes only the run it belongs to: refused before any weight is loaded."""
+        trained = config.get("objective", "diffusion")
+        if trained != self.cfg.objective:
+            raise ValidationError(f"{self.out}: this run trains the {trained!r} objective; resume it with "
+                                  f"--objective {trained} or train {self.cfg.objective!r} in a new run folder")
+        patch = config.get("patch", 0)
+        if patch != self.cfg.patch:
+            trained = f"{patch}-px patches" if patch else "whole frames"
+            raise ValidationError(f"{self.out}: this run trains on {trained}; resume it with --patch {patch} or "
+                                  "start a new run folder")
+        relative = config.get("relative", False)
+        if relative != self.cfg.relative:
+            raise ValidationError(f"{self.out}: this run was started {'with' if relative else 'without'} --relative; "
+                                  f"resume it the same way or start a new run folder")
+        # what the run learns (with the value a checkpoint from before the field existed trained with)
+        for name, before in (("position", False), ("target_lighting", "any"),
+                             ("multitask_task", self.cfg.multitask_task)):
+            if config.get(name, before) != getattr(self.cfg, name):
+                raise ValidationError(f"{self.out}: this run trains with {name} {config.get(name, before)!r}, not "
+                                      f"{getattr(self.cfg, name)!r}; resume it with the same setting or start a new "
+                                      "run folder")
 
     # --- one step --------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, views: list[int]) -> dict:
