@@ -291,6 +291,63 @@ def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, sh
             f"unchanged).\n\n" + "\n".join(lines))
 
 
+def two_stage(run: Path, delighter: Path, olat: Path, pairs: int) -> str:
+    """Issue 24's two-stage design beside SynthLight's single pass, on the run's held-out pairs: a
+    general delighter (an envmap model trained to the flat-lit, ``--target-lighting flat``) turns
+    the input flat-lit, then a general OLAT model trained on the same people relights that by the
+    stage strategy (every stage light, ratio-corrected to the delighted image, weighted by the target
+    lighting's projection on the stage). Rows also give each stage its ceiling: the OLAT stage on the
+    true flat-lit, and the delighter against the true flat-lit."""
+    import torch
+
+    from core.lighting.hdri import project_to_layout
+    from core.model.consistency import ratio_correct
+    from core.model.metrics import best_scale, flip, psnr, ssim
+
+    torch.set_num_threads(1)
+    trainer = _trainer(run)
+    data = trainer.data
+    (name, (pipe, objective)), (_, (dl_pipe, dl_obj)), (_, (olat_pipe, olat_obj)) = (
+        _model(run, "model"), _model(delighter, "delighter"), _model(olat, "olat"))
+    uniform = np.ones((16, 32, 3), np.float32)  # unit radiance everywhere: the flat-lit's lighting
+    rng = np.random.default_rng(1234)  # the draws of evaluate()'s pairs, with their lightings kept
+    views = rng.choice(trainer.split.val_views, size=pairs)
+    names = ["input x fitted scale", name, "two-stage: delighter -> OLAT stage",
+             "OLAT stage on the true flat-lit (second stage's ceiling)", "delighter vs the true flat-lit"]
+    rows = {n: [] for n in names}
+    stage_evals = 0
+    for b, v in enumerate(views):
+        lit, goal = data.portrait_lightings(rng, int(v), trainer.environments, *_mixes(trainer), distinct=True)
+        x, y, env = data.portrait_pair(int(v), lit, goal)
+        m = data.alpha[v] > 0.5
+        flat_true, _, flat_env = data.portrait_pair(int(v), uniform, uniform)
+        delit = dl_pipe(x, environment=flat_env[None], num_inference_steps=dl_obj.default_steps, seed=b).images[0]
+        weights = project_to_layout(goal, data.layout, (0.0, 0.0, 0.0)).weights  # [N, 3]
+        dirs = data.camera_directions(int(v))
+
+        def stage(flat: np.ndarray) -> np.ndarray:
+            out = olat_pipe(flat, dirs, np.zeros(len(dirs)), num_inference_steps=olat_obj.default_steps, seed=b)
+            return np.einsum("nc,nhwc->hwc", weights, ratio_correct(out.images, data.irradiance, flat)), out.evaluations
+
+        two, stage_evals = stage(delit)
+        preds = {"input x fitted scale": best_scale(x, y, m) * x, "two-stage: delighter -> OLAT stage": two,
+                 "OLAT stage on the true flat-lit (second stage's ceiling)": stage(flat_true)[0],
+                 name: pipe(x, environment=env[None], num_inference_steps=objective.default_steps, seed=b).images[0]}
+        for key, p in preds.items():
+            rows[key].append([psnr(p, y, m), ssim(p, y, m), flip(p, y, m)])
+        rows["delighter vs the true flat-lit"].append([psnr(delit, flat_true, m), ssim(delit, flat_true, m),
+                                                       flip(delit, flat_true, m)])
+    lines = ["| method | PSNR | SSIM | HDR-FLIP | UNet evaluations per relight |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    cost = {name: objective.evaluations(objective.default_steps),
+            "two-stage: delighter -> OLAT stage": dl_obj.evaluations(dl_obj.default_steps) + stage_evals}
+    for key, values in rows.items():
+        v = np.mean(values, axis=0)
+        lines.append(f"| {key} | {v[0]:.2f} dB | {v[1]:.3f} | {v[2]:.3f} | {cost.get(key, '')} |")
+    return (f"{pairs} held-out pairs of {run.name}'s held-out people (the pairs of `--eval`); delighter "
+            f"{delighter}, OLAT model {olat}.\n\n" + "\n".join(lines))
+
+
 def guidance_grid(run: Path, pairs: int, image_scales: list[float], light_scales: list[float]) -> str:
     """Dual classifier-free guidance (SynthLight: lambda_I on the input image, lambda_L on the target
     lighting) on a grid, scored on the same held-out pairs: PSNR / SSIM per cell."""
@@ -384,6 +441,9 @@ def main() -> None:
                         help="with --eval and --generalisation: the same-size deterministic regressor's run")
     parser.add_argument("--also", type=Path, nargs="+", default=[], help="with --eval: more run folders or bundle "
                         "folders scored on the same pairs (e.g. the shipped bundle/portrait)")
+    parser.add_argument("--two-stage", type=Path, nargs=2, metavar=("DELIGHTER", "OLAT"),
+                        help="with --eval: the two-stage design (a delighter run or bundle, then a general OLAT "
+                        "run or bundle by the stage strategy) scored on the same pairs")
     parser.add_argument("--pairs", type=int, default=48, help="with --eval and --generalisation: pairs scored")
     parser.add_argument("--generalisation", type=Path, help="a run folder: the same lightings on training and "
                         "held-out people (with --regressor, --pairs)")
@@ -404,6 +464,9 @@ def main() -> None:
         if args.guidance:
             title = ": dual classifier-free guidance"
             result = guidance_grid(args.guidance, args.pairs, args.image_scales, args.light_scales)
+        elif args.two_stage:
+            title = ": the two-stage design (delighter, then a general OLAT model) on held-out people"
+            result = two_stage(args.eval, *args.two_stage, args.pairs)
         elif args.subject_bundle:
             title = " against a subject-specific bundle of a held-out person"
             result = subject_comparison(args.eval, args.subject_bundle, args.pairs, args.regressor)
