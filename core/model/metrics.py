@@ -58,7 +58,6 @@ def edge_chroma_departure(img: np.ndarray,    # [H, W, 3] premultiplied scene-li
     total = img.sum(axis=-1)
     lit = total > floor * max(float(np.percentile(total[subject], 99)) if subject.any() else 0.0, 1e-12)
     chroma = img / np.maximum(total, 1e-12)[..., None]
-    h, w = alpha.shape
     pad_c = np.pad(chroma, ((1, 1), (1, 1), (0, 0)), constant_values=np.nan)
     pad_ok = np.pad(lit & (alpha > 0.05), 1, constant_values=False)
     ys, xs = np.nonzero(edge & lit)
