@@ -21,6 +21,7 @@ from .model.lr_schedules import LR_FLOOR, LR_SCHEDULES
 from .model.real_tasks import DEFAULT_SHARE, REAL_TASKS
 from .relight.cache import DEFAULT_LIMIT_MB
 from .relight.strategies import STRATEGIES
+from .synthetic.subject import MOTIONS
 
 log = logging.getLogger("relit")
 
@@ -239,7 +240,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
     from .synthetic.synth import SynthConfig, synthesize, synthesize_identities
 
     subject = args.subject or ("person" if args.identities else "face")
-    cfg = SynthConfig(subject=subject, seed=args.seed, views=args.views, frames=args.frames,
+    cfg = SynthConfig(subject=subject, seed=args.seed, views=args.views, frames=args.frames, motion=args.motion,
                       first_frame=args.first_frame, layout=args.layout, resolution=args.res,
                       samples=args.samples, batch=args.batch, hdris=list(args.hdris),
                       rotations=[list(parse_rotation(r)) for r in args.rotations], vector=not args.no_vector,
@@ -501,20 +502,26 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
     from .data.capture import CaptureSet
     from .gaussians.train import load_config, load_views, preset, reconstruct, save_config
+    from .io.sequence import parse_frame_range
 
     out = Path(args.output)
     capture = CaptureSet(args.capture)  # checked before anything is written: a rerun can fix the path
+    frames = parse_frame_range(args.frames) if args.frames else None
     if (out / "reconstruction.json").exists():
         cfg, capture_path = load_config(out)
         if Path(capture_path).resolve() != Path(args.capture).resolve():
             raise RelitError(f"{out}: holds a reconstruction of {capture_path}; choose another folder")
+        if frames is not None and frames != cfg.frames:
+            raise RelitError(f"{out}: holds a reconstruction of other frames; choose another folder")
+        views = load_views(capture, cfg.resolution, cfg.frames)
     else:
         overrides = {k: v for k, v in (("keyframes", args.keyframes), ("kframe_iterations", args.kframe_iterations),
                                        ("segment_iterations", args.segment_iterations), ("warmup", args.warmup),
-                                       ("resolution", args.res), ("gaussians", args.gaussians)) if v is not None}
+                                       ("resolution", args.res), ("gaussians", args.gaussians),
+                                       ("frames", frames)) if v is not None}
         cfg = preset(args.preset, holdout_cameras=list(args.holdout_cameras), device=args.device, **overrides)
+        views = load_views(capture, cfg.resolution, cfg.frames)  # a bad range is refused before anything is written
         save_config(out, cfg, str(Path(args.capture).resolve()))
-    views = load_views(capture, cfg.resolution)
     if args.ray is not None:  # the K-frame model here, then the segments (independent) as Ray tasks
         from .farm.ray_runner import map_ray
         from .gaussians.train import keyframes
@@ -562,8 +569,8 @@ def cmd_render_views(args: argparse.Namespace) -> None:
         from .farm.ray_runner import map_ray
 
         if frames is None:
-            _, capture_path = load_config(args.recon)
-            frames = [f.frame for f in CaptureSet(capture_path).manifest.frames]
+            recon_cfg, capture_path = load_config(args.recon)
+            frames = recon_cfg.frames or [f.frame for f in CaptureSet(capture_path).manifest.frames]
         chunks = [frames[i:i + args.chunk] for i in range(0, len(frames), args.chunk)]
         calls = [(str(Path(args.recon).resolve()), np.asarray(K), np.asarray(c2w), width, height, chunk,
                   str(Path(args.output).resolve()), args.ply) for chunk in chunks]
@@ -682,6 +689,10 @@ def _add_synth(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="subject variation and expression track")
     p.add_argument("--views", type=_at_least(1), default=8, help="cameras on a 120-degree arc in front of the subject")
     p.add_argument("--frames", type=_at_least(1), default=4, help="frames of animated expression")
+    p.add_argument("--motion", default="expressions", choices=tuple(MOTIONS),
+                   help="how the subject moves: expressions (small changes and a +-12 degree head turn over the "
+                        "sequence) or performance (head turns of +-30 degrees, nods, speech, a 12 cm step "
+                        "forward: long sequences for relit reconstruct)")
     p.add_argument("--first-frame", type=int, default=1)
     p.add_argument("--layout", default="default", help="stage layout: default, ringsN, fibN, domeN or a JSON file")
     p.add_argument("--res", type=_at_least(1), default=128, help="square image size in pixels")
@@ -938,6 +949,7 @@ def _add_reconstruct(sub) -> None:
     p.add_argument("--segment-iterations", type=int)
     p.add_argument("--warmup", type=int, help="frozen-Gaussian warm-up iterations per segment")
     p.add_argument("--holdout-cameras", nargs="*", default=[], help="cameras never trained on")
+    p.add_argument("--frames", help="the capture's frames to reconstruct, e.g. 1-120 (default: every frame)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="train the segments (independent once the K-frame model exists) as Ray tasks")
@@ -958,7 +970,7 @@ def _add_render_views(sub) -> None:
     p.add_argument("--camera", help="a camera of the capture set")
     p.add_argument("--camera-json", help="or a JSON camera file")
     p.add_argument("--res", type=_at_least(1), help="output height in pixels for a capture camera (default: its own)")
-    p.add_argument("--frames", help="frame range A-B (default: every frame)")
+    p.add_argument("--frames", help="frame range A-B (default: every frame reconstructed)")
     p.add_argument("--ply", action="store_true", help="also export per-frame PLY files")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="render chunks of frames as Ray tasks (a local cluster, or the one at ADDRESS)")

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from core.io.passes import PassMetadata, RelitPasses, write_passes
 from core.lighting.rig import LightRig
@@ -64,6 +65,20 @@ def test_reconstruct_checks_its_capture_and_preset_before_writing(tmp_path, capt
     bogus = run_relit("reconstruct", str(capture.root), "--keyframes", "2", "--preset", "bogus", "-o", str(out))
     assert bogus.returncode == 2 and "--preset 'bogus'" in bogus.stderr and "Traceback" not in bogus.stderr
     assert not out.exists()
+    last = capture.manifest.frames[-1].frame
+    beyond = run_relit("reconstruct", str(capture.root), "--frames", f"{last}-{last + 1}", "-o", str(out))
+    assert beyond.returncode == 2 and f"has no frame {last + 1}" in beyond.stderr and "give --frames" in beyond.stderr
+    assert not out.exists()
+
+
+def test_a_frame_range_reconstructs_those_frames_only(capture):
+    from core.gaussians.train import load_views
+
+    every = load_views(capture, 16)
+    frames = [f.frame for f in capture.manifest.frames]
+    some = load_views(capture, 16, frames[1:])
+    assert some.frames == frames[1:] and every.frames == frames
+    assert torch.equal(some.images, every.images[:, 1:]) and torch.equal(some.Ks, every.Ks)
 
 
 def test_silent_acceptance_is_refused(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from scipy.spatial import procrustes
 
 from core.synthetic.person import CLOTH, EYE, HAIR, SKIN, person_subject
-from core.synthetic.subject import deform
+from core.synthetic.subject import MOTIONS, deform, performance_track
 from tests.conftest import run_relit
 
 
@@ -54,6 +54,58 @@ def test_expressions_move_the_face_and_the_head_turn_spares_the_body():
     rigid = turn == 1
     np.testing.assert_allclose(np.linalg.norm(turned[rigid, :2] - pivot, axis=1),
                                np.linalg.norm(p.vertices[rigid, :2] - pivot, axis=1), atol=1e-9)
+
+
+def _angle_about(a: np.ndarray, b: np.ndarray, axes: tuple[int, int]) -> float:
+    """The angle (degrees) that turns the vector ``a`` into ``b`` in the plane of two axes."""
+    i, j = axes
+    return math.degrees(math.atan2(a[i] * b[j] - a[j] * b[i], a[i] * b[i] + a[j] * b[j]))
+
+
+def test_the_performance_turns_nods_and_steps_the_head_by_the_stated_amounts():
+    p = person_subject(5)
+    turn, rest = p.regions["turn"], p.vertices
+    rigid, body = turn == 1, turn == 0
+    nose = 1  # MediaPipe's nose tip, the first of the head's vertices
+    # +-30 degrees of turn: the nose tip about the turn pivot, measured as an angle in the ground plane
+    turned = deform(p, {"head_turn": 2.5})
+    pivot = np.array([0.0, 0.03, 0.0])
+    assert _angle_about(rest[nose] - pivot, turned[nose] - pivot, (0, 1)) == pytest.approx(30.0, abs=1e-6)
+    # a nod of 10 degrees about the neck pivot, chin down: the angle in the side (y, z) plane
+    nodded = deform(p, {"head_nod": 10.0 / 12.0})
+    pivot = np.array([0.0, 0.03, -0.05])
+    assert _angle_about(rest[nose] - pivot, nodded[nose] - pivot, (1, 2)) == pytest.approx(10.0, abs=1e-6)
+    assert nodded[nose, 2] < rest[nose, 2]
+    for moved in (turned, nodded):  # the torso stays, the head is rigid
+        np.testing.assert_allclose(moved[body], rest[body], atol=1e-12)
+        np.testing.assert_allclose(np.linalg.norm(moved[rigid] - moved[nose], axis=1),
+                                   np.linalg.norm(rest[rigid] - rest[nose], axis=1), atol=1e-9)
+    # the step moves everything towards the cameras (-Y) by exactly its length
+    np.testing.assert_allclose(deform(p, {"step": 0.12}) - rest, np.tile([0.0, -0.12, 0.0], (len(rest), 1)),
+                               atol=1e-12)
+
+
+def test_the_performance_track_is_large_fast_motion_that_a_longer_sequence_extends():
+    frames = list(range(1, 241))
+    track = performance_track(frames, seed=4)
+    assert MOTIONS["performance"] is performance_track
+    assert performance_track(frames[:60], seed=4) == track[:60]  # 60 frames are the first 60 of 240
+    assert performance_track(frames, seed=5) != track
+    w = {k: np.array([f[k] for f, _ in track]) for k in track[0][0]}
+    assert 12.0 * w["head_turn"].max() > 29.5 and 12.0 * w["head_turn"].min() < -29.5
+    assert 12.0 * np.abs(w["head_nod"]).max() > 9.5
+    assert w["step"].max() == pytest.approx(0.12) and w["step"][:48].max() == 0.0
+    assert w["step"][72:144].min() == pytest.approx(0.12) and w["step"][168:].max() == pytest.approx(0.0, abs=1e-12)
+    # speech: within spoken phrases the jaw opens and closes once a syllable (5-7 frames), and pauses
+    # between phrases keep it shut
+    labels = [label for _, label in track]
+    assert "speech" in labels and labels.count("speech") < len(labels)
+    jaw = w["jaw_open"]
+    assert jaw[[i for i, label in enumerate(labels) if label != "speech"]].max() == 0.0
+    openings = np.sum((jaw[1:] > 0.4) & (jaw[:-1] <= 0.4))
+    assert labels.count("speech") / 7.0 - 8 <= openings <= labels.count("speech") / 5.0 + 8
+    # the fastest head turn moves the nose about 3 degrees a frame: the hard case for one deformable model
+    assert 12.0 * np.abs(np.diff(w["head_turn"])).max() == pytest.approx(30.0 * 2 * math.pi / 64.0, rel=0.01)
 
 
 @pytest.fixture(scope="module")

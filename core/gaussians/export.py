@@ -38,7 +38,7 @@ def render_sequence(recon_folder: str | Path,
                     K: np.ndarray,          # [3, 3] intrinsics of the output size
                     c2w: np.ndarray,        # [4, 4] Blender camera-to-world
                     width: int, height: int,
-                    frames: list[int] | None,  # None: every frame of the capture set
+                    frames: list[int] | None,  # None: every frame reconstructed
                     output: str | Path,
                     ply: bool = False,
                     progress=None,          # progress(done, total, frame)
@@ -54,7 +54,7 @@ def render_sequence(recon_folder: str | Path,
     cfg, capture_path = load_config(recon_folder)
     recon = load_reconstruction(recon_folder, cfg)
     capture = CaptureSet(capture_path)
-    frames = frames or [f.frame for f in capture.manifest.frames]
+    frames = frames or cfg.frames or [f.frame for f in capture.manifest.frames]
     out = Path(output)
     rendered = 0
     for n, f in enumerate(frames, start=1):

@@ -59,6 +59,7 @@ class ReconConfig:
     lr_sh: float = 2.5e-3
     lr_deform: float = 1.6e-3
     holdout_cameras: list[str] = field(default_factory=list)  # never trained on (novel-view scores)
+    frames: list[int] | None = None    # the capture's frames to reconstruct (None: every frame)
     seed: int = 0
     device: str = "cpu"
 
@@ -90,11 +91,17 @@ class Views:
         return self.images.shape[3], self.images.shape[2]  # (width, height)
 
 
-def load_views(capture: CaptureSet, resolution: int) -> Views:
+def load_views(capture: CaptureSet, resolution: int, frames: list[int] | None = None) -> Views:
+    """The capture's flat-lit images of ``frames`` (default: all) from every camera."""
     from ..io.images import box_downsample
 
     m = capture.manifest
-    frames = [f.frame for f in m.frames]
+    have = [f.frame for f in m.frames]
+    if frames is None:
+        frames = have
+    elif missing := sorted(set(frames) - set(have)):
+        raise ValidationError(f"{capture.root}: has no frame {missing[0]} (it holds frames {have[0]}-{have[-1]}); "
+                              "give --frames within them")
     images, viewmats, Ks = [], [], []
     for cam in m.cameras:
         per_frame = []
@@ -443,7 +450,7 @@ def train_segment(store: str | Path, index: int) -> str:
     path = store / f"segment_{index:03d}.safetensors"
     if path.exists():
         return str(path)
-    views = load_views(CaptureSet(capture), cfg.resolution)
+    views = load_views(CaptureSet(capture), cfg.resolution, cfg.frames)
     keys = keyframes(views.frames, cfg.keyframes)
     if not 0 <= index < len(keys) - 1:
         raise ValidationError(f"segment {index}: the reconstruction has segments 0-{len(keys) - 2}")

@@ -9,6 +9,7 @@ looks along -Y (towards Blender's front view) and its anchor is the origin.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -203,10 +204,13 @@ def _rotate_x(points: np.ndarray, angle: np.ndarray, pivot: np.ndarray) -> np.nd
 
 
 def deform(subject: Subject, weights: dict[str, float]) -> np.ndarray:  # [V, 3]
-    """Vertex positions under expression weights in [0, 1] (head_turn in [-1, 1]).
+    """Vertex positions under expression weights in [0, 1]; ``head_turn`` (about the vertical, +
+    to the subject's left) and ``head_nod`` (chin down +) in units of 12 degrees, ``step`` in metres
+    towards the cameras (-Y).
 
     Expressions move the region ``face`` when the subject has one (else everything but the eyes);
-    the head turn moves each vertex by its ``turn`` weight (else everything rigidly).
+    the head turn and nod move each vertex by its ``turn`` weight (else everything rigidly); the
+    step moves everything.
     """
     v = subject.vertices.copy()
     lm = v[subject.regions["landmarks"]] if "landmarks" in subject.regions else None
@@ -246,6 +250,11 @@ def deform(subject: Subject, weights: dict[str, float]) -> np.ndarray:  # [V, 3]
     if weights.get("head_turn", 0.0):
         turn = subject.regions.get("turn", 1.0)
         v = _rotate_z(v, math.radians(12.0) * weights["head_turn"] * turn, np.array([0.0, 0.03, 0.0]))
+    if weights.get("head_nod", 0.0):
+        turn = subject.regions.get("turn", 1.0)
+        v = _rotate_x(v, math.radians(12.0) * weights["head_nod"] * turn, np.array([0.0, 0.03, -0.05]))
+    if weights.get("step", 0.0):
+        v = v + np.array([0.0, -weights["step"], 0.0])
     return v
 
 
@@ -263,3 +272,49 @@ def expression_track(frames: list[int], seed: int) -> list[tuple[dict[str, float
         strongest = max(EXPRESSIONS[:3], key=lambda e: w[e])
         out.append((w, strongest if w[strongest] > 0.5 else "neutral"))
     return out
+
+
+def _smoothstep(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def performance_track(frames: list[int], seed: int) -> list[tuple[dict[str, float], str]]:
+    """A long performance with large motion (the regime dynamic 3DGS segments are for), in frames
+    counted from the first at 24 fps, so a longer sequence extends a shorter one: the head turns
+    +-30 degrees (a 64-frame cycle) and nods +-10 (44 frames); speech, the jaw opening and closing
+    once a syllable (5-7 frames) in phrases of about 30 frames between pauses; slow smiles and brow
+    raises; a 12 cm step towards the cameras over frames 48-72 and back over 144-168 (a 192-frame
+    cycle). Labels: "speech" while the jaw moves, else the strongest expression or "neutral"."""
+    rng = np.random.default_rng(seed + 104729)
+    turn_phase, nod_phase, smile_phase, brow_phase = rng.uniform(0, 1, 4)
+    syllable = rng.uniform(5.0, 7.0)
+    phrases, start = [], 0.0  # (first, last) frame of each spoken phrase
+    while start < len(frames):
+        length = rng.uniform(24.0, 36.0)
+        phrases.append((start, start + length))
+        start += length + rng.uniform(8.0, 16.0)
+    out = []
+    for i, _ in enumerate(frames):
+        t = float(i)
+        voiced = any(a <= t <= b for a, b in phrases)
+        jaw = 0.8 * math.sin(math.pi * t / syllable) ** 2 if voiced else 0.0
+        cycle = t % 192.0
+        step = 0.12 * (_smoothstep((cycle - 48.0) / 24.0) - _smoothstep((cycle - 144.0) / 24.0))
+        w = {"jaw_open": jaw,
+             "smile": 0.5 - 0.5 * math.cos(2 * math.pi * (t / 80.0 + smile_phase)),
+             "brow_raise": 0.5 - 0.5 * math.cos(2 * math.pi * (t / 56.0 + brow_phase)),
+             "head_turn": 2.5 * math.sin(2 * math.pi * (t / 64.0 + turn_phase)),
+             "head_nod": (10.0 / 12.0) * math.sin(2 * math.pi * (t / 44.0 + nod_phase)),
+             "step": step}
+        strongest = max(("smile", "brow_raise"), key=lambda e: w[e])
+        out.append((w, "speech" if voiced else strongest if w[strongest] > 0.5 else "neutral"))
+    return out
+
+
+# how a synthetic subject moves over a sequence (SynthConfig.motion): frames, seed -> per frame
+# (deform weights, label)
+MOTIONS: dict[str, Callable[[list[int], int], list[tuple[dict[str, float], str]]]] = {
+    "expressions": expression_track,   # expression changes and a +-12 degree head turn over the sequence
+    "performance": performance_track,  # head turns +-30, nods, speech, a step forward: long sequences
+}

@@ -25,7 +25,7 @@ from ..io.plates import SUBJECT_ATTRIBUTE
 from ..lighting.layout import load_layout
 from ..lighting.rig import Environment
 from .cameras import arc_cameras, portrait_cameras
-from .subject import Subject, expression_track
+from .subject import MOTIONS, Subject
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class SynthConfig:
     seed: int = 0                # subject variation (shape, skin, eyes) and expression track
     views: int = 8               # cameras on a 120-degree arc in front of the subject
     frames: int = 4              # frames of animated expression
+    motion: str = "expressions"  # how the subject moves over the frames: a key of subject.MOTIONS
     first_frame: int = 1         # number of the first frame
     layout: str = "default"      # stage layout name or JSON path
     resolution: int = 128        # square image size
@@ -120,7 +121,7 @@ def plan_manifest(cfg: SynthConfig, subject_name: str, expressions: list[str]) -
 def _track(cfg: SynthConfig) -> list[tuple[int, tuple[dict[str, float], str]]]:
     """(frame number, (expression weights, label)) of every frame of the set."""
     numbers = [cfg.first_frame + i for i in range(cfg.frames)]
-    return list(zip(numbers, expression_track(numbers, cfg.seed)))
+    return list(zip(numbers, MOTIONS[cfg.motion](numbers, cfg.seed)))
 
 
 def _stage_scene(cfg: SynthConfig, subject: Subject, manifest: CaptureManifest, threads: int):
@@ -152,6 +153,8 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads
 
     if cfg.subject not in SUBJECTS:
         raise RelitError(f"--subject {cfg.subject!r}: use one of {sorted(SUBJECTS)}")
+    if cfg.motion not in MOTIONS:
+        raise RelitError(f"--motion {cfg.motion!r}: use one of {sorted(MOTIONS)}")
     out = Path(out)
     subject = SUBJECTS[cfg.subject].make(cfg.seed)
     manifest = plan_manifest(cfg, subject.name, [label for _, (_, label) in _track(cfg)])
