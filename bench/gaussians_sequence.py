@@ -76,7 +76,7 @@ def evaluate(recon, views, capture, cam: int) -> dict:
         mask = alphas[views.frames.index(b.first)] > 0.5
         pops.append(float(np.abs(ra - rb)[mask].mean() / max(rb[mask].mean(), 1e-12)))
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "pop": float(np.mean(pops)) if pops else 0.0,
-            "warp": warping_error(renders, motion, alphas)}
+            "pops": pops, "warp": warping_error(renders, motion, alphas), "psnr_frames": psnrs}
 
 
 def main() -> None:

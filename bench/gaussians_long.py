@@ -1,0 +1,221 @@
+"""Dynamic 3DGS on a long performance (issue 30): one deformable model (a), independent segments (b)
+and DifFRelight's K-frame model + segments (c) at equal total iterations, with (c)'s keyframe count,
+K-frame share, warm-up share and keyframe tie on a grid.
+
+The capture is a long `relit synth --motion performance` sequence (head turns of +-30 degrees,
+nods, speech, a step forward), one camera held out. Each variant runs in a process of its own (so
+its peak memory is its own) and leaves RESULTS/NAME.json; a rerun skips the finished ones, so a
+study can span sessions. ``--report`` writes the section from what is there.
+
+    python bench/gaussians_long.py --capture ~/relit-work/perf240 --frames 1-120 --budget 12000 \\
+        --results ~/relit-work/bench/gs-long --variants a b:K=8 c:K=8 c:K=8,warmup=0 --report
+
+A variant: ``a`` | ``b:K=8`` | ``c:K=8,kframe=0.3,warmup=0.25,tie=100``, each optionally with
+``,seed=S`` and ``,scale=2`` (the budget times 2). Defaults: K 8, the K-frame model 30 % of the
+budget, a warm-up of 25 % of each segment, tie 100, seed 0 (the tiny preset's proportions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.gaussians_sequence import HOLDOUT, evaluate  # noqa: E402
+from bench.report import machine, write_section  # noqa: E402
+
+SYNTH = ("relit synth --subject person --seed 100 --views 8 --frames 240 --motion performance --res 64 "
+         "--samples 32 --no-olats --threads 1 --quiet -o CAPTURE")
+KINDS = {"a": "one deformable model", "b": "independent segments", "c": "K-frame model + segments"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    kind: str                 # a key of KINDS
+    keyframes: int = 8        # b, c: keyframes, first and last included (segments = keyframes - 1)
+    kframe: float = 0.3       # c: share of the budget for the K-frame model
+    warmup: float = 0.25      # c: share of each segment's iterations with the Gaussians frozen and tied
+    tie: float = 100.0        # c: weight of the keyframe tie during the warm-up
+    scale: float = 1.0        # the budget times this
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> "Variant":
+        kind, _, rest = text.partition(":")
+        if kind not in KINDS:
+            raise SystemExit(f"variant {text!r}: the kind is one of {sorted(KINDS)}")
+        fields = {"K": "keyframes"}
+        kw = {}
+        for item in filter(None, rest.split(",")):
+            key, _, value = item.partition("=")
+            key = fields.get(key, key)
+            if key not in cls.__dataclass_fields__ or key == "kind":
+                raise SystemExit(f"variant {text!r}: unknown setting {key!r}")
+            kw[key] = type(getattr(cls, key))(value)
+        return cls(kind, **kw)
+
+    @property
+    def name(self) -> str:
+        """The spec that parses back to this variant: K always (b, c), other settings where not default."""
+        applies = {"a": ("scale", "seed"), "b": ("keyframes", "scale", "seed")}.get(self.kind, tuple(asdict(self))[1:])
+        default = Variant(self.kind)
+        parts = [("K" if k == "keyframes" else k) + "=" + (f"{v:g}" if isinstance(v, float) else str(v))
+                 for k, v in asdict(self).items()
+                 if k in applies and (k == "keyframes" or v != getattr(default, k))]
+        return self.kind + (":" + ",".join(parts) if parts else "")
+
+    def iterations(self, budget: int) -> tuple[int, int, int]:
+        """(K-frame model, per segment, warm-up per segment) iterations of a total ``budget``."""
+        total = round(budget * self.scale)
+        if self.kind == "a":
+            return 0, total, 0
+        segments = self.keyframes - 1
+        if self.kind == "b":
+            return 0, total // segments, 0
+        kframe = round(total * self.kframe)
+        per = (total - kframe) // segments
+        return kframe, per, round(per * self.warmup)
+
+
+def run(variant: Variant, capture_path: Path, frames: list[int], budget: int, out: Path) -> None:
+    """Train and score one variant; write its row to ``out``."""
+    import torch
+
+    from core.data.capture import CaptureSet
+    from core.gaussians.train import load_views, preset, reconstruct, single_model
+
+    torch.set_num_threads(1)
+    capture = CaptureSet(capture_path)
+    kframe, per, warm = variant.iterations(budget)
+    cfg = preset("tiny", keyframes=variant.keyframes, holdout_cameras=[HOLDOUT], frames=frames, seed=variant.seed,
+                 kframe_iterations=kframe, segment_iterations=per, warmup=warm, tie_weight=variant.tie)
+    views = load_views(capture, cfg.resolution, frames)
+    cam = views.cameras.index(HOLDOUT)
+    start = time.perf_counter()
+    if variant.kind == "a":
+        recon = single_model(views, cfg, per)
+    else:
+        recon = reconstruct(views, cfg, kframe_init=variant.kind == "c")
+    seconds = time.perf_counter() - start
+    row = {"variant": variant.name, **asdict(variant), "frames": [frames[0], frames[-1]], "budget": budget,
+           "iterations": {"kframe": kframe, "segment": per, "warmup": warm}, "seconds": seconds,
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "gaussians": max(len(m.params["means"]) for m in recon.segments), **evaluate(recon, views, capture, cam)}
+    if variant.kind == "c":  # the K-frame model alone over every frame: the start each segment gets
+        alone = replace(recon, segments=[recon.kframe])
+        row["kframe_alone_psnr"] = evaluate(alone, views, capture, cam)["psnr"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(row, indent=1) + "\n")
+
+
+def _cell(values: list[float], fmt: str) -> str:
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(np.mean(values), fmt)} ± {format(np.std(values), fmt)}"
+
+
+def report(results: Path, section: str, command: str, capture: Path) -> str:
+    rows = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
+    if not rows:
+        raise SystemExit(f"{results}: no results yet")
+    groups: dict[str, list[dict]] = {}  # the seeds of one variant together
+    for r in rows:
+        groups.setdefault(replace(Variant.parse(r["variant"]), seed=0).name, []).append(r)
+    truth_warp = _truth_warp(capture, rows[0]["frames"])
+    lines = ["| variant | seeds | iterations: K-frame / per segment (warm-up) | held-out PSNR (dB) | worst frame | "
+             "SSIM | pop at boundaries | warping error | K-frame model alone (dB) | Gaussians | time | peak RSS |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, rs in sorted(groups.items(), key=lambda kv: (kv[1][0]["scale"], kv[0])):
+        it = rs[0]["iterations"]
+        kind = rs[0]["kind"]
+        iters = (f"— / {it['segment']} (one model)" if kind == "a" else
+                 f"— / {it['segment']} x {rs[0]['keyframes'] - 1}" if kind == "b" else
+                 f"{it['kframe']} / {it['segment']} x {rs[0]['keyframes'] - 1} ({it['warmup']})")
+        alone = [r["kframe_alone_psnr"] for r in rs if "kframe_alone_psnr" in r]
+        lines.append(
+            f"| {KINDS[kind]} `{name}` | {len(rs)} | {iters} | {_cell([r['psnr'] for r in rs], '.2f')} | "
+            f"{_cell([min(r['psnr_frames']) for r in rs], '.2f')} | {_cell([r['ssim'] for r in rs], '.3f')} | "
+            f"{_cell([100 * r['pop'] for r in rs], '.2f')} % | {_cell([100 * r['warp'] for r in rs], '.2f')} % | "
+            f"{_cell(alone, '.2f') if alone else '—'} | {max(r['gaussians'] for r in rs)} | "
+            f"{_cell([r['seconds'] / 60 for r in rs], '.1f')} min | {max(r['peak_rss_mb'] for r in rs):.0f} MB |")
+    first, last = rows[0]["frames"]
+    body = f"""## Dynamic 3DGS on a long performance (`{command}`)
+
+Machine: {machine()}, one torch thread per run. Data: `{SYNTH.replace('CAPTURE', str(capture))}`
+(Cycles, flat-lit with true motion; 8 cameras of a head-and-shoulders person; head turns of +-30
+degrees, nods, speech at syllable rate, a 12 cm step forward), frames {first}-{last}, trained at 64
+px on 7 cameras, `{HOLDOUT}` held out; preset `tiny` otherwise. Every row of one budget gets the same
+total iterations. Scores on the held-out camera over every frame, whole image: PSNR (mean, and the
+worst frame) and SSIM against Cycles; *pop*: mean absolute difference, relative to the mean, between
+the two segments meeting at a keyframe rendering it; *warping error*: consecutive renders compared
+along Cycles' true motion (the ground truth's own: {100 * truth_warp:.2f} %). Seeds: mean ± standard
+deviation.
+
+{chr(10).join(lines)}
+"""
+    write_section(section, body)
+    return body
+
+
+def _truth_warp(capture_path: Path, span: list[int]) -> float:
+    from core.data.capture import CaptureSet
+    from core.temporal.metrics import warping_error
+
+    capture = CaptureSet(capture_path)
+    frames = [f.frame for f in capture.manifest.frames if span[0] <= f.frame <= span[1]]
+    imgs = [capture.flat(HOLDOUT, f) for f in frames]
+    return warping_error([i.rgb for i in imgs], [capture.motion(HOLDOUT, f)[0] for f in frames],
+                         [i.alpha for i in imgs])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--capture", type=Path, required=True, help=f"made by: {SYNTH}")
+    ap.add_argument("--frames", default="1-120", help="the capture's frames to reconstruct")
+    ap.add_argument("--budget", type=int, default=12000, help="total iterations of every variant (times its scale)")
+    ap.add_argument("--results", type=Path, required=True, help="one JSON per finished variant")
+    ap.add_argument("--variants", nargs="*", default=["a", "b:K=8", "c:K=8"])
+    ap.add_argument("--report", action="store_true", help="write the docs/benchmarks.md section afterwards")
+    ap.add_argument("--section", default="gaussians-long")
+    ap.add_argument("--run", help=argparse.SUPPRESS)  # one variant, in this process (what the driver spawns)
+    args = ap.parse_args()
+    from core.io.sequence import parse_frame_range
+
+    frames = parse_frame_range(args.frames)
+    if not (args.capture / "manifest.json").exists():
+        raise SystemExit(f"{args.capture}: no capture set; make it with: {SYNTH.replace('CAPTURE', str(args.capture))}")
+    if args.run:
+        variant = Variant.parse(args.run)
+        run(variant, args.capture, frames, args.budget, args.results / f"{_file(variant.name)}.json")
+        return
+    for text in args.variants:
+        variant = Variant.parse(text)
+        out = args.results / f"{_file(variant.name)}.json"
+        if out.exists():
+            continue
+        print(f"{variant.name}: training", flush=True)
+        subprocess.run([sys.executable, __file__, "--capture", str(args.capture), "--frames", args.frames,
+                        "--budget", str(args.budget), "--results", str(args.results), "--run", variant.name],
+                       check=True)
+    if args.report:
+        command = "python bench/gaussians_long.py " + shlex.join(sys.argv[1:])
+        print(report(args.results, args.section, command, args.capture))
+
+
+def _file(name: str) -> str:
+    return name.replace(":", "_").replace(",", "_").replace("=", "")
+
+
+if __name__ == "__main__":
+    main()
