@@ -184,7 +184,8 @@ def main() -> None:
     ap.add_argument("--capture", type=Path, required=True, help=f"made by: {SYNTH}")
     ap.add_argument("--frames", default="1-120", help="the capture's frames to reconstruct")
     ap.add_argument("--budget", type=int, default=12000, help="total iterations of every variant (times its scale)")
-    ap.add_argument("--results", type=Path, required=True, help="one JSON per finished variant")
+    ap.add_argument("--results", type=Path, required=True,
+                    help="one JSON per finished variant, in a folder per frame range and budget")
     ap.add_argument("--variants", nargs="*", default=["a", "b:K=8", "c:K=8"])
     ap.add_argument("--report", action="store_true", help="write the docs/benchmarks.md section afterwards")
     ap.add_argument("--section", default="gaussians-long")
@@ -195,13 +196,14 @@ def main() -> None:
     frames = parse_frame_range(args.frames)
     if not (args.capture / "manifest.json").exists():
         raise SystemExit(f"{args.capture}: no capture set; make it with: {SYNTH.replace('CAPTURE', str(args.capture))}")
+    results = args.results / f"frames{frames[0]}-{frames[-1]}_budget{args.budget}"  # one study per range and budget
     if args.run:
         variant = Variant.parse(args.run)
-        run(variant, args.capture, frames, args.budget, args.results / f"{_file(variant.name)}.json")
+        run(variant, args.capture, frames, args.budget, results / f"{_file(variant.name)}.json")
         return
     for text in args.variants:
         variant = Variant.parse(text)
-        out = args.results / f"{_file(variant.name)}.json"
+        out = results / f"{_file(variant.name)}.json"
         if out.exists():
             continue
         print(f"{variant.name}: training", flush=True)
@@ -210,7 +212,7 @@ def main() -> None:
                        check=True)
     if args.report:
         command = "python bench/gaussians_long.py " + shlex.join(sys.argv[1:])
-        print(report(args.results, args.section, command, args.capture))
+        print(report(results, args.section, command, args.capture))
 
 
 def _file(name: str) -> str:

@@ -31,11 +31,12 @@ from bench.gaussians_sequence import HOLDOUT  # noqa: E402
 from bench.report import machine, write_section  # noqa: E402
 
 
-def _relit(*args: str) -> float:
-    """Run one ``relit`` command (the installed CLI); its wall time in seconds."""
+def _relit(*args: str) -> tuple[float, str]:
+    """Run one ``relit`` command (the installed CLI): (its wall time in seconds, its stdout)."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "core.cli", *args], check=True, cwd=ROOT)
-    return time.perf_counter() - start
+    done = subprocess.run([sys.executable, "-m", "core.cli", *args], check=True, cwd=ROOT, stdout=subprocess.PIPE,
+                          text=True)
+    return time.perf_counter() - start, done.stdout
 
 
 def main() -> None:
@@ -61,12 +62,12 @@ def main() -> None:
     frames = parse_frame_range(args.frames)
     work = args.work
     lighting = ["--hdri", args.hdri, "--rotation", args.rotation]
-    seconds = {}
-    seconds["reconstruct"] = _relit("reconstruct", str(args.capture), "--frames", args.frames, "--keyframes",
-                                    args.keyframes, "--holdout-cameras", HOLDOUT, "--quiet", "-o",
-                                    str(work / "recon"), *args.reconstruct)
-    seconds["render-views"] = _relit("render-views", str(work / "recon"), "--camera", HOLDOUT, "--quiet", "-o",
-                                     str(work / "views"))
+    seconds, folders = {}, {}
+    seconds["reconstruct"], _ = _relit("reconstruct", str(args.capture), "--frames", args.frames, "--keyframes",
+                                       args.keyframes, "--holdout-cameras", HOLDOUT, "--quiet", "-o",
+                                       str(work / "recon"), *args.reconstruct)
+    seconds["render-views"], _ = _relit("render-views", str(work / "recon"), "--camera", HOLDOUT, "--quiet", "-o",
+                                        str(work / "views"))
     truth_pattern = str(capture.root / capture.manifest.flat_images.replace("{frame:04d}", "####")
                         .format(camera=HOLDOUT))
     runs = {"relit": ["--input", str(work / "views" / "flat.####.exr")],
@@ -74,12 +75,13 @@ def main() -> None:
             "truth relit": ["--input", truth_pattern],
             "truth relit + blend": ["--input", truth_pattern, "--temporal", args.temporal]}
     for name, extra in runs.items():
-        seconds[name] = _relit("relight", *extra, "--frames", args.frames, *lighting, "--quiet", "-o",
-                               str(work / name.replace(" + ", "_").replace(" ", "_")))
+        seconds[name], said = _relit("relight", *extra, "--frames", args.frames, *lighting, "--quiet", "-o",
+                                     str(work / name.replace(" + ", "_").replace(" ", "_")))
+        folders[name] = Path(said.split(": ", 1)[0])  # the version this job wrote or resumed ("OUT/vNNN: ...")
 
     def relit_sequence(name: str) -> list[np.ndarray]:
-        folder = sorted((work / name.replace(" + ", "_").replace(" ", "_")).glob("v*"))[-1]
-        return [read_passes(p)[1] for p in sorted(folder.glob("*.exr"))]
+        found = {int(p.name.split(".")[-2]): p for p in folders[name].glob("*.exr")}
+        return [read_passes(found[f])[1] for f in frames]
 
     plates = [capture.flat(HOLDOUT, f) for f in frames]
     alphas = [p.alpha for p in plates]

@@ -511,9 +511,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
         cfg, capture_path = load_config(out)
         if Path(capture_path).resolve() != Path(args.capture).resolve():
             raise RelitError(f"{out}: holds a reconstruction of {capture_path}; choose another folder")
-        if frames is not None and frames != cfg.frames:
-            raise RelitError(f"{out}: holds a reconstruction of other frames; choose another folder")
         views = load_views(capture, cfg.resolution, cfg.frames)
+        if frames is not None and frames != views.frames:
+            raise RelitError(f"{out}: holds a reconstruction of frames {views.frames[0]}-{views.frames[-1]}; rerun "
+                             "without --frames to finish it, or choose another folder")
     else:
         overrides = {k: v for k, v in (("keyframes", args.keyframes), ("kframe_iterations", args.kframe_iterations),
                                        ("segment_iterations", args.segment_iterations), ("warmup", args.warmup),

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from core.io.passes import PassMetadata, RelitPasses, write_passes
 from core.lighting.rig import LightRig
@@ -68,17 +67,37 @@ def test_reconstruct_checks_its_capture_and_preset_before_writing(tmp_path, capt
     last = capture.manifest.frames[-1].frame
     beyond = run_relit("reconstruct", str(capture.root), "--frames", f"{last}-{last + 1}", "-o", str(out))
     assert beyond.returncode == 2 and f"has no frame {last + 1}" in beyond.stderr and "give --frames" in beyond.stderr
+    one = run_relit("reconstruct", str(capture.root), "--frames", str(last), "-o", str(out))
+    assert one.returncode == 2 and "needs at least two frames" in one.stderr
     assert not out.exists()
 
 
-def test_a_frame_range_reconstructs_those_frames_only(capture):
-    from core.gaussians.train import load_views
+def test_a_frame_range_is_recorded_resumed_and_rendered_within(tmp_path, capture):
+    """``--frames`` is saved with the reconstruction: a rerun without it finishes the same frames, one
+    with other frames is refused, and render-views renders those frames by default and refuses others."""
+    from core.gaussians.train import load_config
 
-    every = load_views(capture, 16)
     frames = [f.frame for f in capture.manifest.frames]
-    some = load_views(capture, 16, frames[1:])
-    assert some.frames == frames[1:] and every.frames == frames
-    assert torch.equal(some.images, every.images[:, 1:]) and torch.equal(some.Ks, every.Ks)
+    out, views = tmp_path / "recon", tmp_path / "views"
+    tiny = ["--keyframes", "2", "--kframe-iterations", "4", "--segment-iterations", "4", "--warmup", "1",
+            "--gaussians", "40", "--res", "16", "--quiet", "-o", str(out)]
+    made = run_relit("reconstruct", str(capture.root), "--frames", f"{frames[0]}-{frames[-1]}", *tiny)
+    assert made.returncode == 0, made.stderr
+    assert load_config(out)[0].frames == frames
+    again = run_relit("reconstruct", str(capture.root), *tiny)
+    assert again.returncode == 0, again.stderr
+    other = run_relit("reconstruct", str(capture.root), "--frames", str(frames[0]), *tiny)
+    assert other.returncode == 2 and f"holds a reconstruction of frames {frames[0]}-{frames[-1]}; rerun without " \
+        "--frames" in other.stderr
+    rendered = run_relit("render-views", str(out), "--camera", capture.manifest.cameras[0].name, "--quiet",
+                         "-o", str(views))
+    assert rendered.returncode == 0, rendered.stderr
+    assert sorted(p.name for p in views.glob("flat.*.exr")) == [f"flat.{f:04d}.exr" for f in frames]
+    outside = run_relit("render-views", str(out), "--camera", capture.manifest.cameras[0].name, "--frames",
+                        str(frames[-1] + 1), "-o", str(tmp_path / "views2"))
+    assert outside.returncode == 2 and f"reconstructs frames {frames[0]}-{frames[-1]}, not {frames[-1] + 1}" \
+        in outside.stderr
+    assert not list((tmp_path / "views2").glob("*.exr"))
 
 
 def test_silent_acceptance_is_refused(tmp_path):

@@ -3,8 +3,10 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
+from core.errors import ValidationError
 from core.gaussians.deform import DeformConfig, Deformation
 from core.gaussians.raster import rasterize_torch
 from core.gaussians.train import (ReconConfig, Views, keyframes, new_model, reconstruct,
@@ -131,6 +133,9 @@ def test_reconstruct_resumes_from_saved_models(tmp_path):
     loaded = load_reconstruction(tmp_path, cfg)
     with torch.no_grad():
         torch.testing.assert_close(loaded.model_for(2).at(2)["means"], first.model_for(2).at(2)["means"])
+    for outside in (0, 4):  # no segment holds them: refused, not extrapolated
+        with pytest.raises(ValidationError, match="holds frames 1-3"):
+            loaded.model_for(outside)
     (tmp_path / "segment_000.safetensors").unlink()  # a run killed before the segment finished
     resumed = reconstruct(views, cfg, store=tmp_path)
     assert resumed.stats["kframe"] == "loaded" and isinstance(resumed.stats["segment_000"], dict)

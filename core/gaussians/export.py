@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ValidationError
 from ..io.ply import write_ply
 
 
@@ -55,6 +56,9 @@ def render_sequence(recon_folder: str | Path,
     recon = load_reconstruction(recon_folder, cfg)
     capture = CaptureSet(capture_path)
     frames = frames or cfg.frames or [f.frame for f in capture.manifest.frames]
+    if outside := [f for f in frames if not recon.keyframes[0] <= f <= recon.keyframes[-1]]:
+        raise ValidationError(f"{recon_folder}: reconstructs frames {recon.keyframes[0]}-{recon.keyframes[-1]}, "
+                              f"not {outside[0]}; give --frames within them")
     out = Path(output)
     rendered = 0
     for n, f in enumerate(frames, start=1):

@@ -102,6 +102,8 @@ def load_views(capture: CaptureSet, resolution: int, frames: list[int] | None = 
     elif missing := sorted(set(frames) - set(have)):
         raise ValidationError(f"{capture.root}: has no frame {missing[0]} (it holds frames {have[0]}-{have[-1]}); "
                               "give --frames within them")
+    if len(frames) < 2:
+        raise ValidationError(f"{capture.root}: frames {frames}: a dynamic reconstruction needs at least two frames")
     images, viewmats, Ks = [], [], []
     for cam in m.cameras:
         per_frame = []
@@ -295,6 +297,10 @@ class Reconstruction:
     stats: dict
 
     def model_for(self, frame: int) -> DynamicGaussians:
+        """The segment that holds ``frame`` (a keyframe: the segment it starts; the last frame: the last)."""
+        if not self.keyframes[0] <= frame <= self.keyframes[-1]:
+            raise ValidationError(f"frame {frame}: the reconstruction holds frames {self.keyframes[0]}-"
+                                  f"{self.keyframes[-1]}; give frames within them")
         for seg in self.segments:
             if seg.first <= frame < seg.last:
                 return seg

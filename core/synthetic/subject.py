@@ -247,12 +247,11 @@ def deform(subject: Subject, weights: dict[str, float]) -> np.ndarray:  # [V, 3]
         if weights.get("brow_raise", 0.0):
             high = np.clip(v[:, 2] / 0.05, 0, 1)[:, None]
             v += weights["brow_raise"] * high * np.array([0.0, 0.0, 0.01])
-    if weights.get("head_turn", 0.0):
-        turn = subject.regions.get("turn", 1.0)
-        v = _rotate_z(v, math.radians(12.0) * weights["head_turn"] * turn, np.array([0.0, 0.03, 0.0]))
-    if weights.get("head_nod", 0.0):
-        turn = subject.regions.get("turn", 1.0)
+    turn = subject.regions.get("turn", 1.0)
+    if weights.get("head_nod", 0.0):  # before the turn, so the nod is about the head's own ear-to-ear axis
         v = _rotate_x(v, math.radians(12.0) * weights["head_nod"] * turn, np.array([0.0, 0.03, -0.05]))
+    if weights.get("head_turn", 0.0):
+        v = _rotate_z(v, math.radians(12.0) * weights["head_turn"] * turn, np.array([0.0, 0.03, 0.0]))
     if weights.get("step", 0.0):
         v = v + np.array([0.0, -weights["step"], 0.0])
     return v
@@ -286,7 +285,7 @@ def performance_track(frames: list[int], seed: int) -> list[tuple[dict[str, floa
     once a syllable (5-7 frames) in phrases of about 30 frames between pauses; slow smiles and brow
     raises; a 12 cm step towards the cameras over frames 48-72 and back over 144-168 (a 192-frame
     cycle). Labels: "speech" while the jaw moves, else the strongest expression or "neutral"."""
-    rng = np.random.default_rng(seed + 104729)
+    rng = np.random.default_rng(seed + 15485863)  # not the identity's own stream
     turn_phase, nod_phase, smile_phase, brow_phase = rng.uniform(0, 1, 4)
     syllable = rng.uniform(5.0, 7.0)
     phrases, start = [], 0.0  # (first, last) frame of each spoken phrase
