@@ -291,14 +291,17 @@ def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, sh
             f"unchanged).\n\n" + "\n".join(lines))
 
 
-def two_stage(run: Path, delighter: Path, olat: Path, pairs: int) -> str:
+def two_stage(run: Path, delighter: Path, olat: Path, pairs: int, out: Path | None = None, shown: int = 5) -> str:
     """Issue 24's two-stage design beside SynthLight's single pass, on the run's held-out pairs: a
     general delighter (an envmap model trained to the flat-lit, ``--target-lighting flat``) turns
     the input flat-lit, then a general OLAT model trained on the same people relights that by the
     stage strategy (every stage light, ratio-corrected to the delighted image, weighted by the target
     lighting's projection on the stage). Rows also give each stage its ceiling: the OLAT stage on the
-    true flat-lit, and the delighter against the true flat-lit."""
+    true flat-lit, and the delighter against the true flat-lit. ``out``: a contact sheet of the first
+    ``shown`` pairs."""
     import torch
+
+    from core.io.preview import contact_sheet
 
     from core.lighting.hdri import project_to_layout
     from core.model.consistency import ratio_correct
@@ -315,7 +318,7 @@ def two_stage(run: Path, delighter: Path, olat: Path, pairs: int) -> str:
     names = ["input x fitted scale", name, "two-stage: delighter -> OLAT stage",
              "OLAT stage on the true flat-lit (second stage's ceiling)", "delighter vs the true flat-lit"]
     rows = {n: [] for n in names}
-    stage_evals = 0
+    stage_evals, tiles = 0, []
     for b, v in enumerate(views):
         lit, goal = data.portrait_lightings(rng, int(v), trainer.environments, *_mixes(trainer), distinct=True)
         x, y, env = data.portrait_pair(int(v), lit, goal)
@@ -335,6 +338,9 @@ def two_stage(run: Path, delighter: Path, olat: Path, pairs: int) -> str:
                  name: pipe(x, environment=env[None], num_inference_steps=objective.default_steps, seed=b).images[0]}
         for key, p in preds.items():
             rows[key].append([psnr(p, y, m), ssim(p, y, m), flip(p, y, m)])
+        if b < shown:
+            tiles += [(f"input {b}", x, 0.0), (f"delighted {b}", delit, 0.0), (f"true flat-lit {b}", flat_true, 0.0),
+                      (f"two-stage {b}", two, 0.0), (f"single pass {b}", preds[name], 0.0), (f"truth {b}", y, 0.0)]
         rows["delighter vs the true flat-lit"].append([psnr(delit, flat_true, m), ssim(delit, flat_true, m),
                                                        flip(delit, flat_true, m)])
     lines = ["| method | PSNR | SSIM | HDR-FLIP | UNet evaluations per relight |",
@@ -344,6 +350,9 @@ def two_stage(run: Path, delighter: Path, olat: Path, pairs: int) -> str:
     for key, values in rows.items():
         v = np.mean(values, axis=0)
         lines.append(f"| {key} | {v[0]:.2f} dB | {v[1]:.3f} | {v[2]:.3f} | {cost.get(key, '')} |")
+    if out is not None:
+        contact_sheet(out, tiles, 6, title=f"two-stage design on held-out people ({delighter.name}, {olat.name})",
+                      scale=3)
     return (f"{pairs} held-out pairs of {run.name}'s held-out people (the pairs of `--eval`); delighter "
             f"{delighter}, OLAT model {olat}.\n\n" + "\n".join(lines))
 
@@ -466,7 +475,7 @@ def main() -> None:
             result = guidance_grid(args.guidance, args.pairs, args.image_scales, args.light_scales)
         elif args.two_stage:
             title = ": the two-stage design (delighter, then a general OLAT model) on held-out people"
-            result = two_stage(args.eval, *args.two_stage, args.pairs)
+            result = two_stage(args.eval, *args.two_stage, args.pairs, args.out)
         elif args.subject_bundle:
             title = " against a subject-specific bundle of a held-out person"
             result = subject_comparison(args.eval, args.subject_bundle, args.pairs, args.regressor)
