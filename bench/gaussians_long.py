@@ -9,6 +9,9 @@ study can span sessions. ``--report`` writes the section from what is there.
 
     python bench/gaussians_long.py --capture ~/relit-work/perf240 --frames 1-120 --budget 12000 \\
         --results ~/relit-work/bench/gs-long --variants a b:K=8 c:K=8 c:K=8,warmup=0 --report
+    for n in 30 60 120 240; do python bench/gaussians_long.py --capture ~/relit-work/perf240 --frames 1-$n \
+        --budget $((100 * n)) --results ~/relit-work/bench/gs-long --variants a c:K=$((n / 15 + 1)); done
+    python bench/gaussians_long.py --capture ~/relit-work/perf240 --results ~/relit-work/bench/gs-long --growth
 
 A variant: ``a`` | ``b:K=8`` | ``c:K=8,kframe=0.3,warmup=0.25,tie=100``, each optionally with
 ``,seed=S`` and ``,scale=2`` (the budget times 2). Defaults: K 8, the K-frame model 30 % of the
@@ -168,6 +171,37 @@ deviation.
     return body
 
 
+def growth(results_root: Path, section: str, command: str) -> str:
+    """Cost as the sequence grows: every study folder of ``results_root`` (one per frame range and
+    budget), its one-model row (a) beside its K-frame + segments rows (c): seconds and iterations per
+    frame, peak memory, held-out PSNR."""
+    lines = ["| frames | variant | iterations | seconds per frame | peak RSS | held-out PSNR (dB) | pop |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    found = []
+    for folder in results_root.glob("frames*_budget*"):
+        for path in sorted(folder.glob("*.json")):
+            r = json.loads(path.read_text())
+            if r["kind"] in ("a", "c") and r["seed"] == 0 and r["scale"] == 1.0:
+                found.append(r)
+    if not found:
+        raise SystemExit(f"{results_root}: no study folders with (a) or (c) rows")
+    for r in sorted(found, key=lambda r: (r["frames"][1] - r["frames"][0], r["kind"], r["keyframes"])):
+        count = r["frames"][1] - r["frames"][0] + 1
+        lines.append(f"| {count} | {KINDS[r['kind']]} `{r['variant']}` | {r['budget']} | "
+                     f"{r['seconds'] / count:.2f} | {r['peak_rss_mb']:.0f} MB | {r['psnr']:.2f} | "
+                     f"{100 * r['pop']:.2f} % |")
+    body = f"""## Dynamic 3DGS: cost as the sequence grows (`{command}`)
+
+Machine: {machine()}, one torch thread per run, each run in a process of its own (its peak memory is
+its own). The studies of `bench/gaussians_long.py` over growing ranges of the same performance, the
+budget growing with the frames; held-out camera `{HOLDOUT}`.
+
+{chr(10).join(lines)}
+"""
+    write_section(section, body)
+    return body
+
+
 def _truth_warp(capture_path: Path, span: list[int]) -> float:
     from core.data.capture import CaptureSet
     from core.temporal.metrics import warping_error
@@ -189,11 +223,17 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", default=["a", "b:K=8", "c:K=8"])
     ap.add_argument("--report", action="store_true", help="write the docs/benchmarks.md section afterwards")
     ap.add_argument("--section", default="gaussians-long")
+    ap.add_argument("--growth", action="store_true",
+                    help="write the cost-growth section from every study folder under --results, and stop")
     ap.add_argument("--run", help=argparse.SUPPRESS)  # one variant, in this process (what the driver spawns)
     args = ap.parse_args()
     from core.io.sequence import parse_frame_range
 
     frames = parse_frame_range(args.frames)
+    if args.growth:
+        command = "python bench/gaussians_long.py " + shlex.join(sys.argv[1:])
+        print(growth(args.results, "gaussians-growth", command))
+        return
     if not (args.capture / "manifest.json").exists():
         raise SystemExit(f"{args.capture}: no capture set; make it with: {SYNTH.replace('CAPTURE', str(args.capture))}")
     results = args.results / f"frames{frames[0]}-{frames[-1]}_budget{args.budget}"  # one study per range and budget
