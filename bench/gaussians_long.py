@@ -119,7 +119,32 @@ def run(variant: Variant, capture_path: Path, frames: list[int], budget: int, ou
         alone = replace(recon, segments=[recon.kframe])
         row["kframe_alone_psnr"] = evaluate(alone, views, capture, cam)["psnr"]
     out.parent.mkdir(parents=True, exist_ok=True)
+    shown = [views.frames[i] for i in np.linspace(0, len(views.frames) - 1, SHOWN).round().astype(int)]
+    width, height = views.size
+    with torch.no_grad():  # the held-out camera at a few frames, for the contact sheet
+        renders = [recon.model_for(f).render(f, views.viewmats[cam:cam + 1], views.Ks[cam:cam + 1], width,
+                                             height)[0][0].numpy() for f in shown]
+    np.savez_compressed(out.with_suffix(".npz"), frames=np.array(shown), renders=np.stack(renders))
     out.write_text(json.dumps(row, indent=1) + "\n")
+
+
+SHOWN = 6  # frames of the held-out camera on the contact sheet
+
+
+def sheet(results: Path, capture_path: Path, out: Path) -> None:
+    """Cycles' held-out frames above every variant's renders of them (the variants that saved them)."""
+    from core.data.capture import CaptureSet
+    from core.io.preview import contact_sheet
+
+    saved = {p.stem: np.load(p) for p in sorted(results.glob("*.npz"))}
+    if not saved:
+        return
+    frames = next(iter(saved.values()))["frames"].tolist()
+    capture = CaptureSet(capture_path)
+    tiles = [(f"Cycles {f}", capture.flat(HOLDOUT, f).rgb, 0.0) for f in frames]
+    for stem, data in saved.items():
+        tiles += [(f"{stem} {f}", r, 0.0) for f, r in zip(data["frames"].tolist(), data["renders"])]
+    contact_sheet(out, tiles, len(frames), title=f"held-out {HOLDOUT}: Cycles, then each variant", scale=3)
 
 
 def _cell(values: list[float], fmt: str) -> str:
@@ -223,6 +248,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", default=["a", "b:K=8", "c:K=8"])
     ap.add_argument("--report", action="store_true", help="write the docs/benchmarks.md section afterwards")
     ap.add_argument("--section", default="gaussians-long")
+    ap.add_argument("--sheet", type=Path, help="with --report: a contact sheet PNG of the held-out camera")
     ap.add_argument("--growth", action="store_true",
                     help="write the cost-growth section from every study folder under --results, and stop")
     ap.add_argument("--run", help=argparse.SUPPRESS)  # one variant, in this process (what the driver spawns)
@@ -253,6 +279,8 @@ def main() -> None:
     if args.report:
         command = "python bench/gaussians_long.py " + shlex.join(sys.argv[1:])
         print(report(results, args.section, command, args.capture))
+        if args.sheet:
+            sheet(results, args.capture, args.sheet)
 
 
 def _file(name: str) -> str:
