@@ -302,7 +302,6 @@ def two_stage(run: Path, delighter: Path, olat: Path, pairs: int, out: Path | No
     import torch
 
     from core.io.preview import contact_sheet
-
     from core.lighting.hdri import project_to_layout
     from core.model.consistency import ratio_correct
     from core.model.metrics import best_scale, flip, psnr, ssim
