@@ -1,7 +1,10 @@
 """The portrait bundle on real photos that ship inside installed packages (core.portrait.photos):
 what ``relit relight`` does to a plate without alpha, measured without ground truth.
 
-    python bench/portrait_photos.py [--bundle bundle/portrait] [--out docs/portrait_photos.png]
+    python bench/portrait_photos.py [--bundle bundle/portrait] [--delight [DELIGHTER]] [--out docs/portrait_photos.png]
+
+With ``--delight`` the plates are made flat-lit first and the bundle (default: the general OLAT
+bundle) relights them: the two-stage design, through ``relit relight --delight``.
 
 Per photo: a key from camera-left and one from camera-right (each key's lit half of the face over
 its far half: a key that relights reads >= 1.5x), a white environment (the face's mean chroma
@@ -53,7 +56,7 @@ def _letterboxed(img: np.ndarray, side: int = 160) -> np.ndarray:  # [H, W, 3] -
     return out
 
 
-def measure(name: str, bundle: Path, work: Path, seed: int = 0) -> tuple[dict, list]:
+def measure(name: str, bundle: Path, work: Path, seed: int = 0, delight: str | None = None) -> tuple[dict, list]:
     from core.demo import key_balance, photo_keys
     from core.io.exr import write_exr
     from core.io.naming import light_layer_name
@@ -72,7 +75,7 @@ def measure(name: str, bundle: Path, work: Path, seed: int = 0) -> tuple[dict, l
     x0, y0, x1, y1 = box
     rig = LightRig(photo_keys((1.0, 1.0, 1.0)), Environment(str(white), (0.0, 0.0, 0.0), 1.0))
     report = run_relight(RelightJob(bundle=str(bundle), input=str(plate_path), output=str(work / name),
-                                    rig=rig.to_json(), seed=seed))
+                                    rig=rig.to_json(), seed=seed, delight=delight))
     layers, _, alpha = read_passes(report.frames[0].path)
     out = {k.replace("_lit_over_far_side", " lit/far"): v for k, v in key_balance(layers, box).items()}
     env = layers[light_layer_name("environment")]
@@ -93,6 +96,7 @@ def measure(name: str, bundle: Path, work: Path, seed: int = 0) -> tuple[dict, l
     out["matte on face box"] = float(alpha[inner].mean())
     out["matte in top-left corner"] = float(alpha[:h // 10, :w // 10].mean())
     out["matte in top-right corner"] = float(alpha[:h // 10, -w // 10:].mean())
+    out["UNet evaluations"] = float(report.frames[0].evaluations)
     tiles = [(name, _letterboxed(plate), 0.0)]
     tiles += [(k, _letterboxed(layers[light_layer_name(k)]), 0.0) for k in ("key_left", "key_right", "environment")]
     return out, tiles
@@ -100,31 +104,38 @@ def measure(name: str, bundle: Path, work: Path, seed: int = 0) -> tuple[dict, l
 
 def main() -> None:
     from core.io.preview import contact_sheet
-    from core.model.bundle import PORTRAIT_BUNDLE, read_info
+    from core.model.bundle import GENERAL_OLAT_BUNDLE, PORTRAIT_BUNDLE, read_info
     from core.portrait.photos import PHOTOS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, default=PORTRAIT_BUNDLE)
+    parser.add_argument("--bundle", type=Path, help="default: the portrait bundle (with --delight: the general OLAT "
+                                                     "bundle)")
+    parser.add_argument("--delight", nargs="?", const="auto", metavar="DELIGHTER",
+                        help="make each plate flat-lit first (alone: the shipped delighter): the two-stage design")
     parser.add_argument("--out", type=Path, help="contact sheet PNG")
     parser.add_argument("--section", default="portrait-photos")
     args = parser.parse_args()
+    args.bundle = args.bundle or (PORTRAIT_BUNDLE if args.delight is None else GENERAL_OLAT_BUNDLE)
     import torch
 
     torch.set_num_threads(1)
     rows, tiles = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for name in PHOTOS:
-            rows[name], t = measure(name, args.bundle, Path(tmp))
+            rows[name], t = measure(name, args.bundle, Path(tmp), delight=args.delight)
             tiles += t
     if args.out:
-        contact_sheet(args.out, tiles, 4, title=f"{read_info(args.bundle).id}: real photos (white environment)")
+        two = "" if args.delight is None else " after the delighter"
+        contact_sheet(args.out, tiles, 4, title=f"{read_info(args.bundle).id}{two}: real photos (keys, white env)")
     keys = list(next(iter(rows.values())))
     table = ["| photo | " + " | ".join(keys) + " |", "| --- |" + " ---: |" * len(keys)]
     table += [f"| {name} | " + " | ".join(f"{v:.3f}" for v in r.values()) + " |" for name, r in rows.items()]
     sources = "\n".join(f"- {name}: {PHOTOS[name][1]}" for name in PHOTOS)
     command = " ".join(["python bench/portrait_photos.py", *sys.argv[1:]])
     body = (f"## The portrait bundle on real photos (`{command}`)\n\n"
-            f"Bundle {read_info(args.bundle).id}, on {machine()}, one torch thread. Targets (issue 24): each key's "
+            f"Bundle {read_info(args.bundle).id}"
+            + ("" if args.delight is None else f" on plates made flat-lit by the delighter ({args.delight})")
+            + f", on {machine()}, one torch thread. Targets (issue 24): each key's "
             "lit/far >= 1.5, white-environment chroma within 15 % of the input's (0.85-1.15); the matte on "
             "the face and not on a background corner (henner's hair fills his top-left corner).\n\n"
             + "\n".join(table) + f"\n\nPhotos:\n\n{sources}\n")

@@ -16,7 +16,7 @@ import bpy
 from compositor_nodes.defaults import default_graph
 from core.errors import RelitError, ValidationError
 from core.io.sequence import frame_path, is_sequence
-from core.jobs import AUTO_BUNDLE, TEMPORAL_WEIGHT, RelightJob
+from core.jobs import AUTO_BUNDLE, AUTO_DELIGHTER, TEMPORAL_WEIGHT, RelightJob
 
 from .dispatch import current_dispatcher
 from .scene_rig import bundle_stage_radius, scene_rig
@@ -53,6 +53,7 @@ def build_job(context) -> tuple[dict, object]:
     plate = _path(settings.plate, "Plate")
     job = RelightJob(
         bundle=bundle, input=plate, output=output, rig=found.rig,
+        delight=AUTO_DELIGHTER if settings.delight else None,
         matte=_path(settings.matte, "Matte") if settings.matte else None,
         frames=f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range and is_sequence(plate) else None,
         hdri_strategy=settings.mode, clusters=settings.clusters, steps=settings.steps or None,

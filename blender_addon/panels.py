@@ -31,6 +31,7 @@ class RELIT_PT_main(bpy.types.Panel):
         col.prop(settings, "plate")
         col.prop(settings, "matte")
         col.prop(settings, "bundle")
+        col.prop(settings, "delight")
         col.prop(settings, "anchor")
         col.prop(settings, "mode")
         if settings.mode == "area":

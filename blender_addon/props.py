@@ -36,6 +36,9 @@ class RELIT_SceneSettings(bpy.types.PropertyGroup):
     matte: StringProperty(name="Matte", subtype="FILE_PATH", description="Matte file or sequence (default: the "
                                                                          "plate's alpha)")
     bundle: StringProperty(name="Bundle", subtype="DIR_PATH", description="Model bundle (default: preferences)")
+    delight: BoolProperty(name="Delight the plate", default=False,
+                          description="For a plate not shot flat-lit: relit's delighter makes it flat-lit first, "
+                                      "then the bundle relights it (none set: the general OLAT model); two-stage")
     anchor: PointerProperty(name="Subject anchor", type=bpy.types.Object,
                             description="Light directions and distances are measured from this object")
     mode: EnumProperty(name="Mode", items=MODES, default=STAGE.name)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import RelitError, ValidationError
-from .jobs import NOISE_MODES, SAMPLERS, TEMPORAL_WEIGHT
+from .jobs import AUTO_DELIGHTER, NOISE_MODES, SAMPLERS, TEMPORAL_WEIGHT
 from .lighting.hdri import MISSING_POLICIES
 from .lighting.random_lighting import TARGET_LIGHTINGS
 from .model.conditioning import CONDITIONINGS, OLAT
@@ -366,7 +366,7 @@ def _job_from_args(args: argparse.Namespace):
     from .jobs import AUTO_BUNDLE
 
     job = RelightJob(bundle=str(args.bundle or AUTO_BUNDLE), input=args.input, output=args.output,
-                     rig=rig, matte=args.matte, frames=args.frames,
+                     rig=rig, delight=args.delight, matte=args.matte, frames=args.frames,
                      camera_c2w=_read_c2w(args.camera_c2w),
                      hdri_strategy=args.hdri_strategy, clusters=args.clusters, missing=args.missing,
                      basis=args.basis, steps=args.steps, guidance_image=args.guidance_image,
@@ -814,6 +814,10 @@ def _add_relight(sub) -> None:
     p.add_argument("--bundle", help="model bundle folder (default: the shipped bundle trained on the plate's subject "
                                     "if there is one, else the general portrait bundle; the log says which)")
     p.add_argument("--input", help="flat-lit plate file or sequence pattern (name.####.exr, name.%%04d.exr)")
+    p.add_argument("--delight", nargs="?", const=AUTO_DELIGHTER, metavar="BUNDLE",
+                   help="make the plate flat-lit first with a delighter bundle (alone: the shipped one), for a plate "
+                        "shot under any light; then the bundle (auto: the general OLAT bundle for a plate of "
+                        "anyone) relights it with every strategy (two-stage)")
     p.add_argument("--matte", help="matte file or pattern, or auto (default: the plate's alpha, or auto when the "
                                    "plate has none: the person whose face is found, segmented by MediaPipe; with a "
                                    "matte the plate is taken as not premultiplied)")

@@ -29,17 +29,22 @@ SAMPLERS = ("ddim", "dpmpp", "euler", "direct")  # which apply depends on the bu
 
 OUTPUT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # RelightJob.name: a file stem, never a path
 AUTO_MATTE = "auto"  # RelightJob.matte: segment the person whose face is found (core.portrait.matte)
+AUTO_DELIGHTER = "auto"  # RelightJob.delight: the shipped delighter (core.model.bundle.DELIGHT_BUNDLE)
 AUTO_BUNDLE = "auto"  # RelightJob.bundle: the shipped bundle for the plate's subject (relight_job.choose_bundle)
 
 
 @dataclass
 class RelightJob:
     bundle: str                          # model bundle folder, or "auto": the shipped bundle trained on the
-                                         # plate's subject, else the general portrait bundle
+                                         # plate's subject, else the general portrait bundle (with delight:
+                                         # the general OLAT bundle)
     input: str                           # flat-lit plate: a file or a sequence pattern (####, %04d)
     output: str                          # output root; every run writes into a version folder vNNN below it
     rig: LightRig | None = None          # lights and/or environment, parsed once where the job is received (in
                                          # JSON: the LightRig's JSON, inline); a dict given here is parsed
+    delight: str | None = None           # delighter bundle folder, or "auto" (the shipped one): the plate as shot
+                                         # is made flat-lit by it before the bundle relights it (two-stage;
+                                         # core.relight.delight); None: the plate is relit as it is
     matte: str | None = None             # matte file or pattern, or "auto" (default: the plate's alpha, or
                                          # "auto" when the plate has none: core.portrait.matte)
     camera_c2w: list | None = None       # Blender 4x4 camera-to-world of the plate (default: the rig's, else
@@ -118,6 +123,8 @@ class RelightJob:
         for key in ("bundle", "input", "output", "name"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise ValidationError(f"{at(key)}: must be a non-empty string")
+        if self.delight is not None and (not isinstance(self.delight, str) or not self.delight):
+            raise ValidationError(f"{at('delight')}: must be a delighter bundle folder or 'auto', got {self.delight!r}")
         if Path(self.output).exists() and not Path(self.output).is_dir():
             raise ValidationError(f"{at('output')}: {self.output} is a file; relit writes version folders (v001, "
                                   "v002, ...) into a folder: give a folder")

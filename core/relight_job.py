@@ -35,10 +35,11 @@ from .io.naming import light_layer_names
 from .io.passes import read_metadata, read_passes, write_passes
 from .io.plates import GENERAL_SUBJECT, SUBJECT_ATTRIBUTE, read_plate
 from .io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
-from .jobs import AUTO_BUNDLE, AUTO_MATTE, RelightJob
+from .jobs import AUTO_BUNDLE, AUTO_DELIGHTER, AUTO_MATTE, RelightJob
 from .lighting.hdri import load_environment
 from .model.consistency import partial_stage_message
 from .relight.cache import CACHE_DIR, LightCache, frame_key
+from .relight.delight import check_delighter, delight
 from .relight.frame import (LightingPlan, PreparedPlate, RelightSettings, light_keys, light_noise, pass_metadata,
                             plan_lighting, prepare_plate, relight_prepared)
 
@@ -319,15 +320,23 @@ def plate_subject(job: RelightJob) -> str | None:
 
 def choose_bundle(job: RelightJob) -> tuple[RelightJob, str | None]:
     """The job with an ``auto`` bundle replaced by the shipped bundle for its plate's subject (a
-    subject-specific bundle trained on it, else the general portrait bundle), and why (logged);
+    subject-specific bundle trained on it, else the general portrait bundle, or for a job that
+    delights its plate the general OLAT bundle), and why (logged);
     a job that names its bundle is returned as it is, with None."""
     from .model.bundle import shipped_bundle_for
 
     if job.bundle != AUTO_BUNDLE:
         return job, None
-    folder, why = shipped_bundle_for(plate_subject(job))
+    folder, why = shipped_bundle_for(plate_subject(job), delighted=job.delight is not None)
     log.info("%s: %s", job.input, why)
     return replace(job, bundle=str(folder)), why
+
+
+def delighter_folder(delight: str) -> Path:
+    """The delighter bundle folder a job names (``auto``: the shipped one)."""
+    from .model.bundle import DELIGHT_BUNDLE
+
+    return DELIGHT_BUNDLE if delight == AUTO_DELIGHTER else Path(delight)
 
 
 def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | None = None,
@@ -358,18 +367,30 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     plan: LightingPlan = plan_lighting(info, rig, job.hdri_strategy, job.clusters, job.missing, job.basis,
                                        environment, job.camera_c2w,
                                        None if job.light_chunk is None else tuple(job.light_chunk), consistency)
+    delighter = None  # (its pipeline, its BundleInfo) when the plate is made flat-lit first
+    if job.delight is not None:
+        delighter_info = read_info(delighter_folder(job.delight))
+        check_delighter(delighter_info, info)
     pipe, info = pipe_and_info if pipe_and_info is not None else load_bundle(job.bundle, job.device)
+    if job.delight is not None:
+        delighter = load_bundle(delighter_folder(job.delight), job.device)
     source = FrameSource(job, info, pipe.latent_shape(), light_keys(plan, job.samples))
     report = RunReport(folder=Path(job.output), inferences=plan.inferences, warnings=source.check_headers(),
                        bundle_choice=choice)
+    if job.delight is None and info.subject == GENERAL_SUBJECT and not info.config.conditioning_mode.environment:
+        report.warnings.append(f"bundle {info.id} is a general OLAT model: it takes flat-lit plates; a plate shot "
+                               "under any other light should be delighted first (--delight auto)")
     if plan.correction is not None and (partial := partial_stage_message(info.stage_coverage, f"bundle {info.id}")):
         report.warnings.append(partial)
     for w in report.warnings:
         log.warning("%s", w)
     # a patch bundle's tiles decide what its weights predict (its config is not in the weights' hash)
     tiling = {"tiles": list(pipe.tiles())} if info.config.tiled else {}
+    # what a delighter adds to every frame's inputs: its weights and recipe
+    delighting = {} if delighter is None else {"delighter": {"sha256": delighter[1].sha256,
+                                                             "recipe": delighter[1].recipe}}
     job_digest = _job_digest(job, info.sha256, hdri_sha, {**info.recipe, "steps": steps, "sampler": sampler,
-                                                          "consistency": consistency, **tiling})
+                                                          "consistency": consistency, **tiling, **delighting})
     fresh = False  # a version folder this run made (removed again if the run fails before any frame)
     made_root = not Path(job.output).exists()  # likewise the output folder itself
     if job.folder is not None:  # a farm unit: the plan chose the version folder, other units share it
@@ -396,7 +417,8 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     # what every cached prediction of this job depends on besides its frame's pixels, light and noise
     cache_parts = {"bundle": info.sha256, "recipe": {**info.recipe, "steps": steps, "sampler": sampler, **tiling},
                    "guidance": [job.guidance_image, job.guidance_light], "seed": job.seed, "samples": job.samples,
-                   "device": job.device}
+                   "device": job.device, **delighting}
+    stamp = None if delighter is None else {"id": delighter[1].id, "sha256": delighter[1].sha256}  # headers
     chain, history = None, None  # the previous frame's digest; its (plate, relit layers) for blending
     try:
         total = len(source.frames)
@@ -418,6 +440,10 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
                 counter[0] += lights
                 _emit(progress, ProgressEvent("lights", counter[0], light_steps, frame))
 
+            spent = 0  # the delighter's UNet evaluations
+            if delighter is not None:
+                seen, spent = delight(delighter[0], prepared, job.seed, int(delighter[1].recipe["steps"]))
+                prepared = replace(prepared, seen=seen)
             key = frame_key(cache_parts, prepared.model_input) if cache is not None else ""
             result = relight_prepared(pipe, plan, prepared, settings, noise, on_batch=on_batch, cache=cache,
                                       frame_key=key)
@@ -434,12 +460,14 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
             precision = "half" if job.light_chunk is None else "float"  # a chunk's share is summed later
             if result.basis is not None:
                 write_passes(output_path(job, folder, frame, True), result.basis,
-                             pass_metadata(rig, info, settings, digest, colour, plan, basis=True), precision)
+                             replace(pass_metadata(rig, info, settings, digest, colour, plan, basis=True),
+                                     delighter=stamp), precision)
             if result.passes is not None:
                 meta = replace(pass_metadata(rig, info, settings, digest, colour), noise=job.noise,
-                               temporal=job.temporal)
+                               temporal=job.temporal, delighter=stamp)
                 write_passes(out, result.passes, meta, precision)
-            report.frames.append(FrameReport(frame, out, False, result.evaluations, time.perf_counter() - start))
+            report.frames.append(FrameReport(frame, out, False, result.evaluations + spent,
+                                             time.perf_counter() - start))
             _emit(progress, ProgressEvent("frames", n, total, frame))
     except BaseException:
         if fresh and not any(folder.glob("*.exr")):  # nothing was written: leave no empty version behind

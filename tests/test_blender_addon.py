@@ -36,6 +36,24 @@ print(json.dumps({"seen": seen, "left": hasattr(bpy.types.Scene, "relit") or has
     assert out["seen"] == [[True, 0, "RELIT_OT_relight"]] * 2 and out["left"] is False  # 0: the bundle's steps
 
 
+def test_the_panels_delight_option_reaches_the_job(tmp_path):
+    """Delight the plate (off by default) makes the job delight with relit's shipped delighter."""
+    out = run_bpy("""
+import json, sys, types, bpy, blender_addon
+from blender_addon import operators
+blender_addon.register()  # as a module, not an installed add-on: its preferences as they default
+operators._prefs = lambda context: types.SimpleNamespace(bundle="", device="cpu")
+build_job = operators.build_job
+settings = bpy.context.scene.relit
+settings.plate, settings.output = sys.argv[1], sys.argv[2]
+jobs = [build_job(bpy.context)[0]]
+settings.delight = True
+jobs.append(build_job(bpy.context)[0])
+print(json.dumps([j["delight"] for j in jobs]))
+""", str(tmp_path / "plate.exr"), str(tmp_path / "out"))
+    assert out == [None, "auto"]
+
+
 SCENE = """
 import json, math, sys, bpy
 from blender_addon.scene_rig import scene_rig

@@ -255,6 +255,7 @@ def test_the_shipped_extension_relights_through_the_worker_and_its_comp_renders(
     assert set(out["drawn"]) == {"RELIT_PT_main", "RELIT_AddonPreferences"}
     main = out["drawn"]["RELIT_PT_main"]
     assert ["operator", "relit.relight"] in main and ["prop", "plate"] in main and ["prop", "temporal"] in main
+    assert ["prop", "delight"] in main
     assert any(kind == "label" and text.startswith("key: ") and "W/m²" in text for kind, text in main)
     assert out["drawn"]["RELIT_AddonPreferences"] == [["prop", "python"], ["prop", "bundle"], ["prop", "device"]]
     assert out["operators"] == ["relit.import_gaussians", "relit.preview", "relit.relight",

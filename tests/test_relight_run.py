@@ -470,7 +470,7 @@ def test_an_auto_bundle_is_the_one_trained_on_the_plates_subject_else_the_portra
     assert bundles.shipped_bundle_for(None, shipped)[0] == shipped / "portrait"
 
     real = bundles.shipped_bundle_for
-    monkeypatch.setattr(bundles, "shipped_bundle_for", lambda subject: real(subject, shipped))
+    monkeypatch.setattr(bundles, "shipped_bundle_for", lambda subject, **kw: real(subject, shipped, **kw))
     with caplog.at_level(logging.INFO, logger="core.relight_job"):
         chosen = {k: Path(choose_bundle(_job("auto", p, tmp_path / "out"))[0].bundle)
                   for k, p in (("mine", mine), ("other", other), ("untagged", untagged))}

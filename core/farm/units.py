@@ -186,7 +186,7 @@ def _merge_files(parts: list[Path], target: Path, basis: bool) -> Path:
                         sampler=first.get("sampler", ""), steps=int(first.get("steps", 0)),
                         consistency=first.get("consistency", "none"), guidance=first.get("guidance", {}),
                         seed=int(first.get("seed", 0)), samples=int(first.get("samples", 1)), input_hash=digest,
-                        colour_space=first.get("colour_space", "lin_rec709"))
+                        colour_space=first.get("colour_space", "lin_rec709"), delighter=first.get("delighter"))
     if basis:
         meta.basis = [b for m in metas for b in (m.get("basis") or [])]
         meta.stage, meta.camera_c2w = first.get("stage"), first.get("camera_c2w")

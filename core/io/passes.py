@@ -42,6 +42,8 @@ class PassMetadata:
     basis: list[dict] | None = None   # OLAT-basis files: per layer {layer, direction, world_direction, size, solid_angle}
     stage: dict | None = None         # OLAT-basis files: the stage layout JSON (re-weighting needs its cells)
     camera_c2w: list | None = None    # OLAT-basis files: Blender camera-to-world the directions are seen from
+    delighter: dict | None = None     # {id, sha256} of the delighter that made the plate flat-lit before the
+                                      # bundle relit it (two-stage); None: the plate was relit as it is
     version: str = __version__   # relit version that wrote the file
     git: str = field(default_factory=git_hash)  # relit commit that wrote the file
 

@@ -28,6 +28,7 @@ import torch
 from .._version import __version__
 from ..errors import RelitIOError, ValidationError
 from ..io.atomic import file_mode
+from ..io.plates import GENERAL_SUBJECT
 from ..lighting.layout import StageLayout, layout_from_json
 from .consistency import CONSISTENCY
 from ..validation import load_json
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).resolve().parents[2] / "bundle"  # bundles that ship with relit: bundle/<name>
 DEFAULT_BUNDLE = SHIPPED / "default"  # the subject-specific bundle of relit's own synthetic subject
 PORTRAIT_BUNDLE = SHIPPED / "portrait"  # the general portrait model: any person under any light (envmap)
+DELIGHT_BUNDLE = SHIPPED / "portrait-delight"  # the general delighter: a plate as shot -> its flat-lit
+GENERAL_OLAT_BUNDLE = SHIPPED / "portrait-olat"  # the general OLAT model: anyone's flat-lit -> any stage light
 
 BUNDLE_JSON = "relit.json"
 FORMAT = "relit-bundle"
@@ -69,6 +72,8 @@ class BundleInfo:
                                  # objective (its params), default sampler steps, consistency correction
     stage_coverage: list = field(default_factory=lambda: [1.0, 1.0, 1.0])  # [3] the stage's OLATs' sum /
                                  # the flat-lit, per channel, on the training views (1: a complete stage)
+    target_lighting: str = "any"  # envmap bundles: what they relight to (TARGET_LIGHTINGS): "any" lighting,
+                                 # or "flat": a delighter, the first stage of the two-stage design
 
     def to_json(self) -> dict:
         return {
@@ -86,6 +91,7 @@ class BundleInfo:
             "licence": self.licence,
             "recipe": self.recipe,
             "stage_coverage": self.stage_coverage,
+            "target_lighting": self.target_lighting,
             "relit_version": __version__,
         }
 
@@ -132,20 +138,23 @@ def save_bundle(folder: str | Path, pipe: RelightPipeline, info: BundleInfo) -> 
     return folder
 
 
-def shipped_bundle_for(subject: str | None, shipped: Path = SHIPPED) -> tuple[Path, str]:
+def shipped_bundle_for(subject: str | None, shipped: Path = SHIPPED, delighted: bool = False) -> tuple[Path, str]:
     """The shipped bundle for a plate of ``subject`` (None: the plate names none) and why, for the log:
-    the subject-specific bundle trained on that subject, else the general portrait bundle."""
-    if subject:
+    the subject-specific bundle trained on that subject, else a general one: the portrait bundle
+    (SynthLight's single pass on the plate as shot), or, when the plate is ``delighted`` first (the
+    two-stage design), the general OLAT bundle."""
+    if subject and subject != GENERAL_SUBJECT:
         for folder in sorted(p for p in shipped.iterdir() if (p / BUNDLE_JSON).exists()):
             if read_info(folder).subject == subject:
                 return folder, f"bundle {folder.name}: trained on this plate's subject {subject!r}"
-    portrait = shipped / PORTRAIT_BUNDLE.name
-    if not (portrait / BUNDLE_JSON).exists():
-        raise ValidationError(f"{portrait}: the general portrait bundle is missing from this install; reinstall "
-                              "relit or give --bundle")
+    general = shipped / (GENERAL_OLAT_BUNDLE if delighted else PORTRAIT_BUNDLE).name
+    if not (general / BUNDLE_JSON).exists():
+        raise ValidationError(f"{general}: the general {'OLAT' if delighted else 'portrait'} bundle is missing from "
+                              "this install; reinstall relit or give --bundle")
     what = f"subject {subject!r}" if subject else "a plate that names no subject"
-    return portrait, f"bundle {portrait.name}: no shipped bundle was trained on {what}, so the general portrait " \
-                     "model relights it (any person, any light)"
+    how = ("general OLAT model relights its delighted plate (any person, the stage's lights)" if delighted
+           else "general portrait model relights it (any person, any light)")
+    return general, f"bundle {general.name}: no shipped bundle was trained on {what}, so the {how}"
 
 
 def read_info(folder: str | Path) -> BundleInfo:
@@ -176,6 +185,7 @@ def read_info(folder: str | Path) -> BundleInfo:
         subject=data.get("subject"), training=data.get("training", {}), licence=data.get("licence", ""),
         sha256=weights_sha256(folder), recipe=recipe,
         stage_coverage=[float(c) for c in data.get("stage_coverage", [1.0, 1.0, 1.0])],
+        target_lighting=str(data.get("target_lighting", "any")),
     )
 
 

@@ -521,7 +521,7 @@ class Trainer:
             recipe={"objective": self.objective.params(),
                     "steps": self.cfg.sample_steps or self.objective.default_steps,
                     "consistency": self.cfg.consistency},
-            stage_coverage=np.round(self.coverage, 5).tolist(),
+            stage_coverage=np.round(self.coverage, 5).tolist(), target_lighting=self.cfg.target_lighting,
             licence=bundle_licence(self.data.producers, self.data.subjects, self.cfg.base_checkpoint),
         )
         return save_bundle(folder or self.out / "bundle", pipe, info)

@@ -268,8 +268,10 @@ class PreparedPlate:
     source: np.ndarray       # [H, W, 3] premultiplied scene-linear plate (full resolution)
     matte: np.ndarray        # [H, W] its matte, the output alpha
     framing: Framing         # where the model's square lies on the plate
-    model_input: np.ndarray  # [m, m, 3] what the model sees
+    model_input: np.ndarray  # [m, m, 3] the plate at the model's resolution: what results are ratios against
     eps: float               # ratio floor used to carry results back
+    seen: np.ndarray | None = None  # [m, m, 3] what the model sees when it is not model_input: the plate's
+                                    # flat-lit made by a delighter (core.relight.delight); None: model_input
 
 
 def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
@@ -313,6 +315,7 @@ def relight_prepared(pipe, plan: LightingPlan, plate: PreparedPlate, settings: R
     ``frame_key`` (:func:`core.relight.cache.frame_key`) cost no UNet call; the others are stored.
     What follows the model is the same computation either way, so the passes are the same bytes."""
     samples = settings.samples
+    view = plate.model_input if plate.seen is None else plate.seen  # what the model relights
     count = len(plan.environment) if plan.environment is not None else len(plan.directions)
     if noise is None and count:
         noise = light_noise(light_keys(plan, samples), settings.seed, pipe.latent_shape())
@@ -336,10 +339,10 @@ def relight_prepared(pipe, plan: LightingPlan, plate: PreparedPlate, settings: R
     if len(todo):
         picked = noise.reshape((samples, count) + noise.shape[1:])[:, todo].reshape((-1,) + noise.shape[1:])
         if plan.environment is not None:
-            out = pipe(plate.model_input, environment=np.tile(plan.environment[todo], (samples, 1, 1, 1)),
+            out = pipe(view, environment=np.tile(plan.environment[todo], (samples, 1, 1, 1)),
                        noise=picked, **common)
         else:
-            out = pipe(plate.model_input, np.tile(plan.directions[todo], (samples, 1)),
+            out = pipe(view, np.tile(plan.directions[todo], (samples, 1)),
                        np.tile(plan.sizes[todo], samples), noise=picked, **common)
         raw = raw.astype(out.images.dtype, copy=False)  # a stand-in model may predict in float64
         raw[:, todo] = out.images.reshape((samples, len(todo), m, m, 3))
@@ -356,7 +359,7 @@ def relight_prepared(pipe, plan: LightingPlan, plate: PreparedPlate, settings: R
         images = images.reshape((samples, -1) + images.shape[1:]).mean(axis=0)
     if plan.correction is not None:
         idx, irradiance = plan.correction
-        images[idx] = ratio_correct(images[idx], irradiance, plate.model_input)
+        images[idx] = ratio_correct(images[idx], irradiance, view)
     passes = None
     if plan.layers:
         small = np.stack([np.einsum("mhwc,mc->hwc", images[idx], rgb.astype(np.float32)) if len(idx)
