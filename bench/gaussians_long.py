@@ -13,9 +13,10 @@ study can span sessions. ``--report`` writes the section from what is there.
         --budget $((100 * n)) --results ~/relit-work/bench/gs-long --variants a c:K=$((n / 15 + 1)); done
     python bench/gaussians_long.py --capture ~/relit-work/perf240 --results ~/relit-work/bench/gs-long --growth
 
-A variant: ``a`` | ``b:K=8`` | ``c:K=8,kframe=0.3,warmup=0.25,tie=100``, each optionally with
-``,seed=S`` and ``,scale=2`` (the budget times 2). Defaults: K 8, the K-frame model 30 % of the
-budget, a warm-up of 25 % of each segment, tie 100, seed 0 (the tiny preset's proportions).
+A variant: ``a`` | ``b:K=8`` | ``c:K=8,kframe=0.3,warmup=0.25,tie=100,anchor=0``, each optionally
+with ``,seed=S`` and ``,scale=2`` (the budget times 2). Defaults: K 8, the K-frame model 30 % of the
+budget, a warm-up of 25 % of each segment, tie 100, no anchor views, seed 0 (the tiny preset's
+proportions).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class Variant:
     kframe: float = 0.3       # c: share of the budget for the K-frame model
     warmup: float = 0.25      # c: share of each segment's iterations with the Gaussians frozen and tied
     tie: float = 100.0        # c: weight of the keyframe tie during the warm-up
+    anchor: float = 0.0       # c: weight of the image tie to the K-frame model's keyframe renders from orbit views,
+                              # after the warm-up (ReconConfig.anchor_weight; 0: off)
     scale: float = 1.0        # the budget times this
     seed: int = 0
 
@@ -102,7 +105,8 @@ def run(variant: Variant, capture_path: Path, frames: list[int], budget: int, ou
     capture = CaptureSet(capture_path)
     kframe, per, warm = variant.iterations(budget)
     cfg = preset("tiny", keyframes=variant.keyframes, holdout_cameras=[HOLDOUT], frames=frames, seed=variant.seed,
-                 kframe_iterations=kframe, segment_iterations=per, warmup=warm, tie_weight=variant.tie)
+                 kframe_iterations=kframe, segment_iterations=per, warmup=warm, tie_weight=variant.tie,
+                 anchor_weight=variant.anchor)
     views = load_views(capture, cfg.resolution, frames)
     cam = views.cameras.index(HOLDOUT)
     start = time.perf_counter()

@@ -141,3 +141,48 @@ def test_reconstruct_resumes_from_saved_models(tmp_path):
     assert resumed.stats["kframe"] == "loaded" and isinstance(resumed.stats["segment_000"], dict)
     with torch.no_grad():  # the segment is trained again exactly as the first time
         torch.testing.assert_close(resumed.segments[0].params["means"], first.segments[0].params["means"])
+
+
+def test_orbit_views_turn_a_camera_about_the_vertical_through_the_subject():
+    """Each orbit view is the camera moved along a circle about the vertical axis through the
+    centre (height and distance kept, within the angle asked) and turned with it, so a camera
+    looking at the centre still does."""
+    from core.gaussians.train import orbit_views
+
+    views = _moving_scene(frames=2, cams=3)
+    centre = torch.tensor([0.1, -0.05, 0.02])
+    turned, Ks = orbit_views(views, [1], centre, 12, 20.0, np.random.default_rng(0))
+
+    def position(w2c):  # [4, 4] -> camera centre [3]
+        return -w2c[:3, :3].T @ w2c[:3, 3]
+
+    c0 = position(views.viewmats[1].double()) - centre.double()
+    angles = []
+    for w2c in turned.double():
+        c = position(w2c) - centre.double()
+        assert float(c[2]) == pytest.approx(float(c0[2]), abs=1e-5)
+        assert float(c[:2].norm()) == pytest.approx(float(c0[:2].norm()), abs=1e-5)
+        angles.append(math.degrees(math.atan2(float(c[1]), float(c[0])) - math.atan2(float(c0[1]), float(c0[0]))))
+        # the centre is seen where the original camera saw it, turned along with it
+        seen = w2c[:3, :3] @ centre.double() + w2c[:3, 3]
+        before = views.viewmats[1].double()[:3, :3] @ centre.double() + views.viewmats[1].double()[:3, 3]
+        torch.testing.assert_close(seen, before, atol=1e-6, rtol=0)
+    angles = [(a + 180) % 360 - 180 for a in angles]
+    assert max(abs(a) for a in angles) <= 20.0 and max(angles) - min(angles) > 10.0
+    torch.testing.assert_close(Ks, views.Ks[[1] * 12])
+
+
+def test_anchor_views_pull_two_segments_to_agree_at_their_keyframe():
+    """The image tie to the K-frame model's keyframe renders, kept after the warm-up, makes the two
+    segments meeting at the middle keyframe render it more alike from the held-out camera."""
+    views = _moving_scene(frames=5)
+    base = dict(keyframes=3, gaussians=120, densify=False, kframe_iterations=150, segment_iterations=200,
+                warmup=20, deform=DeformConfig((8,), 4, 8, 32, 1), holdout_cameras=["cam2"])
+    gaps = {}
+    for weight in (0.0, 1.0):
+        recon = reconstruct(views, ReconConfig(**base, anchor_weight=weight, anchor_share=0.5))
+        w, h = views.size
+        with torch.no_grad():
+            a, b = (s.render(3, views.viewmats[2:3], views.Ks[2:3], w, h)[0][0] for s in recon.segments)
+        gaps[weight] = float((a - b).abs().mean())
+    assert gaps[1.0] < 0.7 * gaps[0.0], gaps

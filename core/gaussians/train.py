@@ -46,6 +46,15 @@ class ReconConfig:
     segment_iterations: int = 20000    # per segment, warm-up included
     warmup: int = 3000                 # per segment: Gaussians frozen, deformation tied at the keyframes
     tie_weight: float = 100.0          # weight of the keyframe L2 tie (squared distance / scene extent²)
+    anchor_weight: float = 0.0         # segments: weight of an image tie to the K-frame model's renders of the
+                                       # segment's two keyframes from orbit views (novel views near the
+                                       # training cameras), kept after the warm-up, when Gaussians densify and
+                                       # the L2 tie no longer applies; both segments meeting at a keyframe are
+                                       # pulled to the same images there (0: off)
+    anchor_share: float = 0.25         # share of a segment's iterations after the warm-up spent on an anchor view
+    anchor_views: int = 8              # orbit views (each rendered at both keyframes)
+    anchor_orbit: float = 20.0         # degrees: an orbit view turns a training camera about the vertical axis
+                                       # through the subject by up to this
     alpha_weight: float = 0.5          # weight of the matte L1 next to the colour L1
     densify: bool = True               # gsplat DefaultStrategy (its defaults scaled by `refine_scale`)
     refine_scale: float = 1.0          # scales the strategy's iteration counts (tiny runs refine sooner)
@@ -209,12 +218,15 @@ def _strategy(cfg: ReconConfig, iterations: int):
 
 def train_deformable(model: DynamicGaussians, views: Views, train_cams: list[int], frames: list[int],
                      cfg: ReconConfig, iterations: int, extent: float, rng: np.random.Generator,
-                     warmup: int = 0, tie: tuple[dict, dict] | None = None, log_every: int = 0) -> dict:
+                     warmup: int = 0, tie: tuple[dict, dict] | None = None, log_every: int = 0,
+                     anchors: list[tuple] | None = None) -> dict:
     """Optimise ``model`` on (camera, frame) pairs drawn at random; returns training stats.
 
     ``warmup`` first iterations keep the Gaussians frozen (only the deformation learns) and, with
     ``tie`` = (state at model.first, state at model.last) of another model, add an L2 penalty
-    pulling this model's deformation at both ends towards it.
+    pulling this model's deformation at both ends towards it. ``anchors`` (:func:`segment_anchors`):
+    after the warm-up, a share ``cfg.anchor_share`` of the iterations renders one of them instead
+    of a training view, weighted ``cfg.anchor_weight``.
     """
     width, height = views.size
     gauss_opt = _optimizers(model.params, cfg, extent)
@@ -228,12 +240,18 @@ def train_deformable(model: DynamicGaussians, views: Views, train_cams: list[int
     start = time.perf_counter()
     losses = []
     for it in range(iterations):
-        v = int(rng.choice(train_cams))
-        f = int(rng.choice(frames))
-        target = views.images[v, frame_index[f]]
-        img, alpha, info = model.render(f, views.viewmats[v:v + 1], views.Ks[v:v + 1], width, height)
-        loss = (img[0] - target[..., :3]).abs().mean() + cfg.alpha_weight * (alpha[0, ..., 0] - target[..., 3]).abs().mean()
         frozen = it < warmup
+        if anchors and not frozen and rng.random() < cfg.anchor_share:
+            f, viewmat, K, target = anchors[int(rng.integers(len(anchors)))]
+            weight = cfg.anchor_weight
+        else:
+            v = int(rng.choice(train_cams))
+            f = int(rng.choice(frames))
+            target, viewmat, K = views.images[v, frame_index[f]], views.viewmats[v:v + 1], views.Ks[v:v + 1]
+            weight = 1.0
+        img, alpha, info = model.render(f, viewmat, K, width, height)
+        loss = weight * ((img[0] - target[..., :3]).abs().mean()
+                         + cfg.alpha_weight * (alpha[0, ..., 0] - target[..., 3]).abs().mean())
         if frozen and tie is not None:
             for end, ref in ((model.first, tie[0]), (model.last, tie[1])):
                 means, _, _ = model.deformation(model.params["means"], model.params["quats"], model.params["scales"],
@@ -278,6 +296,48 @@ def scene_bounds(points: np.ndarray, margin: float = 0.25) -> torch.Tensor:  # [
     lo, hi = points.min(axis=0), points.max(axis=0)
     pad = margin * (hi - lo).max()
     return torch.as_tensor(np.stack([lo - pad, hi + pad]), dtype=torch.float32)
+
+
+def orbit_views(views: Views, cams: list[int], centre: torch.Tensor, n: int, degrees: float,
+                rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:  # [n, 4, 4] w2c, [n, 3, 3]
+    """``n`` novel cameras: each a camera of ``cams`` turned about the world's vertical axis (Blender
+    Z) through ``centre`` by a random angle within +-``degrees`` (the subject stays in view)."""
+    viewmats, Ks = [], []
+    for _ in range(n):
+        v = int(rng.choice(cams))
+        t = math.radians(rng.uniform(-degrees, degrees))
+        turn = torch.eye(4, dtype=torch.float64)
+        turn[:3, :3] = torch.tensor([[math.cos(t), -math.sin(t), 0.0], [math.sin(t), math.cos(t), 0.0],
+                                     [0.0, 0.0, 1.0]], dtype=torch.float64)
+        c = centre.double()
+        turn[:3, 3] = c - turn[:3, :3] @ c  # p -> R (p - c) + c
+        viewmats.append(views.viewmats[v].double() @ torch.linalg.inv(turn))  # the camera moved by the turn
+        Ks.append(views.Ks[v])
+    return torch.stack(viewmats).float(), torch.stack(Ks)
+
+
+def segment_anchors(kframe: DynamicGaussians, views: Views, train_cams: list[int], cfg: ReconConfig,
+                    a: int, b: int) -> list[tuple] | None:
+    """The K-frame model's renders of keyframes ``a`` and ``b`` from the orbit views, as
+    (frame, viewmat [1, 4, 4], K [1, 3, 3], RGBA [H, W, 4]) for :func:`train_deformable`; the
+    same orbit views for every segment (their own random stream), so two segments meeting at a
+    keyframe are tied to the same images. None when ``cfg.anchor_weight`` is 0."""
+    if not cfg.anchor_weight:
+        return None
+    bounds = kframe.deformation.bounds
+    viewmats, Ks = orbit_views(views, train_cams, bounds.mean(dim=0), cfg.anchor_views, cfg.anchor_orbit,
+                               np.random.default_rng([cfg.seed, ANCHOR_STREAM]))
+    width, height = views.size
+    out = []
+    with torch.no_grad():
+        for f in (a, b):
+            for i in range(len(viewmats)):
+                img, alpha, _ = kframe.render(f, viewmats[i:i + 1], Ks[i:i + 1], width, height)
+                out.append((f, viewmats[i:i + 1], Ks[i:i + 1], torch.cat([img[0], alpha[0]], dim=-1)))
+    return out
+
+
+ANCHOR_STREAM = 7919  # the orbit views' random stream (beside the models' streams 0..segments)
 
 
 def keyframes(frames: list[int], k: int) -> list[int]:
@@ -365,9 +425,9 @@ def reconstruct(views: Views, cfg: ReconConfig, kframe_init: bool = True, store:
                 tie = (kframe.at(a), kframe.at(b))
             seg = trained(f"segment_{i - 1:03d}", i,
                           lambda a=a, b=b: DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b),
-                          lambda m, r, span=span, tie=tie: train_deformable(
+                          lambda m, r, span=span, tie=tie, a=a, b=b: train_deformable(
                               m, views, train_cams, span, cfg, cfg.segment_iterations, extent, r, warmup=cfg.warmup,
-                              tie=tie))
+                              tie=tie, anchors=segment_anchors(kframe, views, train_cams, cfg, a, b)))
         else:
             seg = trained(f"segment_{i - 1:03d}", i, lambda a=a, b=b: new_model(points, colours, bounds, cfg, a, b,
                                                                                  extent),
@@ -470,6 +530,7 @@ def train_segment(store: str | Path, index: int) -> str:
     with torch.no_grad():
         tie = (kframe.at(a), kframe.at(b))
     train_deformable(seg, views, train_cams, [f for f in views.frames if a <= f <= b], cfg, cfg.segment_iterations,
-                     extent, np.random.default_rng([cfg.seed, index + 1]), warmup=cfg.warmup, tie=tie)
+                     extent, np.random.default_rng([cfg.seed, index + 1]), warmup=cfg.warmup, tie=tie,
+                     anchors=segment_anchors(kframe, views, train_cams, cfg, a, b))
     save_model(seg, path)
     return str(path)
