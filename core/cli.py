@@ -501,7 +501,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .data.capture import CaptureSet
-    from .gaussians.train import load_config, load_views, preset, reconstruct, save_config
+    from .gaussians.train import capture_frames, load_config, preset, reconstruct, save_config
     from .io.sequence import parse_frame_range
 
     out = Path(args.output)
@@ -511,7 +511,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
         cfg, capture_path = load_config(out)
         if Path(capture_path).resolve() != Path(args.capture).resolve():
             raise RelitError(f"{out}: holds a reconstruction of {capture_path}; choose another folder")
-        views = load_views(capture, cfg.resolution, cfg.frames)
+        views = capture_frames(capture, cfg.resolution, cfg.frames)  # read a model's share at a time
         if frames is not None and frames != views.frames:
             raise RelitError(f"{out}: holds a reconstruction of frames {views.frames[0]}-{views.frames[-1]}; rerun "
                              "without --frames to finish it, or choose another folder")
@@ -521,7 +521,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
                                        ("resolution", args.res), ("gaussians", args.gaussians),
                                        ("frames", frames)) if v is not None}
         cfg = preset(args.preset, holdout_cameras=list(args.holdout_cameras), device=args.device, **overrides)
-        views = load_views(capture, cfg.resolution, cfg.frames)  # a bad range is refused before anything is written
+        views = capture_frames(capture, cfg.resolution, cfg.frames)  # a bad range is refused before anything is written
         save_config(out, cfg, str(Path(args.capture).resolve()))
     if args.ray is not None:  # the K-frame model here, then the segments (independent) as Ray tasks
         from .farm.ray_runner import map_ray

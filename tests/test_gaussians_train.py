@@ -186,3 +186,26 @@ def test_anchor_views_pull_two_segments_to_agree_at_their_keyframe():
             a, b = (s.render(3, views.viewmats[2:3], views.Ks[2:3], w, h)[0][0] for s in recon.segments)
         gaps[weight] = float((a - b).abs().mean())
     assert gaps[1.0] < 0.7 * gaps[0.0], gaps
+
+
+def test_each_model_is_given_only_its_frames_and_trains_the_same():
+    """A reconstruction asks its views for one model's share at a time (the first frame to seed the
+    points, the keyframes, each segment's span), which is all CaptureFrames then holds in memory;
+    the models are those trained from every frame in memory."""
+    views = _moving_scene(frames=7)
+    asked = []
+
+    class Counting:  # views that record what is asked of them
+        frames = views.frames
+
+        def subset(self, frames):
+            asked.append(list(frames))
+            return views.subset(frames)
+
+    cfg = ReconConfig(keyframes=3, gaussians=60, densify=False, kframe_iterations=20, segment_iterations=20,
+                      warmup=5, deform=DeformConfig((8,), 4, 8, 32, 1), holdout_cameras=["cam2"], anchor_weight=1.0)
+    lazy, full = reconstruct(Counting(), cfg), reconstruct(views, cfg)
+    assert asked == [[1], [1, 4, 7], [1, 2, 3, 4], [4, 5, 6, 7]]
+    for a, b in zip([lazy.kframe] + lazy.segments, [full.kframe] + full.segments):
+        for k in a.params:
+            torch.testing.assert_close(a.params[k], b.params[k])

@@ -99,13 +99,28 @@ class Views:
     def size(self) -> tuple[int, int]:
         return self.images.shape[3], self.images.shape[2]  # (width, height)
 
+    def subset(self, frames: list[int]) -> "Views":
+        """These views at ``frames`` only (a model's share of the sequence)."""
+        idx = [self.frames.index(f) for f in frames]
+        return Views(self.images[:, idx], self.viewmats, self.Ks, self.cameras, list(frames))
 
-def load_views(capture: CaptureSet, resolution: int, frames: list[int] | None = None) -> Views:
-    """The capture's flat-lit images of ``frames`` (default: all) from every camera."""
-    from ..io.images import box_downsample
 
-    m = capture.manifest
-    have = [f.frame for f in m.frames]
+@dataclass
+class CaptureFrames:
+    """A capture's frames, read from disk a model's share at a time (:meth:`subset`): the K-frame
+    model holds its keyframes, a segment its span, so a reconstruction's memory does not grow with
+    the sequence (every frame of 8 cameras at 2K would be ~128 GB). Made by :func:`capture_frames`."""
+    capture: CaptureSet
+    resolution: int
+    frames: list[int]         # every frame of the reconstruction
+
+    def subset(self, frames: list[int]) -> Views:
+        return _read_views(self.capture, self.resolution, frames)
+
+
+def capture_frames(capture: CaptureSet, resolution: int, frames: list[int] | None = None) -> CaptureFrames:
+    """The capture's ``frames`` (default: all), checked (they exist, at least two), read lazily."""
+    have = [f.frame for f in capture.manifest.frames]
     if frames is None:
         frames = have
     elif missing := sorted(set(frames) - set(have)):
@@ -113,6 +128,19 @@ def load_views(capture: CaptureSet, resolution: int, frames: list[int] | None = 
                               "give --frames within them")
     if len(frames) < 2:
         raise ValidationError(f"{capture.root}: frames {frames}: a dynamic reconstruction needs at least two frames")
+    return CaptureFrames(capture, resolution, list(frames))
+
+
+def load_views(capture: CaptureSet, resolution: int, frames: list[int] | None = None) -> Views:
+    """The capture's flat-lit images of ``frames`` (default: all) from every camera, all in memory."""
+    checked = capture_frames(capture, resolution, frames)
+    return checked.subset(checked.frames)
+
+
+def _read_views(capture: CaptureSet, resolution: int, frames: list[int]) -> Views:
+    from ..io.images import box_downsample
+
+    m = capture.manifest
     images, viewmats, Ks = [], [], []
     for cam in m.cameras:
         per_frame = []
@@ -298,6 +326,15 @@ def scene_bounds(points: np.ndarray, margin: float = 0.25) -> torch.Tensor:  # [
     return torch.as_tensor(np.stack([lo - pad, hi + pad]), dtype=torch.float32)
 
 
+def _train_segment(seg: DynamicGaussians, kframe: DynamicGaussians, views: Views, train_cams: list[int],
+                   cfg: ReconConfig, extent: float, rng: np.random.Generator, tie: tuple[dict, dict]) -> dict:
+    """A segment of the full method on its frames (``views`` holds them): the warm-up tie and the
+    anchor views; one definition for the in-process run and a farm unit's."""
+    return train_deformable(seg, views, train_cams, views.frames, cfg, cfg.segment_iterations, extent, rng,
+                            warmup=cfg.warmup, tie=tie,
+                            anchors=segment_anchors(kframe, views, train_cams, cfg, seg.first, seg.last))
+
+
 def orbit_views(views: Views, cams: list[int], centre: torch.Tensor, n: int, degrees: float,
                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:  # [n, 4, 4] w2c, [n, 3, 3]
     """``n`` novel cameras: each a camera of ``cams`` turned about the world's vertical axis (Blender
@@ -372,25 +409,27 @@ def new_model(points, colours, bounds, cfg: ReconConfig, first: int, last: int, 
     return DynamicGaussians(params, Deformation(cfg.deform, bounds), first, last)
 
 
-def _setup(views: Views, cfg: ReconConfig):
+def _setup(views: Views | CaptureFrames, cfg: ReconConfig):
     """Seeded start of a run: (rng, training cameras, initial points, their colours, scene box, extent)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    train_cams = [i for i, c in enumerate(views.cameras) if c not in cfg.holdout_cameras]
-    points, colours = initial_points(views, cfg.gaussians, rng)
+    first = views.subset(views.frames[:1])  # the points start in the first frame's visual hull
+    train_cams = [i for i, c in enumerate(first.cameras) if c not in cfg.holdout_cameras]
+    points, colours = initial_points(first, cfg.gaussians, rng)
     bounds = scene_bounds(points)
     return rng, train_cams, points, colours, bounds, float((bounds[1] - bounds[0]).max())
 
 
-def reconstruct(views: Views, cfg: ReconConfig, kframe_init: bool = True, store: str | Path | None = None,
-                progress=None, segments: bool = True) -> Reconstruction:
+def reconstruct(views: Views | CaptureFrames, cfg: ReconConfig, kframe_init: bool = True,
+                store: str | Path | None = None, progress=None, segments: bool = True) -> Reconstruction:
     """The full method (``kframe_init=False``: independent segments trained from scratch).
 
     With ``store``, each model is saved there as it finishes and a rerun loads the finished ones
     instead of training them again (each model draws from its own random stream, so a resumed run
     trains the rest exactly as an uninterrupted one). ``progress(done, total, name)`` per model.
     ``segments=False`` stops after the K-frame model (the segments then run elsewhere:
-    :func:`train_segment`).
+    :func:`train_segment`). Each model is given only its frames (``views.subset``): with
+    :class:`CaptureFrames` only those are in memory.
     """
     rng, train_cams, points, colours, bounds, extent = _setup(views, cfg)
     keys = keyframes(views.frames, cfg.keyframes)
@@ -416,7 +455,7 @@ def reconstruct(views: Views, cfg: ReconConfig, kframe_init: bool = True, store:
     kframe = new_model(points, colours, bounds, cfg, views.frames[0], views.frames[-1], extent)
     if kframe_init:
         kframe = trained("kframe", 0, lambda: kframe, lambda m, r: train_deformable(
-            m, views, train_cams, keys, cfg, cfg.kframe_iterations, extent, r))
+            m, views.subset(keys), train_cams, keys, cfg, cfg.kframe_iterations, extent, r))
     models = []
     for i, (a, b) in enumerate(zip(keys[:-1], keys[1:]) if segments else [], start=1):
         span = [f for f in views.frames if a <= f <= b]
@@ -425,13 +464,12 @@ def reconstruct(views: Views, cfg: ReconConfig, kframe_init: bool = True, store:
                 tie = (kframe.at(a), kframe.at(b))
             seg = trained(f"segment_{i - 1:03d}", i,
                           lambda a=a, b=b: DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b),
-                          lambda m, r, span=span, tie=tie, a=a, b=b: train_deformable(
-                              m, views, train_cams, span, cfg, cfg.segment_iterations, extent, r, warmup=cfg.warmup,
-                              tie=tie, anchors=segment_anchors(kframe, views, train_cams, cfg, a, b)))
+                          lambda m, r, span=span, tie=tie, a=a, b=b: _train_segment(
+                              m, kframe, views.subset(span), train_cams, cfg, extent, r, tie))
         else:
             seg = trained(f"segment_{i - 1:03d}", i, lambda a=a, b=b: new_model(points, colours, bounds, cfg, a, b,
                                                                                  extent),
-                          lambda m, r, span=span: train_deformable(m, views, train_cams, span, cfg,
+                          lambda m, r, span=span: train_deformable(m, views.subset(span), train_cams, span, cfg,
                                                                    cfg.segment_iterations, extent, r))
         models.append(seg)
     return Reconstruction(kframe, models, keys, stats)
@@ -448,11 +486,12 @@ def load_reconstruction(store: str | Path, cfg: ReconConfig) -> Reconstruction:
     return Reconstruction(kframe, segments, keys, {})
 
 
-def single_model(views: Views, cfg: ReconConfig, iterations: int) -> Reconstruction:
+def single_model(views: Views | CaptureFrames, cfg: ReconConfig, iterations: int) -> Reconstruction:
     """One deformable model over the whole sequence (the baseline DifFRelight improves on)."""
     rng, train_cams, points, colours, bounds, extent = _setup(views, cfg)
     model = new_model(points, colours, bounds, cfg, views.frames[0], views.frames[-1], extent)
-    stats = train_deformable(model, views, train_cams, views.frames, cfg, iterations, extent, rng)
+    every = views.subset(views.frames)
+    stats = train_deformable(model, every, train_cams, views.frames, cfg, iterations, extent, rng)
     return Reconstruction(model, [model], [views.frames[0], views.frames[-1]], {"single": stats})
 
 
@@ -516,21 +555,20 @@ def train_segment(store: str | Path, index: int) -> str:
     path = store / f"segment_{index:03d}.safetensors"
     if path.exists():
         return str(path)
-    views = load_views(CaptureSet(capture), cfg.resolution, cfg.frames)
-    keys = keyframes(views.frames, cfg.keyframes)
+    every = capture_frames(CaptureSet(capture), cfg.resolution, cfg.frames)
+    keys = keyframes(every.frames, cfg.keyframes)
     if not 0 <= index < len(keys) - 1:
         raise ValidationError(f"segment {index}: the reconstruction has segments 0-{len(keys) - 2}")
     kframe = load_model(store / "kframe.safetensors", cfg)
+    a, b = keys[index], keys[index + 1]
+    views = every.subset([f for f in every.frames if a <= f <= b])  # this segment's frames only
     train_cams = [i for i, c in enumerate(views.cameras) if c not in cfg.holdout_cameras]
     bounds = kframe.deformation.bounds
     extent = float((bounds[1] - bounds[0]).max())
-    a, b = keys[index], keys[index + 1]
     torch.manual_seed(cfg.seed + index + 1)
     seg = DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b)
     with torch.no_grad():
         tie = (kframe.at(a), kframe.at(b))
-    train_deformable(seg, views, train_cams, [f for f in views.frames if a <= f <= b], cfg, cfg.segment_iterations,
-                     extent, np.random.default_rng([cfg.seed, index + 1]), warmup=cfg.warmup, tie=tie,
-                     anchors=segment_anchors(kframe, views, train_cams, cfg, a, b))
+    _train_segment(seg, kframe, views, train_cams, cfg, extent, np.random.default_rng([cfg.seed, index + 1]), tie)
     save_model(seg, path)
     return str(path)
