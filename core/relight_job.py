@@ -339,6 +339,25 @@ def delighter_folder(delight: str) -> Path:
     return DELIGHT_BUNDLE if delight == AUTO_DELIGHTER else Path(delight)
 
 
+def delighter_digest(info) -> dict:
+    """What a delighter adds to every frame's inputs (digests, cache keys, a farm plan's hash): its
+    weights, its recipe and its config (which, for a patch bundle, decides its tiles)."""
+    return {"sha256": info.sha256, "recipe": info.recipe, "config": info.config.to_json()}
+
+
+def checked_delighter(job: RelightJob, info):
+    """The BundleInfo of the delighter ``job`` names, checked against its bundle's ``info``; None
+    when the job does not delight. Read before anything is written (a relight, a farm plan)."""
+    from .model.bundle import read_info
+
+    if job.delight is None:
+        return None
+    folder = delighter_folder(job.delight)
+    delighter = read_info(folder)
+    check_delighter(delighter, info, str(folder))
+    return delighter
+
+
 def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | None = None,
                 pipe_and_info=None) -> RunReport:
     """Run a relight job; ``progress`` receives events (and may raise to cancel).
@@ -368,9 +387,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
                                        environment, job.camera_c2w,
                                        None if job.light_chunk is None else tuple(job.light_chunk), consistency)
     delighter = None  # (its pipeline, its BundleInfo) when the plate is made flat-lit first
-    if job.delight is not None:
-        delighter_info = read_info(delighter_folder(job.delight))
-        check_delighter(delighter_info, info)
+    checked_delighter(job, info)
     pipe, info = pipe_and_info if pipe_and_info is not None else load_bundle(job.bundle, job.device)
     if job.delight is not None:
         delighter = load_bundle(delighter_folder(job.delight), job.device)
@@ -386,9 +403,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
         log.warning("%s", w)
     # a patch bundle's tiles decide what its weights predict (its config is not in the weights' hash)
     tiling = {"tiles": list(pipe.tiles())} if info.config.tiled else {}
-    # what a delighter adds to every frame's inputs: its weights and recipe
-    delighting = {} if delighter is None else {"delighter": {"sha256": delighter[1].sha256,
-                                                             "recipe": delighter[1].recipe}}
+    delighting = {} if delighter is None else {"delighter": delighter_digest(delighter[1])}
     job_digest = _job_digest(job, info.sha256, hdri_sha, {**info.recipe, "steps": steps, "sampler": sampler,
                                                           "consistency": consistency, **tiling, **delighting})
     fresh = False  # a version folder this run made (removed again if the run fails before any frame)

@@ -167,15 +167,16 @@ def test_reconstruct_segments_and_render_views_run_on_ray_like_in_process(tmp_pa
     from core.farm.ray_runner import map_ray
     from core.gaussians.deform import DeformConfig
     from core.gaussians.export import render_sequence
-    from core.gaussians.train import ReconConfig, load_views, reconstruct, save_config
+    from core.gaussians.train import ReconConfig, capture_frames, load_views, reconstruct, save_config
     from core.io.exr import read_channels
 
     cfg = ReconConfig(keyframes=2, gaussians=60, resolution=32, densify=False, kframe_iterations=15,
-                      segment_iterations=15, warmup=5, deform=DeformConfig((4,), 2, 4, 8, 1))
+                      segment_iterations=15, warmup=5, deform=DeformConfig((4,), 2, 4, 8, 1), anchor_weight=1.0,
+                      anchor_share=0.5)
     views = load_views(capture, 32)
     for name in ("local", "ray"):
         save_config(tmp_path / name, cfg, str(capture.root))
-    reconstruct(views, cfg, store=tmp_path / "local")
+    reconstruct(capture_frames(capture, 32), cfg, store=tmp_path / "local")  # read from disk a model's share at a time
     reconstruct(views, cfg, store=tmp_path / "ray", segments=False)
     _, failed = map_ray("core.gaussians.train", "train_segment", [(str(tmp_path / "ray"), 0)], workers=2,
                         progress=False)

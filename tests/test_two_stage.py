@@ -80,30 +80,61 @@ def test_the_general_olat_bundle_on_a_plate_as_shot_warns_to_delight_it(astronau
 
 
 def test_a_delighter_must_be_one_and_match_the_bundle():
-    """Only an envmap bundle trained to the flat-lit delights, at the bundle's resolution; the
-    shipped delighter records that it is one."""
-    from core.model.bundle import DELIGHT_BUNDLE, GENERAL_OLAT_BUNDLE, PORTRAIT_BUNDLE, read_info
+    """Only an envmap bundle trained to the flat-lit delights, at the bundle's resolution and of
+    its kind (general or one subject's: the plate is framed once for both); the errors name the
+    delighter's folder. The shipped delighter records that it is one."""
+    from core.model.bundle import DEFAULT_BUNDLE, DELIGHT_BUNDLE, GENERAL_OLAT_BUNDLE, PORTRAIT_BUNDLE, read_info
     from core.relight.delight import check_delighter
 
-    delighter, olat, portrait = (read_info(b) for b in (DELIGHT_BUNDLE, GENERAL_OLAT_BUNDLE, PORTRAIT_BUNDLE))
+    delighter, olat, portrait, default = (read_info(b) for b in (DELIGHT_BUNDLE, GENERAL_OLAT_BUNDLE,
+                                                                 PORTRAIT_BUNDLE, DEFAULT_BUNDLE))
     assert delighter.target_lighting == "flat" and portrait.target_lighting == "any"
-    check_delighter(delighter, olat)
-    with pytest.raises(ValidationError, match="is not a delighter"):
-        check_delighter(portrait, olat)  # relights to any lighting
-    with pytest.raises(ValidationError, match="is not a delighter"):
-        check_delighter(olat, olat)  # not environment-lit
+    check_delighter(delighter, olat, "dl")
+    with pytest.raises(ValidationError, match=r"^dl: .*is not a delighter \(it is an envmap bundle relighting to 'any'"):
+        check_delighter(portrait, olat, "dl")  # relights to any lighting
+    with pytest.raises(ValidationError, match="is not a delighter \\(it is an olat bundle"):
+        check_delighter(olat, olat, "dl")  # not environment-lit
     bigger = replace(olat, config=replace(olat.config, resolution=2 * olat.config.resolution))
     with pytest.raises(ValidationError, match="must match"):
-        check_delighter(delighter, bigger)
+        check_delighter(delighter, bigger, "dl")
+    with pytest.raises(ValidationError, match="must be of one kind"):
+        check_delighter(delighter, replace(default, config=olat.config), "dl")  # a subject's bundle
 
 
-def test_auto_picks_the_general_olat_bundle_only_for_a_delighted_plate_of_anyone():
-    """A subject a shipped bundle was trained on keeps it (its bundle takes flat-lit plates too);
-    anyone else gets the general portrait bundle, or, delighted, the general OLAT bundle."""
+def test_auto_picks_the_general_olat_bundle_for_any_delighted_plate():
+    """A plate delighted by the (general) delighter gets the general OLAT bundle, even when a shipped
+    bundle was trained on its subject; undelighted, that subject keeps its bundle and anyone else
+    gets the general portrait bundle."""
     from core.model.bundle import DEFAULT_BUNDLE, GENERAL_OLAT_BUNDLE, PORTRAIT_BUNDLE, read_info, shipped_bundle_for
 
     subject = read_info(DEFAULT_BUNDLE).subject
-    assert shipped_bundle_for(subject, delighted=True)[0].name == DEFAULT_BUNDLE.name
+    assert shipped_bundle_for(subject)[0].name == DEFAULT_BUNDLE.name
+    assert shipped_bundle_for(subject, delighted=True)[0].name == GENERAL_OLAT_BUNDLE.name
     assert shipped_bundle_for(None)[0].name == PORTRAIT_BUNDLE.name
     assert shipped_bundle_for(None, delighted=True)[0].name == GENERAL_OLAT_BUNDLE.name
-    assert shipped_bundle_for("portrait", delighted=True)[0].name == GENERAL_OLAT_BUNDLE.name
+
+
+def test_a_farm_plan_checks_the_delighter_and_depends_on_its_weights(astronaut, tmp_path):
+    """A plan refuses a delighter that is not one before it writes anything; planned again it reuses
+    its version folder, but not once the delighter's weights changed (same job JSON)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from core.farm.units import plan_job
+    from core.jobs import RelightJob
+    from core.model.bundle import DELIGHT_BUNDLE, GENERAL_OLAT_BUNDLE
+
+    out = tmp_path / "out"
+    job = RelightJob(bundle=str(GENERAL_OLAT_BUNDLE), input=str(astronaut), output=str(out), rig=example_rig(),
+                     delight=str(GENERAL_OLAT_BUNDLE))
+    with pytest.raises(ValidationError, match="is not a delighter"):
+        plan_job(job, chunk=1)
+    assert not out.exists()
+    ours = shutil.copytree(DELIGHT_BUNDLE, tmp_path / "delighter")
+    job = replace(job, delight=str(ours))
+    first = plan_job(job, chunk=1).folders
+    assert plan_job(job, chunk=1).folders == first
+    weights = load_file(ours / "lighting.safetensors")
+    save_file({k: v + 0.01 for k, v in weights.items()}, ours / "lighting.safetensors")
+    assert plan_job(job, chunk=1).folders != first

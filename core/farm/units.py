@@ -105,7 +105,7 @@ def _version_folder(job: RelightJob, digest: str) -> Path:
 def plan_job(job: RelightJob, chunk: int, light_chunk: int | None = None) -> Plan:
     """Split ``job`` into units of ``chunk`` frames (x ``light_chunk`` stage directions)."""
     from ..model.bundle import read_info
-    from ..relight_job import choose_bundle
+    from ..relight_job import checked_delighter, choose_bundle, delighter_digest
 
     job.validate()
     job, _ = choose_bundle(job)  # units name the bundle the plan chose (logged)
@@ -122,6 +122,8 @@ def plan_job(job: RelightJob, chunk: int, light_chunk: int | None = None) -> Pla
     light_chunks = [[s, min(s + light_chunk, n_stage)] for s in range(0, n_stage, light_chunk)] if n_stage else [None]
     info = read_info(job.bundle)
     sha = [info.sha256, info.recipe]  # a job leaving steps/consistency to the bundle depends on its recipe
+    if (delighter := checked_delighter(job, info)) is not None:  # refused here, before the plan is written
+        sha.append(delighter_digest(delighter))
     folders, units = {}, []
     for camera in cameras:
         single = job.for_camera(camera) if camera is not None else job

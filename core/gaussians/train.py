@@ -72,6 +72,11 @@ class ReconConfig:
     seed: int = 0
     device: str = "cpu"
 
+    def __post_init__(self):
+        if not 0.0 <= self.anchor_share <= 1.0 or self.anchor_views < 1 or self.anchor_weight < 0:
+            raise ValidationError(f"anchor views: share {self.anchor_share} must be in [0, 1], views "
+                                  f"{self.anchor_views} >= 1 and weight {self.anchor_weight} >= 0")
+
 
 PRESETS = {
     "tiny": dict(gaussians=1500, resolution=64, kframe_iterations=1500, segment_iterations=1200, warmup=300,
@@ -110,8 +115,8 @@ class CaptureFrames:
     """A capture's frames, read from disk a model's share at a time (:meth:`subset`): the K-frame
     model holds its keyframes, a segment its span, so a reconstruction's memory does not grow with
     the sequence (every frame of 8 cameras at 2K would be ~128 GB). Made by :func:`capture_frames`."""
-    capture: CaptureSet
-    resolution: int
+    capture: CaptureSet       # where the flat-lit images are read from
+    resolution: int           # training images are box-filtered to this size
     frames: list[int]         # every frame of the reconstruction
 
     def subset(self, frames: list[int]) -> Views:
@@ -128,6 +133,11 @@ def capture_frames(capture: CaptureSet, resolution: int, frames: list[int] | Non
                               "give --frames within them")
     if len(frames) < 2:
         raise ValidationError(f"{capture.root}: frames {frames}: a dynamic reconstruction needs at least two frames")
+    for cam in capture.manifest.cameras:  # read later, a model's share at a time: a missing file is refused now
+        for f in frames:
+            if not (path := capture.path(capture.manifest.flat_images, cam.name, f)).is_file():
+                raise ValidationError(f"{path}: not found; the capture's manifest lists camera {cam.name} at frame "
+                                      f"{f}: render it again, or give --frames without it")
     return CaptureFrames(capture, resolution, list(frames))
 
 
@@ -298,6 +308,8 @@ def train_deformable(model: DynamicGaussians, views: Views, train_cams: list[int
             for opt in gauss_opt.values():
                 opt.step()
         if refine:
+            if weight != 1.0 and weight > 0:  # densify by the view's own screen gradients, not by its weight
+                info["means2d"].grad /= weight
             strategy.step_post_backward(model.params, gauss_opt, state, it - warmup, info, packed=False)
             _cap(model.params, gauss_opt, state, cfg.max_gaussians)
         losses.append(loss.item())

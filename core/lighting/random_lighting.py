@@ -45,8 +45,9 @@ class LightingMix:
 
 # the target lightings an envmap model is trained to relight to (TrainConfig.target_lighting): any
 # drawn lighting (SynthLight), or only the flat-lit (a delighter: the first stage of the two-stage design)
+FLAT_TARGET = "flat"  # a delighter's target lighting (core.relight.delight)
 TARGET_LIGHTINGS: dict[str, LightingMix] = {"any": LightingMix(),
-                                            "flat": LightingMix(hdri=0.0, lamps=0.0, flat=1.0, mixed=0.0)}
+                                            FLAT_TARGET: LightingMix(hdri=0.0, lamps=0.0, flat=1.0, mixed=0.0)}
 
 
 def mean_radiance(latlong: np.ndarray) -> float:  # mean over the sphere and the channels

@@ -140,10 +140,10 @@ def save_bundle(folder: str | Path, pipe: RelightPipeline, info: BundleInfo) -> 
 
 def shipped_bundle_for(subject: str | None, shipped: Path = SHIPPED, delighted: bool = False) -> tuple[Path, str]:
     """The shipped bundle for a plate of ``subject`` (None: the plate names none) and why, for the log:
-    the subject-specific bundle trained on that subject, else a general one: the portrait bundle
-    (SynthLight's single pass on the plate as shot), or, when the plate is ``delighted`` first (the
-    two-stage design), the general OLAT bundle."""
-    if subject and subject != GENERAL_SUBJECT:
+    the subject-specific bundle trained on that subject, else the general portrait bundle
+    (SynthLight's single pass on the plate as shot); a plate ``delighted`` first (the two-stage
+    design, with the shipped general delighter) always gets the general OLAT bundle."""
+    if subject and subject != GENERAL_SUBJECT and not delighted:  # a delighter is general: so is its bundle
         for folder in sorted(p for p in shipped.iterdir() if (p / BUNDLE_JSON).exists()):
             if read_info(folder).subject == subject:
                 return folder, f"bundle {folder.name}: trained on this plate's subject {subject!r}"
@@ -151,10 +151,12 @@ def shipped_bundle_for(subject: str | None, shipped: Path = SHIPPED, delighted: 
     if not (general / BUNDLE_JSON).exists():
         raise ValidationError(f"{general}: the general {'OLAT' if delighted else 'portrait'} bundle is missing from "
                               "this install; reinstall relit or give --bundle")
+    if delighted:
+        return general, f"bundle {general.name}: the general OLAT model relights the delighted plate (any person, " \
+                        "the stage's lights)"
     what = f"subject {subject!r}" if subject else "a plate that names no subject"
-    how = ("general OLAT model relights its delighted plate (any person, the stage's lights)" if delighted
-           else "general portrait model relights it (any person, any light)")
-    return general, f"bundle {general.name}: no shipped bundle was trained on {what}, so the {how}"
+    return general, f"bundle {general.name}: no shipped bundle was trained on {what}, so the general portrait " \
+                    "model relights it (any person, any light)"
 
 
 def read_info(folder: str | Path) -> BundleInfo:
@@ -185,8 +187,16 @@ def read_info(folder: str | Path) -> BundleInfo:
         subject=data.get("subject"), training=data.get("training", {}), licence=data.get("licence", ""),
         sha256=weights_sha256(folder), recipe=recipe,
         stage_coverage=[float(c) for c in data.get("stage_coverage", [1.0, 1.0, 1.0])],
-        target_lighting=str(data.get("target_lighting", "any")),
+        target_lighting=_target_lighting(data.get("target_lighting", "any"), path),
     )
+
+
+def _target_lighting(value, path: Path) -> str:
+    from ..lighting.random_lighting import TARGET_LIGHTINGS
+
+    if value not in TARGET_LIGHTINGS:
+        raise ValidationError(f"{path}: target_lighting {value!r}: use one of {sorted(TARGET_LIGHTINGS)}")
+    return value
 
 
 def bundle_problems(folder: Path) -> list[str]:
