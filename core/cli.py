@@ -523,16 +523,17 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
         cfg = preset(args.preset, holdout_cameras=list(args.holdout_cameras), device=args.device, **overrides)
         views = capture_frames(capture, cfg.resolution, cfg.frames)  # a bad range is refused before anything is written
         save_config(out, cfg, str(Path(args.capture).resolve()))
-    if args.ray is not None:  # the K-frame model here, then the segments (independent) as Ray tasks
+    if args.ray is not None:  # the K-frame model here, then the segments (independent in a wave) as Ray tasks
         from .farm.ray_runner import map_ray
-        from .gaussians.train import keyframes
+        from .gaussians.train import keyframes, segment_waves
 
         reconstruct(views, cfg, store=out, segments=False)
         n = len(keyframes(views.frames, cfg.keyframes)) - 1
-        _, failed = map_ray("core.gaussians.train", "train_segment", [(str(out.resolve()), i) for i in range(n)],
-                            args.ray or None, args.workers, progress=not args.quiet)
-        if failed:
-            raise RelitError(f"{len(failed)} segment(s) failed after three attempts: {failed}; rerun to retry")
+        for wave in segment_waves(n, cfg):
+            _, failed = map_ray("core.gaussians.train", "train_segment", [(str(out.resolve()), i) for i in wave],
+                                args.ray or None, args.workers, progress=not args.quiet)
+            if failed:
+                raise RelitError(f"{len(failed)} segment(s) failed after three attempts: {failed}; rerun to retry")
         print(f"{out}: K-frame model and {n} segment(s), segments trained on Ray")
         return
     bar = tqdm(total=cfg.keyframes, desc="reconstruct", unit="model", disable=args.quiet)

@@ -173,19 +173,41 @@ def test_orbit_views_turn_a_camera_about_the_vertical_through_the_subject():
 
 
 def test_anchor_views_pull_two_segments_to_agree_at_their_keyframe():
-    """The image tie to the K-frame model's keyframe renders, kept after the warm-up, makes the two
-    segments meeting at the middle keyframe render it more alike from the held-out camera."""
+    """The image tie kept after the warm-up, to the K-frame model's keyframe renders or (two waves)
+    to the finished neighbour's, makes the two segments meeting at the middle keyframe render it
+    more alike from the held-out camera."""
     views = _moving_scene(frames=5)
     base = dict(keyframes=3, gaussians=120, densify=False, kframe_iterations=150, segment_iterations=200,
-                warmup=20, deform=DeformConfig((8,), 4, 8, 32, 1), holdout_cameras=["cam2"])
+                warmup=20, deform=DeformConfig((8,), 4, 8, 32, 1), holdout_cameras=["cam2"], anchor_share=0.5)
     gaps = {}
-    for weight in (0.0, 1.0):
-        recon = reconstruct(views, ReconConfig(**base, anchor_weight=weight, anchor_share=0.5))
+    for weight, source in ((0.0, "kframe"), (1.0, "kframe"), (1.0, "neighbours")):
+        recon = reconstruct(views, ReconConfig(**base, anchor_weight=weight, anchor_source=source))
         w, h = views.size
         with torch.no_grad():
             a, b = (s.render(3, views.viewmats[2:3], views.Ks[2:3], w, h)[0][0] for s in recon.segments)
-        gaps[weight] = float((a - b).abs().mean())
-    assert gaps[1.0] < 0.7 * gaps[0.0], gaps
+        gaps[weight, source] = float((a - b).abs().mean())
+    assert gaps[1.0, "kframe"] < 0.7 * gaps[0.0, "kframe"], gaps
+    assert gaps[1.0, "neighbours"] < 0.7 * gaps[0.0, "kframe"], gaps
+
+
+def test_neighbour_anchors_train_in_two_waves():
+    """With neighbours as the anchor source the even-numbered segments train first, untied; an odd one
+    is tied to both neighbours (one at the sequence's end) and refuses to start before they exist."""
+    from core.gaussians.train import anchor_sources, segment_waves
+
+    cfg = ReconConfig(anchor_weight=1.0, anchor_source="neighbours")
+    assert segment_waves(5, cfg) == [[0, 2, 4], [1, 3]] and segment_waves(4, cfg) == [[0, 2], [1, 3]]
+    assert segment_waves(5, ReconConfig(anchor_weight=1.0)) == [[0, 1, 2, 3, 4]]
+    assert segment_waves(5, ReconConfig(anchor_source="neighbours")) == [[0, 1, 2, 3, 4]]  # no anchors: one wave
+    k, s0, s2 = object(), object(), object()
+    assert anchor_sources(2, 4, k, {}, cfg) == (None, None)
+    assert anchor_sources(1, 4, k, {0: s0, 2: s2}, cfg) == (s0, s2)
+    assert anchor_sources(3, 4, k, {2: s2}, cfg) == (s2, None)  # the last segment: its end is no boundary
+    with pytest.raises(ValidationError, match=r"segment\(s\) \[2\] are not trained yet"):
+        anchor_sources(1, 4, k, {0: s0}, cfg)
+    assert anchor_sources(1, 4, k, {}, ReconConfig(anchor_weight=1.0)) == (k, k)
+    with pytest.raises(ValidationError, match="anchor source"):
+        ReconConfig(anchor_source="elsewhere")
 
 
 def test_each_model_is_given_only_its_frames_and_trains_the_same():

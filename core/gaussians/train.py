@@ -37,6 +37,14 @@ from .raster import rasterize
 log = logging.getLogger(__name__)
 
 
+# what a segment's anchor views show (ReconConfig.anchor_source)
+ANCHOR_SOURCES = {
+    "kframe": "the K-frame model's renders of both keyframes; segments stay independent",
+    "neighbours": "segments train in two waves: the even-numbered ones first, unanchored; then each odd one is "
+                  "tied to its finished neighbours' renders of the keyframes it shares with them",
+}
+
+
 @dataclass
 class ReconConfig:
     keyframes: int = 4                 # K: keyframes spread over the sequence (first and last included)
@@ -55,6 +63,7 @@ class ReconConfig:
     anchor_views: int = 8              # orbit views (each rendered at both keyframes)
     anchor_orbit: float = 20.0         # degrees: an orbit view turns a training camera about the vertical axis
                                        # through the subject by up to this
+    anchor_source: str = "kframe"      # what the anchor views show: a key of ANCHOR_SOURCES
     alpha_weight: float = 0.5          # weight of the matte L1 next to the colour L1
     densify: bool = True               # gsplat DefaultStrategy (its defaults scaled by `refine_scale`)
     refine_scale: float = 1.0          # scales the strategy's iteration counts (tiny runs refine sooner)
@@ -76,6 +85,8 @@ class ReconConfig:
         if not 0.0 <= self.anchor_share <= 1.0 or self.anchor_views < 1 or self.anchor_weight < 0:
             raise ValidationError(f"anchor views: share {self.anchor_share} must be in [0, 1], views "
                                   f"{self.anchor_views} >= 1 and weight {self.anchor_weight} >= 0")
+        if self.anchor_source not in ANCHOR_SOURCES:
+            raise ValidationError(f"anchor source {self.anchor_source!r}: use one of {sorted(ANCHOR_SOURCES)}")
 
 
 PRESETS = {
@@ -339,12 +350,38 @@ def scene_bounds(points: np.ndarray, margin: float = 0.25) -> torch.Tensor:  # [
 
 
 def _train_segment(seg: DynamicGaussians, kframe: DynamicGaussians, views: Views, train_cams: list[int],
-                   cfg: ReconConfig, extent: float, rng: np.random.Generator, tie: tuple[dict, dict]) -> dict:
+                   cfg: ReconConfig, extent: float, rng: np.random.Generator, tie: tuple[dict, dict],
+                   sources: tuple) -> dict:
     """A segment of the full method on its frames (``views`` holds them): the warm-up tie and the
-    anchor views; one definition for the in-process run and a farm unit's."""
+    anchor views of ``sources`` (:func:`anchor_sources`); one definition for the in-process run and
+    a farm unit's."""
     return train_deformable(seg, views, train_cams, views.frames, cfg, cfg.segment_iterations, extent, rng,
                             warmup=cfg.warmup, tie=tie,
-                            anchors=segment_anchors(kframe, views, train_cams, cfg, seg.first, seg.last))
+                            anchors=segment_anchors(kframe, sources, views, train_cams, cfg, seg.first, seg.last))
+
+
+def segment_waves(count: int, cfg: ReconConfig) -> list[list[int]]:
+    """The segments (0-based) in the order they can train: one wave of all of them, or with
+    ``neighbours`` anchors the even-numbered ones, then the odd ones (tied to them)."""
+    if cfg.anchor_weight and cfg.anchor_source == "neighbours":
+        return [list(range(0, count, 2)), list(range(1, count, 2))]
+    return [list(range(count))]
+
+
+def anchor_sources(index: int, count: int, kframe: DynamicGaussians, done: dict[int, DynamicGaussians],
+                   cfg: ReconConfig) -> tuple:
+    """(the model segment ``index`` is tied to at its first keyframe, the one at its last), None
+    where it is not tied: the K-frame model at both, or its trained neighbours (odd segments only;
+    the sequence's own first and last frame are no boundary). ``done``: trained segments by index."""
+    if cfg.anchor_source != "neighbours":
+        return kframe, kframe
+    if index % 2 == 0:
+        return None, None
+    wanted = [i for i in (index - 1, index + 1) if 0 <= i < count]
+    if missing := [i for i in wanted if i not in done]:
+        raise ValidationError(f"segment {index} is tied to its neighbours (anchor source neighbours) but segment(s) "
+                              f"{missing} are not trained yet: train the even-numbered segments first")
+    return done[index - 1], done.get(index + 1)
 
 
 def orbit_views(views: Views, cams: list[int], centre: torch.Tensor, n: int, degrees: float,
@@ -365,13 +402,15 @@ def orbit_views(views: Views, cams: list[int], centre: torch.Tensor, n: int, deg
     return torch.stack(viewmats).float(), torch.stack(Ks)
 
 
-def segment_anchors(kframe: DynamicGaussians, views: Views, train_cams: list[int], cfg: ReconConfig,
-                    a: int, b: int) -> list[tuple] | None:
-    """The K-frame model's renders of keyframes ``a`` and ``b`` from the orbit views, as
-    (frame, viewmat [1, 4, 4], K [1, 3, 3], RGBA [H, W, 4]) for :func:`train_deformable`; the
-    same orbit views for every segment (their own random stream), so two segments meeting at a
-    keyframe are tied to the same images. None when ``cfg.anchor_weight`` is 0."""
-    if not cfg.anchor_weight:
+def segment_anchors(kframe: DynamicGaussians, sources: tuple, views: Views, train_cams: list[int],
+                    cfg: ReconConfig, a: int, b: int) -> list[tuple] | None:
+    """``sources``' renders of keyframes ``a`` and ``b`` (the first renders ``a``, the second
+    ``b``; None: that end is not tied) from the orbit views, as (frame, viewmat [1, 4, 4],
+    K [1, 3, 3], RGBA [H, W, 4]) for :func:`train_deformable`; the same orbit views for every
+    segment (their own random stream, around the K-frame model's box), so two segments meeting at a
+    keyframe are tied to the same images. None when ``cfg.anchor_weight`` is 0 or nothing is tied."""
+    ends = [(f, model) for f, model in zip((a, b), sources) if model is not None]
+    if not cfg.anchor_weight or not ends:
         return None
     bounds = kframe.deformation.bounds
     viewmats, Ks = orbit_views(views, train_cams, bounds.mean(dim=0), cfg.anchor_views, cfg.anchor_orbit,
@@ -379,9 +418,9 @@ def segment_anchors(kframe: DynamicGaussians, views: Views, train_cams: list[int
     width, height = views.size
     out = []
     with torch.no_grad():
-        for f in (a, b):
+        for f, model in ends:
             for i in range(len(viewmats)):
-                img, alpha, _ = kframe.render(f, viewmats[i:i + 1], Ks[i:i + 1], width, height)
+                img, alpha, _ = model.render(f, viewmats[i:i + 1], Ks[i:i + 1], width, height)
                 out.append((f, viewmats[i:i + 1], Ks[i:i + 1], torch.cat([img[0], alpha[0]], dim=-1)))
     return out
 
@@ -449,6 +488,8 @@ def reconstruct(views: Views | CaptureFrames, cfg: ReconConfig, kframe_init: boo
     store = None if store is None else Path(store)
     total = len(keys) - 1 + int(kframe_init)
 
+    finished = [0]  # models done, for progress
+
     def trained(name: str, index: int, build, train) -> DynamicGaussians:
         path = None if store is None else store / f"{name}.safetensors"
         if path is not None and path.exists():
@@ -460,31 +501,34 @@ def reconstruct(views: Views | CaptureFrames, cfg: ReconConfig, kframe_init: boo
             stats[name] = train(model, np.random.default_rng([cfg.seed, index]))
             if path is not None:
                 save_model(model, path)
+        finished[0] += 1
         if progress is not None:
-            progress(index + 1 - int(not kframe_init), total, name)
+            progress(finished[0], total, name)
         return model
 
     kframe = new_model(points, colours, bounds, cfg, views.frames[0], views.frames[-1], extent)
     if kframe_init:
         kframe = trained("kframe", 0, lambda: kframe, lambda m, r: train_deformable(
             m, views.subset(keys), train_cams, keys, cfg, cfg.kframe_iterations, extent, r))
-    models = []
-    for i, (a, b) in enumerate(zip(keys[:-1], keys[1:]) if segments else [], start=1):
+    count = len(keys) - 1 if segments else 0
+    done: dict[int, DynamicGaussians] = {}  # trained segments by index (0-based)
+    for j in [j for wave in segment_waves(count, cfg) for j in wave] if kframe_init else range(count):
+        i, a, b = j + 1, keys[j], keys[j + 1]
         span = [f for f in views.frames if a <= f <= b]
         if kframe_init:
             with torch.no_grad():
                 tie = (kframe.at(a), kframe.at(b))
-            seg = trained(f"segment_{i - 1:03d}", i,
-                          lambda a=a, b=b: DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b),
-                          lambda m, r, span=span, tie=tie, a=a, b=b: _train_segment(
-                              m, kframe, views.subset(span), train_cams, cfg, extent, r, tie))
+            sources = anchor_sources(j, count, kframe, done, cfg)
+            done[j] = trained(f"segment_{j:03d}", i,
+                              lambda a=a, b=b: DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b),
+                              lambda m, r, span=span, tie=tie, sources=sources: _train_segment(
+                                  m, kframe, views.subset(span), train_cams, cfg, extent, r, tie, sources))
         else:
-            seg = trained(f"segment_{i - 1:03d}", i, lambda a=a, b=b: new_model(points, colours, bounds, cfg, a, b,
+            done[j] = trained(f"segment_{j:03d}", i, lambda a=a, b=b: new_model(points, colours, bounds, cfg, a, b,
                                                                                  extent),
-                          lambda m, r, span=span: train_deformable(m, views.subset(span), train_cams, span, cfg,
-                                                                   cfg.segment_iterations, extent, r))
-        models.append(seg)
-    return Reconstruction(kframe, models, keys, stats)
+                              lambda m, r, span=span: train_deformable(m, views.subset(span), train_cams, span, cfg,
+                                                                       cfg.segment_iterations, extent, r))
+    return Reconstruction(kframe, [done[j] for j in range(count)], keys, stats)
 
 
 def load_reconstruction(store: str | Path, cfg: ReconConfig) -> Reconstruction:
@@ -560,8 +604,9 @@ def load_config(store: str | Path) -> tuple[ReconConfig, str]:
 
 def train_segment(store: str | Path, index: int) -> str:
     """Train segment ``index`` (from 0) of a reconstruction folder whose K-frame model is done, and
-    save it there: the unit a farm or Ray runs once the K-frame model exists (segments are
-    independent of each other). Deterministic: the same as the in-process run."""
+    save it there: the unit a farm or Ray runs once the K-frame model exists (the segments of a
+    wave are independent of each other: :func:`segment_waves`). Deterministic: the same as the
+    in-process run."""
     store = Path(store)
     cfg, capture = load_config(store)
     path = store / f"segment_{index:03d}.safetensors"
@@ -577,10 +622,15 @@ def train_segment(store: str | Path, index: int) -> str:
     train_cams = [i for i, c in enumerate(views.cameras) if c not in cfg.holdout_cameras]
     bounds = kframe.deformation.bounds
     extent = float((bounds[1] - bounds[0]).max())
+    count = len(keys) - 1
+    done = {i: load_model(p, cfg) for i in (index - 1, index + 1)
+            if 0 <= i < count and (p := store / f"segment_{i:03d}.safetensors").exists()}
+    sources = anchor_sources(index, count, kframe, done, cfg)  # refuses a segment whose neighbours are missing
     torch.manual_seed(cfg.seed + index + 1)
     seg = DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b)
     with torch.no_grad():
         tie = (kframe.at(a), kframe.at(b))
-    _train_segment(seg, kframe, views, train_cams, cfg, extent, np.random.default_rng([cfg.seed, index + 1]), tie)
+    _train_segment(seg, kframe, views, train_cams, cfg, extent, np.random.default_rng([cfg.seed, index + 1]), tie,
+                   sources)
     save_model(seg, path)
     return str(path)
