@@ -13,9 +13,10 @@ study can span sessions. ``--report`` writes the section from what is there.
         --budget $((100 * n)) --results ~/relit-work/bench/gs-long --variants a c:K=$((n / 15 + 1)); done
     python bench/gaussians_long.py --capture ~/relit-work/perf240 --results ~/relit-work/bench/gs-long --growth
 
-A variant: ``a`` | ``b:K=8`` | ``c:K=8,kframe=0.3,warmup=0.25,tie=100,anchor=0,source=kframe``, each optionally
-with ``,seed=S`` and ``,scale=2`` (the budget times 2). Defaults: K 8, the K-frame model 30 % of the
-budget, a warm-up of 25 % of each segment, tie 100, no anchor views, seed 0 (the tiny preset's
+A variant: ``a`` | ``b:K=8`` | ``c:K=8,kframe=0.3,warmup=0.25,tie=100,anchor=0,source=kframe,ashare=0.25,aviews=8``,
+each optionally with ``,seed=S`` and ``,scale=2`` (the budget times 2). Defaults: K 8, the K-frame
+model 30 % of the budget, a warm-up of 25 % of each segment, tie 100, no anchor views (when on: a
+quarter of the iterations on 8 orbit views, of the K-frame model), seed 0 (the tiny preset's
 proportions).
 """
 
@@ -54,6 +55,8 @@ class Variant:
     anchor: float = 0.0       # c: weight of the image tie to the K-frame model's keyframe renders from orbit views,
                               # after the warm-up (ReconConfig.anchor_weight; 0: off)
     source: str = "kframe"    # c: what the anchor views show (ReconConfig.anchor_source: kframe | neighbours)
+    ashare: float = 0.25      # c: share of a segment's iterations after the warm-up on anchor views
+    aviews: int = 8           # c: orbit views (each rendered at the tied keyframes)
     scale: float = 1.0        # the budget times this
     seed: int = 0
 
@@ -107,7 +110,8 @@ def run(variant: Variant, capture_path: Path, frames: list[int], budget: int, ou
     kframe, per, warm = variant.iterations(budget)
     cfg = preset("tiny", keyframes=variant.keyframes, holdout_cameras=[HOLDOUT], frames=frames, seed=variant.seed,
                  kframe_iterations=kframe, segment_iterations=per, warmup=warm, tie_weight=variant.tie,
-                 anchor_weight=variant.anchor, anchor_source=variant.source)
+                 anchor_weight=variant.anchor, anchor_source=variant.source, anchor_share=variant.ashare,
+                 anchor_views=variant.aviews)
     views = load_views(capture, cfg.resolution, frames)
     cam = views.cameras.index(HOLDOUT)
     start = time.perf_counter()
