@@ -54,11 +54,11 @@ class ReconConfig:
     segment_iterations: int = 20000    # per segment, warm-up included
     warmup: int = 3000                 # per segment: Gaussians frozen, deformation tied at the keyframes
     tie_weight: float = 100.0          # weight of the keyframe L2 tie (squared distance / scene extent²)
-    anchor_weight: float = 0.0         # segments: weight of an image tie to the K-frame model's renders of the
-                                       # segment's two keyframes from orbit views (novel views near the
-                                       # training cameras), kept after the warm-up, when Gaussians densify and
-                                       # the L2 tie no longer applies; both segments meeting at a keyframe are
-                                       # pulled to the same images there (0: off)
+    anchor_weight: float = 0.0         # segments: weight of an image tie to renders of the segment's keyframes
+                                       # from orbit views (novel views near the training cameras; what renders
+                                       # them: anchor_source), kept after the warm-up, when Gaussians densify
+                                       # and the L2 tie no longer applies; both segments meeting at a keyframe
+                                       # are pulled to the same images there (0: off)
     anchor_share: float = 0.25         # share of a segment's iterations after the warm-up spent on an anchor view
     anchor_views: int = 8              # orbit views (each rendered at both keyframes)
     anchor_orbit: float = 20.0         # degrees: an orbit view turns a training camera about the vertical axis
