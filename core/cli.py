@@ -41,6 +41,12 @@ def _shard(text: str) -> tuple[int, int]:
     return int(k), int(n)
 
 
+def _steps_flag(p: argparse.ArgumentParser) -> None:
+    """The sampler-steps flag of every verb that samples a bundle."""
+    p.add_argument("--steps", type=_at_least(0),
+                   help="sampler steps (default: the bundle's recipe; 0: a refine bundle's mean pass alone)")
+
+
 def _at_least(lo: int):
     """An argparse type: an integer >= ``lo`` (argparse then names the flag in its error)."""
     def parse(text: str) -> int:
@@ -318,7 +324,8 @@ def cmd_check_consistency(args: argparse.Namespace) -> None:
     from .relight.frame import RelightSettings, consistency_error, prepare_plate
 
     pipe, info = load_bundle(args.bundle, args.device)
-    settings = RelightSettings(steps=args.steps or int(info.recipe["steps"]), seed=args.seed)
+    steps = int(info.recipe["steps"]) if args.steps is None else pipe.objective.check_steps(args.steps, "--steps")
+    settings = RelightSettings(steps=steps, seed=args.seed)
     for frame, path in find_frames(args.input).items():
         plate = read_plate(path)
         alpha = plate.alpha
@@ -797,7 +804,7 @@ def _add_demo(sub) -> None:
     p.add_argument("-o", "--output", default="out/demo", help="demo folder (default out/demo)")
     p.add_argument("--bundle", help="model bundle (default: the bundled default)")
     p.add_argument("--train", action="store_true", help="train a fresh bundle first (about half an hour on CPU)")
-    p.add_argument("--steps", type=_at_least(1), help="sampler steps (default: the bundle's recipe)")
+    _steps_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
@@ -837,7 +844,7 @@ def _add_relight(sub) -> None:
     p.add_argument("--basis", action="store_true",
                    help="also write NAME_basis.####.exr: every stage direction's unit-light prediction, to "
                         "relight later in comp by weights alone")
-    p.add_argument("--steps", type=_at_least(1), help="sampler steps (default: the bundle's recipe)")
+    _steps_flag(p)
     p.add_argument("--consistency", choices=CONSISTENCY,
                    help="stage predictions (environment, basis): ratio pins their irradiance-weighted sum to "
                         "the input; default: the bundle's recipe")
@@ -996,7 +1003,7 @@ def _add_check_consistency(sub) -> None:
     p.add_argument("--bundle", required=True)
     p.add_argument("--input", required=True, help="plate file or sequence pattern (####, %%04d)")
     p.add_argument("--matte", help="matte file or sequence (default: the plate's alpha)")
-    p.add_argument("--steps", type=_at_least(1), help="sampler steps (default: the bundle's recipe)")
+    _steps_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_check_consistency)

@@ -91,7 +91,7 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     # the plate at the size of the training captures, so relit relight frames it as training did
     # (bundles from before training framed views like relight trained on whole frames at their own size)
     plate_res = int(info.training.get("data", {}).get("image_size", res))
-    steps = steps or int(info.recipe["steps"])
+    steps = int(info.recipe["steps"]) if steps is None else steps
     # 1. a held-out view: the frontal camera (the training arc has no 0-degree camera); flat-lit and the
     # HDRI, no OLATs: the truth of the stage lights is rendered below, one render per light mix
     cfg = SynthConfig(subject=kind, seed=int(seed_of_subject), views=1, frames=1, layout=str(out / "stage.json"),
@@ -145,9 +145,9 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     tiles += [("relit beauty", beauty, 0.0), ("truth beauty", sum(truth.values()), 0.0)]
     photo_tiles, photo, portrait_pass = photo_demo(out / "photo", plate_res, seed)
     tiles += photo_tiles
-    sampler = pipe.objective.check_sampler(None)
+    sampling = f"{steps} {pipe.objective.check_sampler(None)} steps" if steps else "the mean pass alone"
     sheet = contact_sheet(report.folder / "contact_sheet.png", tiles, columns=3, scale=max(1, 192 // plate_res),
-                          title=f"relit demo: {info.id}, {evaluations} UNet evaluations, {steps} {sampler} steps")
+                          title=f"relit demo: {info.id}, {evaluations} UNet evaluations, {sampling}")
     log.info("demo scores: %s; the photo: %s", scores, photo)
     stage_hdri = len(info.layout) * pipe.evaluations(steps)  # the HDRI's share: one inference per light
     return DemoResult(path, sheet, scores, photo, {"stage": stage_hdri, "portrait": portrait_pass})

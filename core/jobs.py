@@ -54,7 +54,7 @@ class RelightJob:
     clusters: int = 8                    # area lights for the "area" strategy
     missing: str = "drop"                # light below a stage floor: drop (reported) | nearest
     basis: bool = False                  # also write every stage direction's unit prediction (OLAT basis)
-    steps: int | None = None             # sampler steps (default: the bundle's recipe)
+    steps: int | None = None             # sampler steps (default: the bundle's recipe; 0: a refine bundle's mean pass)
     guidance_image: float = 1.0          # lambda_I
     guidance_light: float = 1.0          # lambda_L
     seed: int = 0                        # initial-noise seed
@@ -138,7 +138,7 @@ class RelightJob:
         if self.consistency is not None:
             _choice(self.consistency, CONSISTENCY, at("consistency"))
         _choice(self.missing, ("drop", "nearest"), at("missing"))
-        for key, lo in (("clusters", 1), ("steps", 1), ("batch_size", 1), ("seed", 0), ("threads", 0),
+        for key, lo in (("clusters", 1), ("steps", 0), ("batch_size", 1), ("seed", 0), ("threads", 0),
                         ("samples", 1), ("cache_mb", 0)):
             value = getattr(self, key)
             if key == "steps" and value is None:

@@ -379,9 +379,9 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
         import torch
 
         torch.set_num_threads(job.threads)
-    steps = job.steps or int(info.recipe["steps"])
     consistency = job.consistency or info.recipe["consistency"]
     objective = make_objective(info.recipe["objective"])
+    steps = int(info.recipe["steps"]) if job.steps is None else objective.check_steps(job.steps, f"steps (bundle {info.id})")
     sampler = objective.check_sampler(job.sampler)  # checked before anything is written
     plan: LightingPlan = plan_lighting(info, rig, job.hdri_strategy, job.clusters, job.missing, job.basis,
                                        environment, job.camera_c2w,

@@ -79,7 +79,7 @@ def _write_inputs(d: Path) -> None:
     for name, graph in graphs.items():
         (d / f"{name}.json").write_text(json.dumps(graph))
     for name, damage in [("no_unet", "unet"), ("no_lighting", "lighting.safetensors"),
-                         ("truncated_weights", None), ("bad_conditioning", None)]:
+                         ("truncated_weights", None), ("bad_conditioning", None), ("diffusion", None)]:
         b = d / f"bundle_{name}"
         shutil.copytree(BUNDLE, b)
         if damage == "unet":
@@ -91,6 +91,9 @@ def _write_inputs(d: Path) -> None:
     meta = json.loads((d / "bundle_bad_conditioning" / "relit.json").read_text())
     meta["conditioning"] = "telepathy"
     (d / "bundle_bad_conditioning" / "relit.json").write_text(json.dumps(meta))
+    meta = json.loads((d / "bundle_diffusion" / "relit.json").read_text())
+    meta["recipe"]["objective"] = {"name": "diffusion"}  # sampled by steps only: no mean pass to stop at
+    (d / "bundle_diffusion" / "relit.json").write_text(json.dumps(meta))
     job = {"bundle": str(BUNDLE), "input": str(d / "good.exr"), "output": str(d / "out"),
            "rig": example_rig().to_json(), "colour": "purple"}
     (d / "job_unknown_key.json").write_text(json.dumps(job))
@@ -183,7 +186,9 @@ def _cases(d: Path) -> dict[str, tuple[list[str], str]]:
         "name_absolute": ([*relight, "--name", "/tmp/relit", "-o", out], "--name"),
         "output_is_a_file": ([*relight, "-o", str(d / "file")], "is a file; relit writes version folders"),
         "cuda_on_cpu": ([*relight, "--device", "cuda", "-o", out], "--device cuda: this torch has no usable CUDA"),
-        "bad_steps": ([*relight, "--steps", "0", "-o", out], "--steps"),
+        "bad_steps": ([*relight, "--steps", "-1", "-o", out], "--steps"),
+        "zero_steps_without_a_mean_pass": ([*relight, "--bundle", str(d / "bundle_diffusion"), "--steps", "0", "-o",
+                                            out], "the 'diffusion' objective needs at least 1"),
         "job_binary": (["relight", "--job", str(d / "binary.bin")], "binary.bin"),
         "job_unknown_key": (["relight", "--job", str(d / "job_unknown_key.json")], "colour"),
         # relit comp

@@ -259,6 +259,33 @@ def test_bundle_records_its_recipe_and_legacy_bundles_load_as_ddpm(tmp_path):
     (legacy / "relit.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match="objective 'gan'"):
         load_bundle(legacy)
+    data["recipe"] = {"objective": {"name": "diffusion"}, "steps": 0}  # no mean pass to sample alone
+    (legacy / "relit.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="recipe.steps: 0 sampler steps: the 'diffusion' objective needs at least 1"):
+        load_bundle(legacy)
+
+
+def test_a_refine_bundle_at_zero_steps_samples_its_mean_pass_once_per_light(tmp_path):
+    from core.model.objectives import RefineObjective
+
+    pipe = tiny_pipe()
+    refine = RelightPipeline(pipe.model, RefineObjective().scheduler(), pipe.codec, pipe.tone, 1.2, 4.0,
+                             RefineObjective(residual_scale=0.2))
+    info = _info(pipe)
+    info.recipe = {"objective": refine.objective.params(), "steps": 0, "consistency": "none"}
+    loaded, got = load_bundle(save_bundle(tmp_path / "mean", refine, info))
+    assert got.recipe["steps"] == 0
+    a, b = (loaded(flat_image(), DIRS, num_inference_steps=0, seed=s) for s in (1, 2))
+    np.testing.assert_array_equal(a.images, b.images)  # deterministic: no noise is sampled
+    assert a.evaluations == len(DIRS)
+    with torch.no_grad():  # the twin: the network's mean pass decoded by hand
+        img = refine._to_latent(torch.as_tensor(flat_image())[None], refine.exposure_image)
+        enc = torch.from_numpy(refine.model.config.light_encoding().encode(np.asarray(DIRS), np.zeros(len(DIRS))))
+        mu = refine.model(torch.zeros((len(DIRS),) + tuple(img.shape[1:])),
+                          torch.full((len(DIRS),), RefineObjective.MEAN_TIMESTEP), img.expand(len(DIRS), -1, -1, -1),
+                          refine.model.light_tokens(enc), None, None)
+        twin = (refine.tone.decode(refine.codec.decode(mu).clamp(-1.0, 1.0)) / refine.exposure_target)
+    np.testing.assert_allclose(a.images, twin.permute(0, 2, 3, 1).numpy(), atol=1e-6)
 
 
 def test_a_bundle_without_its_scheduler_is_refused_without_a_network_call(tmp_path):

@@ -74,6 +74,30 @@ def test_refine_adds_the_sampled_residual_to_the_mean_pass():
     assert calls[0] == obj.MEAN_TIMESTEP and len(calls) == obj.evaluations(4) == 5
 
 
+@pytest.mark.parametrize("relative", [False, True])
+def test_refine_at_zero_steps_is_its_mean_pass_alone(relative):
+    obj = RefineObjective(residual_scale=0.1, relative=relative)
+    x0, src, noise = _latents(4)
+    calls = []
+
+    def net(x, t):
+        calls.append(int(t[0]))
+        assert torch.count_nonzero(x) == 0
+        return 0.5 * x0
+
+    out = obj.sample(net, src, noise, 0, None, obj.scheduler().config, bounded=True)
+    expected = (src + 0.5 * x0).clamp(-1.0, 1.0) if relative else 0.5 * x0  # no residual, whatever the noise
+    torch.testing.assert_close(out, expected)
+    assert calls == [obj.MEAN_TIMESTEP] and obj.evaluations(0) == 1
+
+
+@pytest.mark.parametrize("name", ["diffusion", "flow", "regression"])
+def test_zero_steps_are_refused_where_there_is_no_mean_pass(name):
+    with pytest.raises(ValidationError, match="needs at least 1.*refine"):
+        make_objective({"name": name}).check_steps(0, "steps")
+    assert make_objective({"name": "refine"}).check_steps(0, "steps") == 0
+
+
 def test_losses_equal_their_formulas():
     x0, src, noise = _latents(4)
     u = torch.tensor([0.0, 0.37, 0.999])

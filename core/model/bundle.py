@@ -173,12 +173,14 @@ def read_info(folder: str | Path) -> BundleInfo:
     recipe = {**LEGACY_RECIPE, **(data.get("recipe") or {})}
     if recipe["consistency"] not in CONSISTENCY:
         raise ValidationError(f"{path}: recipe.consistency {recipe['consistency']!r}: use one of {CONSISTENCY}")
-    if isinstance(recipe["steps"], bool) or not isinstance(recipe["steps"], int) or recipe["steps"] < 1:
-        raise ValidationError(f"{path}: recipe.steps {recipe['steps']!r}: must be an integer >= 1")
+    if isinstance(recipe["steps"], bool) or not isinstance(recipe["steps"], int):
+        raise ValidationError(f"{path}: recipe.steps {recipe['steps']!r}: must be an integer")
     try:
-        recipe["objective"] = make_objective(recipe["objective"]).params()  # one form: {"name": ..., params}
+        objective = make_objective(recipe["objective"])
+        objective.check_steps(recipe["steps"], "recipe.steps")
     except ValidationError as exc:
         raise ValidationError(f"{path}: recipe: {exc}") from None
+    recipe["objective"] = objective.params()  # one form: {"name": ..., params}
     return BundleInfo(
         id=data["id"], config=config, tone=ToneCurve(**data["tone"]),
         exposure_image=float(data["exposure"]["image"]), exposure_target=float(data["exposure"]["target"]),

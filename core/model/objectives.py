@@ -80,6 +80,7 @@ class Objective:
     samplers: ClassVar[tuple[str, ...]]  # sampler names it accepts, the default first
     default_steps: ClassVar[int]         # sampler steps a new bundle records (the best of the measured steps
                                          # curve, docs/benchmarks.md: train-relight)
+    min_steps: ClassVar[int] = 1         # the fewest sampler steps it samples with (refine: 0, its mean pass alone)
     pyramid: ClassVar[bool] = True       # trains on pyramid noise (DifFRelight); False: on the white noise
                                          # it starts from at inference (a flow's source is that noise)
 
@@ -127,6 +128,14 @@ class Objective:
 
     def evaluations(self, steps: int) -> int:
         """Network evaluations per light and guidance branch for ``steps`` sampler steps."""
+        return steps
+
+    def check_steps(self, steps: int, where: str) -> int:
+        """``steps`` if this objective samples with that many steps (``where`` names the setting)."""
+        if steps < self.min_steps:
+            raise ValidationError(f"{where}: {steps} sampler steps: the {self.name!r} objective needs at least "
+                                  f"{self.min_steps}" + (" (0, the mean pass alone, is a refine bundle's)"
+                                                         if steps == 0 else ""))
         return steps
 
     def check_sampler(self, sampler: str | None) -> str:
@@ -205,6 +214,7 @@ class RefineObjective(DiffusionObjective):
     name = "refine"
     samplers = ("ddim", "dpmpp")
     default_steps = 1
+    min_steps = 0  # no residual step: the mean pass alone (deterministic, one evaluation)
     MEAN_TIMESTEP = 2 * TRAIN_TIMESTEPS  # the mean pass's timestep: far from every diffusion step
 
     def __init__(self, from_scratch: bool = True, residual_scale: float = 0.1, relative: bool = False):
@@ -228,6 +238,11 @@ class RefineObjective(DiffusionObjective):
 
     def _sample(self, net, src, noise, steps, sampler, scheduler_config, bounded, on_step=None):
         mu = self.mean(net, src)
+        if steps == 0:  # the mean pass alone
+            self.check_sampler(sampler)
+            if on_step is not None:
+                on_step(0, 1)
+            return mu.clamp(-1.0, 1.0) if bounded else mu
         residual = self._denoise(net, noise, steps, self.check_sampler(sampler), scheduler_config, False, on_step)
         out = mu + self.residual_scale * residual
         return out.clamp(-1.0, 1.0) if bounded else out

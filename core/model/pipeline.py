@@ -75,8 +75,9 @@ class RelightPipeline(DiffusionPipeline):
                 raise ValueError(f"{len(sizes)} sizes for {len(directions)} lights")
         elif environment is None or environment.ndim != 4:
             raise ValueError("an envmap model needs environment maps [L, H, W, 3] (camera frame, tone-mapped)")
-        if steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
+        if steps < self.objective.min_steps:
+            raise ValueError(f"num_inference_steps must be >= {self.objective.min_steps} for the "
+                             f"{self.objective.name!r} objective, got {steps}")
         self.objective.check_sampler(sampler)
         if guidance_image < 0 or guidance_light < 0:
             raise ValueError("guidance scales must be >= 0")
