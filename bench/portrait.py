@@ -180,23 +180,22 @@ def _ratio_oracle(x: np.ndarray, y: np.ndarray, mask: np.ndarray, sigma: float) 
 
 
 def _model(path: Path, role: str) -> tuple[str, tuple]:
-    """(row name, (pipeline, objective)) of a run folder's last checkpoint (its EMA weights) or of a
-    bundle folder (a shipped model whose run folder is gone) at its recipe."""
+    """(row name, (pipeline, sampler steps)) of a run folder's last checkpoint (its EMA weights, at
+    its objective's default steps) or of a bundle folder (a shipped model whose run folder is gone,
+    at its recipe's steps)."""
     if (path / "relit.json").exists():
         from core.model.bundle import load_bundle
-        from core.model.objectives import make_objective
 
         pipe, info = load_bundle(path)
-        objective = make_objective(info.recipe["objective"])
-        if int(info.recipe["steps"]) != objective.default_steps:
-            raise SystemExit(f"{path}: its recipe's {info.recipe['steps']} steps are not the objective's default")
-        return f"{role}: bundle {info.id}", (pipe, objective)
+        steps = int(info.recipe["steps"])
+        return f"{role}: bundle {info.id}" + ("" if steps else " (mean pass)"), (pipe, steps)
     trainer = _trainer(path)
-    return f"{role}: {path.name} (step {trainer.step})", (trainer.pipeline(trainer.ema_model()), trainer.objective)
+    return (f"{role}: {path.name} (step {trainer.step})",
+            (trainer.pipeline(trainer.ema_model()), trainer.objective.default_steps))
 
 
 def _pipes(run: Path, regressor: Path | None, also: list[Path] = ()) -> dict:
-    """Name -> (pipeline, objective) of the run's model, the regressor's and any other runs' or bundles'."""
+    """Name -> (pipeline, sampler steps) of the run's model, the regressor's and any other runs' or bundles'."""
     pipes = dict([_model(run, "model")] + [_model(p, "model") for p in also])
     if regressor is not None:
         pipes.update([_model(regressor, "regressor")])
@@ -225,8 +224,8 @@ def generalisation(run: Path, regressor: Path | None, pairs: int) -> str:
             x, y, env = data.portrait_pair(view, *lightings)
             m = data.alpha[view] > 0.5
             preds = {"input x fitted scale": x}
-            preds.update({name: pipe(x, environment=env[None], num_inference_steps=objective.default_steps,
-                                     seed=b).images[0] for name, (pipe, objective) in pipes.items()})
+            preds.update({name: pipe(x, environment=env[None], num_inference_steps=steps,
+                                     seed=b).images[0] for name, (pipe, steps) in pipes.items()})
             preds.update({f"oracle: shading ratio blurred {s:g} px": _ratio_oracle(x, y, m, s) for s in ORACLE_SIGMAS})
             for name, p in preds.items():
                 scores[side][name].append(psnr(best_scale(p, y, m) * p, y, m))
@@ -265,9 +264,8 @@ def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, sh
         found += shaded is not None
         preds = {"input (unchanged)": x, "input x fitted scale": best_scale(x, y, m) * x,
                  "mesh shading (SH, face mesh)": x if shaded is None else shaded}
-        for name, (pipe, objective) in pipes.items():
-            preds[name] = pipe(x, environment=env[None], num_inference_steps=objective.default_steps,
-                               seed=b).images[0]
+        for name, (pipe, steps) in pipes.items():
+            preds[name] = pipe(x, environment=env[None], num_inference_steps=steps, seed=b).images[0]
         preds.update({f"oracle: shading ratio blurred {s:g} px": _ratio_oracle(x, y, m, s) for s in ORACLE_SIGMAS})
         for name, p in preds.items():
             c = best_scale(p, y, m)
@@ -309,7 +307,7 @@ def two_stage(run: Path, delighter: Path, olat: Path, pairs: int, out: Path | No
     torch.set_num_threads(1)
     trainer = _trainer(run)
     data = trainer.data
-    (name, (pipe, objective)), (_, (dl_pipe, dl_obj)), (_, (olat_pipe, olat_obj)) = (
+    (name, (pipe, steps)), (_, (dl_pipe, dl_steps)), (_, (olat_pipe, olat_steps)) = (
         _model(run, "model"), _model(delighter, "delighter"), _model(olat, "olat"))
     uniform = np.ones((16, 32, 3), np.float32)  # unit radiance everywhere: the flat-lit's lighting
     rng = np.random.default_rng(1234)  # the draws of evaluate()'s pairs, with their lightings kept
@@ -323,18 +321,18 @@ def two_stage(run: Path, delighter: Path, olat: Path, pairs: int, out: Path | No
         x, y, env = data.portrait_pair(int(v), lit, goal)
         m = data.alpha[v] > 0.5
         flat_true, _, flat_env = data.portrait_pair(int(v), uniform, uniform)
-        delit = dl_pipe(x, environment=flat_env[None], num_inference_steps=dl_obj.default_steps, seed=b).images[0]
+        delit = dl_pipe(x, environment=flat_env[None], num_inference_steps=dl_steps, seed=b).images[0]
         weights = project_to_layout(goal, data.layout, (0.0, 0.0, 0.0)).weights  # [N, 3]
         dirs = data.camera_directions(int(v))
 
         def stage(flat: np.ndarray) -> np.ndarray:
-            out = olat_pipe(flat, dirs, np.zeros(len(dirs)), num_inference_steps=olat_obj.default_steps, seed=b)
+            out = olat_pipe(flat, dirs, np.zeros(len(dirs)), num_inference_steps=olat_steps, seed=b)
             return np.einsum("nc,nhwc->hwc", weights, ratio_correct(out.images, data.irradiance, flat)), out.evaluations
 
         two, stage_evals = stage(delit)
         preds = {"input x fitted scale": best_scale(x, y, m) * x, "two-stage: delighter -> OLAT stage": two,
                  "OLAT stage on the true flat-lit (second stage's ceiling)": stage(flat_true)[0],
-                 name: pipe(x, environment=env[None], num_inference_steps=objective.default_steps, seed=b).images[0]}
+                 name: pipe(x, environment=env[None], num_inference_steps=steps, seed=b).images[0]}
         for key, p in preds.items():
             rows[key].append([psnr(p, y, m), ssim(p, y, m), flip(p, y, m)])
         if b < shown:
@@ -344,8 +342,8 @@ def two_stage(run: Path, delighter: Path, olat: Path, pairs: int, out: Path | No
                                                        flip(delit, flat_true, m)])
     lines = ["| method | PSNR | SSIM | HDR-FLIP | UNet evaluations per relight |",
              "| --- | ---: | ---: | ---: | ---: |"]
-    cost = {name: objective.evaluations(objective.default_steps),
-            "two-stage: delighter -> OLAT stage": dl_obj.evaluations(dl_obj.default_steps) + stage_evals}
+    cost = {name: pipe.evaluations(steps),
+            "two-stage: delighter -> OLAT stage": dl_pipe.evaluations(dl_steps) + stage_evals}
     for key, values in rows.items():
         v = np.mean(values, axis=0)
         lines.append(f"| {key} | {v[0]:.2f} dB | {v[1]:.3f} | {v[2]:.3f} | {cost.get(key, '')} |")
@@ -417,9 +415,8 @@ def subject_comparison(run: Path, bundle: Path, pairs: int, regressor: Path | No
         x, y, env = data.portrait_pair(v, source, goal)
         m = data.alpha[v] > 0.5
         preds = {"input x fitted scale": best_scale(x, y, m) * x}
-        for name, (pipe, objective) in pipes.items():
-            preds[name] = pipe(x, environment=env[None], num_inference_steps=objective.default_steps,
-                               seed=k).images[0]
+        for name, (pipe, steps) in pipes.items():
+            preds[name] = pipe(x, environment=env[None], num_inference_steps=steps, seed=k).images[0]
         flat, dirs = data.flat[v], data.camera_directions(v)
         noise = np.random.default_rng([k, len(dirs)]).standard_normal(
             (len(dirs),) + sp_pipe.latent_shape()).astype(np.float32)

@@ -59,8 +59,9 @@ def uniform_environment(resolution: int) -> np.ndarray:  # [m, m, 3] encoded
 def delight(pipe, plate: PreparedPlate, seed: int, steps: int) -> tuple[np.ndarray, int]:  # [m, m, 3], evals
     """The flat-lit of ``plate`` as its model sees it (its framed square, scene-linear), and the UNet
     evaluations it cost: one pass of the delighter ``pipe`` under a uniform white environment of
-    unit radiance. Its initial noise is the same every frame (``--noise flow`` moves only the
-    lights' noise; the shipped delighter's one refine step shows no grain to carry)."""
+    unit radiance, at ``steps`` sampler steps (its recipe's). The shipped delighter samples its mean
+    pass alone (0 steps: deterministic, no grain to carry between frames); a delighter that samples
+    draws the same initial noise every frame (``--noise flow`` moves only the lights' noise)."""
     m = plate.model_input.shape[0]
     noise = light_noise([DELIGHT_KEY], seed, pipe.latent_shape())
     out = pipe(plate.model_input, environment=uniform_environment(m)[None], noise=noise,
