@@ -42,13 +42,15 @@ def main() -> None:
     command = "python bench/demo.py " + shlex.join(sys.argv[1:])
     balance = ", ".join(f"{k.split('_lit')[0]} {v:.2f}x" for k, v in result.photo.items())
     cost = result.hdri_cost
+    steps = int(meta["steps"])
+    sampling = f"{steps} {meta['sampler']} steps" if steps else "the mean pass alone (0 sampler steps)"
     write_section("demo", f"""## `relit demo` (the README's main command; `{command}`)
 
 Machine: {machine()}. `relit demo` with the committed default bundle (`{info.id}`: tiny preset,
 {info.config.resolution} px, {info.recipe['objective']['name']} objective, {info.training.get('steps')} training steps): renders the held-out frontal view of its
 subject (the training arc has no frontal camera) with Cycles, relights it under a key light, a rim
 light and `forest` turned 30 degrees (stage strategy: {len(info.layout)} inferences, each light with its own
-initial noise), {meta['steps']} {meta['sampler']} steps, consistency {meta['consistency']}, guidance 1; {seconds:.0f} s wall time in all, rendering included.
+initial noise), {sampling}, consistency {meta['consistency']}, guidance 1; {seconds:.0f} s wall time in all, rendering included.
 
 | layer | PSNR vs Cycles ground truth (subject) |
 | --- | ---: |

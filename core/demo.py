@@ -145,9 +145,9 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     tiles += [("relit beauty", beauty, 0.0), ("truth beauty", sum(truth.values()), 0.0)]
     photo_tiles, photo, portrait_pass = photo_demo(out / "photo", plate_res, seed)
     tiles += photo_tiles
-    sampling = f"{steps} {pipe.objective.check_sampler(None)} steps" if steps else "the mean pass alone"
+    sampling = f"{steps} {pipe.objective.check_sampler(None)} steps" if steps else "mean pass"
     sheet = contact_sheet(report.folder / "contact_sheet.png", tiles, columns=3, scale=max(1, 192 // plate_res),
-                          title=f"relit demo: {info.id}, {evaluations} UNet evaluations, {sampling}")
+                          title=f"relit demo: {info.id}, {evaluations} UNet evals, {sampling}")
     log.info("demo scores: %s; the photo: %s", scores, photo)
     stage_hdri = len(info.layout) * pipe.evaluations(steps)  # the HDRI's share: one inference per light
     return DemoResult(path, sheet, scores, photo, {"stage": stage_hdri, "portrait": portrait_pass})
