@@ -225,16 +225,24 @@ def test_dpm_solver_and_ddim_agree_in_the_limit_of_steps():
         pipe(flat_image(), DIRS[:1], num_inference_steps=2, sampler="euler")
 
 
+def _refine_bundle(pipe, steps: int, consistency: str):
+    """``pipe``'s network as a refine pipeline (residual scale 0.2) and its BundleInfo with that recipe."""
+    from core.model.objectives import RefineObjective
+
+    refine = RelightPipeline(pipe.model, RefineObjective().scheduler(), pipe.codec, pipe.tone, 1.2, 4.0,
+                             RefineObjective(residual_scale=0.2))
+    info = _info(pipe)
+    info.recipe = {"objective": refine.objective.params(), "steps": steps, "consistency": consistency}
+    return refine, info
+
+
 def test_bundle_records_its_recipe_and_legacy_bundles_load_as_ddpm(tmp_path):
     import json
 
     from core.model.objectives import FlowObjective, RefineObjective
 
     pipe = tiny_pipe()
-    refine = RelightPipeline(pipe.model, RefineObjective().scheduler(), pipe.codec, pipe.tone, 1.2, 4.0,
-                             RefineObjective(residual_scale=0.2))
-    info = _info(pipe)
-    info.recipe = {"objective": refine.objective.params(), "steps": 10, "consistency": "ratio"}
+    refine, info = _refine_bundle(pipe, steps=10, consistency="ratio")
     folder = save_bundle(tmp_path / "refine", refine, info)
     loaded, got = load_bundle(folder)
     assert got.recipe == info.recipe and isinstance(loaded.objective, RefineObjective)
@@ -268,11 +276,7 @@ def test_bundle_records_its_recipe_and_legacy_bundles_load_as_ddpm(tmp_path):
 def test_a_refine_bundle_at_zero_steps_samples_its_mean_pass_once_per_light(tmp_path):
     from core.model.objectives import RefineObjective
 
-    pipe = tiny_pipe()
-    refine = RelightPipeline(pipe.model, RefineObjective().scheduler(), pipe.codec, pipe.tone, 1.2, 4.0,
-                             RefineObjective(residual_scale=0.2))
-    info = _info(pipe)
-    info.recipe = {"objective": refine.objective.params(), "steps": 0, "consistency": "none"}
+    refine, info = _refine_bundle(tiny_pipe(), steps=0, consistency="none")
     loaded, got = load_bundle(save_bundle(tmp_path / "mean", refine, info))
     assert got.recipe["steps"] == 0
     a, b = (loaded(flat_image(), DIRS, num_inference_steps=0, seed=s) for s in (1, 2))
