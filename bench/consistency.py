@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, help="sampler steps (default: the bundle's recipe)")
     args = ap.parse_args()
     pipe, info = load_bundle(args.bundle)
-    settings = RelightSettings(steps=args.steps or int(info.recipe["steps"]))
+    settings = RelightSettings(steps=int(info.recipe["steps"]) if args.steps is None else args.steps)
     rows = ["| input | matte | error |", "| --- | --- | ---: |"]
     demo = CaptureSet(Path(args.demo) / "subject")
     cam = demo.manifest.cameras[0]

@@ -72,6 +72,7 @@ def _nearest_stage_light(layout, c2w, camera_dir) -> int:
 def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: int | None = None, seed: int = 0,
              progress: bool = True) -> DemoResult:
     from .model.bundle import load_bundle, read_info
+    from .model.objectives import make_objective
     from .relight_job import run_relight
     from .synthetic.synth import SUBJECTS, SynthConfig, render_stage_mixes, synthesize
 
@@ -91,7 +92,9 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     # the plate at the size of the training captures, so relit relight frames it as training did
     # (bundles from before training framed views like relight trained on whole frames at their own size)
     plate_res = int(info.training.get("data", {}).get("image_size", res))
-    steps = int(info.recipe["steps"]) if steps is None else steps
+    # checked before the renders: 0 steps (the mean pass alone) is a refine bundle's
+    steps = (int(info.recipe["steps"]) if steps is None
+             else make_objective(info.recipe["objective"]).check_steps(steps, "--steps"))
     # 1. a held-out view: the frontal camera (the training arc has no 0-degree camera); flat-lit and the
     # HDRI, no OLATs: the truth of the stage lights is rendered below, one render per light mix
     cfg = SynthConfig(subject=kind, seed=int(seed_of_subject), views=1, frames=1, layout=str(out / "stage.json"),

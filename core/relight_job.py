@@ -358,6 +358,18 @@ def checked_delighter(job: RelightJob, info):
     return delighter
 
 
+def checked_sampling(job: RelightJob, info) -> tuple[int, str]:
+    """The sampler steps and sampler ``job`` runs the bundle ``info`` (BundleInfo) with: its recipe's
+    where the job leaves them, else the job's, checked against the bundle's objective (0 steps is a
+    refine bundle's mean pass alone). Called before anything is written (a relight, a farm plan)."""
+    from .model.objectives import make_objective
+
+    objective = make_objective(info.recipe["objective"])
+    steps = int(info.recipe["steps"]) if job.steps is None else objective.check_steps(job.steps,
+                                                                                       f"steps (bundle {info.id})")
+    return steps, objective.check_sampler(job.sampler)
+
+
 def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | None = None,
                 pipe_and_info=None) -> RunReport:
     """Run a relight job; ``progress`` receives events (and may raise to cancel).
@@ -381,8 +393,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
         torch.set_num_threads(job.threads)
     consistency = job.consistency or info.recipe["consistency"]
     objective = make_objective(info.recipe["objective"])
-    steps = int(info.recipe["steps"]) if job.steps is None else objective.check_steps(job.steps, f"steps (bundle {info.id})")
-    sampler = objective.check_sampler(job.sampler)  # checked before anything is written
+    steps, sampler = checked_sampling(job, info)  # checked before anything is written
     plan: LightingPlan = plan_lighting(info, rig, job.hdri_strategy, job.clusters, job.missing, job.basis,
                                        environment, job.camera_c2w,
                                        None if job.light_chunk is None else tuple(job.light_chunk), consistency)

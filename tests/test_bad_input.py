@@ -93,10 +93,14 @@ def _write_inputs(d: Path) -> None:
     (d / "bundle_bad_conditioning" / "relit.json").write_text(json.dumps(meta))
     meta = json.loads((d / "bundle_diffusion" / "relit.json").read_text())
     meta["recipe"]["objective"] = {"name": "diffusion"}  # sampled by steps only: no mean pass to stop at
+    meta["recipe"]["steps"] = 1  # a valid recipe: the job's --steps 0 is what must be refused
     (d / "bundle_diffusion" / "relit.json").write_text(json.dumps(meta))
     job = {"bundle": str(BUNDLE), "input": str(d / "good.exr"), "output": str(d / "out"),
            "rig": example_rig().to_json(), "colour": "purple"}
     (d / "job_unknown_key.json").write_text(json.dumps(job))
+    job = {"bundle": str(d / "bundle_diffusion"), "input": str(d / "good.exr"), "output": str(d / "out"),
+           "rig": example_rig().to_json(), "steps": 0}
+    (d / "job_zero_steps.json").write_text(json.dumps(job))
     (d / "capture").mkdir()
     (d / "capture" / "manifest.json").write_text("{ not json")
 
@@ -210,6 +214,9 @@ def _cases(d: Path) -> dict[str, tuple[list[str], str]]:
         "synth_zero_resolution": (["synth", "--res", "0", "-o", out], "--res"),
         "plan_binary_job": (["plan", str(d / "binary.bin"), "--chunk", "2", "-o", str(d / "out" / "units.json")],
                             "binary.bin"),
+        "plan_zero_steps_without_a_mean_pass": (["plan", str(d / "job_zero_steps.json"), "--chunk", "1", "-o",
+                                                 str(d / "out" / "units.json")],
+                                                "the 'diffusion' objective needs at least 1"),
         "run_unit_missing_plan": (["run-unit", str(d / "nowhere.json"), "--index", "0"], "nowhere.json"),
         "reconstruct_missing": (["reconstruct", str(d / "nowhere"), "-o", out], "manifest.json: not found"),
         "render_views_missing": (["render-views", str(d / "nowhere"), "-o", out], "nowhere"),

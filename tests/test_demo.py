@@ -53,7 +53,7 @@ def test_demo_writes_passes_and_a_contact_sheet(tmp_path):
     assert meta["steps"] == steps and meta["bundle_id"] == read_info(BUNDLE).id
     assert (tmp_path / "demo" / "relit" / "v001" / "contact_sheet.png").exists() and sheet.endswith(".png")
     # clean silhouettes: a relit light has no more coloured edge specks than Cycles' own render of it
-    # (at the recipe's one sampler step; three steps' residual grain made 48 on the rim, Cycles none)
+    # (at the recipe's sampling, its mean pass; three steps' residual grain made 48 on the rim, Cycles none)
     from core.io.images import read_rgb
     from core.model.metrics import edge_chroma_departure
 

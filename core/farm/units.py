@@ -105,7 +105,7 @@ def _version_folder(job: RelightJob, digest: str) -> Path:
 def plan_job(job: RelightJob, chunk: int, light_chunk: int | None = None) -> Plan:
     """Split ``job`` into units of ``chunk`` frames (x ``light_chunk`` stage directions)."""
     from ..model.bundle import read_info
-    from ..relight_job import checked_delighter, choose_bundle, delighter_digest
+    from ..relight_job import checked_delighter, checked_sampling, choose_bundle, delighter_digest
 
     job.validate()
     job, _ = choose_bundle(job)  # units name the bundle the plan chose (logged)
@@ -121,6 +121,7 @@ def plan_job(job: RelightJob, chunk: int, light_chunk: int | None = None) -> Pla
         raise ValidationError("temporal blending runs on whole frames: plan a --temporal job without --light-chunk")
     light_chunks = [[s, min(s + light_chunk, n_stage)] for s in range(0, n_stage, light_chunk)] if n_stage else [None]
     info = read_info(job.bundle)
+    checked_sampling(job, info)  # refused here, before the plan is written
     sha = [info.sha256, info.recipe]  # a job leaving steps/consistency to the bundle depends on its recipe
     if (delighter := checked_delighter(job, info)) is not None:  # refused here, before the plan is written
         sha.append(delighter_digest(delighter))
