@@ -410,6 +410,10 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
                                "under any other light should be delighted first (--delight auto)")
     if plan.correction is not None and (partial := partial_stage_message(info.stage_coverage, f"bundle {info.id}")):
         report.warnings.append(partial)
+    if job.samples > 1 and (steps == 0 or not objective.stochastic):
+        report.warnings.append(f"samples {job.samples}: bundle {info.id} at {steps} sampler steps is deterministic, "
+                               "so every sample is the same prediction; samples 1 writes the same passes for "
+                               f"1/{job.samples} of the UNet evaluations")
     for w in report.warnings:
         log.warning("%s", w)
     # a patch bundle's tiles decide what its weights predict (its config is not in the weights' hash)

@@ -521,3 +521,23 @@ def test_temporal_blending_is_the_reference_blend_of_the_unblended_run_and_resum
         np.float32), ["R", "G", "B", "A"])
     changed = run_relight(_job(bundle, plates, tmp_path / "blended", temporal=0.5))
     assert not any(f.skipped for f in changed.frames)
+
+
+def test_samples_of_a_deterministic_sampling_are_identical_and_the_report_says_so(tmp_path):
+    """At 0 steps a refine bundle samples its mean pass alone: averaging several samples averages one
+    prediction with itself. The passes equal one sample's and the report names the waste."""
+    from core.model.bundle import save_bundle
+    from tests.test_model import _refine_bundle, tiny_pipe
+
+    refine, info = _refine_bundle(tiny_pipe(), steps=0, consistency="none")
+    info.subject = SUBJECT
+    folder = save_bundle(tmp_path / "mean", refine, info)
+    plates = _plates(tmp_path, [1])
+    one = run_relight(_job(folder, plates, tmp_path / "one", steps=None))
+    two = run_relight(_job(folder, plates, tmp_path / "two", steps=None, samples=2))
+    assert not one.warnings and len(two.warnings) == 1 and "samples 2" in two.warnings[0]
+    assert two.frames[0].evaluations == 2 * one.frames[0].evaluations == 2 * 3  # three lights, one pass each
+    a, _, _ = read_passes(one.frames[0].path)
+    b, _, _ = read_passes(two.frames[0].path)
+    for name in a:  # the same prediction (batched twice as wide: float rounding, then written as half)
+        np.testing.assert_allclose(a[name], b[name], rtol=2e-3, atol=1e-6)
