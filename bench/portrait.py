@@ -194,6 +194,16 @@ def _model(path: Path, role: str) -> tuple[str, tuple]:
             (trainer.pipeline(trainer.ema_model()), trainer.objective.default_steps))
 
 
+def _geometry(pipe, normals: np.ndarray | None) -> np.ndarray | None:  # [H, W, 3] or None
+    """A view's face normals (the run's data: recorded landmarks, jittered as MediaPipe errs) for a
+    model that takes them."""
+    if not pipe.model.config.normals:
+        return None
+    if normals is None:
+        raise SystemExit("a model here takes face normals: score it as the run (its data has them), not beside one")
+    return normals
+
+
 def _pipes(run: Path, regressor: Path | None, also: list[Path] = ()) -> dict:
     """Name -> (pipeline, sampler steps) of the run's model, the regressor's and any other runs' or bundles'."""
     pipes = dict([_model(run, "model")] + [_model(p, "model") for p in also])
@@ -224,8 +234,9 @@ def generalisation(run: Path, regressor: Path | None, pairs: int) -> str:
             x, y, env = data.portrait_pair(view, *lightings)
             m = data.alpha[view] > 0.5
             preds = {"input x fitted scale": x}
-            preds.update({name: pipe(x, environment=env[None], num_inference_steps=steps,
-                                     seed=b).images[0] for name, (pipe, steps) in pipes.items()})
+            preds.update({name: pipe(x, environment=env[None], num_inference_steps=steps, seed=b,
+                                     normals=_geometry(pipe, data.view_normals(view))).images[0]
+                          for name, (pipe, steps) in pipes.items()})
             preds.update({f"oracle: shading ratio blurred {s:g} px": _ratio_oracle(x, y, m, s) for s in ORACLE_SIGMAS})
             for name, p in preds.items():
                 scores[side][name].append(psnr(best_scale(p, y, m) * p, y, m))
@@ -265,7 +276,8 @@ def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, sh
         preds = {"input (unchanged)": x, "input x fitted scale": best_scale(x, y, m) * x,
                  "mesh shading (SH, face mesh)": x if shaded is None else shaded}
         for name, (pipe, steps) in pipes.items():
-            preds[name] = pipe(x, environment=env[None], num_inference_steps=steps, seed=b).images[0]
+            preds[name] = pipe(x, environment=env[None], num_inference_steps=steps, seed=b,
+                               normals=_geometry(pipe, batch["normals"][b] if "normals" in batch else None)).images[0]
         preds.update({f"oracle: shading ratio blurred {s:g} px": _ratio_oracle(x, y, m, s) for s in ORACLE_SIGMAS})
         for name, p in preds.items():
             c = best_scale(p, y, m)

@@ -273,7 +273,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                               "--real-images PHOTO [PHOTO ...]")
 
     cfg = TrainConfig(captures=args.capture, output=args.output, preset=args.preset, resolution=args.res,
-                      patch=args.patch, position=args.position,
+                      patch=args.patch, position=args.position, normals=args.normals,
                       objective=args.objective, relative=args.relative, environment_token=args.environment_token,
                       source_tint=args.source_tint, conditioning=args.conditioning,
                       target_lighting=args.target_lighting,
@@ -336,9 +336,9 @@ def cmd_check_consistency(args: argparse.Namespace) -> None:
             alpha = read_rgb(mattes[frame] if is_sequence(args.matte) else next(iter(mattes.values())))[..., 0]
         # framed as relit relight frames it (the square around the matte, at the model's size)
         prepared = prepare_plate(plate.rgb, alpha, info.config.resolution, premultiply=bool(args.matte),
-                                 source=str(path))
+                                 source=str(path), normals=info.config.normals)
         matte = to_model(prepared.matte[..., None], prepared.framing)[..., 0]
-        err, _ = consistency_error(pipe, info, prepared.model_input, matte, settings)
+        err, _ = consistency_error(pipe, info, prepared.model_input, matte, settings, normals=prepared.normals)
         print(f"frame {frame}: {path.name}: sum of {len(info.layout)} predicted stage OLATs vs input: "
               f"{100 * err:.1f}% mean absolute error (relative to the input's mean)")
 
@@ -746,6 +746,10 @@ def _add_train(sub) -> None:
     p.add_argument("--position", action="store_true",
                    help="with --patch: give the model each pixel's place in the whole frame (two input channels), "
                         "so a patch knows where on the face it lies")
+    p.add_argument("--normals", action="store_true",
+                   help="give the model the face mesh's normals (three input channels): from the landmarks relit "
+                        "synth records, else MediaPipe's on each view; at relight time MediaPipe's on the plate "
+                        "(needs relit[portrait])")
     p.add_argument("--steps", type=_at_least(1), default=2000)
     p.add_argument("--objective", default="refine", type=_objective,
                    help="refine (predict-and-refine, default), diffusion (DDPM v-prediction), flow (flat-lit to "

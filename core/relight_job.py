@@ -126,8 +126,10 @@ FACE_SAMPLES = 5  # frames of a shot searched for the face a portrait bundle fra
 class FrameSource:
     """The job's frames, read one at a time: plate, matte, framing and initial noise."""
 
-    def __init__(self, job: RelightJob, info, latent_shape: tuple[int, int, int], keys: list[int]):
+    def __init__(self, job: RelightJob, info, latent_shape: tuple[int, int, int], keys: list[int],
+                 normals: bool = False):  # each plate's face normals too (a model that takes them)
         self.job, self.info, self.latent_shape, self.keys = job, info, latent_shape, keys
+        self.normals = normals
         self._first_noise: np.ndarray | None = None  # [L, C, h, w] the first frame's noise, drawn once
         found = find_frames(job.input)
         if job.frames is not None:
@@ -242,7 +244,7 @@ class FrameSource:
                     raise ValidationError(f"{self.mattes[frame]}: the matte is {matte.shape[1]}x{matte.shape[0]}, "
                                           f"the plate {path.name} is {plate.alpha.shape[1]}x{plate.alpha.shape[0]}")
             prepared = prepare_plate(plate.rgb, matte, res, premultiply, job.margin, str(path),
-                                     self.sequence_face())
+                                     self.sequence_face(), self.normals, job.working_space)
             if job.noise == "flow" and previous is not None:
                 factor = res // self.latent_shape[1]
                 flow, valid = latent_flow(previous, prepared.model_input, factor)
@@ -402,7 +404,8 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     pipe, info = pipe_and_info if pipe_and_info is not None else load_bundle(job.bundle, job.device)
     if job.delight is not None:
         delighter = load_bundle(delighter_folder(job.delight), job.device)
-    source = FrameSource(job, info, pipe.latent_shape(), light_keys(plan, job.samples))
+    source = FrameSource(job, info, pipe.latent_shape(), light_keys(plan, job.samples),
+                         normals=info.config.normals or (delighter is not None and delighter[1].config.normals))
     report = RunReport(folder=Path(job.output), inferences=plan.inferences, warnings=source.check_headers(),
                        bundle_choice=choice)
     if job.delight is None and info.subject == GENERAL_SUBJECT and not info.config.conditioning_mode.environment:

@@ -3,6 +3,7 @@ expressions that leave the body alone, and a tiny multi-identity render checked 
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -160,6 +161,21 @@ def test_each_identity_is_a_linear_capture_set_with_its_cost_recorded(people):
     before = (out / "identities.json").read_text()
     run = run_relit(*args)
     assert run.returncode == 0, run.stderr
+    assert (out / "identities.json").read_text() == before
+    # a set made before landmarks were recorded gets them from a rerun, without a render
+    folder = out / index["identities"][0]["folder"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["images"].pop("landmarks") == "landmarks/{camera}/landmarks.{frame:04d}.json"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    recorded = CaptureSet(folder).manifest
+    shutil.rmtree(folder / "landmarks")
+    images = {p: p.stat().st_mtime_ns for p in folder.rglob("*.exr")}
+    run = run_relit(*args)
+    assert run.returncode == 0, run.stderr
+    cs = CaptureSet(folder)
+    assert cs.missing_files() == [] and cs.manifest.landmark_images and not recorded.landmark_images
+    assert cs.landmarks(cam, frame).shape == (468, 3)
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.exr")} == images
     assert (out / "identities.json").read_text() == before
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -9,6 +10,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import ValidationError
+from ..io.atomic import atomic_write_text
 from ..io.exr import read_channels
 from ..io.naming import light_layer_name
 from ..io.passes import PassMetadata, RelitPasses, write_passes
@@ -81,6 +83,13 @@ class CaptureSet:
         px = read_channels(path, names)
         return px[..., :2], px[..., 2:]
 
+    def landmarks(self, camera: str, frame: int) -> np.ndarray | None:  # [468, 3] or None
+        """The face's landmarks in one view (MediaPipe's format, :func:`read_landmarks`) when the set
+        records them, else None."""
+        if not self.manifest.landmark_images:
+            return None
+        return read_landmarks(self.path(self.manifest.landmark_images, camera, frame))
+
     def _check_olats(self) -> None:
         if not self.manifest.olat_images:
             raise ValidationError(f"{self.root}: this capture set has flat-lit images only (no OLATs); render one "
@@ -134,7 +143,8 @@ class CaptureSet:
         """Image files the manifest names that are not on disk."""
         out = []
         for cam, f in self.views():
-            templates = [self.manifest.flat_images, self.manifest.olat_images] + [h.images for h in self.manifest.hdri]
+            templates = [self.manifest.flat_images, self.manifest.olat_images, self.manifest.landmark_images] + [
+                h.images for h in self.manifest.hdri]
             out += [p for t in templates if t and not (p := self.path(t, cam.name, f.frame)).exists()]
         return out
 
@@ -151,6 +161,39 @@ def write_olats(path: str | Path,
              for n, d, o, e in zip(layout.names, layout.directions, layout.solid_angles, irradiance)]
     passes = RelitPasses(dict(zip(layout.names, olats)), alpha)
     return write_passes(path, passes, PassMetadata(rig={}, colour_space=colour_space, basis=basis))
+
+
+LANDMARKS_FORMAT = "relit.landmarks"
+LANDMARK_COUNT = 468  # MediaPipe's face mesh
+
+
+def write_landmarks(path: str | Path, points: np.ndarray) -> Path:  # points [468, 3]
+    """One view's face landmarks: x right, y down in pixels from the image's top-left corner, z a depth
+    in the same units, smaller nearer the camera (MediaPipe's convention, core.portrait.face_geometry)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": LANDMARKS_FORMAT, "convention": "x right, y down (pixels from the top-left corner), "
+            "z depth in pixels, smaller nearer; MediaPipe face-mesh order",
+            "points": np.round(np.asarray(points, np.float64), 4).tolist()}
+    atomic_write_text(path, json.dumps(data) + "\n")
+    return path
+
+
+def read_landmarks(path: str | Path) -> np.ndarray:  # [468, 3] float64
+    """A landmark file written by :func:`write_landmarks`; a missing or malformed one is an error naming it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        points = np.asarray(data["points"], np.float64)
+    except FileNotFoundError:
+        raise ValidationError(f"{path}: missing (the capture set's manifest names face landmarks; rerun the same "
+                              "`relit synth` command to write them)") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValidationError(f"{path}: not a landmark file ({e}); rerun the same `relit synth` command to "
+                              "write it again") from None
+    if data.get("format") != LANDMARKS_FORMAT or points.shape != (LANDMARK_COUNT, 3) or not np.isfinite(points).all():
+        raise ValidationError(f"{path}: expected {LANDMARKS_FORMAT!r} with {LANDMARK_COUNT} finite [x, y, z] points")
+    return points
 
 
 IDENTITIES = "identities.json"  # the index `relit synth --identities` keeps beside its capture sets

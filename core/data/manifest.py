@@ -80,6 +80,8 @@ class CaptureManifest:
     colour_space: str = "lin_rec709"  # working space of every image
     hdri: list[HdriRender] = field(default_factory=list)  # optional HDRI ground-truth renders
     extra: dict = field(default_factory=dict)  # producer provenance
+    landmark_images: str = ""        # template of face-landmark files (JSON, core.data.capture.read_landmarks);
+                                     # "" when none (relit synth records its faces' exact landmarks)
 
     def to_json(self) -> dict:
         return {
@@ -88,7 +90,8 @@ class CaptureManifest:
             "cameras": [c.to_json() for c in self.cameras],
             "stage": {"layout": self.layout.to_json(), "irradiance": np.asarray(self.irradiance).tolist()},
             "frames": [{"frame": f.frame, "expression": f.expression} for f in self.frames],
-            "images": {"flat": self.flat_images, "olat": self.olat_images},
+            "images": {"flat": self.flat_images, "olat": self.olat_images,
+                       **({"landmarks": self.landmark_images} if self.landmark_images else {})},
             "hdri": [{"name": h.name, "images": h.images,
                       "environment": {"path": h.environment.path, "rotation": list(h.environment.rotation),
                                       "intensity": h.environment.intensity}} for h in self.hdri],
@@ -127,9 +130,10 @@ class CaptureManifest:
             frames.append(Frame(f["frame"], str(f.get("expression", "neutral"))))
         _unique([f.frame for f in frames], f"{source}: frames")
         images = data["images"]
-        check_fields(images, f"{source}: images", {"flat", "olat"}, required=("flat", "olat"))
-        for key in ("flat", "olat"):
-            _template(images[key], f"{source}: images.{key}")
+        check_fields(images, f"{source}: images", {"flat", "olat", "landmarks"}, required=("flat", "olat"))
+        for key in ("flat", "olat", "landmarks"):
+            if key in images:
+                _template(images[key], f"{source}: images.{key}")
         hdri = []
         for i, h in enumerate(data.get("hdri", [])):
             where = f"{source}: hdri[{i}]"
@@ -138,7 +142,8 @@ class CaptureManifest:
                                    _template(h["images"], f"{where}.images")))
         _unique([h.name for h in hdri], f"{source}: hdri")
         return cls(str(data["subject"]), cameras, layout, irradiance, frames, images["flat"], images["olat"],
-                   str(data.get("colour_space", "lin_rec709")), hdri, dict(data.get("extra", {})))
+                   str(data.get("colour_space", "lin_rec709")), hdri, dict(data.get("extra", {})),
+                   images.get("landmarks", ""))
 
 
 def _list(data: dict, key: str, source: str) -> list:

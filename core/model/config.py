@@ -11,6 +11,9 @@ from .codec import CODECS
 from .conditioning import CONDITIONINGS, OLAT, Conditioning
 
 
+NORMAL_CHANNELS = 3  # a normals model's extra input: camera-frame x, y, z at latent resolution
+
+
 @dataclass
 class ModelConfig:
     preset: str = "tiny"                # name of the preset this config came from
@@ -21,6 +24,8 @@ class ModelConfig:
                                         # tiles of this size over the frame and blends them (core.model.tiling)
     position: bool = False              # patch models: two more input channels holding each latent pixel's place
                                         # in the whole frame, in [-1, 1] (a tile then knows where on the face it is)
+    normals: bool = False               # three more input channels: the face mesh's camera-frame normals
+                                        # (core.portrait.face_geometry.framed_normals), zero off the face
     codec: str = "unshuffle"            # "unshuffle": lossless pixel-unshuffle; "vae": the checkpoint's SD VAE
     unshuffle_factor: int = 2           # pixel-unshuffle factor (latent channels = 3 * factor**2)
     latent_channels: int = 12           # channels of one latent (4 for the SD VAE)
@@ -80,8 +85,10 @@ class ModelConfig:
 
     @property
     def in_channels(self) -> int:
-        """Noisy latent + flat-lit latent (+ environment latent in envmap mode) (+ 2 position channels)."""
-        return self.latent_channels * self.conditioning_mode.image_latents + (2 if self.position else 0)
+        """Noisy latent + flat-lit latent (+ environment latent in envmap mode) (+ 2 position channels)
+        (+ 3 normal channels)."""
+        return (self.latent_channels * self.conditioning_mode.image_latents + (2 if self.position else 0)
+                + (NORMAL_CHANNELS if self.normals else 0))
 
     @property
     def latent_size(self) -> int:

@@ -11,6 +11,7 @@ from OLATs weighted by a spherical Gaussian of that size.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,8 @@ from ..lighting.area import sg_cell_weights
 from ..lighting.camera import world_to_camera_directions
 from ..lighting.latlong import pixel_directions
 from ..lighting.random_lighting import LightingMix, mean_radiance, random_lighting
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,14 +42,15 @@ PATCH_ANYWHERE = 0.2  # share of training crops centred anywhere in the frame (i
 
 def crop_patches(rng: np.random.Generator, batch: dict[str, np.ndarray], patch: int, align: int,
                  ) -> dict[str, np.ndarray]:
-    """Each sample's ``patch``-pixel square crop of its images (flat, target, alpha alike), centred on a
+    """Each sample's ``patch``-pixel square crop of its images (flat, target, alpha and normals alike), centred on a
     random subject pixel (anywhere for a PATCH_ANYWHERE share of them, or when it has none) and kept
     inside the frame; its corner on a multiple of ``align`` (the codec's downsampling, so the crop's
     latent is a crop of the frame's latent). ``crop``: [B, 2] each crop's top-left (row, column) in pixels."""
     size = batch["flat"].shape[1]
     out = {k: v for k, v in batch.items()}
     out["crop"] = np.zeros((len(batch["flat"]), 2), np.int64)
-    for key in ("flat", "target", "alpha"):
+    keys = ("flat", "target", "alpha") + (("normals",) if "normals" in batch else ())
+    for key in keys:
         out[key] = np.empty((len(batch[key]), patch, patch) + batch[key].shape[3:], batch[key].dtype)
     for b in range(len(batch["flat"])):
         ys, xs = np.nonzero(batch["alpha"][b] > 0.5)
@@ -56,10 +60,31 @@ def crop_patches(rng: np.random.Generator, batch: dict[str, np.ndarray], patch: 
         else:
             cy, cx = rng.integers(size, size=2)
         y0, x0 = (int(np.clip(c - patch // 2, 0, size - patch)) // align * align for c in (cy, cx))
-        for key in ("flat", "target", "alpha"):
+        for key in keys:
             out[key][b] = batch[key][b, y0:y0 + patch, x0:x0 + patch]
         out["crop"][b] = (y0, x0)
     return out
+
+
+NORMAL_VERSIONS = 4  # face normals kept per view: exact landmarks jittered as MediaPipe errs, in this many draws
+                     # (version 0 is what validation and benchmarks use)
+
+
+def _view_normals(capture: CaptureSet, camera: str, frame: int, rgb: np.ndarray, framing, index: int,
+                  ) -> np.ndarray:  # [NORMAL_VERSIONS, model, model, 3] float16
+    """A view's face normals at the model's framing: from the landmarks the capture set records, jittered
+    as MediaPipe's error on a plate (core.portrait.face_geometry.jittered_landmarks); from MediaPipe on the
+    flat-lit image where none are recorded (a real capture), as on a plate; zero where neither gives a face."""
+    from ..portrait.face_geometry import framed_normals, jittered_landmarks, plate_normals
+
+    exact = capture.landmarks(camera, frame)
+    if exact is not None:
+        rng = np.random.default_rng([index, 17])
+        return np.stack([framed_normals(jittered_landmarks(rng, exact), framing)
+                         for _ in range(NORMAL_VERSIONS)]).astype(np.float16)
+    found = plate_normals(rgb, framing)
+    one = np.zeros((framing.model, framing.model, 3), np.float32) if found is None else found
+    return np.repeat(one[None], NORMAL_VERSIONS, axis=0).astype(np.float16)
 
 
 DISTINCT_TRIES = 64  # target lightings drawn for a distinct pair before the mix is called degenerate
@@ -77,14 +102,15 @@ class TrainingData:
     """Flat-lit images, OLATs per unit irradiance and mattes of every view of one or more capture
     sets (people, for the portrait model) on one stage layout, at ``resolution``."""
 
-    def __init__(self, captures: CaptureSet | list[CaptureSet], resolution: int):
+    def __init__(self, captures: CaptureSet | list[CaptureSet], resolution: int, normals: bool = False):
+        """``normals``: also the face mesh's normals of every view (:attr:`normals`), for a normals model."""
         captures = [captures] if isinstance(captures, CaptureSet) else list(captures)
         first = captures[0].manifest
         self.layout = first.layout
         self.irradiance = first.irradiance.astype(np.float32)     # [N, 3] (OLATs are stored per unit)
         self.views: list[View] = []
         self.producers = [c.manifest.extra for c in captures]  # each capture set's provenance (licence, generator)
-        flats, olats, alphas = [], [], []
+        flats, olats, alphas, geometry = [], [], [], []
         for capture in captures:
             m = capture.manifest
             if min(m.cameras[0].width, m.cameras[0].height) < resolution:
@@ -106,6 +132,8 @@ class TrainingData:
                              .transpose(2, 0, 1, 3).astype(np.float16))
                 flats.append(to_model(flat.rgb, framing))
                 alphas.append(to_model(alpha[..., None], framing)[..., 0])
+                if normals:
+                    geometry.append(_view_normals(capture, cam.name, f.frame, flat.rgb, framing, len(self.views)))
                 self.views.append(View(cam.name, f.frame, f.expression, cam.c2w, m.subject))
         self.subjects = sorted({v.identity for v in self.views})
         # one subject: a subject-specific bundle; several: the general portrait model
@@ -115,6 +143,11 @@ class TrainingData:
         self.flat = np.stack(flats).astype(np.float32)     # [V, H, W, 3]
         self.olat = np.stack(olats)                        # [V, N, H, W, 3] float16, per unit irradiance
         self.alpha = np.stack(alphas).astype(np.float32)   # [V, H, W]
+        # [V, NORMAL_VERSIONS, H, W, 3] float16 face normals (zero off the face), or None
+        self.normals = np.stack(geometry) if normals else None
+        if normals and (missing := int((~self.normals[:, 0].any(axis=(1, 2, 3))).sum())):
+            log.warning("no face landmarks on %d of %d views (neither recorded nor found): their normals are zero",
+                        missing, len(self.views))
         self.resolution = resolution
         self.image_size = int(first.cameras[0].width)  # the capture's image width (plates of this size frame alike)
 
@@ -149,6 +182,11 @@ class TrainingData:
             return int(key)
         raise ValidationError(f"--holdout-lights {key!r}: not a light of stage {self.layout.name} (names "
                               f"{self.layout.names[0]}..{self.layout.names[-1]} or indices 0..{len(self.layout) - 1})")
+
+    def view_normals(self, view: int) -> np.ndarray | None:  # [H, W, 3] float32, or None
+        """The face normals validation and benchmarks give the model for ``view`` (its first version);
+        None without normals."""
+        return None if self.normals is None else self.normals[view, 0].astype(np.float32)
 
     def camera_directions(self, view: int) -> np.ndarray:  # [N, 3] stage directions in that camera's frame
         return world_to_camera_directions(self.layout.directions, self.views[view].c2w)
@@ -191,7 +229,14 @@ class TrainingData:
                 i = rng.choice(lights)
                 target[b] = self.olat[v[b], i]
                 dirs[b] = cam_dirs[i]
-        return {"flat": flat, "target": target, "direction": dirs, "beta": beta, "alpha": self.alpha[v]}
+        return self._with_normals(rng, v, {"flat": flat, "target": target, "direction": dirs, "beta": beta,
+                                           "alpha": self.alpha[v]})
+
+    def _with_normals(self, rng: np.random.Generator, v: np.ndarray, batch: dict) -> dict:
+        """``batch`` with its views' face normals, one random version each (a normals model's data)."""
+        if self.normals is not None:
+            batch["normals"] = self.normals[v, rng.integers(NORMAL_VERSIONS, size=len(v))].astype(np.float32)
+        return batch
 
     def compose(self, view: int, latlong: np.ndarray) -> np.ndarray:  # [H, W, 3]
         """The view lit by a world lat-long map: its OLATs weighted by the map's projection on the stage."""
@@ -225,7 +270,7 @@ class TrainingData:
         for b in range(batch):
             lit, goal = self.portrait_lightings(rng, v[b], environments, mix, source_mix, distinct)
             source[b], target[b], env[b] = self.portrait_pair(v[b], lit, goal)
-        return {"flat": source, "target": target, "environment": env, "alpha": self.alpha[v]}
+        return self._with_normals(rng, v, {"flat": source, "target": target, "environment": env, "alpha": self.alpha[v]})
 
     def portrait_lightings(self, rng: np.random.Generator, view: int, environments: list[np.ndarray],
                            mix: LightingMix = LightingMix(), source_mix: LightingMix | None = None,

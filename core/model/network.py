@@ -1,5 +1,6 @@
 """RelightModel: a diffusers UNet2DConditionModel whose conv_in takes the noisy latent
-concatenated with the flat-lit latent (and the environment latent in envmap mode), and a
+concatenated with the flat-lit latent (and the environment latent in envmap mode, position and
+face-normal channels where the config asks for them), and a
 learned null lighting token for classifier-free guidance."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import RelitIOError
-from .config import ModelConfig
+from .config import NORMAL_CHANNELS, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,11 @@ class RelightModel(nn.Module):
         padded = torch.nn.functional.pad(coeffs, (0, self.config.token_width - coeffs.shape[1]))
         return self.light_tokens(padded.to(self.null_light.dtype))
 
+    def normals_latent(self, normals: torch.Tensor,  # [B, H, W, 3] framed_normals at model resolution
+                       ) -> torch.Tensor:            # [B, 3, h, w] area-averaged to latent resolution
+        size = self.config.latent_size
+        return torch.nn.functional.interpolate(normals.permute(0, 3, 1, 2).float(), size=(size, size), mode="area")
+
     def null_tokens(self, batch: int) -> torch.Tensor:  # [B, tokens, width]
         return self.null_light.expand(batch, -1, -1)
 
@@ -109,6 +115,7 @@ class RelightModel(nn.Module):
                 tokens: torch.Tensor,        # [B, tokens, width] lighting (null tokens when dropped)
                 environment: torch.Tensor | None = None,  # [B, C, h, w] env-map latent (envmap mode)
                 position: torch.Tensor | None = None,     # [B, 2, h, w] the pixels' place in the frame
+                normals: torch.Tensor | None = None,      # [B, 3, h, w] face normals (normals_latent)
                 ) -> torch.Tensor:           # [B, C, h, w] predicted noise
         parts = [noisy, image] + ([environment] if self.config.conditioning_mode.environment else [])
         if self.config.position:  # default: the input is the whole frame
@@ -117,4 +124,6 @@ class RelightModel(nn.Module):
 
                 position = frame_position(noisy.shape[-1])[None].expand(len(noisy), -1, -1, -1)
             parts.append(position.to(noisy))
+        if self.config.normals:  # default: no face geometry known (zeros, as off the face)
+            parts.append(torch.zeros_like(noisy[:, :NORMAL_CHANNELS]) if normals is None else normals.to(noisy))
         return self.unet(torch.cat(parts, dim=1), timesteps, encoder_hidden_states=tokens).sample

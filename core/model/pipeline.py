@@ -59,7 +59,7 @@ class RelightPipeline(DiffusionPipeline):
 
     # --- 0. check inputs --------------------------------------------------------------------
     def check_inputs(self, image, directions, sizes, environment, steps, guidance_image, guidance_light,
-                     sampler=None) -> None:
+                     sampler=None, normals=None) -> None:
         cfg = self.model.config
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be [H, W, 3] scene-linear, got shape {tuple(image.shape)}")
@@ -68,6 +68,10 @@ class RelightPipeline(DiffusionPipeline):
                              f"{cfg.resolution}x{cfg.resolution}; crop and resize it first (core.relight does)")
         if not np.all(np.isfinite(image)):
             raise ValueError("image has NaN or Inf pixels")
+        if normals is not None:
+            if np.shape(normals) != image.shape or not np.all(np.isfinite(normals)):
+                raise ValueError(f"normals must be finite [H, W, 3] like the image {tuple(image.shape)}, got "
+                                 f"{tuple(np.shape(normals))}")
         if not cfg.conditioning_mode.environment:
             if directions is None or np.asarray(directions).ndim != 2 or np.asarray(directions).shape[1] != 3:
                 raise ValueError("an olat model needs directions [L, 3] (camera frame, towards each light)")
@@ -101,6 +105,9 @@ class RelightPipeline(DiffusionPipeline):
                  callback_on_step_end: Callable[[int, int], None] | None = None,
                  callback_on_batch_end: Callable[[int], None] | None = None,
                  noise: np.ndarray | None = None,            # [C, h, w] or [L, C, h, w] initial noise (else seed)
+                 normals: np.ndarray | None = None,          # [H, W, 3] face normals (framed_normals): what a
+                                                             # normals model sees (None: none known, zeros);
+                                                             # other models ignore them
                  ) -> RelightOutput:
         """Relight ``image`` under each light.
 
@@ -114,7 +121,7 @@ class RelightPipeline(DiffusionPipeline):
         device = next(self.model.parameters()).device
         # 0. Check inputs
         self.check_inputs(image, directions, sizes, environment, num_inference_steps, guidance_image, guidance_light,
-                          sampler)
+                          sampler, normals)
         n = len(environment) if cfg.conditioning_mode.environment else len(directions)
         # 1. Encode the lighting condition
         if not cfg.conditioning_mode.environment:
@@ -144,13 +151,16 @@ class RelightPipeline(DiffusionPipeline):
         branches = 1 if plain else 3
         tile, stride = self.tiles()
         position = frame_position(img.shape[-1])[None] if self.model.config.position else None  # [1, 2, h, w]
+        nrm = (None if normals is None or not cfg.normals else  # [1, 3, h, w]
+               self.model.normals_latent(torch.as_tensor(normals, dtype=torch.float32, device=device)[None]))
 
         def guided(x: torch.Tensor, t: torch.Tensor, tok: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
             if not tile:
-                return self._guided(x, t, img, tok, e, plain, guidance_image, guidance_light, position)
+                return self._guided(x, t, img, tok, e, plain, guidance_image, guidance_light, position, nrm)
             return tiled(lambda ys, xs: self._guided(x[..., ys, xs], t, img[..., ys, xs], tok, e, plain,
                                                      guidance_image, guidance_light,
-                                                     None if position is None else position[..., ys, xs]),
+                                                     None if position is None else position[..., ys, xs],
+                                                     None if nrm is None else nrm[..., ys, xs]),
                          x.shape, tile, stride)
 
         def net(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # [n, C, h, w], [n] -> [n, C, h, w]
@@ -188,19 +198,24 @@ class RelightPipeline(DiffusionPipeline):
         tile = cfg.patch_latent
         return tile, max(1, round(tile * (1.0 - self.tile_overlap)))
 
-    def _guided(self, latents, timesteps, img, tokens, env, plain, gi, gl, position=None) -> torch.Tensor:
+    def _guided(self, latents, timesteps, img, tokens, env, plain, gi, gl, position=None,
+                normals=None) -> torch.Tensor:
         b = len(latents)
         image = img.expand(b, -1, -1, -1)
         if position is not None:
             position = position.expand(b, -1, -1, -1)
+        if normals is not None:
+            normals = normals.expand(b, -1, -1, -1)
         if plain:
-            return self.model(latents, timesteps, image, tokens, env, position)
+            return self.model(latents, timesteps, image, tokens, env, position, normals)
         null = self.model.null_tokens(b)
         zeros = torch.zeros_like(image)
         # dropping the lighting: the null token, and in envmap mode a zero environment latent
         env3 = None if env is None else torch.cat([torch.zeros_like(env), torch.zeros_like(env), env])
+        # the face normals belong to the image: dropped with it
+        normals3 = None if normals is None else torch.cat([torch.zeros_like(normals), normals, normals])
         both = self.model(torch.cat([latents] * 3), torch.cat([timesteps] * 3), torch.cat([zeros, image, image]),
                           torch.cat([null, null, tokens]), env3,
-                          None if position is None else torch.cat([position] * 3))
+                          None if position is None else torch.cat([position] * 3), normals3)
         e00, ei0, eil = both.chunk(3)
         return e00 + gi * (ei0 - e00) + gl * (eil - ei0)

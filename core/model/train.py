@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from .config import preset
 from .data import Split, TrainingData, crop_patches
 from .lr_schedules import LR_SCHEDULES
 from .metrics import best_scale, psnr, ssim
-from .network import RelightModel
+from .network import RelightModel, expand_conv_in
 from .noise import pyramid_noise
 from .objectives import make_objective
 from .real_tasks import REAL_TASKS
@@ -60,6 +60,8 @@ class TrainConfig:
     patch: int = 0                    # olat: train on random crops of this side (0: whole frames); the bundle
                                       # relights whole frames by blended tiles of it (core.model.tiling)
     position: bool = False            # patch models: each pixel's place in the frame as two more input channels
+    normals: bool = False             # the face mesh's normals as three more input channels (recorded landmarks,
+                                      # jittered as MediaPipe errs; MediaPipe's own on captures without them)
     objective: str = "refine"         # core.model.objectives.OBJECTIVES: refine, diffusion, flow, regression
     relative: bool = False            # learn the change from the input's latent (~ log shading ratio), not the target
     environment_token: bool = False   # envmap: the target map's order-2 SH also as a cross-attention token
@@ -92,6 +94,9 @@ class TrainConfig:
             raise ValidationError(f"multitask_task {self.multitask_task!r}: use one of {sorted(REAL_TASKS)}")
         if self.patch and self.multitask_ratio:
             raise ValidationError("the multi-task real images are whole frames: train patches without multitask_ratio")
+        if self.normals and self.multitask_ratio:
+            raise ValidationError("the multi-task real images carry no face normals yet: train normals without "
+                                  "multitask_ratio (--real-images)")
     max_minutes: float = 0.0          # stop early after this wall time (0: no limit)
     batch: int = 8                    # samples per step
     lr: float = 5e-4                  # AdamW learning rate (peak, before the schedule)
@@ -160,7 +165,7 @@ class Trainer:
             raise ValidationError(f"-o {self.out}: is a file; a training run writes a folder (checkpoints, metrics)")
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.data = TrainingData(open_captures(cfg.captures), cfg.resolution)
+        self.data = TrainingData(open_captures(cfg.captures), cfg.resolution, normals=cfg.normals)
         self.split: Split = self.data.split(cfg.holdout_light_every, tuple(cfg.holdout_cameras),
                                             tuple(cfg.holdout_expressions), tuple(cfg.holdout_identities),
                                             tuple(cfg.holdout_lights))
@@ -174,7 +179,7 @@ class Trainer:
         self.model_config = preset(cfg.preset, resolution=cfg.resolution, stage_radius=stage_radius,
                                    base_checkpoint=cfg.base_checkpoint, conditioning=cfg.conditioning,
                                    environment_token=cfg.environment_token, patch=cfg.patch,
-                                   position=cfg.position)
+                                   position=cfg.position, normals=cfg.normals)
         self.environment_lit = self.model_config.conditioning_mode.environment  # the light is an env map
         self.environments = _load_environments(cfg.environments) if self.environment_lit else []
         self.real_images = (RealImages(cfg.multitask_images, cfg.resolution, by_face=self.environment_lit)
@@ -228,6 +233,11 @@ class Trainer:
         from .bundle import load_bundle
 
         pipe, info = load_bundle(bundle)
+        if self.model_config.normals and not info.config.normals:  # its weights start a normals model: the
+            # normal channels' weights start at zero, so the run starts from exactly the bundle's predictions
+            info.config = replace(info.config, normals=True)
+            expand_conv_in(pipe.model.unet, info.config.in_channels)
+            pipe.model.config = info.config
         if info.config != self.model_config:
             theirs, ours = asdict(info.config), asdict(self.model_config)
             diff = ", ".join(f"{k}: bundle {theirs[k]!r}, run {ours[k]!r}" for k in ours if theirs.get(k) != ours[k])
@@ -275,7 +285,7 @@ class Trainer:
             raise ValidationError(f"{self.out}: this run was started {'with' if relative else 'without'} --relative; "
                                   f"resume it the same way or start a new run folder")
         # what the run learns (with the value a checkpoint from before the field existed trained with)
-        for name, before in (("position", False), ("target_lighting", "any"),
+        for name, before in (("position", False), ("normals", False), ("target_lighting", "any"),
                              ("multitask_task", self.cfg.multitask_task)):
             if config.get(name, before) != getattr(self.cfg, name):
                 raise ValidationError(f"{self.out}: this run trains with {name} {config.get(name, before)!r}, not "
@@ -342,6 +352,10 @@ class Trainer:
         drop_l |= batch.get("drop_light", np.zeros(b, bool))
         drop_i, drop_l = torch.from_numpy(drop_i).to(self.device), torch.from_numpy(drop_l).to(self.device)
         img = torch.where(drop_i[:, None, None, None], torch.zeros_like(img), img)
+        normals = None
+        if self.model_config.normals:  # the face's geometry belongs to the image: dropped with it
+            normals = model.normals_latent(torch.from_numpy(batch["normals"]).to(self.device))
+            normals = torch.where(drop_i[:, None, None, None], torch.zeros_like(normals), normals)
         tokens = torch.where(drop_l[:, None, None], model.null_tokens(b), tokens)
         if env is not None:
             env = torch.where(drop_l[:, None, None, None], torch.zeros_like(env), env)
@@ -357,7 +371,7 @@ class Trainer:
 
         def net(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                return model(x, t, img, tokens, env, position)
+                return model(x, t, img, tokens, env, position, normals)
 
         return self.objective.loss(net, x0, source, noise, u)
 
@@ -448,7 +462,8 @@ class Trainer:
                 steps: int, seed: int = 0) -> np.ndarray:  # [L, H, W, 3] per unit irradiance
         flat = self.data.flat[view]
         pipe = self.pipeline(model)
-        return pipe(flat, directions, betas, num_inference_steps=steps, seed=seed).images
+        return pipe(flat, directions, betas, num_inference_steps=steps, seed=seed,
+                    normals=self.data.view_normals(view)).images
 
     def validate(self) -> dict:
         model = self.ema_model()
@@ -483,7 +498,8 @@ class Trainer:
         scores = []
         for b in range(len(batch["flat"])):
             pred = pipe(batch["flat"][b], environment=batch["environment"][b:b + 1],
-                        num_inference_steps=self.cfg.val_steps).images[0]
+                        num_inference_steps=self.cfg.val_steps,
+                        normals=batch["normals"][b] if "normals" in batch else None).images[0]
             truth, mask = batch["target"][b], batch["alpha"][b] > 0.5
             scores.append((psnr(pred, truth, mask), ssim(pred, truth, mask),
                            psnr(best_scale(batch["flat"][b], truth, mask) * batch["flat"][b], truth, mask)))

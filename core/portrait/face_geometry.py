@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from ..io.framing import Framing
 from ..lighting.sh import real_sh
 from . import mediapipe
 
@@ -110,6 +111,54 @@ def face_normals(rgb8: np.ndarray,  # [H, W, 3] uint8 display-encoded photo or r
         return None
     points, tris = camera_points(landmarks), face_triangles()
     return rasterise_normals(points, tris, *rgb8.shape[:2])
+
+
+# MediaPipe's landmarks against the exact ones on 66 flat-lit views of the 64-px synthetic people where it
+# found the face (median 1.2 px off; docs/portrait.md section 16), as fractions of the face's size R (the
+# landmarks' mean distance from their centre, about 6 px there): training jitters the exact landmarks so
+# a model sees geometry as a plate gives it
+JITTER_OFFSET = 0.12  # the whole face's shift, std per axis, x R
+JITTER_POINT = 0.10   # each landmark's own shift, std per axis, x R
+JITTER_SCALE = 0.07   # the face's size, relative std
+JITTER_DEPTH = 0.30   # the depths' scale, relative std
+
+
+def jittered_landmarks(rng: np.random.Generator, landmarks: np.ndarray) -> np.ndarray:  # [468, 3] -> [468, 3]
+    """Exact landmarks moved as MediaPipe's measured error moves them (the JITTER_* constants)."""
+    xy = landmarks[:, :2]
+    centre = xy.mean(0)
+    radius = float(np.linalg.norm(xy - centre, axis=1).mean())
+    scale = 1.0 + JITTER_SCALE * rng.standard_normal()
+    out = landmarks.copy()
+    out[:, :2] = (centre + (xy - centre) * scale + radius * JITTER_OFFSET * rng.standard_normal(2)
+                  + radius * JITTER_POINT * rng.standard_normal(xy.shape))
+    out[:, 2] = landmarks[:, 2] * scale * max(1.0 + JITTER_DEPTH * rng.standard_normal(), 0.2)
+    return out
+
+
+def framed_normals(landmarks: np.ndarray,  # [468, 3] on the plate (face_landmarks' format)
+                   framing: Framing,       # where the model's square lies on the plate
+                   ) -> np.ndarray:        # [model, model, 3] float32 camera-frame normals, zero off the face
+    """The face mesh's normals as the model sees the plate: the landmarks carried into its framed square
+    (the same for a synthetic view's exact landmarks and a real plate's detected ones)."""
+    s = framing.model / framing.size
+    points = np.stack([(landmarks[:, 0] - framing.x0) * s, (landmarks[:, 1] - framing.y0) * s,
+                       landmarks[:, 2] * s], axis=1)
+    normals, covered = rasterise_normals(camera_points(points), face_triangles(), framing.model, framing.model)
+    return np.where(covered[..., None], normals, 0.0).astype(np.float32)
+
+
+def plate_normals(rgb: np.ndarray,       # [H, W, 3] scene-linear plate
+                  framing: Framing,      # where the model's square lies on it
+                  space: str = "lin_rec709",  # its working space
+                  ) -> np.ndarray | None:  # [model, model, 3] float32, or None: no face found
+    """The normals of the face MediaPipe finds on a plate (displayed as the detectors see it, as
+    core.portrait.matte.plate_face does), framed for the model."""
+    from ..io.colour import convert
+    from .matte import display_rgb8
+
+    found = face_landmarks(display_rgb8(rgb if space == "lin_rec709" else convert(rgb, space, "lin_rec709")))
+    return None if found is None else framed_normals(found, framing)
 
 
 def sh_irradiance(normals: np.ndarray,  # [..., 3] unit

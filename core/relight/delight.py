@@ -65,5 +65,5 @@ def delight(pipe, plate: PreparedPlate, seed: int, steps: int) -> tuple[np.ndarr
     m = plate.model_input.shape[0]
     noise = light_noise([DELIGHT_KEY], seed, pipe.latent_shape())
     out = pipe(plate.model_input, environment=uniform_environment(m)[None], noise=noise,
-               num_inference_steps=steps, seed=seed)
+               num_inference_steps=steps, seed=seed, normals=plate.normals)
     return np.asarray(out.images[0], np.float32), out.evaluations

@@ -272,6 +272,8 @@ class PreparedPlate:
     eps: float               # ratio floor used to carry results back
     seen: np.ndarray | None = None  # [m, m, 3] what the model sees when it is not model_input: the plate's
                                     # flat-lit made by a delighter (core.relight.delight); None: model_input
+    normals: np.ndarray | None = None  # [m, m, 3] the face mesh's normals for a normals model (zero off the
+                                       # face; core.portrait.face_geometry.plate_normals); None: not asked for
 
 
 def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
@@ -281,10 +283,13 @@ def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
                   margin: float = 0.1,
                   source: str = "plate",
                   face: tuple[int, int, int, int] | None = None,  # a portrait bundle's plate: its face box
+                  normals: bool = False,  # also the face mesh's normals (a normals model: ModelConfig.normals)
+                  space: str = "lin_rec709",  # the plate's working space (how the face finder sees it)
                   ) -> PreparedPlate:
     """Premultiply, frame and resize a plate for the model: by the face where ``face`` is given
     (placed as a portrait bundle's training people were, core.io.framing.face_framing), else by
-    the matte's box."""
+    the matte's box. A plate on which MediaPipe finds no face gets zero normals (as off a face) and a
+    warning: the model then relights it without geometry."""
     if min(matte.shape) < MIN_PLATE:
         raise ValidationError(f"{source}: the plate is {matte.shape[1]}x{matte.shape[0]} pixels; relit needs at least "
                               f"{MIN_PLATE}x{MIN_PLATE} to see a subject")
@@ -294,8 +299,17 @@ def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
     if face is not None:
         framing = face_framing(face, *matte.shape, resolution)
     model_input = to_model(plate, framing)
+    geometry = None
+    if normals:
+        from ..portrait.face_geometry import plate_normals
+
+        geometry = plate_normals(plate, framing, space)
+        if geometry is None:
+            log.warning("%s: no face found for the model's face normals; relit without geometry", source)
+            geometry = np.zeros_like(model_input)
     return PreparedPlate(plate, matte, framing, model_input, ratio_eps(model_input, to_model(matte[..., None],
-                                                                                             framing)[..., 0]))
+                                                                                             framing)[..., 0]),
+                         normals=geometry)
 
 
 @dataclass
@@ -340,10 +354,10 @@ def relight_prepared(pipe, plan: LightingPlan, plate: PreparedPlate, settings: R
         picked = noise.reshape((samples, count) + noise.shape[1:])[:, todo].reshape((-1,) + noise.shape[1:])
         if plan.environment is not None:
             out = pipe(view, environment=np.tile(plan.environment[todo], (samples, 1, 1, 1)),
-                       noise=picked, **common)
+                       noise=picked, normals=plate.normals, **common)
         else:
             out = pipe(view, np.tile(plan.directions[todo], (samples, 1)),
-                       np.tile(plan.sizes[todo], samples), noise=picked, **common)
+                       np.tile(plan.sizes[todo], samples), noise=picked, normals=plate.normals, **common)
         raw = raw.astype(out.images.dtype, copy=False)  # a stand-in model may predict in float64
         raw[:, todo] = out.images.reshape((samples, len(todo), m, m, 3))
         evaluations = out.evaluations
@@ -378,7 +392,7 @@ def relight_frame(pipe, info, plate: np.ndarray, alpha: np.ndarray, rig: LightRi
                   strategy: str = "auto", clusters: int = 8) -> tuple[RelitPasses, int]:
     """Relit passes of one premultiplied plate ([H, W, 3], matte [H, W]) and the UNet evaluations spent."""
     plan = plan_lighting(info, rig, strategy, clusters, consistency=settings.consistency)
-    prepared = prepare_plate(plate, alpha, info.config.resolution)
+    prepared = prepare_plate(plate, alpha, info.config.resolution, normals=info.config.normals)
     result = relight_prepared(pipe, plan, prepared, settings)
     return result.passes, result.evaluations
 
@@ -399,7 +413,9 @@ def pass_metadata(rig: LightRig | None, info, settings: RelightSettings, digest:
 
 
 def consistency_error(pipe, info, plate: np.ndarray, alpha: np.ndarray, settings: RelightSettings,
-                      c2w: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+                      c2w: np.ndarray | None = None,
+                      normals: np.ndarray | None = None,  # [m, m, 3] the plate's face normals (a normals model)
+                      ) -> tuple[float, np.ndarray]:
     """Relative mean absolute error between the plate and the sum of its predicted stage OLATs.
 
     Light transport is linear and flat-lit is every stage light at its recorded irradiance, so the
@@ -412,7 +428,7 @@ def consistency_error(pipe, info, plate: np.ndarray, alpha: np.ndarray, settings
     dirs = world_to_camera_directions(info.layout.directions, front_camera_c2w() if c2w is None else np.asarray(c2w))
     out = pipe(plate, dirs, np.zeros(len(dirs)), num_inference_steps=settings.steps,
                guidance_image=settings.guidance_image, guidance_light=settings.guidance_light,
-               seed=settings.seed, sampler=settings.sampler, batch_size=settings.batch_size)
+               seed=settings.seed, sampler=settings.sampler, batch_size=settings.batch_size, normals=normals)
     irradiance = np.asarray(info.stage_irradiance, np.float32) / np.asarray(info.stage_coverage, np.float32)
     total = np.einsum("nhwc,nc->hwc", out.images, irradiance)
     mask = alpha > 0.5

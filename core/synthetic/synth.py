@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..data.capture import IDENTITIES, CaptureSet, write_olats
+from ..data.capture import IDENTITIES, CaptureSet, write_landmarks, write_olats
 from ..data.manifest import MANIFEST, CaptureManifest, Frame, HdriRender, load_manifest
 from ..errors import RelitError
 from ..io.atomic import atomic_write_text, remove_partials_of, remove_stale_partials
@@ -100,7 +100,9 @@ def _hdri_renders(cfg: SynthConfig) -> list[HdriRender]:
     return out
 
 
-def plan_manifest(cfg: SynthConfig, subject_name: str, expressions: list[str]) -> CaptureManifest:
+def plan_manifest(cfg: SynthConfig, subject_name: str, expressions: list[str],
+                  landmarks: bool = False,  # the subject has a face mesh: record each view's landmarks
+                  ) -> CaptureManifest:
     layout = load_layout(cfg.layout)
     frames = [Frame(cfg.first_frame + i, e) for i, e in enumerate(expressions)]
     # a unit-radiance white environment: each light delivers its cell's solid angle in W/m²
@@ -112,6 +114,7 @@ def plan_manifest(cfg: SynthConfig, subject_name: str, expressions: list[str]) -
         flat_images="flat/{camera}/flat.{frame:04d}.exr",
         olat_images="olat/{camera}/olat.{frame:04d}.exr" if cfg.olats else "",
         hdri=_hdri_renders(cfg),
+        landmark_images="landmarks/{camera}/landmarks.{frame:04d}.json" if landmarks else "",
         extra={"generator": "relit synth", "relit_version": __version__, "config": asdict(cfg),
                "stage_lights": "Cycles suns sized to their cells; flat-lit = every light on = a uniform "
                                "white environment of unit radiance"},
@@ -157,7 +160,8 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads
         raise RelitError(f"--motion {cfg.motion!r}: use one of {sorted(MOTIONS)}")
     out = Path(out)
     subject = SUBJECTS[cfg.subject].make(cfg.seed)
-    manifest = plan_manifest(cfg, subject.name, [label for _, (_, label) in _track(cfg)])
+    manifest = plan_manifest(cfg, subject.name, [label for _, (_, label) in _track(cfg)],
+                             "landmarks" in subject.regions)
     if (out / MANIFEST).exists():
         existing = load_manifest(out)
         # settings added since the set was made count at their defaults
@@ -172,6 +176,11 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads
     if shard is not None:
         k, n = shard
         todo = todo[k::n]
+    _write_landmarks(cfg, subject, cs, todo)
+    images = [cs.path(t, cam.name, f.frame) for cam, f in todo
+              for t in [manifest.flat_images, manifest.olat_images] + [h.images for h in manifest.hdri] if t]
+    if all(p.exists() for p in images):  # nothing to render (a finished set; its landmarks written above)
+        return cs
     n_batches = math.ceil(len(manifest.layout) / cfg.batch)
     n_batches = n_batches if cfg.olats else 0
     per_view = 1 + n_batches + len(manifest.hdri)
@@ -217,6 +226,21 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads
     return cs
 
 
+def _write_landmarks(cfg: SynthConfig, subject: Subject, cs: CaptureSet, todo: list) -> None:
+    """Each (camera, frame) of ``todo``'s face landmarks, where the set records them and the file is
+    missing (pure numpy: a set rendered before landmarks were recorded gets them without a render)."""
+    from .landmarks import view_landmarks
+
+    template = cs.manifest.landmark_images
+    if not template:
+        return
+    weights = {number: w for number, (w, _) in _track(cfg)}
+    for cam, f in todo:
+        path = cs.path(template, cam.name, f.frame)
+        if not path.exists():
+            write_landmarks(path, view_landmarks(subject, weights[f.frame], cam))
+
+
 def render_stage_mixes(out: str | Path, mixes: dict[str, np.ndarray],  # name -> [N, 3] irradiance per light
                        threads: int = 2) -> dict[str, np.ndarray]:       # name -> [H, W, 3]
     """Images of the capture set ``out`` (first camera, first frame) lit by several stage lights at
@@ -258,7 +282,8 @@ def synthesize_identities(cfg: SynthConfig, count: int, out: str | Path, progres
     """``count`` people (seeds ``cfg.seed`` ...), one capture set each under ``out``, and an index
     ``out/identities.json`` (name, seed, look, renders, seconds) rewritten after each identity.
 
-    Resumable like :func:`synthesize`: finished identities are skipped, a half-rendered one goes on
+    Resumable like :func:`synthesize`: finished identities are not rendered again (only files a newer
+    relit records beside the images, such as landmarks, are added), a half-rendered one goes on
     where it stopped. Seconds are those of the last run that rendered the identity.
     """
     import json
@@ -272,6 +297,8 @@ def synthesize_identities(cfg: SynthConfig, count: int, out: str | Path, progres
     for seed in range(cfg.seed, cfg.seed + count):
         if seed in done:
             entries.append(done[seed])
+            # renders nothing; writes what a newer relit records besides the images (landmarks)
+            synthesize(replace(cfg, seed=seed), out / done[seed]["folder"], progress=False, threads=threads)
             continue
         subject = SUBJECTS[cfg.subject].make(seed)
         name = subject.name
