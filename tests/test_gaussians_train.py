@@ -197,15 +197,16 @@ def test_neighbour_anchors_train_in_two_waves():
 
     cfg = ReconConfig(anchor_weight=1.0, anchor_source="neighbours")
     assert segment_waves(5, cfg) == [[0, 2, 4], [1, 3]] and segment_waves(4, cfg) == [[0, 2], [1, 3]]
-    assert segment_waves(5, ReconConfig(anchor_weight=1.0)) == [[0, 1, 2, 3, 4]]
-    assert segment_waves(5, ReconConfig(anchor_source="neighbours")) == [[0, 1, 2, 3, 4]]  # no anchors: one wave
+    assert ReconConfig() == cfg  # the default (docs/gaussians.md, three seeds)
+    assert segment_waves(5, ReconConfig(anchor_source="kframe")) == [[0, 1, 2, 3, 4]]
+    assert segment_waves(5, ReconConfig(anchor_weight=0.0)) == [[0, 1, 2, 3, 4]]  # no anchors: one wave
     k, s0, s2 = object(), object(), object()
     assert anchor_sources(2, 4, k, {}, cfg) == (None, None)
     assert anchor_sources(1, 4, k, {0: s0, 2: s2}, cfg) == (s0, s2)
     assert anchor_sources(3, 4, k, {2: s2}, cfg) == (s2, None)  # the last segment: its end is no boundary
     with pytest.raises(ValidationError, match=r"segment\(s\) \[2\] are not trained yet"):
         anchor_sources(1, 4, k, {0: s0}, cfg)
-    assert anchor_sources(1, 4, k, {}, ReconConfig(anchor_weight=1.0)) == (k, k)
+    assert anchor_sources(1, 4, k, {}, ReconConfig(anchor_source="kframe")) == (k, k)
     with pytest.raises(ValidationError, match="anchor source"):
         ReconConfig(anchor_source="elsewhere")
 
