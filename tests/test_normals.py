@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from core.errors import ValidationError
 
@@ -176,3 +177,15 @@ def test_a_plates_normals_at_the_models_framing_are_the_photos_own_at_those_poin
     assert inside.mean() > 0.97
     agree = (small[ys, xs][inside] * full[py, px][inside]).sum(-1)
     assert np.median(agree) > 0.995 and (agree > 0.9).mean() > 0.97
+
+
+def test_a_patch_trained_normals_model_gets_its_crops_normals(capture, tmp_path):
+    """Patch training crops the normals with the images; the network is given them at the crop's latent size."""
+    from core.model.train import Trainer
+
+    trainer = Trainer(_cfg(capture, tmp_path / "p", steps=2, patch=16, normals=True))
+    batch = trainer.sample(np.random.default_rng(0), trainer.split.train_views)
+    assert batch["normals"].shape == batch["flat"].shape == (4, 16, 16, 3)
+    assert tuple(trainer.model.normals_latent(torch.from_numpy(batch["normals"])).shape) == (4, 3, 8, 8)
+    trainer.train(progress=False)
+    assert trainer.step == 2

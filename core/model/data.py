@@ -82,7 +82,7 @@ def _view_normals(capture: CaptureSet, camera: str, frame: int, rgb: np.ndarray,
         rng = np.random.default_rng([index, 17])
         return np.stack([framed_normals(jittered_landmarks(rng, exact), framing)
                          for _ in range(NORMAL_VERSIONS)]).astype(np.float16)
-    found = plate_normals(rgb, framing)
+    found = plate_normals(rgb, framing, capture.manifest.colour_space)
     one = np.zeros((framing.model, framing.model, 3), np.float32) if found is None else found
     return np.repeat(one[None], NORMAL_VERSIONS, axis=0).astype(np.float16)
 

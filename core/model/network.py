@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import RelitIOError
+from .codec import CODECS
 from .config import NORMAL_CHANNELS, ModelConfig
 
 log = logging.getLogger(__name__)
@@ -100,10 +101,11 @@ class RelightModel(nn.Module):
         padded = torch.nn.functional.pad(coeffs, (0, self.config.token_width - coeffs.shape[1]))
         return self.light_tokens(padded.to(self.null_light.dtype))
 
-    def normals_latent(self, normals: torch.Tensor,  # [B, H, W, 3] framed_normals at model resolution
+    def normals_latent(self, normals: torch.Tensor,  # [B, H, W, 3] framed_normals (a frame or a training crop)
                        ) -> torch.Tensor:            # [B, 3, h, w] area-averaged to latent resolution
-        size = self.config.latent_size
-        return torch.nn.functional.interpolate(normals.permute(0, 3, 1, 2).float(), size=(size, size), mode="area")
+        down = CODECS[self.config.codec].downsample(self.config)
+        size = (normals.shape[1] // down, normals.shape[2] // down)
+        return torch.nn.functional.interpolate(normals.permute(0, 3, 1, 2).float(), size=size, mode="area")
 
     def null_tokens(self, batch: int) -> torch.Tensor:  # [B, tokens, width]
         return self.null_light.expand(batch, -1, -1)

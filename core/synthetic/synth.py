@@ -297,8 +297,10 @@ def synthesize_identities(cfg: SynthConfig, count: int, out: str | Path, progres
     for seed in range(cfg.seed, cfg.seed + count):
         if seed in done:
             entries.append(done[seed])
-            # renders nothing; writes what a newer relit records besides the images (landmarks)
-            synthesize(replace(cfg, seed=seed), out / done[seed]["folder"], progress=False, threads=threads)
+            finished = CaptureSet(out / done[seed]["folder"])
+            if not finished.manifest.landmark_images or finished.missing_files():
+                # renders nothing: writes what a newer relit records beside the images (landmarks)
+                synthesize(replace(cfg, seed=seed), finished.root, progress=False, threads=threads)
             continue
         subject = SUBJECTS[cfg.subject].make(seed)
         name = subject.name
