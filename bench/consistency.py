@@ -38,19 +38,24 @@ def main() -> None:
     plate = demo.flat(cam.name, demo.manifest.frames[0].frame)
     # framed as relit relight frames it
     from core.io.framing import to_model
-    from core.relight.frame import prepare_plate
+    from core.io.framing import Framing
+    from core.relight.frame import face_normals_of, prepare_plate
 
-    prepared = prepare_plate(plate.rgb, plate.alpha, info.config.resolution)
+    prepared = prepare_plate(plate.rgb, plate.alpha, info.config.resolution, normals=info.config.normals)
     plate_rgb, plate_alpha = prepared.model_input, to_model(prepared.matte[..., None], prepared.framing)[..., 0]
-    err, _ = consistency_error(pipe, info, plate_rgb, plate_alpha, settings, c2w=cam.c2w)
+    err, _ = consistency_error(pipe, info, plate_rgb, plate_alpha, settings, c2w=cam.c2w,
+                               normals=prepared.normals)
     rows.append(f"| demo held-out view ({info.subject}, frontal camera, synthetic) | rendered alpha | {100 * err:.1f} % |")
-    err_front, _ = consistency_error(pipe, info, plate_rgb, plate_alpha, settings)
+    err_front, _ = consistency_error(pipe, info, plate_rgb, plate_alpha, settings,
+                                     normals=prepared.normals)
     rows.append(f"| same, stage directions taken in the default front frame | rendered alpha | {100 * err_front:.1f} % |")
     from skimage import data as skdata
 
     photo = convert(skdata.astronaut().astype(np.float32) / 255.0, "srgb_tx", "lin_rec709")
     rgb, alpha = fit_square(photo, np.ones(photo.shape[:2], np.float32), info.config.resolution)
-    err_photo, _ = consistency_error(pipe, info, rgb, alpha, settings)
+    res = info.config.resolution
+    geometry = face_normals_of(rgb, Framing(0, 0, res, res, res, res), "lin_rec709")[0] if info.config.normals else None
+    err_photo, _ = consistency_error(pipe, info, rgb, alpha, settings, normals=geometry)
     rows.append(f"| `skimage.data.astronaut()` (real photo, another person, whole frame) | none (all pixels) | "
                 f"{100 * err_photo:.1f} % |")
     command = "python bench/consistency.py " + shlex.join(sys.argv[1:])

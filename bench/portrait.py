@@ -122,7 +122,8 @@ def sheet(run: Path, out: Path, pairs: int = 16, shown: int = 6) -> str:
     rows, tiles = [], []
     for b in range(pairs):
         x, y, m = batch["flat"][b], batch["target"][b], batch["alpha"][b] > 0.5
-        p = pipe(x, environment=batch["environment"][b:b + 1], num_inference_steps=1).images[0]
+        p = pipe(x, environment=batch["environment"][b:b + 1], num_inference_steps=1,
+                 normals=_geometry(pipe, batch.get("normals", [None] * pairs)[b])).images[0]
         cx, cp = best_scale(x, y, m), best_scale(p, y, m)
         rows.append([psnr(cx * x, y, m), psnr(p, y, m), psnr(cp * p, y, m), ssim(cx * x, y, m), ssim(p, y, m)])
         if b < shown:
@@ -277,7 +278,7 @@ def evaluate(run: Path, regressor: Path | None, out: Path | None, pairs: int, sh
                  "mesh shading (SH, face mesh)": x if shaded is None else shaded}
         for name, (pipe, steps) in pipes.items():
             preds[name] = pipe(x, environment=env[None], num_inference_steps=steps, seed=b,
-                               normals=_geometry(pipe, batch["normals"][b] if "normals" in batch else None)).images[0]
+                               normals=_geometry(pipe, batch.get("normals", [None] * pairs)[b])).images[0]
         preds.update({f"oracle: shading ratio blurred {s:g} px": _ratio_oracle(x, y, m, s) for s in ORACLE_SIGMAS})
         for name, p in preds.items():
             c = best_scale(p, y, m)
@@ -333,18 +334,22 @@ def two_stage(run: Path, delighter: Path, olat: Path, pairs: int, out: Path | No
         x, y, env = data.portrait_pair(int(v), lit, goal)
         m = data.alpha[v] > 0.5
         flat_true, _, flat_env = data.portrait_pair(int(v), uniform, uniform)
-        delit = dl_pipe(x, environment=flat_env[None], num_inference_steps=dl_steps, seed=b).images[0]
+        normals = data.view_normals(int(v))
+        delit = dl_pipe(x, environment=flat_env[None], num_inference_steps=dl_steps, seed=b,
+                        normals=_geometry(dl_pipe, normals)).images[0]
         weights = project_to_layout(goal, data.layout, (0.0, 0.0, 0.0)).weights  # [N, 3]
         dirs = data.camera_directions(int(v))
 
         def stage(flat: np.ndarray) -> np.ndarray:
-            out = olat_pipe(flat, dirs, np.zeros(len(dirs)), num_inference_steps=olat_steps, seed=b)
+            out = olat_pipe(flat, dirs, np.zeros(len(dirs)), num_inference_steps=olat_steps, seed=b,
+                            normals=_geometry(olat_pipe, normals))
             return np.einsum("nc,nhwc->hwc", weights, ratio_correct(out.images, data.irradiance, flat)), out.evaluations
 
         two, stage_evals = stage(delit)
         preds = {"input x fitted scale": best_scale(x, y, m) * x, "two-stage: delighter -> OLAT stage": two,
                  "OLAT stage on the true flat-lit (second stage's ceiling)": stage(flat_true)[0],
-                 name: pipe(x, environment=env[None], num_inference_steps=steps, seed=b).images[0]}
+                 name: pipe(x, environment=env[None], num_inference_steps=steps, seed=b,
+                            normals=_geometry(pipe, normals)).images[0]}
         for key, p in preds.items():
             rows[key].append([psnr(p, y, m), ssim(p, y, m), flip(p, y, m)])
         if b < shown:
@@ -387,7 +392,8 @@ def guidance_grid(run: Path, pairs: int, image_scales: list[float], light_scales
             for b in range(pairs):
                 x, y, m = batch["flat"][b], batch["target"][b], batch["alpha"][b] > 0.5
                 p = pipe(x, environment=batch["environment"][b:b + 1], num_inference_steps=steps, guidance_image=gi,
-                         guidance_light=gl, seed=b).images[0]
+                         guidance_light=gl, seed=b, normals=_geometry(pipe, batch.get("normals", [None] * pairs)[b])
+                         ).images[0]
                 scores.append((psnr(p, y, m), ssim(p, y, m)))
             v = np.mean(scores, axis=0)
             cells.append(f"{v[0]:.2f} dB / {v[1]:.3f}")
@@ -428,12 +434,13 @@ def subject_comparison(run: Path, bundle: Path, pairs: int, regressor: Path | No
         m = data.alpha[v] > 0.5
         preds = {"input x fitted scale": best_scale(x, y, m) * x}
         for name, (pipe, steps) in pipes.items():
-            preds[name] = pipe(x, environment=env[None], num_inference_steps=steps, seed=k).images[0]
+            preds[name] = pipe(x, environment=env[None], num_inference_steps=steps, seed=k,
+                               normals=_geometry(pipe, data.view_normals(v))).images[0]
         flat, dirs = data.flat[v], data.camera_directions(v)
         noise = np.random.default_rng([k, len(dirs)]).standard_normal(
             (len(dirs),) + sp_pipe.latent_shape()).astype(np.float32)
         stage = sp_pipe(flat, dirs, np.zeros(len(dirs)), num_inference_steps=sp_steps, noise=noise,
-                        batch_size=32).images
+                        batch_size=32, normals=_geometry(sp_pipe, data.view_normals(v))).images
         if correct:
             stage = ratio_correct(stage, np.asarray(sp_info.stage_irradiance, np.float32), flat)
         weights = project_to_layout(goal, data.layout, (0.0, 0.0, 0.0)).weights

@@ -110,11 +110,12 @@ class Model:
         from core.io.framing import to_plate
         from core.relight.frame import prepare_plate
 
-        prepared = prepare_plate(flat, alpha, self.pipe.model.config.resolution)
+        config = self.pipe.model.config
+        prepared = prepare_plate(flat, alpha, config.resolution, normals=config.normals)
         shape = (len(dirs),) + self.pipe.latent_shape()
         noise = np.random.default_rng([seed, len(dirs)]).standard_normal(shape).astype(np.float32)
         out = self.pipe(prepared.model_input, dirs, np.zeros(len(dirs)), num_inference_steps=self.steps,
-                        noise=noise, batch_size=16)
+                        noise=noise, batch_size=16, normals=prepared.normals)
         self.evaluations = out.evaluations // max(len(dirs), 1)
         images = out.images
         if correct is not None:  # the stage strategy's ratio correction, at model resolution as relight does it

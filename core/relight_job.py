@@ -40,8 +40,8 @@ from .lighting.hdri import load_environment
 from .model.consistency import partial_stage_message
 from .relight.cache import CACHE_DIR, LightCache, frame_key
 from .relight.delight import check_delighter, delight
-from .relight.frame import (LightingPlan, PreparedPlate, RelightSettings, light_keys, light_noise, pass_metadata,
-                            plan_lighting, prepare_plate, relight_prepared)
+from .relight.frame import (NO_FACE_NORMALS, LightingPlan, PreparedPlate, RelightSettings, face_normals_of,
+                            light_keys, light_noise, pass_metadata, plan_lighting, prepare_plate, relight_prepared)
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ def _frame_digest(job_digest: str, prepared: PreparedPlate, noise: np.ndarray | 
     h.update(np.ascontiguousarray(prepared.source).tobytes())
     h.update(np.ascontiguousarray(prepared.matte).tobytes())
     h.update(f"{prepared.framing}|{prepared.eps!r}".encode())  # the square the model saw (face or matte framed)
+    if prepared.normals is not None:  # what MediaPipe found on it (its version can change them)
+        h.update(np.ascontiguousarray(prepared.normals, dtype=np.float32).tobytes())
     if noise is not None:
         h.update(np.ascontiguousarray(noise, dtype=np.float32).tobytes())
     return h.hexdigest()
@@ -130,6 +132,8 @@ class FrameSource:
                  normals: bool = False):  # each plate's face normals too (a model that takes them)
         self.job, self.info, self.latent_shape, self.keys = job, info, latent_shape, keys
         self.normals = normals
+        self._normals: dict[int, np.ndarray] = {}  # each frame's face normals, found once for every pass
+        self.faceless: list[int] = []  # frames on which MediaPipe found no face for the normals
         self._first_noise: np.ndarray | None = None  # [L, C, h, w] the first frame's noise, drawn once
         found = find_frames(job.input)
         if job.frames is not None:
@@ -244,7 +248,14 @@ class FrameSource:
                     raise ValidationError(f"{self.mattes[frame]}: the matte is {matte.shape[1]}x{matte.shape[0]}, "
                                           f"the plate {path.name} is {plate.alpha.shape[1]}x{plate.alpha.shape[0]}")
             prepared = prepare_plate(plate.rgb, matte, res, premultiply, job.margin, str(path),
-                                     self.sequence_face(), self.normals, job.working_space)
+                                     self.sequence_face(), space=job.working_space)
+            if self.normals:
+                if frame not in self._normals:
+                    self._normals[frame], found = face_normals_of(prepared.source, prepared.framing,
+                                                                  job.working_space)
+                    if not found:
+                        self.faceless.append(frame)
+                prepared = replace(prepared, normals=self._normals[frame])
             if job.noise == "flow" and previous is not None:
                 factor = res // self.latent_shape[1]
                 flow, valid = latent_flow(previous, prepared.model_input, factor)
@@ -477,7 +488,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
             if delighter is not None:
                 seen, spent = delight(delighter[0], prepared, job.seed, int(delighter[1].recipe["steps"]))
                 prepared = replace(prepared, seen=seen)
-            key = frame_key(cache_parts, prepared.model_input) if cache is not None else ""
+            key = frame_key(cache_parts, prepared.model_input, prepared.normals) if cache is not None else ""
             result = relight_prepared(pipe, plan, prepared, settings, noise, on_batch=on_batch, cache=cache,
                                       frame_key=key)
             if counter[0] < light_steps:  # lights the cache held cost no step: the frame's lights are done
@@ -509,6 +520,11 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
                 with contextlib.suppress(OSError):  # only if empty: another run may have written there since
                     Path(job.output).rmdir()
         raise
+    if source.faceless:
+        frames = sorted(source.faceless)
+        report.warnings.append(f"{job.input}: frame(s) {frames[:10]}{' ...' if len(frames) > 10 else ''}: "
+                               f"{NO_FACE_NORMALS}")
+        log.warning("%s", report.warnings[-1])
     return report
 
 

@@ -150,29 +150,29 @@ def test_a_normals_bundle_relights_a_plate_with_the_normals_mediapipe_finds_on_i
 
 
 def test_a_plates_normals_at_the_models_framing_are_the_photos_own_at_those_points():
-    """Twin: the normals prepare_plate gives a normals model (MediaPipe on the plate, landmarks carried into
-    the model's square) against the same mesh rasterised over the whole photo, read where each model
-    pixel's centre falls."""
+    """Twin: the normals prepare_plate gives a normals model (MediaPipe on the model's square, landmarks
+    carried into the model's resolution) against the same square's mesh rasterised at the photo's
+    resolution, read where each model pixel's centre falls."""
     from skimage import data
 
-    from core.io.framing import face_framing
+    from core.io.framing import crop_box, face_framing
     from core.portrait.face_geometry import face_normals, plate_normals
-    from core.portrait.matte import face_boxes
+    from core.portrait.matte import display_rgb8, face_boxes
     from core.relight.frame import prepare_plate
 
     u8 = data.astronaut()
     plate = ((u8 / 255.0) ** 2.2).astype(np.float32)
-    full, covered = face_normals(u8)
     face = face_boxes(u8, 0.5)[0]
     prepared = prepare_plate(plate, np.ones(plate.shape[:2], np.float32), 64, face=face, normals=True)
-    assert prepared.framing == face_framing(face, *plate.shape[:2], 64)
-    small = prepared.normals
-    np.testing.assert_array_equal(small, plate_normals(plate, prepared.framing))
     f = prepared.framing
+    assert f == face_framing(face, *plate.shape[:2], 64)
+    full, covered = face_normals(display_rgb8(crop_box(plate, f)))  # the square at the photo's resolution
+    small = prepared.normals
+    np.testing.assert_array_equal(small, plate_normals(plate, f))
     ys, xs = np.nonzero(np.abs(small).sum(-1) > 0)
     assert len(ys) > 0.05 * 64 * 64  # the face in a portrait framing's square (head and shoulders)
-    py = (f.y0 + (ys + 0.5) * f.size / f.model).astype(int)
-    px = (f.x0 + (xs + 0.5) * f.size / f.model).astype(int)
+    py = ((ys + 0.5) * f.size / f.model).astype(int)
+    px = ((xs + 0.5) * f.size / f.model).astype(int)
     inside = covered[py, px]
     assert inside.mean() > 0.97
     agree = (small[ys, xs][inside] * full[py, px][inside]).sum(-1)
@@ -189,3 +189,57 @@ def test_a_patch_trained_normals_model_gets_its_crops_normals(capture, tmp_path)
     assert tuple(trainer.model.normals_latent(torch.from_numpy(batch["normals"])).shape) == (4, 3, 8, 8)
     trainer.train(progress=False)
     assert trainer.step == 2
+
+
+def test_a_face_framed_small_on_a_big_plate_gets_its_normals():
+    """FaceMesh's detector is short-range: on a 1024-px plate with a 50-px face it finds nothing, so the
+    normals are looked for in the model's square, where that face fills the frame as on the photo."""
+    import cv2
+    from skimage import data
+
+    from core.portrait.face_geometry import face_landmarks
+    from core.portrait.matte import face_boxes
+    from core.relight.frame import prepare_plate
+
+    def normals_of(u8):
+        plate = ((u8 / 255.0) ** 2.2).astype(np.float32)
+        prepared = prepare_plate(plate, np.ones(plate.shape[:2], np.float32), 64, face=face_boxes(u8, 0.5)[0],
+                                 normals=True)
+        return prepared.normals
+
+    photo = data.astronaut()
+    big = np.full((1024, 1024, 3), 20, np.uint8)
+    big[384:640, 384:640] = cv2.resize(photo, (256, 256), interpolation=cv2.INTER_AREA)
+    assert face_landmarks(big) is None  # the whole plate: no face for FaceMesh
+    small, reference = normals_of(big), normals_of(photo)
+    on_face = np.abs(small).sum(-1) > 0
+    assert 0.7 < on_face.sum() / (np.abs(reference).sum(-1) > 0).sum() < 1.3
+    assert (small[on_face][:, 2] > 0).mean() > 0.95  # facing the camera
+
+
+def test_a_sequence_finds_each_frames_normals_once_and_relights_again_when_they_change(capture, tmp_path,
+                                                                                     monkeypatch):
+    """A relight job asks MediaPipe once per frame (its resume check and its run share the answer), names
+    the frames without a face in its report, and relights a frame whose normals changed (another
+    MediaPipe) instead of resuming it."""
+    import core.portrait.face_geometry as face_geometry
+    from core.model.bundle import read_info
+    from core.model.train import Trainer
+    from core.relight.frame import NO_FACE_NORMALS
+    from core.relight_job import run_relight
+    from tests.conftest import relight_job, write_plates
+
+    trainer = Trainer(_cfg(capture, tmp_path / "run", steps=2))
+    trainer.train(progress=False)
+    bundle = trainer.save()
+    plates = write_plates(tmp_path, [1, 2], subject=read_info(bundle).subject)
+    calls, found = [], [None]
+    monkeypatch.setattr(face_geometry, "plate_normals", lambda rgb, framing, space: calls.append(1) or found[0])
+    first = run_relight(relight_job(bundle, plates, tmp_path / "out"))
+    assert len(calls) == 2 and any(NO_FACE_NORMALS in w and "[1, 2]" in w for w in first.warnings)
+    again = run_relight(relight_job(bundle, plates, tmp_path / "out"))
+    assert len(calls) == 4 and again.folder == first.folder and all(f.skipped for f in again.frames)
+    found[0] = np.tile(np.array([0.0, 0.0, 1.0], np.float32), (32, 32, 1))
+    changed = run_relight(relight_job(bundle, plates, tmp_path / "out"))
+    assert changed.folder != first.folder and not any(f.skipped for f in changed.frames)
+    assert not any(NO_FACE_NORMALS in w for w in changed.warnings)

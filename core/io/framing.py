@@ -105,13 +105,19 @@ def _overlap(f: Framing) -> tuple[slice, slice, slice, slice]:
     return (slice(y0 - f.y0, y1 - f.y0), slice(x0 - f.x0, x1 - f.x0), slice(y0, y1), slice(x0, x1))
 
 
+def crop_box(img: np.ndarray, f: Framing) -> np.ndarray:  # [H, W, C] -> [size, size, C], img's dtype
+    """The box at the plate's resolution, black outside the plate."""
+    by, bx, py, px = _overlap(f)
+    box = np.zeros((f.size, f.size, img.shape[2]), img.dtype)
+    box[by, bx] = img[py, px]
+    return box
+
+
 def to_model(img: np.ndarray, f: Framing) -> np.ndarray:  # [H, W, C] -> [model, model, C]
     """Crop the box (black outside the plate) and resize it to the model's resolution (box filter)."""
     if f.identity:
         return img.astype(np.float32, copy=False)
-    by, bx, py, px = _overlap(f)
-    box = np.zeros((f.size, f.size, img.shape[2]), np.float32)
-    box[by, bx] = img[py, px]
+    box = crop_box(img.astype(np.float32, copy=False), f)
     if f.size == f.model:
         return box
     return resize(box, f.model, f.model, "box" if f.size > f.model else "triangle")

@@ -152,13 +152,20 @@ def plate_normals(rgb: np.ndarray,       # [H, W, 3] scene-linear plate
                   framing: Framing,      # where the model's square lies on it
                   space: str = "lin_rec709",  # its working space
                   ) -> np.ndarray | None:  # [model, model, 3] float32, or None: no face found
-    """The normals of the face MediaPipe finds on a plate (displayed as the detectors see it, as
-    core.portrait.matte.plate_face does), framed for the model."""
+    """The normals of the face MediaPipe finds in the model's square of a plate (displayed as the
+    detectors see it, as core.portrait.matte.plate_face does), framed for the model.
+
+    FaceMesh looks in the square only: its detector is short-range (a face filling much of the
+    image), so a face framed small on a big plate is found in its square and missed on the plate."""
     from ..io.colour import convert
+    from ..io.framing import crop_box
     from .matte import display_rgb8
 
-    found = face_landmarks(display_rgb8(rgb if space == "lin_rec709" else convert(rgb, space, "lin_rec709")))
-    return None if found is None else framed_normals(found, framing)
+    box = crop_box(rgb, framing)
+    found = face_landmarks(display_rgb8(box if space == "lin_rec709" else convert(box, space, "lin_rec709")))
+    if found is None:
+        return None
+    return framed_normals(found + np.array([framing.x0, framing.y0, 0.0]), framing)
 
 
 def sh_irradiance(normals: np.ndarray,  # [..., 3] unit

@@ -30,13 +30,17 @@ DEFAULT_LIMIT_MB = 2048       # a job's default bound on the cache folder
 STALE_PARTIAL_SECONDS = 3600  # a temporary entry file this old was left by a killed writer
 
 
-def frame_key(parts: dict, model_input: np.ndarray) -> str:
+def frame_key(parts: dict, model_input: np.ndarray,
+              normals: np.ndarray | None = None,  # [m, m, 3] the face normals a normals model is given
+              ) -> str:
     """What every inference of a frame shares: ``parts`` (JSON-able: bundle hash, resolved recipe,
-    guidance, seed, samples, device) and the pixels the model sees ([m, m, 3])."""
+    guidance, seed, samples, device), the pixels the model sees ([m, m, 3]) and its face normals."""
     import json
 
     h = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
     h.update(np.ascontiguousarray(model_input, dtype=np.float32).tobytes())
+    if normals is not None:
+        h.update(np.ascontiguousarray(normals, dtype=np.float32).tobytes())
     return h.hexdigest()
 
 

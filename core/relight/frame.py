@@ -276,6 +276,23 @@ class PreparedPlate:
                                        # face; core.portrait.face_geometry.plate_normals); None: not asked for
 
 
+NO_FACE_NORMALS = "no face found for the model's face normals; relit without geometry"
+
+
+def face_normals_of(plate: np.ndarray,  # [H, W, 3] premultiplied scene-linear
+                    framing: Framing,   # the model's square on it
+                    space: str = "lin_rec709",  # the plate's working space
+                    ) -> tuple[np.ndarray, bool]:  # ([m, m, 3] normals, whether a face was found)
+    """A normals model's geometry input: the face mesh MediaPipe finds in the model's square, or
+    zeros (as off a face) where it finds none."""
+    from ..portrait.face_geometry import plate_normals
+
+    geometry = plate_normals(plate, framing, space)
+    if geometry is None:
+        return np.zeros((framing.model, framing.model, 3), np.float32), False
+    return geometry, True
+
+
 def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
                   matte: np.ndarray,     # [H, W] in [0, 1]
                   resolution: int,       # the model's
@@ -301,12 +318,9 @@ def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
     model_input = to_model(plate, framing)
     geometry = None
     if normals:
-        from ..portrait.face_geometry import plate_normals
-
-        geometry = plate_normals(plate, framing, space)
-        if geometry is None:
-            log.warning("%s: no face found for the model's face normals; relit without geometry", source)
-            geometry = np.zeros_like(model_input)
+        geometry, found = face_normals_of(plate, framing, space)
+        if not found:
+            log.warning("%s: %s", source, NO_FACE_NORMALS)
     return PreparedPlate(plate, matte, framing, model_input, ratio_eps(model_input, to_model(matte[..., None],
                                                                                              framing)[..., 0]),
                          normals=geometry)
