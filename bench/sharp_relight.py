@@ -154,12 +154,30 @@ def load_models(bundles: list[Path], regressor: Path | None,
     return models, config
 
 
-def per_light(subject: Subject, models: list[Model], items: list[tuple[int, np.ndarray]]) -> dict:
+def oracle_name(resolution: int) -> str:
+    return f"oracle at {resolution} px (Cycles framed to it, carried back by the ratio path)"
+
+
+def oracle(flat: np.ndarray, alpha: np.ndarray, olats: np.ndarray,  # [H, W, 3], [H, W], [L, H, W, 3]
+           resolution: int) -> np.ndarray:  # [L, H, W, 3]
+    """A perfect model at ``resolution``: Cycles' own OLATs framed to it as relight frames the plate,
+    carried back to the plate by the same ratio path. What any model at that resolution can reach."""
+    from core.io.framing import to_model, to_plate
+    from core.relight.frame import prepare_plate
+
+    prepared = prepare_plate(flat, alpha, resolution)
+    small = np.stack([to_model(o, prepared.framing) for o in olats])
+    return to_plate(small, prepared.model_input, prepared.source, prepared.framing, prepared.eps)
+
+
+def per_light(subject: Subject, models: list[Model], items: list[tuple[int, np.ndarray]],
+              oracles: list[int] = ()) -> dict:  # resolutions of perfect models to score too
     """Scores and edge measures of each model and the baselines on (view, light indices) items."""
     split = subject.split
     train_dirs = subject.layout.directions[split.train_lights]
     rows: dict = {m.name: [] for m in models}
     rows.update({"flat-lit x best constant": [], "nearest training light": []})
+    rows.update({oracle_name(r): [] for r in oracles})
     for v, lights in items:
         flat, olats, alpha = subject.view(v)
         mask = alpha > 0.5
@@ -167,6 +185,9 @@ def per_light(subject: Subject, models: list[Model], items: list[tuple[int, np.n
         for m in models:
             preds = m(flat, alpha, dirs, seed=v)
             rows[m.name] += [score(p, olats[i], mask) + edges(p, olats[i], mask) for p, i in zip(preds, lights)]
+        for r in oracles:
+            preds = oracle(flat, alpha, olats[lights], r)
+            rows[oracle_name(r)] += [score(p, olats[i], mask) + edges(p, olats[i], mask) for p, i in zip(preds, lights)]
         for i in lights:
             truth = olats[i]
             s = flat * best_scale(flat, truth, mask)
@@ -281,6 +302,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="the contact sheet's PNG")
     ap.add_argument("--section", default="sharp-relight")
     ap.add_argument("--no-cost", action="store_true", help="skip the 2K cost columns")
+    ap.add_argument("--oracles", type=int, nargs="*", default=[],
+                    help="also score a perfect model at these resolutions (Cycles framed to it, ratio carried back)")
     ap.add_argument("--overlaps", type=float, nargs="*", default=[],
                     help="patch bundles also relit with these tile overlaps (fractions of a tile) besides their own")
     args = ap.parse_args()
@@ -289,14 +312,15 @@ def main() -> None:
     subject = Subject(args.capture, config)
     split = subject.split
     rng = np.random.default_rng(7)
-    held = per_light(subject, models, [(v, split.val_lights) for v in split.train_views[::args.every]])
+    held = per_light(subject, models, [(v, split.val_lights) for v in split.train_views[::args.every]], args.oracles)
     trained = per_light(subject, models, [(v, rng.choice(split.train_lights, 8, replace=False))
-                                          for v in split.train_views[1::args.every * 2]])
+                                          for v in split.train_views[1::args.every * 2]], args.oracles)
     env = environment(subject, models)
     costs = {} if args.no_cost else {m.name: cost(subject, m) for m in models if m.info is not None}
     if args.out:
         sheet(subject, models, args.out)
-    names = [m.name for m in models] + ["flat-lit x best constant", "nearest training light"]
+    names = ([m.name for m in models] + ["flat-lit x best constant", "nearest training light"]
+             + [oracle_name(r) for r in args.oracles])
     res = subject.capture.manifest.cameras[0].width
     head = ("| method | held-out lights | shading edges: energy / error | training lights | HDRI stage | "
             "HDRI stage + ratio | white environment (raw) | UNet evals / light | 2K rig: s / evals | "

@@ -505,7 +505,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
             if result.basis is not None:
                 write_passes(output_path(job, folder, frame, True), result.basis,
                              replace(pass_metadata(rig, info, settings, digest, colour, plan, basis=True),
-                                     delighter=stamp), precision)
+                                     noise=job.noise, delighter=stamp), precision)  # (the basis is not blended)
             if result.passes is not None:
                 meta = replace(pass_metadata(rig, info, settings, digest, colour), noise=job.noise,
                                temporal=job.temporal, delighter=stamp)

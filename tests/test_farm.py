@@ -11,7 +11,7 @@ import pytest
 
 from core.farm.units import Plan, plan_job, run_plan_local, run_unit
 from core.io.exr import write_rgba
-from core.io.passes import read_passes
+from core.io.passes import read_metadata, read_passes
 from core.jobs import RelightJob
 from core.lighting.camera import front_camera_c2w
 from core.lighting.layout import builtin_layout
@@ -75,12 +75,16 @@ def test_light_chunks_are_refused_before_anything_is_written_when_the_bundle_rat
 
 
 def test_light_chunks_merge_to_the_unsplit_result(tmp_path, bundle):
-    job = _job(bundle, tmp_path, tmp_path / "whole")
+    job = _job(bundle, tmp_path, tmp_path / "whole", noise="flow")
     whole = run_relight(job)
-    plan = plan_job(_job(bundle, tmp_path, tmp_path / "split"), chunk=2, light_chunk=7)
+    plan = plan_job(_job(bundle, tmp_path, tmp_path / "split", noise="flow"), chunk=2, light_chunk=7)
     run_plan_local(plan)
     folder = tmp_path / "split" / "v001"
     for f in (1, 2, 3):
+        for name in (f"relit.{f:04d}.exr", f"relit_basis.{f:04d}.exr"):  # the merge's header is the whole run's
+            merged, unsplit = read_metadata(folder / name), read_metadata(whole.folder / name)
+            assert merged.pop("input_hash") != unsplit.pop("input_hash")  # (hashes of other files)
+            assert merged == unsplit and merged["noise"] == "flow"
         a, _, alpha_a = read_passes(whole.folder / f"relit.{f:04d}.exr")
         b, beauty_b, alpha_b = read_passes(folder / f"relit.{f:04d}.exr")
         assert sorted(a) == sorted(b)

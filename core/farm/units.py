@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -183,16 +183,9 @@ def _merge_files(parts: list[Path], target: Path, basis: bool) -> Path:
         for i, name in enumerate(names):
             img = pixels[..., 1 + 3 * i: 4 + 3 * i]
             layers[name] = layers[name] + img if name in layers else img.astype(np.float32)
-    first = metas[0]
-    meta = PassMetadata(rig=first.get("rig", {}), bundle_id=first.get("bundle_id", ""),
-                        bundle_sha256=first.get("bundle_sha256", ""), objective=first.get("objective", ""),
-                        sampler=first.get("sampler", ""), steps=int(first.get("steps", 0)),
-                        consistency=first.get("consistency", "none"), guidance=first.get("guidance", {}),
-                        seed=int(first.get("seed", 0)), samples=int(first.get("samples", 1)), input_hash=digest,
-                        colour_space=first.get("colour_space", "lin_rec709"), delighter=first.get("delighter"))
+    meta = replace(PassMetadata.from_header(metas[0]), input_hash=digest)
     if basis:
         meta.basis = [b for m in metas for b in (m.get("basis") or [])]
-        meta.stage, meta.camera_c2w = first.get("stage"), first.get("camera_c2w")
     # the layer names already carry the light_ prefix the writer adds
     named = {name.removeprefix("light_"): img for name, img in layers.items()}
     return write_passes(target, RelitPasses(named, alpha), meta)

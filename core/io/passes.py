@@ -9,7 +9,7 @@ scene-linear, premultiplied. Header metadata records how the frame was made.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,15 @@ class PassMetadata:
                                       # bundle relit it (two-stage); None: the plate was relit as it is
     version: str = __version__   # relit version that wrote the file
     git: str = field(default_factory=git_hash)  # relit commit that wrote the file
+
+    @classmethod
+    def from_header(cls, header: dict) -> PassMetadata:
+        """The metadata a pass file records (``read_metadata``'s fields), to write another file from
+        it (a farm merge); version and git are this relit's, the writer's."""
+        kept = {f.name: f.type for f in fields(cls) if f.name not in ("version", "git")}
+        # read_metadata decodes any value that parses as JSON: a text field's digits come back as text
+        return cls(**{k: str(v) if kept[k] == "str" and not isinstance(v, str) else v
+                      for k, v in header.items() if k in kept})
 
 
 @dataclass
