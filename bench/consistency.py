@@ -37,8 +37,8 @@ def main() -> None:
     cam = demo.manifest.cameras[0]
     plate = demo.flat(cam.name, demo.manifest.frames[0].frame)
     # framed as relit relight frames it
-    from core.io.framing import to_model
-    from core.io.framing import Framing
+    from core.io.framing import Framing, to_model
+    from core.portrait.face_geometry import plate_landmarks
     from core.relight.frame import face_normals_of, prepare_plate
 
     prepared = prepare_plate(plate.rgb, plate.alpha, info.config.resolution, normals=info.config.normals)
@@ -54,7 +54,8 @@ def main() -> None:
     photo = convert(skdata.astronaut().astype(np.float32) / 255.0, "srgb_tx", "lin_rec709")
     rgb, alpha = fit_square(photo, np.ones(photo.shape[:2], np.float32), info.config.resolution)
     res = info.config.resolution
-    geometry = face_normals_of(rgb, Framing(0, 0, res, res, res, res), "lin_rec709")[0] if info.config.normals else None
+    whole = Framing(0, 0, res, res, res, res)
+    geometry = face_normals_of(plate_landmarks(rgb, whole), whole) if info.config.normals else None
     err_photo, _ = consistency_error(pipe, info, rgb, alpha, settings, normals=geometry)
     rows.append(f"| `skimage.data.astronaut()` (real photo, another person, whole frame) | none (all pixels) | "
                 f"{100 * err_photo:.1f} % |")

@@ -155,6 +155,7 @@ def load_models(bundles: list[Path], regressor: Path | None,
 
 
 def oracle_name(resolution: int) -> str:
+    """The table's row of a perfect model at ``resolution``."""
     return f"oracle at {resolution} px (Cycles framed to it, carried back by the ratio path)"
 
 
@@ -171,7 +172,7 @@ def oracle(flat: np.ndarray, alpha: np.ndarray, olats: np.ndarray,  # [H, W, 3],
 
 
 def per_light(subject: Subject, models: list[Model], items: list[tuple[int, np.ndarray]],
-              oracles: list[int] = ()) -> dict:  # resolutions of perfect models to score too
+              oracles: tuple[int, ...] = ()) -> dict:  # resolutions of perfect models to score too
     """Scores and edge measures of each model and the baselines on (view, light indices) items."""
     split = subject.split
     train_dirs = subject.layout.directions[split.train_lights]
@@ -314,7 +315,7 @@ def main() -> None:
     rng = np.random.default_rng(7)
     held = per_light(subject, models, [(v, split.val_lights) for v in split.train_views[::args.every]], args.oracles)
     trained = per_light(subject, models, [(v, rng.choice(split.train_lights, 8, replace=False))
-                                          for v in split.train_views[1::args.every * 2]], args.oracles)
+                                          for v in split.train_views[1::args.every * 2]], tuple(args.oracles))
     env = environment(subject, models)
     costs = {} if args.no_cost else {m.name: cost(subject, m) for m in models if m.info is not None}
     if args.out:

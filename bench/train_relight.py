@@ -63,7 +63,8 @@ class Predictor:
         noise = np.random.default_rng([seed, view, len(dirs)]).standard_normal(shape).astype(np.float32)
         return self.pipe(self.trainer.data.flat[view], dirs, np.zeros(len(dirs)) if betas is None else betas,
                          num_inference_steps=steps, noise=noise, guidance_light=guidance_light,
-                         guidance_image=guidance_image, batch_size=32).images
+                         guidance_image=guidance_image, batch_size=32,
+                         normals=self.trainer.data.view_normals(view)).images  # (None without normals)
 
 
 def light_sets(trainer: Trainer) -> dict[str, list[tuple[int, np.ndarray]]]:

@@ -132,7 +132,8 @@ class FrameSource:
                  normals: bool = False):  # each plate's face normals too (a model that takes them)
         self.job, self.info, self.latent_shape, self.keys = job, info, latent_shape, keys
         self.normals = normals
-        self._normals: dict[int, np.ndarray] = {}  # each frame's face normals, found once for every pass
+        # each frame's face landmarks ([468, 3] plate pixels; None: no face), found once for every pass
+        self._landmarks: dict[int, np.ndarray | None] = {}
         self.faceless: list[int] = []  # frames on which MediaPipe found no face for the normals
         self._first_noise: np.ndarray | None = None  # [L, C, h, w] the first frame's noise, drawn once
         found = find_frames(job.input)
@@ -250,12 +251,13 @@ class FrameSource:
             prepared = prepare_plate(plate.rgb, matte, res, premultiply, job.margin, str(path),
                                      self.sequence_face(), space=job.working_space)
             if self.normals:
-                if frame not in self._normals:
-                    self._normals[frame], found = face_normals_of(prepared.source, prepared.framing,
-                                                                  job.working_space)
-                    if not found:
+                if frame not in self._landmarks:
+                    from .portrait.face_geometry import plate_landmarks
+
+                    self._landmarks[frame] = plate_landmarks(prepared.source, prepared.framing, job.working_space)
+                    if self._landmarks[frame] is None:
                         self.faceless.append(frame)
-                prepared = replace(prepared, normals=self._normals[frame])
+                prepared = replace(prepared, normals=face_normals_of(self._landmarks[frame], prepared.framing))
             if job.noise == "flow" and previous is not None:
                 factor = res // self.latent_shape[1]
                 flow, valid = latent_flow(previous, prepared.model_input, factor)

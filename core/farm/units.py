@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import ValidationError
 from ..io.atomic import atomic_write_text, remove_partials_of
 from ..io.naming import new_version_dir, versions
-from ..io.passes import PassMetadata, RelitPasses, read_metadata, write_passes
+from ..io.passes import RelitPasses, read_metadata, read_pass_metadata, write_passes
 from ..io.sequence import find_frames, parse_frame_range
 from ..jobs import RelightJob
 from ..relight.strategies import STAGE, hdri_strategy
@@ -183,7 +183,7 @@ def _merge_files(parts: list[Path], target: Path, basis: bool) -> Path:
         for i, name in enumerate(names):
             img = pixels[..., 1 + 3 * i: 4 + 3 * i]
             layers[name] = layers[name] + img if name in layers else img.astype(np.float32)
-    meta = replace(PassMetadata.from_header(metas[0]), input_hash=digest)
+    meta = replace(read_pass_metadata(parts[0]), input_hash=digest)
     if basis:
         meta.basis = [b for m in metas for b in (m.get("basis") or [])]
     # the layer names already carry the light_ prefix the writer adds

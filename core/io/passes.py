@@ -47,15 +47,6 @@ class PassMetadata:
     version: str = __version__   # relit version that wrote the file
     git: str = field(default_factory=git_hash)  # relit commit that wrote the file
 
-    @classmethod
-    def from_header(cls, header: dict) -> PassMetadata:
-        """The metadata a pass file records (``read_metadata``'s fields), to write another file from
-        it (a farm merge); version and git are this relit's, the writer's."""
-        kept = {f.name: f.type for f in fields(cls) if f.name not in ("version", "git")}
-        # read_metadata decodes any value that parses as JSON: a text field's digits come back as text
-        return cls(**{k: str(v) if kept[k] == "str" and not isinstance(v, str) else v
-                      for k, v in header.items() if k in kept})
-
 
 @dataclass
 class RelitPasses:
@@ -128,6 +119,26 @@ def read_metadata(path: str | Path) -> dict:
             except (TypeError, json.JSONDecodeError):
                 out[key[len(META_PREFIX):]] = value
     return out
+
+
+def read_pass_metadata(path: str | Path) -> PassMetadata:
+    """A pass file's header as the metadata it was written from (text fields as written, the others
+    decoded), to write another file from it (a farm merge); version and git are this relit's."""
+    attrs = read_info(path).parts[0].attributes
+    values = {}
+    for f in fields(PassMetadata):
+        raw = attrs.get(META_PREFIX + f.name)
+        if raw is None or f.name in ("version", "git"):
+            continue
+        try:
+            values[f.name] = raw if f.type in ("str", str) else json.loads(raw)
+        except (TypeError, json.JSONDecodeError):
+            raise ValidationError(f"{path}: header field {META_PREFIX}{f.name} is not what relit writes ({raw!r}); "
+                                  "rerun the job that wrote the file") from None
+    if "rig" not in values:
+        raise ValidationError(f"{path}: no {META_PREFIX}rig in its header: not a relit pass file; rerun the job "
+                              "that wrote it")
+    return PassMetadata(**values)
 
 
 def read_passes(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:

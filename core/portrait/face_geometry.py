@@ -148,24 +148,41 @@ def framed_normals(landmarks: np.ndarray,  # [468, 3] on the plate (face_landmar
     return np.where(covered[..., None], normals, 0.0).astype(np.float32)
 
 
-def plate_normals(rgb: np.ndarray,       # [H, W, 3] scene-linear plate
-                  framing: Framing,      # where the model's square lies on it
-                  space: str = "lin_rec709",  # its working space
-                  ) -> np.ndarray | None:  # [model, model, 3] float32, or None: no face found
-    """The normals of the face MediaPipe finds in the model's square of a plate (displayed as the
-    detectors see it, as core.portrait.matte.plate_face does), framed for the model.
+FACE_MESH_SIDE = 1024  # px: the model's square is shrunk to at most this before FaceMesh (which works at 192)
+
+
+def plate_landmarks(rgb: np.ndarray,       # [H, W, 3] scene-linear plate
+                    framing: Framing,      # where the model's square lies on it
+                    space: str = "lin_rec709",  # its working space
+                    ) -> np.ndarray | None:  # [468, 3] in plate pixels (face_landmarks' format), or None
+    """The landmarks of the face MediaPipe finds in the model's square of a plate (displayed as the
+    detectors see it, as core.portrait.matte.plate_face does).
 
     FaceMesh looks in the square only: its detector is short-range (a face filling much of the
     image), so a face framed small on a big plate is found in its square and missed on the plate."""
+    import cv2
+
     from ..io.colour import convert
     from ..io.framing import crop_box
     from .matte import display_rgb8
 
-    box = crop_box(rgb, framing)
+    box = crop_box(rgb.astype(np.float32, copy=False), framing)
+    side = min(framing.size, FACE_MESH_SIDE)
+    if side < framing.size:
+        box = cv2.resize(box, (side, side), interpolation=cv2.INTER_AREA)
     found = face_landmarks(display_rgb8(box if space == "lin_rec709" else convert(box, space, "lin_rec709")))
     if found is None:
         return None
-    return framed_normals(found + np.array([framing.x0, framing.y0, 0.0]), framing)
+    return found * (framing.size / side) + np.array([framing.x0, framing.y0, 0.0])
+
+
+def plate_normals(rgb: np.ndarray,       # [H, W, 3] scene-linear plate
+                  framing: Framing,      # where the model's square lies on it
+                  space: str = "lin_rec709",  # its working space
+                  ) -> np.ndarray | None:  # [model, model, 3] float32, or None: no face found
+    """The normals of the face MediaPipe finds in the model's square of a plate, framed for the model."""
+    found = plate_landmarks(rgb, framing, space)
+    return None if found is None else framed_normals(found, framing)
 
 
 def sh_irradiance(normals: np.ndarray,  # [..., 3] unit

@@ -279,18 +279,16 @@ class PreparedPlate:
 NO_FACE_NORMALS = "no face found for the model's face normals; relit without geometry"
 
 
-def face_normals_of(plate: np.ndarray,  # [H, W, 3] premultiplied scene-linear
-                    framing: Framing,   # the model's square on it
-                    space: str = "lin_rec709",  # the plate's working space
-                    ) -> tuple[np.ndarray, bool]:  # ([m, m, 3] normals, whether a face was found)
-    """A normals model's geometry input: the face mesh MediaPipe finds in the model's square, or
-    zeros (as off a face) where it finds none."""
-    from ..portrait.face_geometry import plate_normals
+def face_normals_of(landmarks: np.ndarray | None,  # [468, 3] on the plate (plate_landmarks), None: no face
+                    framing: Framing,                # the model's square on it
+                    ) -> np.ndarray:                 # [m, m, 3] float32
+    """A normals model's geometry input: the face mesh's normals in the model's square, or zeros (as
+    off a face) where no face was found."""
+    from ..portrait.face_geometry import framed_normals
 
-    geometry = plate_normals(plate, framing, space)
-    if geometry is None:
-        return np.zeros((framing.model, framing.model, 3), np.float32), False
-    return geometry, True
+    if landmarks is None:
+        return np.zeros((framing.model, framing.model, 3), np.float32)
+    return framed_normals(landmarks, framing)
 
 
 def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
@@ -318,9 +316,12 @@ def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
     model_input = to_model(plate, framing)
     geometry = None
     if normals:
-        geometry, found = face_normals_of(plate, framing, space)
-        if not found:
+        from ..portrait.face_geometry import plate_landmarks
+
+        landmarks = plate_landmarks(plate, framing, space)
+        if landmarks is None:
             log.warning("%s: %s", source, NO_FACE_NORMALS)
+        geometry = face_normals_of(landmarks, framing)
     return PreparedPlate(plate, matte, framing, model_input, ratio_eps(model_input, to_model(matte[..., None],
                                                                                              framing)[..., 0]),
                          normals=geometry)
