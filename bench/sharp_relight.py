@@ -125,23 +125,25 @@ class Model:
 
 def load_models(bundles: list[Path], regressor: Path | None,
                 overlaps: list[float]) -> tuple[list[Model], dict]:
-    from core.model.bundle import load_bundle
+    from core.model.bundle import load_bundle, read_info
 
     models, config = [], {}
+    ids = [read_info(b).id for b in bundles]
     for b in bundles:
         pipe, info = load_bundle(b)
         res, patch = info.config.resolution, info.config.patch
-        label = f"{info.id} ({res} px" + (f", {patch}-px patches)" if patch else ", whole frames)")
+        name = info.id if ids.count(info.id) == 1 else f"{b.parent.name if b.name == 'bundle' else b.name}: {info.id}"
+        label = f"{name} ({res} px" + (f", {patch}-px patches)" if patch else ", whole frames)")
         models.append(Model(label, pipe, int(info.recipe["steps"]), info))
         for overlap in overlaps if patch else []:  # other tile overlaps than the shipped one
             other, _ = load_bundle(b)
             other.tile_overlap = overlap
-            models.append(Model(f"{info.id} ({res} px, {patch}-px patches, tile overlap {overlap:g})", other,
+            models.append(Model(f"{name} ({res} px, {patch}-px patches, tile overlap {overlap:g})", other,
                                 int(info.recipe["steps"]), info))
         if patch:  # the same weights read fully convolutionally: one pass over the whole frame
             whole, _ = load_bundle(b)
             whole.whole_frame = True
-            models.append(Model(f"{info.id} ({res} px, the same weights in one whole-frame pass)", whole,
+            models.append(Model(f"{name} ({res} px, the same weights in one whole-frame pass)", whole,
                                 int(info.recipe["steps"]), info))
         config = config or info.training.get("config", {})
     if regressor is not None:
@@ -275,8 +277,13 @@ def sheet(subject: Subject, models: list[Model], path: Path) -> None:
 
 
 def _label(name: str) -> str:
-    """A sheet label that tells a bundle's readings apart (they share the bundle's id)."""
-    return name[:34] if name.startswith("regressor") or " (" not in name else name.split(" (", 1)[1][:-1][:34]
+    """A sheet label that tells bundles (their run's folder, when their ids are the same) and a bundle's
+    readings (they share the bundle's id) apart."""
+    if name.startswith("regressor") or " (" not in name:
+        return name[:34]
+    head, _, reading = name.partition(" (")
+    run = head.split(": ")[0] + ", " if ": " in head else ""
+    return (run + reading[:-1])[:34]
 
 
 def _fit(img: np.ndarray, size: int) -> np.ndarray:
