@@ -320,7 +320,8 @@ def main() -> None:
     subject = Subject(args.capture, config)
     split = subject.split
     rng = np.random.default_rng(7)
-    held = per_light(subject, models, [(v, split.val_lights) for v in split.train_views[::args.every]], args.oracles)
+    held = per_light(subject, models, [(v, split.val_lights) for v in split.train_views[::args.every]],
+                     tuple(args.oracles))
     trained = per_light(subject, models, [(v, rng.choice(split.train_lights, 8, replace=False))
                                           for v in split.train_views[1::args.every * 2]], tuple(args.oracles))
     env = environment(subject, models)

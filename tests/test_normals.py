@@ -220,6 +220,31 @@ def test_a_face_framed_small_on_a_big_plate_gets_its_normals():
     assert np.median(np.linalg.norm(back[:, :2] - reference[:, :2], axis=1)) < 0.05 * ocular
 
 
+def test_a_face_framed_big_is_found_in_its_square_shrunk_and_carried_back_at_the_plates_scale():
+    """A square wider than FACE_MESH_SIDE is shrunk before FaceMesh; its landmarks come back in the plate's
+    pixels. Twin: the photo enlarged five times gives five times the photo's own landmarks."""
+    import cv2
+    from skimage import data
+
+    from core.io.framing import face_framing
+    from core.portrait.face_geometry import FACE_MESH_SIDE, plate_landmarks
+    from core.portrait.matte import face_boxes
+
+    def found(u8):
+        plate = ((u8 / 255.0) ** 2.2).astype(np.float32)
+        framing = face_framing(face_boxes(u8, 0.5)[0], *plate.shape[:2], 64)
+        return plate_landmarks(plate, framing), framing
+
+    photo = data.astronaut()
+    (reference, _), (big, framing) = found(photo), found(cv2.resize(photo, None, fx=5, fy=5,
+                                                                    interpolation=cv2.INTER_CUBIC))
+    assert framing.size > FACE_MESH_SIDE  # the shrinking path
+    ocular = np.linalg.norm(reference[RIGHT_EYE_OUTER, :2] - reference[LEFT_EYE_OUTER, :2])
+    assert np.median(np.linalg.norm(big[:, :2] / 5.0 - reference[:, :2], axis=1)) < 0.05 * ocular
+    depth = np.ptp(big[:, 2]) / 5.0 / np.ptp(reference[:, 2])  # z scales like x
+    assert 0.8 < depth < 1.25
+
+
 def test_a_sequence_finds_each_frames_normals_once_and_relights_again_when_they_change(capture, tmp_path,
                                                                                      monkeypatch):
     """A relight job asks MediaPipe once per frame (its resume check and its run share the answer), names
