@@ -205,6 +205,22 @@ def _geometry(pipe, normals: np.ndarray | None) -> np.ndarray | None:  # [H, W, 
     return normals
 
 
+def _stage_relight(pipe, steps: int, flat: np.ndarray, dirs: np.ndarray, weights: np.ndarray,
+                   irradiance: np.ndarray | None, normals: np.ndarray | None, seed: int) -> tuple[np.ndarray, int]:
+    """An OLAT model's stage relight of one view, as relit's stage strategy does it: every stage
+    light predicted from ``flat`` [H, W, 3] (its own initial noise per light, as core.relight draws
+    it), ratio-corrected to ``flat`` when ``irradiance`` [N, 3] is given, weighted by the target
+    lighting's projection ``weights`` [N, 3] on the stage. Returns the image and the UNet evaluations."""
+    from core.model.consistency import ratio_correct
+
+    noise = np.random.default_rng([seed, len(dirs)]).standard_normal(
+        (len(dirs),) + pipe.latent_shape()).astype(np.float32)
+    out = pipe(flat, dirs, np.zeros(len(dirs)), num_inference_steps=steps, noise=noise, batch_size=32,
+               normals=_geometry(pipe, normals))
+    stage = out.images if irradiance is None else ratio_correct(out.images, irradiance, flat)
+    return np.einsum("nc,nhwc->hwc", weights, stage), out.evaluations
+
+
 def _pipes(run: Path, regressor: Path | None, also: list[Path] = ()) -> dict:
     """Name -> (pipeline, sampler steps) of the run's model, the regressor's and any other runs' or bundles'."""
     pipes = dict([_model(run, "model")] + [_model(p, "model") for p in also])
@@ -314,7 +330,6 @@ def two_stage(run: Path, delighter: Path, olat: Path, pairs: int, out: Path | No
 
     from core.io.preview import contact_sheet
     from core.lighting.hdri import project_to_layout
-    from core.model.consistency import ratio_correct
     from core.model.metrics import best_scale, flip, psnr, ssim
 
     torch.set_num_threads(1)
@@ -340,10 +355,8 @@ def two_stage(run: Path, delighter: Path, olat: Path, pairs: int, out: Path | No
         weights = project_to_layout(goal, data.layout, (0.0, 0.0, 0.0)).weights  # [N, 3]
         dirs = data.camera_directions(int(v))
 
-        def stage(flat: np.ndarray) -> np.ndarray:
-            out = olat_pipe(flat, dirs, np.zeros(len(dirs)), num_inference_steps=olat_steps, seed=b,
-                            normals=_geometry(olat_pipe, normals))
-            return np.einsum("nc,nhwc->hwc", weights, ratio_correct(out.images, data.irradiance, flat)), out.evaluations
+        def stage(flat: np.ndarray) -> tuple[np.ndarray, int]:
+            return _stage_relight(olat_pipe, olat_steps, flat, dirs, weights, data.irradiance, normals, b)
 
         two, stage_evals = stage(delit)
         preds = {"input x fitted scale": best_scale(x, y, m) * x, "two-stage: delighter -> OLAT stage": two,
@@ -402,18 +415,21 @@ def guidance_grid(run: Path, pairs: int, image_scales: list[float], light_scales
             "(1 / 1 is no guidance: one UNet branch; otherwise three).\n\n" + "\n".join(lines))
 
 
-def subject_comparison(run: Path, bundle: Path, pairs: int, regressor: Path | None = None) -> str:
-    """The general model against a subject-specific bundle trained on one held-out person: pairs of
-    that person only (any source lighting -> a target environment). The portrait model sees the view
-    under the source lighting; the subject's bundle sees its flat-lit capture and relights the target
-    by the stage strategy (every stage light, weighted by the target's projection, with its recipe's
-    ratio correction): what an artist with a light-stage capture of the actor would get."""
+def subject_comparison(run: Path, bundle: Path, pairs: int, regressor: Path | None = None,
+                       envmap: Path | None = None, delight_olat: tuple[Path, Path] | None = None) -> str:
+    """The general model against subject-specific bundles of one held-out person, on pairs of that
+    person only (any source lighting -> a target environment). The portrait models see the view under
+    the source lighting. The subject's OLAT bundle relights the target by the stage strategy (every
+    stage light, weighted by the target's projection, with its recipe's ratio correction) from its
+    flat-lit capture (what an artist with a light-stage capture of the actor gets from a flat-lit
+    plate) and, with ``delight_olat`` (DELIGHTER, general OLAT), from the delighted view: the same input
+    as the portrait models. ``envmap``: a subject-specific envmap model (the portrait recipe trained
+    on that person alone), given the same input as the portrait models: the same task, one person."""
     import torch
 
-    from core.model.bundle import load_bundle
-    from core.model.consistency import ratio_correct
-    from core.model.metrics import best_scale, flip, psnr, ssim
     from core.lighting.hdri import project_to_layout
+    from core.model.bundle import load_bundle
+    from core.model.metrics import best_scale, flip, psnr, ssim
 
     torch.set_num_threads(1)
     trainer = _trainer(run)
@@ -423,28 +439,42 @@ def subject_comparison(run: Path, bundle: Path, pairs: int, regressor: Path | No
     if not views:
         raise SystemExit(f"{bundle}: its subject {sp_info.subject} is not among {run.name}'s held-out people")
     pipes = _pipes(run, regressor)
-    sp_steps, correct = int(sp_info.recipe["steps"]), sp_info.recipe.get("consistency") == "ratio"
-    rows: dict = {"input x fitted scale": [], **{name: [] for name in pipes},
-                  f"subject-specific: {sp_info.id} (flat-lit in, stage strategy)": []}
+    if envmap is not None:
+        label, model = _model(envmap, "subject-specific envmap model")
+        pipes[f"{label} (the same input)"] = model
+    sp_steps = int(sp_info.recipe["steps"])
+    sp_irradiance = (np.asarray(sp_info.stage_irradiance, np.float32)
+                     if sp_info.recipe.get("consistency") == "ratio" else None)
+    flat_name = f"subject-specific OLAT: {sp_info.id}, its flat-lit capture in (another input)"
+    names = ["input x fitted scale", *pipes, flat_name]
+    if delight_olat is not None:
+        (_, (dl_pipe, dl_steps)), (_, (olat_pipe, olat_steps)) = _model(delight_olat[0], "delighter"), _model(
+            delight_olat[1], "olat")
+        names += ["two-stage: delighter -> general OLAT (the same input)",
+                  f"two-stage: delighter -> subject-specific OLAT {sp_info.id} (the same input)"]
+    rows: dict = {name: [] for name in names}
+    uniform = np.ones((16, 32, 3), np.float32)  # unit radiance everywhere: the flat-lit's lighting
     rng = np.random.default_rng(1234)
     for k in range(pairs):
         v = views[k % len(views)]
         source, goal = data.portrait_lightings(rng, v, trainer.environments, *_mixes(trainer), distinct=True)
         x, y, env = data.portrait_pair(v, source, goal)
         m = data.alpha[v] > 0.5
+        normals, dirs = data.view_normals(v), data.camera_directions(v)
+        weights = project_to_layout(goal, data.layout, (0.0, 0.0, 0.0)).weights  # [N, 3]
         preds = {"input x fitted scale": best_scale(x, y, m) * x}
         for name, (pipe, steps) in pipes.items():
             preds[name] = pipe(x, environment=env[None], num_inference_steps=steps, seed=k,
-                               normals=_geometry(pipe, data.view_normals(v))).images[0]
-        flat, dirs = data.flat[v], data.camera_directions(v)
-        noise = np.random.default_rng([k, len(dirs)]).standard_normal(
-            (len(dirs),) + sp_pipe.latent_shape()).astype(np.float32)
-        stage = sp_pipe(flat, dirs, np.zeros(len(dirs)), num_inference_steps=sp_steps, noise=noise,
-                        batch_size=32, normals=_geometry(sp_pipe, data.view_normals(v))).images
-        if correct:
-            stage = ratio_correct(stage, np.asarray(sp_info.stage_irradiance, np.float32), flat)
-        weights = project_to_layout(goal, data.layout, (0.0, 0.0, 0.0)).weights
-        preds[list(rows)[-1]] = np.einsum("nhwc,nc->hwc", stage, weights)
+                               normals=_geometry(pipe, normals)).images[0]
+        preds[flat_name] = _stage_relight(sp_pipe, sp_steps, data.flat[v], dirs, weights, sp_irradiance, normals,
+                                          k)[0]
+        if delight_olat is not None:
+            flat_env = data.portrait_pair(v, uniform, uniform)[2]
+            delit = dl_pipe(x, environment=flat_env[None], num_inference_steps=dl_steps, seed=k,
+                            normals=_geometry(dl_pipe, normals)).images[0]
+            preds[names[-2]] = _stage_relight(olat_pipe, olat_steps, delit, dirs, weights, data.irradiance,
+                                              normals, k)[0]
+            preds[names[-1]] = _stage_relight(sp_pipe, sp_steps, delit, dirs, weights, sp_irradiance, normals, k)[0]
         for name, p in preds.items():
             rows[name].append([psnr(p, y, m), ssim(p, y, m), flip(p, y, m)])
     lines = ["| method | PSNR | SSIM | HDR-FLIP |", "| --- | ---: | ---: | ---: |"]
@@ -452,7 +482,7 @@ def subject_comparison(run: Path, bundle: Path, pairs: int, regressor: Path | No
         v = np.mean(values, axis=0)
         lines.append(f"| {name} | {v[0]:.2f} dB | {v[1]:.3f} | {v[2]:.3f} |")
     return (f"{pairs} pairs of {sp_info.subject} ({len(views)} views), never seen by {run.name}; no pair's target "
-            f"its source. The subject's bundle: `{sp_info.training.get('command', '')}`.\n\n" + "\n".join(lines))
+            f"its source. The subject's OLAT bundle: `{sp_info.training.get('command', '')}`.\n\n" + "\n".join(lines))
 
 
 def main() -> None:
@@ -476,7 +506,10 @@ def main() -> None:
     parser.add_argument("--light-scales", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0],
                         help="with --guidance")
     parser.add_argument("--subject-bundle", type=Path, help="with --eval: compare on the pairs of this "
-                        "subject-specific bundle's person (one of the run's held-out people) instead")
+                        "subject-specific bundle's person (one of the run's held-out people) instead; with "
+                        "--two-stage, its OLAT bundle is also given the delighted view")
+    parser.add_argument("--subject-envmap", type=Path, help="with --subject-bundle: a subject-specific envmap "
+                        "run or bundle of the same person, scored on the same inputs as the portrait model")
     parser.add_argument("--section", default="portrait-ablation", help="docs/benchmarks.md section to write")
     parser.add_argument("--title", default="Portrait model: candidates on held-out people")
     args = parser.parse_args()
@@ -488,12 +521,13 @@ def main() -> None:
         if args.guidance:
             title = ": dual classifier-free guidance"
             result = guidance_grid(args.guidance, args.pairs, args.image_scales, args.light_scales)
+        elif args.subject_bundle:
+            title = " against a subject-specific bundle of a held-out person"
+            result = subject_comparison(args.eval, args.subject_bundle, args.pairs, args.regressor,
+                                        args.subject_envmap, args.two_stage)
         elif args.two_stage:
             title = ": the two-stage design (delighter, then a general OLAT model) on held-out people"
             result = two_stage(args.eval, *args.two_stage, args.pairs, args.out)
-        elif args.subject_bundle:
-            title = " against a subject-specific bundle of a held-out person"
-            result = subject_comparison(args.eval, args.subject_bundle, args.pairs, args.regressor)
         elif args.generalisation:
             title = ": training people against held-out people"
             result = generalisation(args.generalisation, args.regressor, args.pairs)

@@ -56,7 +56,8 @@ def build_job(context) -> tuple[dict, object]:
         delight=AUTO_DELIGHTER if settings.delight else None,
         matte=_path(settings.matte, "Matte") if settings.matte else None,
         frames=f"{scene.frame_start}-{scene.frame_end}" if settings.use_scene_range and is_sequence(plate) else None,
-        hdri_strategy=settings.mode, clusters=settings.clusters, steps=settings.steps or None,
+        hdri_strategy=settings.mode, clusters=settings.clusters,
+        steps=None if settings.use_recipe_steps else settings.steps,
         guidance_image=settings.guidance_image, guidance_light=settings.guidance_light, seed=settings.seed,
         temporal=TEMPORAL_WEIGHT if settings.temporal and is_sequence(plate) else 0.0,
         device=prefs.device, working_space=found.working_space)

@@ -37,7 +37,10 @@ class RELIT_PT_main(bpy.types.Panel):
         if settings.mode == "area":
             col.prop(settings, "clusters")
         sampling = layout.column(heading="Sampling")
-        sampling.prop(settings, "steps")
+        sampling.prop(settings, "use_recipe_steps")
+        steps = sampling.row()
+        steps.active = not settings.use_recipe_steps
+        steps.prop(settings, "steps")
         sampling.prop(settings, "guidance_image")
         sampling.prop(settings, "guidance_light")
         sampling.prop(settings, "seed")

@@ -43,8 +43,12 @@ class RELIT_SceneSettings(bpy.types.PropertyGroup):
                             description="Light directions and distances are measured from this object")
     mode: EnumProperty(name="Mode", items=MODES, default=STAGE.name)
     clusters: IntProperty(name="Area lights", default=8, min=1, max=64, description="K for the area mode")
-    steps: IntProperty(name="Steps", default=0, min=0, max=500,
-                       description="Sampler steps (0: the bundle's recipe, chosen by measurement)")
+    use_recipe_steps: BoolProperty(name="Recipe steps", default=True,
+                                   description="Sample with the steps the bundle's recipe records (chosen by "
+                                               "measurement); off: the Steps below")
+    steps: IntProperty(name="Steps", default=1, min=0, max=500,
+                       description="Sampler steps when not the recipe's (0: a refine bundle's mean pass alone, "
+                                   "deterministic, one UNet evaluation per light, as relit relight --steps 0)")
     guidance_image: FloatProperty(name="Image guidance", default=1.0, min=0.0, soft_max=5.0)
     guidance_light: FloatProperty(name="Light guidance", default=1.0, min=0.0, soft_max=10.0)
     seed: IntProperty(name="Seed", default=0, min=0)

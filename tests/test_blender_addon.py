@@ -29,11 +29,32 @@ import json, bpy, blender_addon
 seen = []
 for _ in range(2):
     blender_addon.register()
-    seen.append([hasattr(bpy.types, "RELIT_PT_main"), bpy.context.scene.relit.steps, bpy.ops.relit.relight.idname()])
+    seen.append([hasattr(bpy.types, "RELIT_PT_main"), bpy.context.scene.relit.use_recipe_steps,
+                 bpy.ops.relit.relight.idname()])
     blender_addon.unregister()
 print(json.dumps({"seen": seen, "left": hasattr(bpy.types.Scene, "relit") or hasattr(bpy.types, "RELIT_PT_main")}))
 """)
-    assert out["seen"] == [[True, 0, "RELIT_OT_relight"]] * 2 and out["left"] is False  # 0: the bundle's steps
+    assert out["seen"] == [[True, True, "RELIT_OT_relight"]] * 2 and out["left"] is False  # the bundle's steps
+
+
+def test_the_panels_steps_reach_the_job_as_the_cli_reads_them(tmp_path):
+    """Recipe steps (the default) leave the job's steps unset; off, the Steps field reaches the job as
+    given, 0 included (a refine bundle's mean pass, what relit relight --steps 0 runs)."""
+    out = run_bpy("""
+import json, sys, types, bpy, blender_addon
+from blender_addon import operators
+blender_addon.register()
+operators._prefs = lambda context: types.SimpleNamespace(bundle="", device="cpu")
+settings = bpy.context.scene.relit
+settings.plate, settings.output = sys.argv[1], sys.argv[2]
+jobs = [operators.build_job(bpy.context)[0]]
+settings.use_recipe_steps = False
+for steps in (0, 3):
+    settings.steps = steps
+    jobs.append(operators.build_job(bpy.context)[0])
+print(json.dumps([j["steps"] for j in jobs]))
+""", str(tmp_path / "plate.exr"), str(tmp_path / "out"))
+    assert out == [None, 0, 3]
 
 
 def test_the_panels_delight_option_reaches_the_job(tmp_path):
