@@ -416,7 +416,8 @@ def guidance_grid(run: Path, pairs: int, image_scales: list[float], light_scales
 
 
 def subject_comparison(run: Path, bundle: Path, pairs: int, regressor: Path | None = None,
-                       envmap: Path | None = None, delight_olat: tuple[Path, Path] | None = None) -> str:
+                       envmap: Path | None = None, delight_olat: tuple[Path, Path] | None = None,
+                       also: list[Path] = (), out: Path | None = None, shown: int = 5) -> str:
     """The general model against subject-specific bundles of one held-out person, on pairs of that
     person only (any source lighting -> a target environment). The portrait models see the view under
     the source lighting. The subject's OLAT bundle relights the target by the stage strategy (every
@@ -424,9 +425,11 @@ def subject_comparison(run: Path, bundle: Path, pairs: int, regressor: Path | No
     flat-lit capture (what an artist with a light-stage capture of the actor gets from a flat-lit
     plate) and, with ``delight_olat`` (DELIGHTER, general OLAT), from the delighted view: the same input
     as the portrait models. ``envmap``: a subject-specific envmap model (the portrait recipe trained
-    on that person alone), given the same input as the portrait models: the same task, one person."""
+    on that person alone), given the same input as the portrait models: the same task, one person.
+    ``out``: a contact sheet of the first ``shown`` pairs, every row's prediction beside the truth."""
     import torch
 
+    from core.io.preview import contact_sheet
     from core.lighting.hdri import project_to_layout
     from core.model.bundle import load_bundle
     from core.model.metrics import best_scale, flip, psnr, ssim
@@ -438,10 +441,11 @@ def subject_comparison(run: Path, bundle: Path, pairs: int, regressor: Path | No
     views = [i for i in trainer.split.val_views if data.views[i].identity == sp_info.subject]
     if not views:
         raise SystemExit(f"{bundle}: its subject {sp_info.subject} is not among {run.name}'s held-out people")
-    pipes = _pipes(run, regressor)
+    pipes = _pipes(run, regressor, also)
     if envmap is not None:
         label, model = _model(envmap, "subject-specific envmap model")
-        pipes[f"{label} (the same input)"] = model
+        envmap_name = f"{label} (the same input)"
+        pipes[envmap_name] = model
     sp_steps = int(sp_info.recipe["steps"])
     sp_irradiance = (np.asarray(sp_info.stage_irradiance, np.float32)
                      if sp_info.recipe.get("consistency") == "ratio" else None)
@@ -453,8 +457,14 @@ def subject_comparison(run: Path, bundle: Path, pairs: int, regressor: Path | No
         names += ["two-stage: delighter -> general OLAT (the same input)",
                   f"two-stage: delighter -> subject-specific OLAT {sp_info.id} (the same input)"]
     rows: dict = {name: [] for name in names}
+    short = {flat_name: "subject OLAT, flat-lit in"}  # the sheet's labels
+    if envmap is not None:
+        short[envmap_name] = "subject envmap model"
+    if delight_olat is not None:
+        short.update({names[-2]: "delit > general OLAT", names[-1]: "delit > subject OLAT"})
     uniform = np.ones((16, 32, 3), np.float32)  # unit radiance everywhere: the flat-lit's lighting
     rng = np.random.default_rng(1234)
+    tiles = []
     for k in range(pairs):
         v = views[k % len(views)]
         source, goal = data.portrait_lightings(rng, v, trainer.environments, *_mixes(trainer), distinct=True)
@@ -477,6 +487,11 @@ def subject_comparison(run: Path, bundle: Path, pairs: int, regressor: Path | No
             preds[names[-1]] = _stage_relight(sp_pipe, sp_steps, delit, dirs, weights, sp_irradiance, normals, k)[0]
         for name, p in preds.items():
             rows[name].append([psnr(p, y, m), ssim(p, y, m), flip(p, y, m)])
+        if k < shown:
+            tiles += [(f"input {k}", x, 0.0), *((short.get(n, n.split(": ", 1)[-1])[:24], preds[n], 0.0)
+                                                for n in names[1:]), (f"truth {k}", y, 0.0)]
+    if out is not None:
+        contact_sheet(out, tiles, len(names) + 1, title=f"{sp_info.subject}: input / each method / truth", scale=3)
     lines = ["| method | PSNR | SSIM | HDR-FLIP |", "| --- | ---: | ---: | ---: |"]
     for name, values in rows.items():
         v = np.mean(values, axis=0)
@@ -493,8 +508,8 @@ def main() -> None:
     parser.add_argument("--eval", type=Path, help="a run folder: its model and the baselines on held-out pairs")
     parser.add_argument("--regressor", type=Path,
                         help="with --eval and --generalisation: the same-size deterministic regressor's run")
-    parser.add_argument("--also", type=Path, nargs="+", default=[], help="with --eval: more run folders or bundle "
-                        "folders scored on the same pairs (e.g. the shipped bundle/portrait)")
+    parser.add_argument("--also", type=Path, nargs="+", default=[], help="with --eval (and --subject-bundle): more "
+                        "run folders or bundle folders scored on the same pairs (e.g. the shipped bundle/portrait)")
     parser.add_argument("--two-stage", type=Path, nargs=2, metavar=("DELIGHTER", "OLAT"),
                         help="with --eval: the two-stage design (a delighter run or bundle, then a general OLAT "
                         "run or bundle by the stage strategy) scored on the same pairs")
@@ -524,7 +539,8 @@ def main() -> None:
         elif args.subject_bundle:
             title = " against a subject-specific bundle of a held-out person"
             result = subject_comparison(args.eval, args.subject_bundle, args.pairs, args.regressor,
-                                        args.subject_envmap, args.two_stage)
+                                        args.subject_envmap, args.two_stage, args.also,
+                                        args.out)
         elif args.two_stage:
             title = ": the two-stage design (delighter, then a general OLAT model) on held-out people"
             result = two_stage(args.eval, *args.two_stage, args.pairs, args.out)
