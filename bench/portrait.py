@@ -355,12 +355,10 @@ def two_stage(run: Path, delighter: Path, olat: Path, pairs: int, out: Path | No
         weights = project_to_layout(goal, data.layout, (0.0, 0.0, 0.0)).weights  # [N, 3]
         dirs = data.camera_directions(int(v))
 
-        def stage(flat: np.ndarray) -> tuple[np.ndarray, int]:
-            return _stage_relight(olat_pipe, olat_steps, flat, dirs, weights, data.irradiance, normals, b)
-
-        two, stage_evals = stage(delit)
+        two, stage_evals = _stage_relight(olat_pipe, olat_steps, delit, dirs, weights, data.irradiance, normals, b)
         preds = {"input x fitted scale": best_scale(x, y, m) * x, "two-stage: delighter -> OLAT stage": two,
-                 "OLAT stage on the true flat-lit (second stage's ceiling)": stage(flat_true)[0],
+                 "OLAT stage on the true flat-lit (second stage's ceiling)": _stage_relight(
+                     olat_pipe, olat_steps, flat_true, dirs, weights, data.irradiance, normals, b)[0],
                  name: pipe(x, environment=env[None], num_inference_steps=steps, seed=b,
                             normals=_geometry(pipe, normals)).images[0]}
         for key, p in preds.items():
