@@ -57,6 +57,8 @@ class Variant:
     source: str = "kframe"    # c: what the anchor views show (ReconConfig.anchor_source: kframe | neighbours)
     ashare: float = 0.25      # c: share of a segment's iterations after the warm-up on anchor views
     aviews: int = 8           # c: orbit views (each rendered at the tied keyframes)
+    overlap: int = 0          # b, c: frames a segment also trains on past each keyframe, dissolved over
+                              # (ReconConfig.overlap; 0: a cut at the keyframe)
     scale: float = 1.0        # the budget times this
     seed: int = 0
 
@@ -78,7 +80,8 @@ class Variant:
     @property
     def name(self) -> str:
         """The spec that parses back to this variant: K always (b, c), other settings where not default."""
-        applies = {"a": ("scale", "seed"), "b": ("keyframes", "scale", "seed")}.get(self.kind, tuple(asdict(self))[1:])
+        applies = {"a": ("scale", "seed"), "b": ("keyframes", "scale", "seed", "overlap")}.get(
+            self.kind, tuple(asdict(self))[1:])
         default = Variant(self.kind)
         parts = [("K" if k == "keyframes" else k) + "=" + (f"{v:g}" if isinstance(v, float) else str(v))
                  for k, v in asdict(self).items()
@@ -111,7 +114,7 @@ def run(variant: Variant, capture_path: Path, frames: list[int], budget: int, ou
     cfg = preset("tiny", keyframes=variant.keyframes, holdout_cameras=[HOLDOUT], frames=frames, seed=variant.seed,
                  kframe_iterations=kframe, segment_iterations=per, warmup=warm, tie_weight=variant.tie,
                  anchor_weight=variant.anchor, anchor_source=variant.source, anchor_share=variant.ashare,
-                 anchor_views=variant.aviews)
+                 anchor_views=variant.aviews, overlap=variant.overlap)
     views = load_views(capture, cfg.resolution, frames)
     cam = views.cameras.index(HOLDOUT)
     start = time.perf_counter()
@@ -131,8 +134,8 @@ def run(variant: Variant, capture_path: Path, frames: list[int], budget: int, ou
     shown = [views.frames[i] for i in np.linspace(0, len(views.frames) - 1, SHOWN).round().astype(int)]
     width, height = views.size
     with torch.no_grad():  # the held-out camera at a few frames, for the contact sheet
-        renders = [recon.model_for(f).render(f, views.viewmats[cam:cam + 1], views.Ks[cam:cam + 1], width,
-                                             height)[0][0].numpy() for f in shown]
+        renders = [recon.render(f, views.viewmats[cam:cam + 1], views.Ks[cam:cam + 1], width, height)[0][0].numpy()
+                   for f in shown]
     np.savez_compressed(out.with_suffix(".npz"), frames=np.array(shown), renders=np.stack(renders))
     out.write_text(json.dumps(row, indent=1) + "\n")
 
@@ -171,8 +174,9 @@ def report(results: Path, section: str, command: str, capture: Path) -> str:
         groups.setdefault(replace(Variant.parse(r["variant"]), seed=0).name, []).append(r)
     truth_warp = _truth_warp(capture, rows[0]["frames"])
     lines = ["| variant | seeds | iterations: K-frame / per segment (warm-up) | held-out PSNR (dB) | worst frame | "
-             "SSIM | pop at boundaries | warping error | K-frame model alone (dB) | Gaussians | time | peak RSS |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "SSIM | pop at boundaries | seam jump | warping error | K-frame model alone (dB) | Gaussians | time | "
+             "peak RSS |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, rs in sorted(groups.items(), key=lambda kv: (kv[1][0]["scale"], kv[0])):
         it = rs[0]["iterations"]
         kind = rs[0]["kind"]
@@ -180,10 +184,13 @@ def report(results: Path, section: str, command: str, capture: Path) -> str:
                  f"— / {it['segment']} x {rs[0]['keyframes'] - 1}" if kind == "b" else
                  f"{it['kframe']} / {it['segment']} x {rs[0]['keyframes'] - 1} ({it['warmup']})")
         alone = [r["kframe_alone_psnr"] for r in rs if "kframe_alone_psnr" in r]
+        seams = [100 * r["seam"] for r in rs if "seam" in r]  # rows scored before the measure have none
+        seam = _cell(seams, ".2f") + " %" if seams else "—"
         lines.append(
             f"| {KINDS[kind]} `{name}` | {len(rs)} | {iters} | {_cell([r['psnr'] for r in rs], '.2f')} | "
             f"{_cell([min(r['psnr_frames']) for r in rs], '.2f')} | {_cell([r['ssim'] for r in rs], '.3f')} | "
-            f"{_cell([100 * r['pop'] for r in rs], '.2f')} % | {_cell([100 * r['warp'] for r in rs], '.2f')} % | "
+            f"{_cell([100 * r['pop'] for r in rs], '.2f')} % | {seam} | "
+            f"{_cell([100 * r['warp'] for r in rs], '.2f')} % | "
             f"{_cell(alone, '.2f') if alone else '—'} | {max(r['gaussians'] for r in rs)} | "
             f"{_cell([r['seconds'] / 60 for r in rs], '.1f')} min | {max(r['peak_rss_mb'] for r in rs):.0f} MB |")
     first, last = rows[0]["frames"]
@@ -195,7 +202,10 @@ degrees, nods, speech at syllable rate, a 12 cm step forward), frames {first}-{l
 px on 7 cameras, `{HOLDOUT}` held out; preset `tiny` otherwise. Every row of one budget gets the same
 total iterations. Scores on the held-out camera over every frame, whole image: PSNR (mean, and the
 worst frame) and SSIM against Cycles; *pop*: mean absolute difference, relative to the mean, between
-the two segments meeting at a keyframe rendering it; *warping error*: consecutive renders compared
+the two segments meeting at a keyframe rendering it; *seam jump*: what a viewer sees there, the largest
+warping error of a transition where the render changes segment (a cut: into the keyframe; a dissolve,
+`overlap=N`: each of its 2N steps) less the median transition's elsewhere (— : scored before the
+measure); *warping error*: consecutive renders compared
 along Cycles' true motion (the ground truth's own: {100 * truth_warp:.2f} %). Seeds: mean ± standard
 deviation.
 

@@ -51,14 +51,13 @@ def evaluate(recon, views, capture, cam: int) -> dict:
     import torch
 
     from core.model.metrics import psnr, ssim
-    from core.temporal.metrics import warping_error
+    from core.temporal.metrics import warping_error, warping_errors
 
     width, height = views.size
     renders, psnrs, ssims = [], [], []
     for i, f in enumerate(views.frames):
-        with torch.no_grad():
-            img, _, _ = recon.model_for(f).render(f, views.viewmats[cam:cam + 1], views.Ks[cam:cam + 1], width,
-                                                  height)
+        with torch.no_grad():  # with overlapping segments, dissolving between them near keyframes
+            img, _, _ = recon.render(f, views.viewmats[cam:cam + 1], views.Ks[cam:cam + 1], width, height)
         r = img[0].numpy()
         truth = views.images[cam, i, ..., :3].numpy()
         everywhere = np.ones(truth.shape[:2], bool)
@@ -75,8 +74,23 @@ def evaluate(recon, views, capture, cam: int) -> dict:
             rb = b.render(b.first, views.viewmats[cam:cam + 1], views.Ks[cam:cam + 1], width, height)[0][0].numpy()
         mask = alphas[views.frames.index(b.first)] > 0.5
         pops.append(float(np.abs(ra - rb)[mask].mean() / max(rb[mask].mean(), 1e-12)))
+    seams = seam_jumps(warping_errors(renders, motion, alphas), views.frames, recon)
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "pop": float(np.mean(pops)) if pops else 0.0,
-            "pops": pops, "warp": warping_error(renders, motion, alphas), "psnr_frames": psnrs}
+            "pops": pops, "seam": float(np.mean(seams)) if seams else 0.0, "seams": seams,
+            "warp": warping_error(renders, motion, alphas), "psnr_frames": psnrs}
+
+
+def seam_jumps(per_transition: np.ndarray, frames: list[int], recon) -> list[float]:
+    """What a viewer sees at each segment boundary: the largest warping error among the transitions
+    into the frames where the render changes segment (a cut: into the keyframe; a dissolve over
+    ``reach`` frames: each step of it), less the median warping error of the transitions elsewhere."""
+    windows = []
+    for seg in recon.segments[1:]:
+        k, o = seg.first, seg.reach
+        windows.append([frames.index(f) - 1 for f in (range(k - o + 1, k + o + 1) if o else [k]) if f in frames])
+    inside = {t for w in windows for t in w}
+    rest = np.nanmedian([e for t, e in enumerate(per_transition) if t not in inside])
+    return [float(np.nanmax(per_transition[w]) - rest) for w in windows]
 
 
 def main() -> None:

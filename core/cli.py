@@ -275,7 +275,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(captures=args.capture, output=args.output, preset=args.preset, resolution=args.res,
                       patch=args.patch, position=args.position, normals=args.normals,
                       objective=args.objective, relative=args.relative, environment_token=args.environment_token,
-                      source_tint=args.source_tint, conditioning=args.conditioning,
+                      source_tint=args.source_tint, subject_saturation=args.subject_saturation,
+                      conditioning=args.conditioning,
                       target_lighting=args.target_lighting,
                       multitask_ratio=(DEFAULT_SHARE if args.real_share is None else args.real_share)
                       if args.real_images else 0.0,
@@ -508,7 +509,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .data.capture import CaptureSet
-    from .gaussians.train import capture_frames, load_config, preset, reconstruct, save_config
+    from .gaussians.train import (capture_frames, check_overlap, keyframes, load_config, preset, reconstruct,
+                                  save_config)
     from .io.sequence import parse_frame_range
 
     out = Path(args.output)
@@ -526,13 +528,15 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
         overrides = {k: v for k, v in (("keyframes", args.keyframes), ("kframe_iterations", args.kframe_iterations),
                                        ("segment_iterations", args.segment_iterations), ("warmup", args.warmup),
                                        ("resolution", args.res), ("gaussians", args.gaussians),
+                                       ("overlap", args.overlap),
                                        ("frames", frames)) if v is not None}
         cfg = preset(args.preset, holdout_cameras=list(args.holdout_cameras), device=args.device, **overrides)
         views = capture_frames(capture, cfg.resolution, cfg.frames)  # a bad range is refused before anything is written
+        check_overlap(keyframes(views.frames, cfg.keyframes), cfg)
         save_config(out, cfg, str(Path(args.capture).resolve()))
     if args.ray is not None:  # the K-frame model here, then the segments (independent in a wave) as Ray tasks
         from .farm.ray_runner import map_ray
-        from .gaussians.train import keyframes, segment_waves
+        from .gaussians.train import segment_waves
 
         reconstruct(views, cfg, store=out, segments=False)
         n = len(keyframes(views.frames, cfg.keyframes)) - 1
@@ -766,6 +770,10 @@ def _add_train(sub) -> None:
     p.add_argument("--source-tint", type=_fraction, default=1.0,
                    help="envmap: scale of the chance that a source (plate) light is tinted, 0-1 (default 1: as "
                         "often as the targets; lower keeps a plate's colour, most sets being white-lit)")
+    p.add_argument("--subject-saturation", type=float, default=0.0, metavar="STRENGTH",
+                   help="envmap: saturate each pair's subject along its own hue, input and target alike, by a "
+                        "strength drawn up to this (0, the default: the synthetic people's own, paler colours; "
+                        "1 doubles the subject's chroma about)")
     p.add_argument("--real-images", nargs="+", default=[], metavar="PHOTO",
                    help="real photos (sRGB or EXR) for a real-image task beside the synthetic pairs; an envmap "
                         "model sees each framed by its face, as it sees plates")
@@ -965,6 +973,9 @@ def _add_reconstruct(sub) -> None:
     p.add_argument("--kframe-iterations", type=int)
     p.add_argument("--segment-iterations", type=int)
     p.add_argument("--warmup", type=int, help="frozen-Gaussian warm-up iterations per segment")
+    p.add_argument("--overlap", type=_at_least(0),
+                   help="frames each segment also trains on past each of its keyframes; renders there dissolve "
+                        "from one segment into the next instead of cutting at the keyframe (default: the preset's, 0)")
     p.add_argument("--holdout-cameras", nargs="*", default=[], help="cameras never trained on")
     p.add_argument("--frames", help="the capture's frames to reconstruct, e.g. 1-120 (default: every frame)")
     p.add_argument("--device", default="cpu")

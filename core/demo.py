@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RelitIOError, ValidationError
+from .io.colour import LUMINANCE
 from .io.naming import light_layer_name
 from .io.passes import read_passes
 from .jobs import RelightJob
@@ -33,7 +34,6 @@ DEMO_HDRI, DEMO_ROTATION = "forest", (0.0, 0.0, math.radians(30))
 
 
 PHOTO_KEY = (-0.8, 0.25, 0.55)  # camera frame: a key from camera-left (mirrored in x for the right)
-LUMA = np.array([0.2126, 0.7152, 0.0722])  # Rec.709 luminance weights
 
 
 def photo_keys(colour: tuple[float, float, float]) -> list[Light]:
@@ -50,7 +50,7 @@ def key_balance(layers: dict[str, np.ndarray],   # light layer name -> [H, W, 3]
     mid = (x0 + x1) // 2
     out = {}
     for name, lit, far in (("key_left", slice(x0, mid), slice(mid, x1)), ("key_right", slice(mid, x1), slice(x0, mid))):
-        luma = layers[light_layer_name(name)][y0:y1] @ LUMA
+        luma = layers[light_layer_name(name)][y0:y1] @ LUMINANCE
         out[f"{name}_lit_over_far_side"] = float(luma[:, lit].mean() / max(luma[:, far].mean(), 1e-12))
     return out
 

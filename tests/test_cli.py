@@ -70,6 +70,12 @@ def test_reconstruct_checks_its_capture_and_preset_before_writing(tmp_path, capt
     one = run_relit("reconstruct", str(capture.root), "--frames", str(last), "-o", str(out))
     assert one.returncode == 2 and "needs at least two frames" in one.stderr
     assert not out.exists()
+    frames = [f.frame for f in capture.manifest.frames]
+    wide = run_relit("reconstruct", str(capture.root), "--keyframes", "2", "--overlap", str(len(frames)), "-o",
+                     str(out))
+    assert wide.returncode == 2 and f"overlap {len(frames)}: keyframes [{frames[0]}, {frames[-1]}] leave a segment " \
+        "shorter than twice the overlap" in wide.stderr and "Traceback" not in wide.stderr
+    assert not out.exists()
 
 
 def test_a_frame_range_is_recorded_resumed_and_rendered_within(tmp_path, capture):

@@ -232,3 +232,45 @@ def test_each_model_is_given_only_its_frames_and_trains_the_same():
     for a, b in zip([lazy.kframe] + lazy.segments, [full.kframe] + full.segments):
         for k in a.params:
             torch.testing.assert_close(a.params[k], b.params[k])
+
+
+def test_overlapping_segments_train_past_their_keyframes_and_dissolve_there(tmp_path):
+    """With an overlap of 2 frames, each segment trains on 2 frames past each keyframe (read once per
+    model), and a render at a frame within 2 of the middle keyframe is the two segments' renders
+    weighted linearly from the earlier to the later (half each at the keyframe); further away one
+    segment renders alone. The overlap survives saving, and one too wide for the keyframes is refused."""
+    from core.gaussians.train import load_reconstruction, save_model
+
+    views = _moving_scene(frames=9)
+    asked = []
+
+    class Counting:  # views that record what is asked of them
+        frames = views.frames
+
+        def subset(self, frames):
+            asked.append(list(frames))
+            return views.subset(frames)
+
+    cfg = ReconConfig(keyframes=3, gaussians=60, densify=False, kframe_iterations=20, segment_iterations=20,
+                      warmup=5, deform=DeformConfig((8,), 4, 8, 32, 1), holdout_cameras=["cam2"], overlap=2)
+    recon = reconstruct(Counting(), cfg)
+    assert asked == [[1], [1, 5, 9], [1, 2, 3, 4, 5, 6, 7], [3, 4, 5, 6, 7, 8, 9]]
+    left, right = recon.segments
+    assert (left.first, left.last, left.reach) == (1, 5, 2) and left.time(-1) == 0.0 and left.time(7) == 1.0
+    expected = {3: [(left, 1.0)], 4: [(left, 0.75), (right, 0.25)], 5: [(left, 0.5), (right, 0.5)],
+                6: [(left, 0.25), (right, 0.75)], 7: [(right, 1.0)], 9: [(right, 1.0)]}
+    for frame, pairs in expected.items():
+        assert recon.blend(frame) == pairs, frame
+    w, h = views.size
+    cam = (views.viewmats[2:3], views.Ks[2:3], w, h)
+    with torch.no_grad():
+        (img, alpha, _), (li, la, _), (ri, ra, _) = (m.render(4, *cam) for m in (recon, left, right))
+    torch.testing.assert_close(img, 0.75 * li + 0.25 * ri)
+    torch.testing.assert_close(alpha, 0.75 * la + 0.25 * ra)
+    assert float((li - ri).abs().mean()) > 1e-4  # the two segments differ, so the weights are seen
+    for i, seg in enumerate(recon.segments):
+        save_model(seg, tmp_path / f"segment_{i:03d}.safetensors")
+    loaded = load_reconstruction(tmp_path, cfg)
+    assert [s.reach for s in loaded.segments] == [2, 2] and loaded.keyframes == [1, 5, 9]
+    with pytest.raises(ValidationError, match="shorter than twice the overlap"):
+        reconstruct(views, ReconConfig(**{**cfg.__dict__, "overlap": 3}))

@@ -1,6 +1,7 @@
 """Optical flow between frames and initial noise carried along it."""
 
 import numpy as np
+import pytest
 
 from core.temporal.flow import backward_flow, consistent, warp
 from core.temporal.noise import latent_flow, warp_noise
@@ -45,3 +46,26 @@ def test_noise_follows_integer_motion_and_stays_standard_normal():
     out = warp_noise(noise, collapse, np.ones((32, 32), bool), np.random.default_rng(3))
     assert (out[0] == noise[0, 7, 5]).sum() == 1
     assert abs(float(out.mean())) < 0.05 and abs(float(out.std()) - 1) < 0.05
+
+
+def test_warping_errors_find_the_one_transition_that_pops():
+    """Content moving 4 px a frame, its true motion given: every transition warps back exactly
+    (away from the entering edge, which the matte leaves out) except the one where the frame
+    brightens by 10 %: it alone scores 0.1 / 1.1 of its frame's mean, and the sequence's error is the
+    mean difference over the mean value."""
+    from core.temporal.metrics import warping_error, warping_errors
+
+    frames = [_textured(4 * f) for f in range(5)]
+    frames[3] = frames[3] * 1.1
+    motion = [np.zeros((64, 64, 2), np.float32)] + [np.full((64, 64, 2), (-4.0, 0.0), np.float32)] * 4
+    alpha = np.zeros((64, 64), np.float32)
+    alpha[8:-8, 8:-8] = 1.0
+    per = warping_errors(frames, motion, [alpha] * 5)
+    assert per.shape == (4,)
+    np.testing.assert_allclose(per[[0, 1]], 0.0, atol=1e-6)
+    np.testing.assert_allclose(per[2], 0.1 / 1.1, rtol=1e-4)  # 2 -> 3: a tenth brighter
+    np.testing.assert_allclose(per[3], 0.1 / 1.0, rtol=1e-4)  # 3 -> 4: back again
+    inner = (slice(8, -8), slice(12, 56))  # the matte, less the 4 columns the previous frame did not see
+    diffs = [0.0, 0.0, 0.1 / 1.1 * frames[3][inner].mean(), 0.1 * frames[4][inner].mean()]
+    means = [frames[f][inner].mean() for f in range(1, 5)]
+    assert warping_error(frames, motion, [alpha] * 5) == pytest.approx(np.mean(diffs) / np.mean(means), rel=1e-4)

@@ -416,3 +416,35 @@ def test_the_cosine_schedule_sets_each_steps_rate_and_a_resumed_run_takes_the_sa
     resumed = Trainer(_cfg(capture, tmp_path / "c", **cfg))
     assert resumed.step == 2
     assert _rates(resumed) == pytest.approx(expected[2:], rel=1e-12)
+
+
+
+def test_subject_saturation_gives_both_sides_of_a_pair_one_more_saturated_subject(capture, tmp_path):
+    """The augmentation multiplies input and target by one colour gain per pair (a more saturated albedo,
+    exact for diffuse reflection), drawn after the lightings: the pairs are otherwise the same draw.
+    The gain is the subject's flat-lit colour over its grey raised to the strength (in logs: the
+    colour's log-chroma times it), at unit luminance, so it saturates the subject along its own hue."""
+    from core.io.colour import LUMINANCE
+
+    trainer = Trainer(_cfg(capture, tmp_path / "sat", steps=1, conditioning="envmap", environments=["forest"]))
+    data, views = trainer.data, trainer.split.train_views
+    plain = data.sample_portrait(np.random.default_rng(5), 4, views, trainer.environments)
+    vivid = data.sample_portrait(np.random.default_rng(5), 4, views, trainer.environments, saturation=2.0)
+    np.testing.assert_array_equal(plain["environment"], vivid["environment"])
+    for b in range(4):
+        mask = plain["alpha"][b] > 0.5
+        gain = vivid["flat"][b][mask].sum(0) / plain["flat"][b][mask].sum(0)
+        np.testing.assert_allclose(vivid["target"][b][mask].sum(0) / plain["target"][b][mask].sum(0), gain, rtol=1e-4)
+        np.testing.assert_allclose(vivid["flat"][b], plain["flat"][b] * gain, rtol=1e-4, atol=1e-7)
+        assert float(gain @ LUMINANCE) == pytest.approx(1.0, abs=1e-4)
+    v = views[0]
+    colour = data.flat[v][data.alpha[v] > 0.5].mean(0).astype(np.float64)
+    for strength in (0.5, 2.0):
+        gain = data.subject_gain(v, strength)
+        np.testing.assert_allclose(np.log(gain) - np.log(gain).mean(),
+                                   strength * (np.log(colour) - np.log(colour).mean()), atol=1e-5)
+        vivid_colour = colour * gain
+        assert np.ptp(vivid_colour) / vivid_colour.mean() > np.ptp(colour) / colour.mean()
+    np.testing.assert_allclose(data.subject_gain(v, 0.0), 1.0, atol=1e-6)
+    with pytest.raises(ValidationError, match="subject_saturation"):
+        _cfg(capture, tmp_path / "x", subject_saturation=1.0)  # an olat model has no pairs to saturate

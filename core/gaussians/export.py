@@ -24,6 +24,7 @@ def export_frame_ply(model, frame: float, path: str | Path) -> Path:
 
 def render_view(model, frame: float, K: np.ndarray, c2w: np.ndarray, width: int, height: int
                 ) -> tuple[np.ndarray, np.ndarray]:  # [H, W, 3] premultiplied flat-lit, [H, W] alpha
+    """``model`` (a dynamic model, or a Reconstruction, which blends its segments) at ``frame``."""
     import torch
 
     from ..lighting.camera import blender_c2w_to_opencv_w2c
@@ -46,7 +47,8 @@ def render_sequence(recon_folder: str | Path,
                     ) -> tuple[int, int]:
     """Render a reconstruction folder from one camera into OUTPUT/flat.####.exr (flat-lit RGBA,
     premultiplied, the subject named in the header; frames already there are kept) and, with
-    ``ply``, OUTPUT/ply/gaussians.####.ply. Returns (rendered, kept)."""
+    ``ply``, OUTPUT/ply/gaussians.####.ply (the Gaussians of the segment the frame lies in: two sets
+    of Gaussians do not dissolve in one file). Returns (rendered, kept)."""
     from ..data.capture import CaptureSet
     from ..io.exr import write_exr
     from ..io.plates import SUBJECT_ATTRIBUTE
@@ -64,7 +66,7 @@ def render_sequence(recon_folder: str | Path,
     for n, f in enumerate(frames, start=1):
         path = out / f"flat.{f:04d}.exr"
         if not path.exists():
-            rgb, alpha = render_view(recon.model_for(f), f, K, c2w, width, height)
+            rgb, alpha = render_view(recon, f, K, c2w, width, height)  # dissolving between segments near keyframes
             write_exr(path, np.concatenate([rgb, alpha[..., None]], -1), ["R", "G", "B", "A"],
                       attributes={SUBJECT_ATTRIBUTE: capture.manifest.subject})
             rendered += 1

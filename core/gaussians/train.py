@@ -9,6 +9,9 @@
    tying its deformation at both keyframes to the K-frame model's there.
 4. Then densification (gsplat's DefaultStrategy, which runs on CPU with the pure-torch
    rasteriser's screen-space gradients) and joint training.
+5. With ``overlap`` each segment also holds (and trains on) a few frames past each of its
+   keyframes, and renders there dissolve linearly from one segment to the next
+   (:meth:`Reconstruction.blend`) instead of cutting at the keyframe.
 
 ``train_deformable`` is the building block; :func:`reconstruct` strings the method together, and
 the benchmark also runs it as one model over the whole sequence and as segments without the
@@ -66,6 +69,9 @@ class ReconConfig:
     anchor_orbit: float = 20.0         # degrees: an orbit view turns a training camera about the vertical axis
                                        # through the subject by up to this
     anchor_source: str = "neighbours"  # what the anchor views show: a key of ANCHOR_SOURCES
+    overlap: int = 0                   # frames a segment also holds past each of its keyframes: it trains on
+                                       # them, and renders there dissolve linearly into the next segment,
+                                       # centred on the keyframe (0: a cut at the keyframe)
     alpha_weight: float = 0.5          # weight of the matte L1 next to the colour L1
     densify: bool = True               # gsplat DefaultStrategy (its defaults scaled by `refine_scale`)
     refine_scale: float = 1.0          # scales the strategy's iteration counts (tiny runs refine sooner)
@@ -87,6 +93,8 @@ class ReconConfig:
         if not 0.0 <= self.anchor_share <= 1.0 or self.anchor_views < 1 or self.anchor_weight < 0:
             raise ValidationError(f"anchor views: share {self.anchor_share} must be in [0, 1], views "
                                   f"{self.anchor_views} >= 1 and weight {self.anchor_weight} >= 0")
+        if self.overlap < 0:
+            raise ValidationError(f"overlap {self.overlap}: give 0 or more frames")
         if self.anchor_source not in ANCHOR_SOURCES:
             raise ValidationError(f"anchor source {self.anchor_source!r}: use one of {sorted(ANCHOR_SOURCES)}")
 
@@ -185,14 +193,17 @@ def _read_views(capture: CaptureSet, resolution: int, frames: list[int]) -> View
 
 @dataclass
 class DynamicGaussians:
-    """Canonical Gaussians and a deformation field over frames [first, last]."""
+    """Canonical Gaussians and a deformation field between keyframes ``first`` and ``last``, held
+    ``reach`` frames past each (the field's time axis spans [first - reach, last + reach])."""
     params: nn.ParameterDict
     deformation: Deformation
     first: int
     last: int
+    reach: int = 0
 
     def time(self, frame: float) -> float:
-        return 0.0 if self.last == self.first else (frame - self.first) / (self.last - self.first)
+        lo, hi = self.first - self.reach, self.last + self.reach
+        return 0.0 if hi == lo else (frame - lo) / (hi - lo)
 
     def at(self, frame: float) -> dict[str, torch.Tensor]:
         """The rasteriser's inputs at ``frame``."""
@@ -447,7 +458,8 @@ class Reconstruction:
     stats: dict
 
     def model_for(self, frame: int) -> DynamicGaussians:
-        """The segment that holds ``frame`` (a keyframe: the segment it starts; the last frame: the last)."""
+        """The segment ``frame`` lies in between keyframes (a keyframe: the segment it starts; the last
+        frame: the last)."""
         if not self.keyframes[0] <= frame <= self.keyframes[-1]:
             raise ValidationError(f"frame {frame}: the reconstruction holds frames {self.keyframes[0]}-"
                                   f"{self.keyframes[-1]}; give frames within them")
@@ -456,10 +468,50 @@ class Reconstruction:
                 return seg
         return self.segments[-1]
 
+    def blend(self, frame: int) -> list[tuple[DynamicGaussians, float]]:
+        """(segment, weight) pairs whose weighted renders make ``frame``: one segment, or within
+        ``reach`` frames of a keyframe both segments meeting there, the weight moving linearly from
+        the earlier to the later (half each at the keyframe itself)."""
+        seg = self.model_for(frame)
+        for left, right in zip(self.segments[:-1], self.segments[1:]):
+            key, reach = right.first, min(left.reach, right.reach)
+            if key - reach < frame < key + reach:
+                w = (frame - (key - reach)) / (2 * reach)
+                return [(left, 1.0 - w), (right, w)]
+        return [(seg, 1.0)]
 
-def new_model(points, colours, bounds, cfg: ReconConfig, first: int, last: int, extent: float) -> DynamicGaussians:
+    def render(self, frame: int, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int
+               ) -> tuple[torch.Tensor, torch.Tensor, list]:  # [C, H, W, 3], [C, H, W, 1], rasteriser infos
+        """``frame`` from cameras ``viewmats`` [C, 4, 4] / ``Ks`` [C, 3, 3]: the renders of
+        :meth:`blend`'s segments, weighted (premultiplied colour and alpha alike)."""
+        img = alpha = 0.0
+        infos = []
+        for model, w in self.blend(frame):
+            i, a, info = model.render(frame, viewmats, Ks, width, height)
+            img, alpha = img + w * i, alpha + w * a
+            infos.append(info)
+        return img, alpha, infos
+
+
+def new_model(points, colours, bounds, cfg: ReconConfig, first: int, last: int, extent: float,
+              reach: int = 0) -> DynamicGaussians:
     params = init_params(points, colours, scale=0.01 * extent, sh_degree=cfg.sh_degree)
-    return DynamicGaussians(params, Deformation(cfg.deform, bounds), first, last)
+    return DynamicGaussians(params, Deformation(cfg.deform, bounds), first, last, reach)
+
+
+def check_overlap(keys: list[int], cfg: ReconConfig) -> None:
+    """Refuse an overlap wider than half the shortest segment between ``keys`` (two dissolves would meet)."""
+    if 2 * cfg.overlap > min(b - a for a, b in zip(keys[:-1], keys[1:])):
+        raise ValidationError(f"overlap {cfg.overlap}: keyframes {keys} leave a segment shorter than twice the "
+                              "overlap; give fewer keyframes or a smaller overlap")
+
+
+def segment_frames(frames: list[int], keys: list[int], index: int, cfg: ReconConfig) -> list[int]:
+    """The frames segment ``index`` (from 0) trains on: those between its keyframes and ``cfg.overlap``
+    past each (:func:`check_overlap`)."""
+    check_overlap(keys, cfg)
+    a, b = keys[index], keys[index + 1]
+    return [f for f in frames if a - cfg.overlap <= f <= b + cfg.overlap]
 
 
 def _setup(views: Views | CaptureFrames, cfg: ReconConfig):
@@ -516,18 +568,19 @@ def reconstruct(views: Views | CaptureFrames, cfg: ReconConfig, kframe_init: boo
     done: dict[int, DynamicGaussians] = {}  # trained segments by index (0-based)
     for j in [j for wave in segment_waves(count, cfg) for j in wave] if kframe_init else range(count):
         i, a, b = j + 1, keys[j], keys[j + 1]
-        span = [f for f in views.frames if a <= f <= b]
+        span = segment_frames(views.frames, keys, j, cfg)
         if kframe_init:
             with torch.no_grad():
                 tie = (kframe.at(a), kframe.at(b))
             sources = anchor_sources(j, count, kframe, done, cfg)
             done[j] = trained(f"segment_{j:03d}", i,
-                              lambda a=a, b=b: DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b),
+                              lambda a=a, b=b: DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b,
+                                                                cfg.overlap),
                               lambda m, r, span=span, tie=tie, sources=sources: _train_segment(
                                   m, kframe, views.subset(span), train_cams, cfg, extent, r, tie, sources))
         else:
             done[j] = trained(f"segment_{j:03d}", i, lambda a=a, b=b: new_model(points, colours, bounds, cfg, a, b,
-                                                                                 extent),
+                                                                                 extent, cfg.overlap),
                               lambda m, r, span=span: train_deformable(m, views.subset(span), train_cams, span, cfg,
                                                                        cfg.segment_iterations, extent, r))
     return Reconstruction(kframe, [done[j] for j in range(count)], keys, stats)
@@ -562,7 +615,8 @@ def save_model(model: DynamicGaussians, path: str | Path) -> Path:
     tensors = {f"params.{k}": v.detach().contiguous() for k, v in model.params.items()}
     tensors.update({f"deform.{k}": v.detach().contiguous() for k, v in model.deformation.state_dict().items()})
     with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata={"first": str(model.first), "last": str(model.last)})
+        save_file(tensors, tmp, metadata={"first": str(model.first), "last": str(model.last),
+                                          "reach": str(model.reach)})
     return Path(path)
 
 
@@ -577,7 +631,7 @@ def load_model(path: str | Path, cfg: ReconConfig) -> DynamicGaussians:
     deform = {k[len("deform."):]: v for k, v in tensors.items() if k.startswith("deform.")}
     deformation = Deformation(cfg.deform, deform["bounds"])
     deformation.load_state_dict(deform)
-    return DynamicGaussians(params, deformation, int(meta["first"]), int(meta["last"]))
+    return DynamicGaussians(params, deformation, int(meta["first"]), int(meta["last"]), int(meta.get("reach", 0)))
 
 
 RECON_JSON = "reconstruction.json"
@@ -620,7 +674,7 @@ def train_segment(store: str | Path, index: int) -> str:
         raise ValidationError(f"segment {index}: the reconstruction has segments 0-{len(keys) - 2}")
     kframe = load_model(store / "kframe.safetensors", cfg)
     a, b = keys[index], keys[index + 1]
-    views = every.subset([f for f in every.frames if a <= f <= b])  # this segment's frames only
+    views = every.subset(segment_frames(every.frames, keys, index, cfg))  # this segment's frames only
     train_cams = [i for i, c in enumerate(views.cameras) if c not in cfg.holdout_cameras]
     bounds = kframe.deformation.bounds
     extent = float((bounds[1] - bounds[0]).max())
@@ -629,7 +683,7 @@ def train_segment(store: str | Path, index: int) -> str:
             if 0 <= i < count and (p := store / f"segment_{i:03d}.safetensors").exists()}
     sources = anchor_sources(index, count, kframe, done, cfg)  # refuses a segment whose neighbours are missing
     torch.manual_seed(cfg.seed + index + 1)
-    seg = DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b)
+    seg = DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b, cfg.overlap)
     with torch.no_grad():
         tie = (kframe.at(a), kframe.at(b))
     _train_segment(seg, kframe, views, train_cams, cfg, extent, np.random.default_rng([cfg.seed, index + 1]), tie,

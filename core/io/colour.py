@@ -16,6 +16,8 @@ import numpy as np
 
 from ..errors import ColourError
 
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722])  # Rec.709 luminance weights (the lin_rec709 working space's Y)
+
 
 @dataclass(frozen=True)
 class WorkingSpace:

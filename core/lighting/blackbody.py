@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..io.colour import LUMINANCE
+
 XYZ_TO_REC709 = np.array([[3.2404542, -1.5371385, -0.4985314],
                           [-0.9692660, 1.8760108, 0.0415560],
                           [0.0556434, -0.2040259, 1.0572252]])
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
 T_MIN, T_MAX = 1667.0, 25000.0
 
 

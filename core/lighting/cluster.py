@@ -27,10 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ValidationError
+from ..io.colour import LUMINANCE  # how energy is split between regions
 from .hdri import MISSING_POLICIES, texels
 from .layout import StageLayout
-
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722])  # Rec.709 weights: how energy is split between regions
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..data.capture import CaptureSet
 from ..errors import ValidationError
+from ..io.colour import LUMINANCE
 from ..io.framing import subject_framing, to_model
 from ..io.plates import GENERAL_SUBJECT
 from ..lighting.area import sg_cell_weights
@@ -257,20 +258,39 @@ class TrainingData:
 
     def sample_portrait(self, rng: np.random.Generator, batch: int, views: list[int],
                         environments: list[np.ndarray], mix: LightingMix = LightingMix(),
-                        source_mix: LightingMix | None = None, distinct: bool = False) -> dict[str, np.ndarray]:
+                        source_mix: LightingMix | None = None, distinct: bool = False,
+                        saturation: float = 0.0) -> dict[str, np.ndarray]:
         """A SynthLight batch: ``flat`` is the view under a random source lighting (an HDRI, lamps, the
         flat-lit, or both), ``target`` the view under a random target lighting, both of unit mean
         radiance, and ``environment`` that target encoded in the camera frame. ``source_mix`` draws
         the source lightings (default: ``mix``, as the targets). Both images are the
         view's OLATs weighted by the lighting's projection on the stage (:meth:`compose`).
-        ``distinct``: no pair's target lighting is its source's (see :meth:`portrait_lightings`)."""
+        ``distinct``: no pair's target lighting is its source's (see :meth:`portrait_lightings`).
+        ``saturation``: each pair's subject is given a more saturated colour, the same on both sides
+        (:meth:`subject_gain`, its strength drawn in [0, ``saturation``] after every lighting)."""
         v = rng.choice(views, size=batch)
         source, target = np.zeros_like(self.flat[v]), np.zeros_like(self.flat[v])
         env = np.zeros((batch, self.resolution, self.resolution, 3), np.float32)
         for b in range(batch):
             lit, goal = self.portrait_lightings(rng, v[b], environments, mix, source_mix, distinct)
             source[b], target[b], env[b] = self.portrait_pair(v[b], lit, goal)
-        return self._with_normals(rng, v, {"flat": source, "target": target, "environment": env, "alpha": self.alpha[v]})
+        if saturation:
+            for b, strength in enumerate(rng.uniform(0.0, saturation, size=batch)):
+                gain = self.subject_gain(v[b], strength)
+                source[b] *= gain
+                target[b] *= gain
+        return self._with_normals(rng, v, {"flat": source, "target": target, "environment": env,
+                                           "alpha": self.alpha[v]})
+
+    def subject_gain(self, view: int, strength: float) -> np.ndarray:  # [3]
+        """A colour gain that saturates ``view``'s subject along its own hue: its flat-lit mean colour
+        over its grey, raised to ``strength``, at unit luminance. Multiplying a render by it is the
+        render of an albedo multiplied by it, exactly for diffuse reflection, whatever the lighting:
+        the synthetic people's skin is paler than photographed faces' (docs/portrait.md section 18)."""
+        subject = self.alpha[view] > 0.5
+        mean = self.flat[view][subject].mean(axis=0).astype(np.float64)
+        gain = (mean / max(mean.mean(), 1e-12)) ** strength
+        return (gain / (gain @ LUMINANCE)).astype(np.float32)
 
     def portrait_lightings(self, rng: np.random.Generator, view: int, environments: list[np.ndarray],
                            mix: LightingMix = LightingMix(), source_mix: LightingMix | None = None,

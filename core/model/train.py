@@ -70,6 +70,9 @@ class TrainConfig:
     source_tint: float = 1.0          # envmap: scale of the chance a *source* light is tinted (LightingMix.tint);
                                       # below 1 the model learns that plates are mostly white-lit and keeps
                                       # their colour (targets are always drawn with the full range: the map is given)
+    subject_saturation: float = 0.0   # envmap: each pair's subject saturated along its own hue, on both sides
+                                      # alike, by a strength drawn in [0, this] (TrainingData.subject_gain;
+                                      # 0: the synthetic people's own colours, paler than photographed skin)
     steps: int = 2000                 # optimiser steps
     sample_steps: int | None = None   # sampler steps the bundle records (None: the objective's measured default)
     consistency: str = "ratio"        # stage-prediction correction the bundle applies: "ratio" or "none"
@@ -88,6 +91,10 @@ class TrainConfig:
         if self.target_lighting != "any" and not CONDITIONINGS[self.conditioning].environment:
             raise ValidationError(f"target_lighting {self.target_lighting!r} applies to environment-lit models "
                                   f"(--conditioning envmap), not {self.conditioning}")
+        environment_lit = CONDITIONINGS[self.conditioning].environment
+        if self.subject_saturation < 0 or (self.subject_saturation and not environment_lit):
+            raise ValidationError(f"subject_saturation {self.subject_saturation}: give 0 or more, for environment-lit "
+                                  "models (--conditioning envmap)")
         if not self.multitask_task:
             self.multitask_task = CONDITIONINGS[self.conditioning].real_task
         if self.multitask_task not in REAL_TASKS:
@@ -286,7 +293,7 @@ class Trainer:
                                   f"resume it the same way or start a new run folder")
         # what the run learns (with the value a checkpoint from before the field existed trained with)
         for name, before in (("position", False), ("normals", False), ("target_lighting", "any"),
-                             ("multitask_task", self.cfg.multitask_task)):
+                             ("multitask_task", self.cfg.multitask_task), ("subject_saturation", 0.0)):
             if config.get(name, before) != getattr(self.cfg, name):
                 raise ValidationError(f"{self.out}: this run trains with {name} {config.get(name, before)!r}, not "
                                       f"{getattr(self.cfg, name)!r}; resume it with the same setting or start a new "
@@ -298,7 +305,8 @@ class Trainer:
         if self.environment_lit:
             batch = self.data.sample_portrait(rng, cfg.batch, views, self.environments,
                                               TARGET_LIGHTINGS[cfg.target_lighting],
-                                              source_mix=LightingMix(tint=cfg.source_tint))
+                                              source_mix=LightingMix(tint=cfg.source_tint),
+                                              saturation=cfg.subject_saturation)
         else:
             batch = self.data.sample(rng, cfg.batch, views, self.split.train_lights, cfg.area_prob,
                                      self.model_config.stage_radius)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
+from ..io.colour import LUMINANCE
 
 
 def _grey8(img: np.ndarray) -> np.ndarray:  # [H, W, 3] scene-linear -> [H, W] uint8
     """Display-encode for the flow estimator: luminance through a log curve (exposure-independent
     enough for faces lit flat, and no clipping of highlights)."""
-    y = np.maximum(img.astype(np.float32) @ LUMINANCE, 0.0)
+    y = np.maximum(img.astype(np.float32) @ LUMINANCE.astype(np.float32), 0.0)
     peak = float(np.percentile(y, 99.5)) if y.size else 1.0
     v = np.log1p(16.0 * y / max(peak, 1e-12)) / np.log1p(16.0)
     return np.clip(v * 255.0 + 0.5, 0, 255).astype(np.uint8)
