@@ -516,6 +516,13 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     out = Path(args.output)
     capture = CaptureSet(args.capture)  # checked before anything is written: a rerun can fix the path
     frames = parse_frame_range(args.frames) if args.frames else None
+    flags = {"keyframes": "--keyframes", "kframe_iterations": "--kframe-iterations",  # config field -> its flag
+             "segment_iterations": "--segment-iterations", "warmup": "--warmup", "resolution": "--res",
+             "gaussians": "--gaussians", "overlap": "--overlap"}
+    given = {k: v for k, v in (("keyframes", args.keyframes), ("kframe_iterations", args.kframe_iterations),
+                               ("segment_iterations", args.segment_iterations), ("warmup", args.warmup),
+                               ("resolution", args.res), ("gaussians", args.gaussians), ("overlap", args.overlap))
+             if v is not None}
     if (out / "reconstruction.json").exists():
         cfg, capture_path = load_config(out)
         if Path(capture_path).resolve() != Path(args.capture).resolve():
@@ -524,12 +531,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
         if frames is not None and frames != views.frames:
             raise RelitError(f"{out}: holds a reconstruction of frames {views.frames[0]}-{views.frames[-1]}; rerun "
                              "without --frames to finish it, or choose another folder")
+        if changed := [k for k, v in given.items() if getattr(cfg, k) != v]:
+            raise RelitError(f"{out}: holds a reconstruction made with " + ", ".join(
+                f"{flags[k]} {getattr(cfg, k)}" for k in changed) + "; rerun without " + ", ".join(
+                flags[k] for k in changed) + " to finish it, or choose another folder")
     else:
-        overrides = {k: v for k, v in (("keyframes", args.keyframes), ("kframe_iterations", args.kframe_iterations),
-                                       ("segment_iterations", args.segment_iterations), ("warmup", args.warmup),
-                                       ("resolution", args.res), ("gaussians", args.gaussians),
-                                       ("overlap", args.overlap),
-                                       ("frames", frames)) if v is not None}
+        overrides = {**given, **({} if frames is None else {"frames": frames})}
         cfg = preset(args.preset, holdout_cameras=list(args.holdout_cameras), device=args.device, **overrides)
         views = capture_frames(capture, cfg.resolution, cfg.frames)  # a bad range is refused before anything is written
         check_overlap(keyframes(views.frames, cfg.keyframes), cfg)

@@ -95,6 +95,11 @@ def test_a_frame_range_is_recorded_resumed_and_rendered_within(tmp_path, capture
     other = run_relit("reconstruct", str(capture.root), "--frames", str(frames[0]), *tiny)
     assert other.returncode == 2 and f"holds a reconstruction of frames {frames[0]}-{frames[-1]}; rerun without " \
         "--frames" in other.stderr
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir())
+    settings = run_relit("reconstruct", str(capture.root), *tiny, "--overlap", "1", "--warmup", "2")
+    assert settings.returncode == 2 and "made with --warmup 1, --overlap 0; rerun without --warmup, --overlap to " \
+        "finish it" in settings.stderr, settings.stderr
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before  # nothing rewritten
     rendered = run_relit("render-views", str(out), "--camera", capture.manifest.cameras[0].name, "--quiet",
                          "-o", str(views))
     assert rendered.returncode == 0, rendered.stderr

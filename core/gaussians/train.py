@@ -536,8 +536,10 @@ def reconstruct(views: Views | CaptureFrames, cfg: ReconConfig, kframe_init: boo
     :func:`train_segment`). Each model is given only its frames (``views.subset``): with
     :class:`CaptureFrames` only those are in memory.
     """
-    rng, train_cams, points, colours, bounds, extent = _setup(views, cfg)
     keys = keyframes(views.frames, cfg.keyframes)
+    if segments:
+        check_overlap(keys, cfg)  # before the K-frame model trains
+    rng, train_cams, points, colours, bounds, extent = _setup(views, cfg)
     stats: dict = {"keyframes": keys}
     store = None if store is None else Path(store)
     total = len(keys) - 1 + int(kframe_init)
@@ -615,8 +617,8 @@ def save_model(model: DynamicGaussians, path: str | Path) -> Path:
     tensors = {f"params.{k}": v.detach().contiguous() for k, v in model.params.items()}
     tensors.update({f"deform.{k}": v.detach().contiguous() for k, v in model.deformation.state_dict().items()})
     with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata={"first": str(model.first), "last": str(model.last),
-                                          "reach": str(model.reach)})
+        span = {"first": str(model.first), "last": str(model.last)}
+        save_file(tensors, tmp, metadata={**span, "reach": str(model.reach)} if model.reach else span)
     return Path(path)
 
 

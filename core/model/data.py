@@ -285,8 +285,9 @@ class TrainingData:
     def subject_gain(self, view: int, strength: float) -> np.ndarray:  # [3]
         """A colour gain that saturates ``view``'s subject along its own hue: its flat-lit mean colour
         over its grey, raised to ``strength``, at unit luminance. Multiplying a render by it is the
-        render of an albedo multiplied by it, exactly for diffuse reflection, whatever the lighting:
-        the synthetic people's skin is paler than photographed faces' (docs/portrait.md section 18)."""
+        render of an albedo multiplied by it, exactly for diffuse reflection whatever the lighting
+        (specular highlights take the tint too, where they should stay the light's colour): the
+        synthetic people's skin is paler than photographed faces' (docs/portrait.md section 18)."""
         subject = self.alpha[view] > 0.5
         mean = self.flat[view][subject].mean(axis=0).astype(np.float64)
         gain = (mean / max(mean.mean(), 1e-12)) ** strength

@@ -92,7 +92,7 @@ class TrainConfig:
             raise ValidationError(f"target_lighting {self.target_lighting!r} applies to environment-lit models "
                                   f"(--conditioning envmap), not {self.conditioning}")
         environment_lit = CONDITIONINGS[self.conditioning].environment
-        if self.subject_saturation < 0 or (self.subject_saturation and not environment_lit):
+        if not self.subject_saturation >= 0 or (self.subject_saturation and not environment_lit):  # nan too
             raise ValidationError(f"subject_saturation {self.subject_saturation}: give 0 or more, for environment-lit "
                                   "models (--conditioning envmap)")
         if not self.multitask_task:

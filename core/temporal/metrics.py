@@ -9,14 +9,13 @@ from .flow import warp
 
 
 def _transitions(frames: list[np.ndarray], motion_prev: list[np.ndarray], alphas: list[np.ndarray]
-                 ) -> list[tuple[float, float] | None]:  # [F - 1]: (mean |difference|, mean value) or None
+                 ) -> list[tuple | None]:  # [F - 1]: (mean |difference|, mean value), the frames' dtype, or None
     out = []
     for f in range(1, len(frames)):
         prev = warp(frames[f - 1], motion_prev[f])
         seen = warp(alphas[f - 1][..., None], motion_prev[f])[..., 0]
         mask = (alphas[f] > 0.5) & (seen > 0.5)
-        out.append((float(np.abs(frames[f] - prev)[mask].mean()), float(frames[f][mask].mean())) if mask.any()
-                   else None)
+        out.append((np.abs(frames[f] - prev)[mask].mean(), frames[f][mask].mean()) if mask.any() else None)
     return out
 
 
