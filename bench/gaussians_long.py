@@ -131,12 +131,11 @@ def run(variant: Variant, capture_path: Path, frames: list[int], budget: int, ou
         alone = replace(recon, segments=[recon.kframe])
         row["kframe_alone_psnr"] = evaluate(alone, views, capture, cam)["psnr"]
     out.parent.mkdir(parents=True, exist_ok=True)
-    shown = [views.frames[i] for i in np.linspace(0, len(views.frames) - 1, SHOWN).round().astype(int)]
     width, height = views.size
-    with torch.no_grad():  # the held-out camera at a few frames, for the contact sheet
+    with torch.no_grad():  # the held-out camera at every frame, for the contact sheets
         renders = [recon.render(f, views.viewmats[cam:cam + 1], views.Ks[cam:cam + 1], width, height)[0][0].numpy()
-                   for f in shown]
-    np.savez_compressed(out.with_suffix(".npz"), frames=np.array(shown), renders=np.stack(renders))
+                   for f in views.frames]
+    np.savez_compressed(out.with_suffix(".npz"), frames=np.array(views.frames), renders=np.stack(renders))
     out.write_text(json.dumps(row, indent=1) + "\n")
 
 
@@ -144,19 +143,46 @@ SHOWN = 6  # frames of the held-out camera on the contact sheet
 
 
 def sheet(results: Path, capture_path: Path, out: Path) -> None:
-    """Cycles' held-out frames above every variant's renders of them (the variants that saved them)."""
+    """Cycles' held-out frames above every variant's renders of them (the variants that saved them;
+    SHOWN frames spread over the sequence, of every frame saved or of the few earlier runs kept)."""
     from core.data.capture import CaptureSet
     from core.io.preview import contact_sheet
 
     saved = {p.stem: np.load(p) for p in sorted(results.glob("*.npz"))}
     if not saved:
         return
-    frames = next(iter(saved.values()))["frames"].tolist()
+    frames = sorted(set.intersection(*(set(d["frames"].tolist()) for d in saved.values())))
+    frames = [frames[i] for i in np.linspace(0, len(frames) - 1, min(SHOWN, len(frames))).round().astype(int)]
     capture = CaptureSet(capture_path)
     tiles = [(f"Cycles {f}", capture.flat(HOLDOUT, f).rgb, 0.0) for f in frames]
     for stem, data in saved.items():
-        tiles += [(f"{stem} {f}", r, 0.0) for f, r in zip(data["frames"].tolist(), data["renders"])]
+        index = {f: i for i, f in enumerate(data["frames"].tolist())}
+        tiles += [(f"{stem} {f}", data["renders"][index[f]], 0.0) for f in frames]
     contact_sheet(out, tiles, len(frames), title=f"held-out {HOLDOUT}: Cycles, then each variant", scale=3)
+
+
+def seam_strip(results: Path, capture_path: Path, key: int, out: Path, span: int = 3, gain: float = 4.0) -> None:
+    """Frames ``key - span`` .. ``key + span`` of the held-out camera around a keyframe: Cycles, then for
+    each variant that saved every frame its renders and, below, the change from the previous frame
+    (absolute, times ``gain``): a cut shows its jump in one column, a dissolve spreads it."""
+    from core.data.capture import CaptureSet
+    from core.io.preview import contact_sheet
+
+    frames = list(range(key - span, key + span + 1))
+    capture = CaptureSet(capture_path)
+    truth = {f: capture.flat(HOLDOUT, f).rgb for f in [frames[0] - 1] + frames}
+    tiles = [(f"Cycles {f}", truth[f], 0.0) for f in frames]
+    tiles += [(f"Cycles change {f}", gain * np.abs(truth[f] - truth[f - 1]), 0.0) for f in frames]
+    for p in sorted(results.glob("*.npz")):
+        data = np.load(p)
+        index = {f: i for i, f in enumerate(data["frames"].tolist())}
+        if not all(f in index for f in [frames[0] - 1] + frames):
+            continue  # an earlier run that kept a few frames only
+        r = data["renders"]
+        tiles += [(f"{p.stem} {f}", r[index[f]], 0.0) for f in frames]
+        tiles += [(f"change {f}", gain * np.abs(r[index[f]] - r[index[f - 1]]), 0.0) for f in frames]
+    contact_sheet(out, tiles, len(frames), title=f"held-out {HOLDOUT} around keyframe {key}: renders, and the "
+                  f"change from the previous frame x{gain:g}", scale=3)
 
 
 def _cell(values: list[float], fmt: str) -> str:
@@ -268,6 +294,9 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="write the docs/benchmarks.md section afterwards")
     ap.add_argument("--section", default="gaussians-long")
     ap.add_argument("--sheet", type=Path, help="with --report: a contact sheet PNG of the held-out camera")
+    ap.add_argument("--strip", nargs=2, metavar=("KEYFRAME", "PNG"),
+                    help="with --report: the held-out camera's frames around KEYFRAME and their change from frame "
+                         "to frame, for every variant that saved all its frames")
     ap.add_argument("--growth", action="store_true",
                     help="write the cost-growth section from every study folder under --results, and stop")
     ap.add_argument("--run", help=argparse.SUPPRESS)  # one variant, in this process (what the driver spawns)
@@ -300,6 +329,8 @@ def main() -> None:
         print(report(results, args.section, command, args.capture))
         if args.sheet:
             sheet(results, args.capture, args.sheet)
+        if args.strip:
+            seam_strip(results, args.capture, int(args.strip[0]), Path(args.strip[1]))
 
 
 def _file(name: str) -> str:
