@@ -211,23 +211,27 @@ def test_neighbour_anchors_train_in_two_waves():
         ReconConfig(anchor_source="elsewhere")
 
 
+class _Counting:
+    """Views that record which frames are asked of them (what CaptureFrames would read)."""
+
+    def __init__(self, views: Views):
+        self.views, self.frames, self.asked = views, views.frames, []
+
+    def subset(self, frames):
+        self.asked.append(list(frames))
+        return self.views.subset(frames)
+
+
 def test_each_model_is_given_only_its_frames_and_trains_the_same():
     """A reconstruction asks its views for one model's share at a time (the first frame to seed the
     points, the keyframes, each segment's span), which is all CaptureFrames then holds in memory;
     the models are those trained from every frame in memory."""
     views = _moving_scene(frames=7)
-    asked = []
-
-    class Counting:  # views that record what is asked of them
-        frames = views.frames
-
-        def subset(self, frames):
-            asked.append(list(frames))
-            return views.subset(frames)
-
+    counting = _Counting(views)
     cfg = ReconConfig(keyframes=3, gaussians=60, densify=False, kframe_iterations=20, segment_iterations=20,
                       warmup=5, deform=DeformConfig((8,), 4, 8, 32, 1), holdout_cameras=["cam2"], anchor_weight=1.0)
-    lazy, full = reconstruct(Counting(), cfg), reconstruct(views, cfg)
+    lazy, full = reconstruct(counting, cfg), reconstruct(views, cfg)
+    asked = counting.asked
     assert asked == [[1], [1, 4, 7], [1, 2, 3, 4], [4, 5, 6, 7]]
     for a, b in zip([lazy.kframe] + lazy.segments, [full.kframe] + full.segments):
         for k in a.params:
@@ -242,19 +246,11 @@ def test_overlapping_segments_train_past_their_keyframes_and_dissolve_there(tmp_
     from core.gaussians.train import load_reconstruction, save_model
 
     views = _moving_scene(frames=9)
-    asked = []
-
-    class Counting:  # views that record what is asked of them
-        frames = views.frames
-
-        def subset(self, frames):
-            asked.append(list(frames))
-            return views.subset(frames)
-
+    counting = _Counting(views)
     cfg = ReconConfig(keyframes=3, gaussians=60, densify=False, kframe_iterations=20, segment_iterations=20,
                       warmup=5, deform=DeformConfig((8,), 4, 8, 32, 1), holdout_cameras=["cam2"], overlap=2)
-    recon = reconstruct(Counting(), cfg)
-    assert asked == [[1], [1, 5, 9], [1, 2, 3, 4, 5, 6, 7], [3, 4, 5, 6, 7, 8, 9]]
+    recon = reconstruct(counting, cfg)
+    assert counting.asked == [[1], [1, 5, 9], [1, 2, 3, 4, 5, 6, 7], [3, 4, 5, 6, 7, 8, 9]]
     left, right = recon.segments
     assert (left.first, left.last, left.reach) == (1, 5, 2) and left.time(-1) == 0.0 and left.time(7) == 1.0
     expected = {3: [(left, 1.0)], 4: [(left, 0.75), (right, 0.25)], 5: [(left, 0.5), (right, 0.5)],
