@@ -19,11 +19,10 @@ import math
 import bpy
 import numpy as np
 
+from core.io.colour import LUMINANCE  # Rec.709: weights the triangles' directions
 from core.lighting.area import beta_from_radius
 from core.lighting.camera import world_to_camera_directions
 from core.lighting.rig import Light
-
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722])  # Rec.709: weights the triangles' directions
 
 
 def _socket(node, name: str, approximations: list[str]):
