@@ -505,7 +505,16 @@ def cmd_import_stage(args: argparse.Namespace) -> None:
         log.warning("%s", w)
 
 
+def _flag_value(value) -> str:
+    """A setting as it is typed after its flag (a list: its items, space-separated)."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value)) or "(none)"
+    return str(value)
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from dataclasses import fields
+
     from tqdm import tqdm
 
     from .data.capture import CaptureSet
@@ -518,10 +527,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     frames = parse_frame_range(args.frames) if args.frames else None
     flags = {"keyframes": "--keyframes", "kframe_iterations": "--kframe-iterations",  # config field -> its flag
              "segment_iterations": "--segment-iterations", "warmup": "--warmup", "resolution": "--res",
-             "gaussians": "--gaussians", "overlap": "--overlap"}
+             "gaussians": "--gaussians", "overlap": "--overlap", "holdout_cameras": "--holdout-cameras"}
     given = {k: v for k, v in (("keyframes", args.keyframes), ("kframe_iterations", args.kframe_iterations),
                                ("segment_iterations", args.segment_iterations), ("warmup", args.warmup),
-                               ("resolution", args.res), ("gaussians", args.gaussians), ("overlap", args.overlap))
+                               ("resolution", args.res), ("gaussians", args.gaussians), ("overlap", args.overlap),
+                               ("holdout_cameras", args.holdout_cameras))
              if v is not None}
     if (out / "reconstruction.json").exists():
         cfg, capture_path = load_config(out)
@@ -533,13 +543,19 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
                              "without --frames to finish it, or choose another folder")
         if changed := [k for k, v in given.items() if getattr(cfg, k) != v]:
             raise RelitError(f"{out}: holds a reconstruction made with " + ", ".join(
-                f"{flags[k]} {getattr(cfg, k)}" for k in changed) + "; rerun without " + ", ".join(
+                f"{flags[k]} {_flag_value(getattr(cfg, k))}" for k in changed) + "; rerun without " + ", ".join(
                 flags[k] for k in changed) + " to finish it, or choose another folder")
+        if args.preset is not None:  # the preset's own settings, where no flag above overrides them
+            wanted = preset(args.preset, **given)
+            if off := [f.name for f in fields(cfg) if f.name not in {*given, "frames", "device"}
+                       and getattr(cfg, f.name) != getattr(wanted, f.name)]:
+                raise RelitError(f"{out}: holds a reconstruction whose {', '.join(off)} differ from --preset "
+                                 f"{args.preset}'s; rerun without --preset to finish it, or choose another folder")
     else:
         overrides = {**given, **({} if frames is None else {"frames": frames})}
-        cfg = preset(args.preset, holdout_cameras=list(args.holdout_cameras), device=args.device, **overrides)
+        cfg = preset(args.preset or "tiny", device=args.device, **overrides)
         views = capture_frames(capture, cfg.resolution, cfg.frames)  # a bad range is refused before anything is written
-        check_overlap(keyframes(views.frames, cfg.keyframes), cfg)
+        check_overlap(views.frames, keyframes(views.frames, cfg.keyframes), cfg)
         save_config(out, cfg, str(Path(args.capture).resolve()))
     if args.ray is not None:  # the K-frame model here, then the segments (independent in a wave) as Ray tasks
         from .farm.ray_runner import map_ray
@@ -973,8 +989,9 @@ def _add_reconstruct(sub) -> None:
                                    "scalable way (DifFRelight): a K-frame model, then one model per segment between "
                                    "keyframes, initialised from it. Resumes: finished models are kept.")
     p.add_argument("capture", help="capture set with flat-lit frames from several cameras")
-    p.add_argument("--keyframes", type=_at_least(1), help="K (default: the preset's, 4)")
-    p.add_argument("--preset", default="tiny", help="tiny (CPU, minutes) or production (GPU)")
+    p.add_argument("--keyframes", type=_at_least(2),
+                   help="K, the first and last frame included (default: the preset's, 4)")
+    p.add_argument("--preset", help="tiny (CPU, minutes; the default) or production (GPU)")
     p.add_argument("--res", type=_at_least(1), help="training resolution")
     p.add_argument("--gaussians", type=_at_least(1), help="initial Gaussians")
     p.add_argument("--kframe-iterations", type=int)
@@ -983,7 +1000,7 @@ def _add_reconstruct(sub) -> None:
     p.add_argument("--overlap", type=_at_least(0),
                    help="frames each segment also trains on past each of its keyframes; renders there dissolve "
                         "from one segment into the next instead of cutting at the keyframe (default: the preset's, 0)")
-    p.add_argument("--holdout-cameras", nargs="*", default=[], help="cameras never trained on")
+    p.add_argument("--holdout-cameras", nargs="*", help="cameras never trained on")
     p.add_argument("--frames", help="the capture's frames to reconstruct, e.g. 1-120 (default: every frame)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",

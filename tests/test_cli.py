@@ -69,6 +69,9 @@ def test_reconstruct_checks_its_capture_and_preset_before_writing(tmp_path, capt
     assert beyond.returncode == 2 and f"has no frame {last + 1}" in beyond.stderr and "give --frames" in beyond.stderr
     one = run_relit("reconstruct", str(capture.root), "--frames", str(last), "-o", str(out))
     assert one.returncode == 2 and "needs at least two frames" in one.stderr
+    single = run_relit("reconstruct", str(capture.root), "--keyframes", "1", "-o", str(out))
+    assert single.returncode == 2 and "--keyframes: must be an integer >= 2" in single.stderr \
+        and "Traceback" not in single.stderr
     assert not out.exists()
     frames = [f.frame for f in capture.manifest.frames]
     wide = run_relit("reconstruct", str(capture.root), "--keyframes", "2", "--overlap", str(len(frames)), "-o",
@@ -90,7 +93,7 @@ def test_a_frame_range_is_recorded_resumed_and_rendered_within(tmp_path, capture
     made = run_relit("reconstruct", str(capture.root), "--frames", f"{frames[0]}-{frames[-1]}", *tiny)
     assert made.returncode == 0, made.stderr
     assert load_config(out)[0].frames == frames
-    again = run_relit("reconstruct", str(capture.root), *tiny)
+    again = run_relit("reconstruct", str(capture.root), "--preset", "tiny", *tiny)
     assert again.returncode == 0, again.stderr
     other = run_relit("reconstruct", str(capture.root), "--frames", str(frames[0]), *tiny)
     assert other.returncode == 2 and f"holds a reconstruction of frames {frames[0]}-{frames[-1]}; rerun without " \
@@ -99,6 +102,12 @@ def test_a_frame_range_is_recorded_resumed_and_rendered_within(tmp_path, capture
     settings = run_relit("reconstruct", str(capture.root), *tiny, "--overlap", "1", "--warmup", "2")
     assert settings.returncode == 2 and "made with --warmup 1, --overlap 0; rerun without --warmup, --overlap to " \
         "finish it" in settings.stderr, settings.stderr
+    held = run_relit("reconstruct", str(capture.root), *tiny, "--holdout-cameras", capture.manifest.cameras[0].name)
+    assert held.returncode == 2 and "made with --holdout-cameras (none); rerun without --holdout-cameras" \
+        in held.stderr, held.stderr
+    production = run_relit("reconstruct", str(capture.root), *tiny, "--preset", "production")
+    assert production.returncode == 2 and "differ from --preset production's; rerun without --preset" \
+        in production.stderr, production.stderr
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before  # nothing rewritten
     rendered = run_relit("render-views", str(out), "--camera", capture.manifest.cameras[0].name, "--quiet",
                          "-o", str(views))

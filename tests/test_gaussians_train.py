@@ -238,12 +238,17 @@ def test_each_model_is_given_only_its_frames_and_trains_the_same():
             torch.testing.assert_close(a.params[k], b.params[k])
 
 
-def test_overlapping_segments_train_past_their_keyframes_and_dissolve_there(tmp_path):
+def test_overlapping_segments_train_past_their_keyframes_and_dissolve_there(tmp_path, rng):
     """With an overlap of 2 frames, each segment trains on 2 frames past each keyframe (read once per
     model), and a render at a frame within 2 of the middle keyframe is the two segments' renders
     weighted linearly from the earlier to the later (half each at the keyframe); further away one
-    segment renders alone. The overlap survives saving, and one too wide for the keyframes is refused."""
-    from core.gaussians.train import load_reconstruction, save_model
+    segment renders alone. The overlap survives saving, render-views writes the dissolve, a folder
+    whose segments do not yet cover the sequence is refused, and an overlap too wide for the
+    keyframes is refused before anything is read or trained."""
+    from core.gaussians.export import render_sequence, render_view
+    from core.gaussians.train import load_reconstruction, save_config, save_model
+    from core.io.exr import read_channels
+    from tests.test_capture import make_capture
 
     views = _moving_scene(frames=9)
     counting = _Counting(views)
@@ -264,9 +269,46 @@ def test_overlapping_segments_train_past_their_keyframes_and_dissolve_there(tmp_
     torch.testing.assert_close(img, 0.75 * li + 0.25 * ri)
     torch.testing.assert_close(alpha, 0.75 * la + 0.25 * ra)
     assert float((li - ri).abs().mean()) > 1e-4  # the two segments differ, so the weights are seen
+    make_capture(tmp_path / "capture", rng)  # render-views names the capture's subject in its headers
+    save_config(tmp_path, cfg, str(tmp_path / "capture"))
     for i, seg in enumerate(recon.segments):
         save_model(seg, tmp_path / f"segment_{i:03d}.safetensors")
     loaded = load_reconstruction(tmp_path, cfg)
     assert [s.reach for s in loaded.segments] == [2, 2] and loaded.keyframes == [1, 5, 9]
+    # render-views: the frame before the keyframe is the dissolve, not the segment it lies in
+    K, c2w = views.Ks[2].numpy(), look_at_c2w(np.array([0.3, -0.45, 0.05]), np.zeros(3))
+    render_sequence(tmp_path, K, c2w, w, h, [4], tmp_path / "views")
+    written = read_channels(tmp_path / "views" / "flat.0004.exr", ["R", "G", "B", "A"])
+    blended, only_left = render_view(recon, 4, K, c2w, w, h), render_view(left, 4, K, c2w, w, h)
+    np.testing.assert_allclose(written[..., :3], blended[0], atol=2e-3)  # half-float storage
+    assert np.abs(blended[0] - only_left[0]).max() > 0.02
+    # a folder still training: its K-frame model spans 1-9, its segments only 1-5
+    save_model(recon.kframe, tmp_path / "kframe.safetensors")
+    (tmp_path / "segment_001.safetensors").unlink()
+    with pytest.raises(ValidationError, match="not finished .*cover frames 1-5 of 1-9.*rerun relit reconstruct"):
+        load_reconstruction(tmp_path, cfg)
+    wide = _Counting(views)
     with pytest.raises(ValidationError, match="shorter than twice the overlap"):
-        reconstruct(views, ReconConfig(**{**cfg.__dict__, "overlap": 3}))
+        reconstruct(wide, ReconConfig(**{**cfg.__dict__, "overlap": 3}))
+    assert wide.asked == []  # refused before the K-frame model read (or trained on) anything
+
+
+def test_the_overlap_counts_frames_of_the_sequence_not_frame_numbers():
+    """A stepped range (1-41x4) holds frames 4 numbers apart: an overlap of 2 frames reaches 8 frame
+    numbers past each keyframe, and the segments' lengths are counted in frames. Where frames are
+    irregular the reach is the least that many frames span on either side of any inner keyframe."""
+    from core.gaussians.train import check_overlap, overlap_reach, segment_frames
+
+    stepped = list(range(1, 42, 4))  # 11 frames
+    keys = keyframes(stepped, 3)
+    cfg = ReconConfig(keyframes=3, overlap=2)
+    assert keys == [1, 21, 41] and overlap_reach(stepped, keys, cfg) == 8
+    assert segment_frames(stepped, keys, 0, cfg) == [1, 5, 9, 13, 17, 21, 25, 29]
+    assert segment_frames(stepped, keys, 1, cfg) == [13, 17, 21, 25, 29, 33, 37, 41]
+    check_overlap(stepped, keys, ReconConfig(keyframes=3, overlap=2))  # segments of 5 frames hold 2 x 2
+    with pytest.raises(ValidationError, match="overlap 3: keyframes"):
+        check_overlap(stepped, keys, ReconConfig(keyframes=3, overlap=3))
+    irregular = [1, 2, 3, 4, 5, 10, 11, 12, 13]
+    assert overlap_reach(irregular, [1, 5, 13], ReconConfig(keyframes=3, overlap=1)) == 1  # 4 before, 10 after
+    assert segment_frames(irregular, [1, 5, 13], 1, ReconConfig(keyframes=3, overlap=1)) == [4, 5, 10, 11, 12, 13]
+    assert overlap_reach(stepped, keys, ReconConfig(keyframes=3)) == 0

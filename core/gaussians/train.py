@@ -194,7 +194,8 @@ def _read_views(capture: CaptureSet, resolution: int, frames: list[int]) -> View
 @dataclass
 class DynamicGaussians:
     """Canonical Gaussians and a deformation field between keyframes ``first`` and ``last``, held
-    ``reach`` frames past each (the field's time axis spans [first - reach, last + reach])."""
+    ``reach`` frame numbers past each (the overlap: :func:`overlap_reach`; the field's time axis spans
+    [first - reach, last + reach])."""
     params: nn.ParameterDict
     deformation: Deformation
     first: int
@@ -499,19 +500,33 @@ def new_model(points, colours, bounds, cfg: ReconConfig, first: int, last: int, 
     return DynamicGaussians(params, Deformation(cfg.deform, bounds), first, last, reach)
 
 
-def check_overlap(keys: list[int], cfg: ReconConfig) -> None:
-    """Refuse an overlap wider than half the shortest segment between ``keys`` (two dissolves would meet)."""
-    if 2 * cfg.overlap > min(b - a for a, b in zip(keys[:-1], keys[1:])):
+def check_overlap(frames: list[int], keys: list[int], cfg: ReconConfig) -> None:
+    """Refuse an overlap wider than half the shortest segment between ``keys`` (two dissolves would
+    meet), counted in frames of the sequence ``frames``."""
+    at = [frames.index(k) for k in keys]
+    if 2 * cfg.overlap > min(b - a for a, b in zip(at[:-1], at[1:])):
         raise ValidationError(f"overlap {cfg.overlap}: keyframes {keys} leave a segment shorter than twice the "
                               "overlap; give fewer keyframes or a smaller overlap")
 
 
+def overlap_reach(frames: list[int], keys: list[int], cfg: ReconConfig) -> int:
+    """``cfg.overlap`` in frame numbers (:attr:`DynamicGaussians.reach`): how far that many frames of
+    the sequence reach on both sides of every inner keyframe, at least (the frames of a stepped
+    range, ``1-120x4``, are 4 numbers apart). 0 without an overlap or an inner keyframe."""
+    check_overlap(frames, keys, cfg)
+    if not cfg.overlap:
+        return 0
+    at = {f: i for i, f in enumerate(frames)}
+    return min((min(frames[at[k] + cfg.overlap] - k, k - frames[at[k] - cfg.overlap]) for k in keys[1:-1]),
+               default=0)
+
+
 def segment_frames(frames: list[int], keys: list[int], index: int, cfg: ReconConfig) -> list[int]:
     """The frames segment ``index`` (from 0) trains on: those between its keyframes and ``cfg.overlap``
-    past each (:func:`check_overlap`)."""
-    check_overlap(keys, cfg)
+    frames past each (:func:`overlap_reach`)."""
+    reach = overlap_reach(frames, keys, cfg)
     a, b = keys[index], keys[index + 1]
-    return [f for f in frames if a - cfg.overlap <= f <= b + cfg.overlap]
+    return [f for f in frames if a - reach <= f <= b + reach]
 
 
 def _setup(views: Views | CaptureFrames, cfg: ReconConfig):
@@ -537,8 +552,7 @@ def reconstruct(views: Views | CaptureFrames, cfg: ReconConfig, kframe_init: boo
     :class:`CaptureFrames` only those are in memory.
     """
     keys = keyframes(views.frames, cfg.keyframes)
-    if segments:
-        check_overlap(keys, cfg)  # before the K-frame model trains
+    reach = overlap_reach(views.frames, keys, cfg)  # refuses a too-wide overlap before the K-frame model trains
     rng, train_cams, points, colours, bounds, extent = _setup(views, cfg)
     stats: dict = {"keyframes": keys}
     store = None if store is None else Path(store)
@@ -577,12 +591,12 @@ def reconstruct(views: Views | CaptureFrames, cfg: ReconConfig, kframe_init: boo
             sources = anchor_sources(j, count, kframe, done, cfg)
             done[j] = trained(f"segment_{j:03d}", i,
                               lambda a=a, b=b: DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b,
-                                                                cfg.overlap),
+                                                                reach),
                               lambda m, r, span=span, tie=tie, sources=sources: _train_segment(
                                   m, kframe, views.subset(span), train_cams, cfg, extent, r, tie, sources))
         else:
             done[j] = trained(f"segment_{j:03d}", i, lambda a=a, b=b: new_model(points, colours, bounds, cfg, a, b,
-                                                                                 extent, cfg.overlap),
+                                                                                 extent, reach),
                               lambda m, r, span=span: train_deformable(m, views.subset(span), train_cams, span, cfg,
                                                                        cfg.segment_iterations, extent, r))
     return Reconstruction(kframe, [done[j] for j in range(count)], keys, stats)
@@ -594,8 +608,17 @@ def load_reconstruction(store: str | Path, cfg: ReconConfig) -> Reconstruction:
     segments = [load_model(p, cfg) for p in sorted(store.glob("segment_*.safetensors"))]
     if not segments:
         raise ValidationError(f"{store}: no segment_*.safetensors; run relit reconstruct into it first")
-    kframe = load_model(store / "kframe.safetensors", cfg) if (store / "kframe.safetensors").exists() else segments[0]
     keys = [s.first for s in segments] + [segments[-1].last]
+    has_kframe = (store / "kframe.safetensors").exists()  # independent segments have none
+    kframe = load_model(store / "kframe.safetensors", cfg) if has_kframe else segments[0]
+    whole = (kframe.first, kframe.last) if has_kframe else (keys[0], keys[-1])  # the sequence's first and last
+    # a reconstruction still training (its segments train in waves) has gaps: never render across one
+    gaps = [f"{a.last}-{b.first}" for a, b in zip(segments[:-1], segments[1:]) if a.last != b.first]
+    if gaps or (keys[0], keys[-1]) != whole:
+        raise ValidationError(f"{store}: the reconstruction is not finished (its segments cover frames "
+                              f"{keys[0]}-{keys[-1]} of {whole[0]}-{whole[1]}"
+                              + (f", none between frames {', '.join(gaps)}" if gaps else "")
+                              + "); rerun relit reconstruct into it to finish it")
     return Reconstruction(kframe, segments, keys, {})
 
 
@@ -685,7 +708,8 @@ def train_segment(store: str | Path, index: int) -> str:
             if 0 <= i < count and (p := store / f"segment_{i:03d}.safetensors").exists()}
     sources = anchor_sources(index, count, kframe, done, cfg)  # refuses a segment whose neighbours are missing
     torch.manual_seed(cfg.seed + index + 1)
-    seg = DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b, cfg.overlap)
+    seg = DynamicGaussians(kframe.baked(a), Deformation(cfg.deform, bounds), a, b,
+                           overlap_reach(every.frames, keys, cfg))
     with torch.no_grad():
         tie = (kframe.at(a), kframe.at(b))
     _train_segment(seg, kframe, views, train_cams, cfg, extent, np.random.default_rng([cfg.seed, index + 1]), tie,
