@@ -223,6 +223,7 @@ def _cases(d: Path) -> dict[str, tuple[list[str], str]]:
         "check_consistency_bad_plate": (["check-consistency", "--bundle", str(BUNDLE), "--input",
                                          str(d / "garbage.exr")], "garbage.exr"),
         "demo_output_is_a_file": (["demo", "-o", str(d / "file")], "file"),
+        "import_stage_binary": (["import-stage", str(d / "binary.bin"), "-o", out], "binary.bin"),
     }
 
 
