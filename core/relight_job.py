@@ -29,7 +29,7 @@ import numpy as np
 from .errors import RelitIOError, ValidationError
 from .io.atomic import atomic_write_text, remove_partials_of, remove_stale_partials
 from .io.exr import read_info as read_exr_info
-from .io.images import read_rgb
+from .io.images import read_matte
 from .io.naming import new_version_dir, versions
 from .io.naming import light_layer_names
 from .io.passes import read_metadata, read_passes, write_passes
@@ -123,6 +123,7 @@ def output_name(name: str, frame: int, basis: bool = False, light_chunk: list[in
 
 
 FACE_SAMPLES = 5  # frames of a shot searched for the face a portrait bundle frames it by
+FACE_DRIFT = 0.5  # face widths a sampled face's centre may lie from the shot's median face before a warning
 
 
 class FrameSource:
@@ -136,6 +137,7 @@ class FrameSource:
         self._landmarks: dict[int, np.ndarray | None] = {}
         self.faceless: list[int] = []  # frames on which MediaPipe found no face for the normals
         self._first_noise: np.ndarray | None = None  # [L, C, h, w] the first frame's noise, drawn once
+        self._opaque_warned = False  # the opaque-alpha warning is given once per job
         found = find_frames(job.input)
         if job.frames is not None:
             wanted = parse_frame_range(job.frames)
@@ -211,8 +213,14 @@ class FrameSource:
         picks = np.unique(np.linspace(0, len(everything) - 1, min(FACE_SAMPLES, len(everything))).round().astype(int))
         boxes = []
         for i in picks:
-            plate = read_plate(everything[i][1], self.job.colour_space, self.job.working_space)
-            on_subject = plate.alpha if plate.has_alpha else None
+            frame, path = everything[i]
+            plate = read_plate(path, self.job.colour_space, self.job.working_space)
+            # the face on the subject: the matte file's where one is given, else the plate's alpha
+            matte = None
+            if self.mattes is not None:
+                matte = frame_path(self.job.matte, frame) if is_sequence(self.job.matte) else Path(self.job.matte)
+            on_subject = (read_matte(matte) if matte is not None and matte.exists()
+                          else plate.alpha if plate.has_alpha else None)
             box = plate_face(plate.rgb, self.job.working_space, on_subject=on_subject)
             if box is not None:
                 boxes.append(box)
@@ -220,7 +228,14 @@ class FrameSource:
             log.warning("%s: no face found on %d sampled frame(s); framed by the matte instead of the face the "
                         "portrait bundle was trained on", self.job.input, len(picks))
             return None
-        x0, y0, x1, y1 = np.median(np.asarray(boxes, np.float64), axis=0)
+        found = np.asarray(boxes, np.float64)  # [n, 4] x0, y0, x1, y1
+        x0, y0, x1, y1 = np.median(found, axis=0)
+        # one square frames the whole shot: say so where the face moves across it
+        centres, width = (found[:, :2] + found[:, 2:]) / 2, max(x1 - x0, 1.0)
+        if (moved := float(np.abs(centres - [(x0 + x1) / 2, (y0 + y1) / 2]).max() / width)) > FACE_DRIFT:
+            log.warning("%s: the face moves by up to %.1f face widths over the shot, and one square (the median "
+                        "face) frames every frame; where the face leaves it, split the shot into plate sequences of "
+                        "their own", self.job.input, moved)
         return int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1))
 
     def __iter__(self) -> Iterator[tuple[int, Path, PreparedPlate, np.ndarray]]:
@@ -233,18 +248,22 @@ class FrameSource:
         noise, previous = self._first_noise, None
         for frame, path in self.frames.items():
             plate = read_plate(path, job.colour_space, job.working_space)
-            if self.mattes is None and (job.matte == AUTO_MATTE or not plate.has_alpha):
+            separate = self.mattes is not None or job.matte == AUTO_MATTE or not plate.has_alpha
+            if separate and plate.has_alpha:  # un-premultiplied: the separate matte is applied to it
+                rgb = np.where(plate.alpha[..., None] > 0, plate.rgb / np.maximum(plate.alpha, 1e-6)[..., None], 0.0)
+                plate = replace(plate, rgb=rgb.astype(np.float32))
+            if self.mattes is None and separate:
                 from .portrait.matte import auto_matte
 
-                rgb = plate.rgb  # un-premultiplied: the automatic matte is applied to it
-                if plate.has_alpha:
-                    rgb = np.where(plate.alpha[..., None] > 0, rgb / np.maximum(plate.alpha, 1e-6)[..., None], 0.0)
-                plate = replace(plate, rgb=rgb.astype(np.float32))
                 matte, premultiply = auto_matte(plate.rgb, str(path), job.working_space), True
             elif self.mattes is None:
                 matte, premultiply = plate.alpha, False
+                if not self._opaque_warned and self.info.subject == GENERAL_SUBJECT and float(matte.min()) >= 0.99:
+                    self._opaque_warned = True
+                    log.warning("%s: the plate's alpha is opaque everywhere, so the whole frame is relit as the "
+                                "subject; give --matte auto (or a matte file) to relight the person alone", path)
             else:
-                matte, premultiply = read_rgb(self.mattes[frame])[..., 0], True
+                matte, premultiply = read_matte(self.mattes[frame]), True
                 if matte.shape != plate.alpha.shape:
                     raise ValidationError(f"{self.mattes[frame]}: the matte is {matte.shape[1]}x{matte.shape[0]}, "
                                           f"the plate {path.name} is {plate.alpha.shape[1]}x{plate.alpha.shape[0]}")

@@ -70,6 +70,37 @@ def test_nan_layer_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_layer_beyond_half_float_range_writes_nothing(tmp_path):
+    """A half-float channel turns anything over 65504 into Inf: refused, not written as Inf; a float
+    intermediate holds it (the beauty stays half either way)."""
+    layers = {"k": np.full((2, 2, 3), 1e6, np.float32), "fill": np.ones((2, 2, 3), np.float32)}
+    with pytest.raises(ValidationError, match="layer 'beauty' reaches 1e\\+06, beyond what a half-float EXR holds"):
+        write_passes(tmp_path / "x.exr", RelitPasses(layers, np.ones((2, 2), np.float32)), PassMetadata(rig={}))
+    cancelling = {"k": np.full((2, 2, 3), 1e6, np.float32), "fill": np.full((2, 2, 3), -1e6 + 1, np.float32)}
+    with pytest.raises(ValidationError, match="layer 'k' reaches"):
+        write_passes(tmp_path / "x.exr", RelitPasses(cancelling, np.ones((2, 2), np.float32)), PassMetadata(rig={}))
+    assert list(tmp_path.iterdir()) == []
+    write_passes(tmp_path / "x.exr", RelitPasses(cancelling, np.ones((2, 2), np.float32)), PassMetadata(rig={}),
+                 precision="float")
+    np.testing.assert_allclose(read_passes(tmp_path / "x.exr")[0]["light_k"], 1e6)
+
+
+def test_a_matte_file_is_its_alpha_or_else_its_first_channel(tmp_path):
+    """A roto written as RGBA carries the matte in A (RGB black); a grey matte saved with an opaque
+    alpha carries it in R; a single-channel matte is that channel. NaN is refused, naming the file."""
+    from core.io.images import read_matte
+
+    ramp = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
+    write_exr(tmp_path / "roto.exr", np.stack([0 * ramp] * 3 + [ramp], -1), ["R", "G", "B", "A"])
+    write_exr(tmp_path / "grey.exr", np.stack([ramp] * 3 + [np.ones_like(ramp)], -1), ["R", "G", "B", "A"])
+    write_exr(tmp_path / "y.exr", ramp[..., None], ["Y"])
+    for name in ("roto", "grey", "y"):
+        np.testing.assert_allclose(read_matte(tmp_path / f"{name}.exr"), ramp, atol=1e-3, err_msg=name)
+    write_exr(tmp_path / "nan.exr", np.where(ramp > 0.5, np.nan, ramp)[..., None], ["Y"])
+    with pytest.raises(RelitIOError, match="nan.exr: the matte has NaN"):
+        read_matte(tmp_path / "nan.exr")
+
+
 def test_failed_write_keeps_the_previous_file_and_leaves_no_partial(tmp_path, monkeypatch, rng):
     import OpenImageIO as oiio
 

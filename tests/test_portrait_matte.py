@@ -145,3 +145,75 @@ def test_a_shot_is_framed_by_one_face_box_for_every_frame(tmp_path):
     assert FrameSource(job, info, (12, 32, 32), [0]).sequence_face() == tuple(int(round(v)) for v in sampled)
     specific = dataclasses.replace(info, subject="face-0000")
     assert FrameSource(job, specific, (12, 32, 32), [0]).sequence_face() is None
+
+
+def test_a_face_square_holding_none_of_the_subject_falls_back_to_the_matte(caplog):
+    """A shot's face square that holds none of a frame's subject (the subject moved away) would
+    divide the model's black by the ratio floor: that frame is framed by its matte, with a warning."""
+    from core.io.framing import subject_framing, to_plate
+    from core.relight.frame import prepare_plate
+
+    rgb = np.full((200, 600, 3), 0.4, np.float32)
+    matte = np.zeros((200, 600), np.float32)
+    matte[40:180, 450:550] = 1.0  # the subject, on the right
+    with caplog.at_level("WARNING"):
+        prepared = prepare_plate(rgb, matte, 32, premultiply=True, face=(80, 80, 120, 120))  # a face box on the left
+    assert prepared.framing == subject_framing(matte, 32, 0.1, "plate") and "framed by the matte" in caplog.text
+    out = to_plate(prepared.model_input[None] * 0.5 + 0.01, prepared.model_input, prepared.source,
+                   prepared.framing, prepared.eps)
+    assert np.isfinite(out).all() and out.max() < 1.0
+
+
+def test_a_matte_file_on_a_plate_with_alpha_premultiplies_once(tmp_path):
+    """A plate stored premultiplied by its own alpha, relit with a separate matte file: the colour is
+    un-premultiplied first, so the matte's soft edge is not applied twice (a dark fringe)."""
+    from core.io.exr import write_exr, write_rgba
+    from core.jobs import RelightJob
+    from core.model.bundle import DEFAULT_BUNDLE, read_info
+    from core.relight_job import FrameSource
+
+    colour = np.full((48, 48, 3), 0.5, np.float32)
+    alpha = np.clip(np.linspace(-0.5, 1.5, 48, dtype=np.float32)[None, :].repeat(48, 0), 0.0, 1.0)
+    write_rgba(tmp_path / "plate.exr", colour * alpha[..., None], alpha)
+    write_exr(tmp_path / "matte.exr", alpha[..., None], ["Y"])
+    job = RelightJob(bundle=str(DEFAULT_BUNDLE), input=str(tmp_path / "plate.exr"), output=str(tmp_path / "out"),
+                     matte=str(tmp_path / "matte.exr"))
+    (_, _, prepared, _), = list(FrameSource(job, read_info(DEFAULT_BUNDLE), (12, 32, 32), [0]))
+    np.testing.assert_allclose(prepared.source, colour * alpha[..., None], atol=2e-3)  # not colour x alpha^2
+
+
+def test_moving_faces_opaque_alphas_and_matte_files_steer_the_shot_framing(tmp_path, caplog):
+    """The portrait bundle frames a shot by one face box: a face that moves across the shot gets a
+    warning; a plate whose alpha is opaque everywhere is relit whole, with a warning that asks for
+    --matte auto; a matte file decides which face is the subject's (one off the matte frames nothing)."""
+    import OpenImageIO as oiio
+
+    from core.io.exr import write_exr, write_rgba
+    from core.jobs import RelightJob
+    from core.model.bundle import PORTRAIT_BUNDLE, read_info
+    from core.relight_job import FrameSource
+
+    info, u8 = read_info(PORTRAIT_BUNDLE), _photo("astronaut")
+    for frame, shift in enumerate((0, -120, -240), start=1):  # the face walks 240 px left over the shot
+        buf = oiio.ImageBuf(oiio.ImageSpec(512, 512, 3, "uint8"))
+        buf.set_pixels(oiio.ROI(), np.ascontiguousarray(np.roll(u8, shift, axis=1)))
+        assert buf.write(str(tmp_path / f"walk.{frame:04d}.png"))
+    walk = RelightJob(bundle=str(PORTRAIT_BUNDLE), input=str(tmp_path / "walk.####.png"), output=str(tmp_path / "o"))
+    with caplog.at_level("WARNING"):
+        assert FrameSource(walk, info, (12, 32, 32), [0]).sequence_face() is not None
+    assert "the face moves by up to" in caplog.text
+    caplog.clear()
+    rgb = _linear(u8)
+    write_rgba(tmp_path / "opaque.exr", rgb, np.ones(rgb.shape[:2], np.float32))
+    opaque = RelightJob(bundle=str(PORTRAIT_BUNDLE), input=str(tmp_path / "opaque.exr"), output=str(tmp_path / "o"))
+    with caplog.at_level("WARNING"):
+        (_, _, prepared, _), = list(FrameSource(opaque, info, (12, 32, 32), [0]))
+    assert "alpha is opaque everywhere" in caplog.text and "--matte auto" in caplog.text
+    assert "the face moves" not in caplog.text
+    corner = np.zeros(rgb.shape[:2], np.float32)
+    corner[400:, 400:] = 1.0  # a matte away from the face: the face is not the subject's
+    write_exr(tmp_path / "corner.exr", corner[..., None], ["Y"])
+    steered = RelightJob(bundle=str(PORTRAIT_BUNDLE), input=str(tmp_path / "opaque.exr"),
+                         output=str(tmp_path / "o"), matte=str(tmp_path / "corner.exr"))
+    assert FrameSource(opaque, info, (12, 32, 32), [0]).sequence_face() is not None
+    assert FrameSource(steered, info, (12, 32, 32), [0]).sequence_face() is None

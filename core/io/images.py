@@ -52,6 +52,24 @@ def read_rgb(path: str | Path) -> np.ndarray:  # [H, W, 3] float32
     return select_rgb(pixels, names, path)
 
 
+def read_matte(path: str | Path) -> np.ndarray:  # [H, W] float32 in [0, 1]
+    """A matte file's coverage: its alpha where it has one that is not opaque everywhere (a roto
+    written as RGBA, the matte in A), else its first channel (R, Y or a single grey channel)."""
+    from .exr import read_part_pixels
+
+    inp = open_input(path)
+    try:
+        names = list(inp.spec().channelnames)
+        pixels = read_part_pixels(inp, 0, path)
+    finally:
+        inp.close()
+    alpha = pixels[..., names.index("A")] if "A" in names else None
+    matte = alpha if alpha is not None and not np.all(alpha >= 1.0) else pixels[..., 0]
+    if not np.isfinite(matte).all():
+        raise RelitIOError(f"{path}: the matte has NaN or Inf pixels; fix or clamp it (e.g. oiiotool --fixnan box3)")
+    return np.clip(matte, 0.0, 1.0).astype(np.float32)
+
+
 def resize(img: np.ndarray,  # [H, W, C] float32
            height: int, width: int,
            filter: str = "") -> np.ndarray:  # [height, width, C]

@@ -61,6 +61,9 @@ class RelitPasses:
         return total
 
 
+HALF_MAX = 65504.0  # the largest finite half-float value
+
+
 def _check(passes: RelitPasses) -> tuple[int, int]:
     if not passes.layers:
         raise ValidationError("relit passes need at least one light layer")
@@ -84,6 +87,11 @@ def write_passes(path: str | Path, passes: RelitPasses, meta: PassMetadata, prec
     layer_of = light_layer_names(list(passes.layers))
     names, formats, columns = ["R", "G", "B", "A"], ["half"] * 4, []
     beauty = passes.beauty()
+    halves = [("beauty", beauty)] + (list(passes.layers.items()) if precision == "half" else [])
+    for name, img in halves:  # a half-float channel turns anything larger into Inf
+        if (peak := float(np.abs(img).max())) > HALF_MAX:
+            raise ValidationError(f"layer {name!r} reaches {peak:.3g}, beyond what a half-float EXR holds "
+                                  f"({HALF_MAX:g}); nothing was written")
     columns += [beauty[..., 0], beauty[..., 1], beauty[..., 2], passes.alpha.astype(np.float32)]
     for light, img in passes.layers.items():
         for c, comp in enumerate("RGB"):

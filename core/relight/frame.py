@@ -312,7 +312,13 @@ def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
     plate = rgb.astype(np.float32) * (matte[..., None] if premultiply else np.float32(1.0))
     framing = subject_framing(matte, resolution, margin, source)  # also refuses an empty matte
     if face is not None:
-        framing = face_framing(face, *matte.shape, resolution)
+        by_face = face_framing(face, *matte.shape, resolution)
+        if to_model(matte[..., None], by_face).max() >= 0.5:
+            framing = by_face
+        else:  # the shot's face square holds none of this frame's subject (it moved away): its ratio would
+            # divide the model's black by the floor
+            log.warning("%s: the shot's face square holds none of the subject on this frame; framed by the "
+                        "matte instead", source)
     model_input = to_model(plate, framing)
     geometry = None
     if normals:
