@@ -198,14 +198,22 @@ class FrameSource:
         face found."""
         if self.info.subject != GENERAL_SUBJECT:
             return None
-        if not hasattr(self, "_sequence_face"):
-            self._sequence_face = self._find_sequence_face()
-        return self._sequence_face
+        return self.shot_face(framing=True)
 
-    def _find_sequence_face(self) -> tuple[int, int, int, int] | None:
+    def shot_face(self, framing: bool = False) -> tuple[int, int, int, int] | None:
+        """The shot's face box (:meth:`sequence_face`), found once, whatever the bundle: it also picks
+        the person of the automatic matte on a frame where the detector finds no face. ``framing``:
+        found to frame the shot (the warnings then say how it is framed instead)."""
+        if not hasattr(self, "_shot_face"):
+            self._shot_face = self._find_shot_face(framing)
+        return self._shot_face
+
+    def _find_shot_face(self, framing: bool) -> tuple[int, int, int, int] | None:
         from .portrait.matte import plate_face
 
         if importlib.util.find_spec("mediapipe") is None:  # a node without the 'portrait' extra
+            if not framing:
+                return None
             log.warning("%s: framed by the matte: MediaPipe (pip install 'relit[portrait]') finds the face the "
                         "portrait bundle frames plates by", self.job.input)
             return None
@@ -225,14 +233,15 @@ class FrameSource:
             if box is not None:
                 boxes.append(box)
         if not boxes:
-            log.warning("%s: no face found on %d sampled frame(s); framed by the matte instead of the face the "
-                        "portrait bundle was trained on", self.job.input, len(picks))
+            if framing:
+                log.warning("%s: no face found on %d sampled frame(s); framed by the matte instead of the face the "
+                            "portrait bundle was trained on", self.job.input, len(picks))
             return None
         found = np.asarray(boxes, np.float64)  # [n, 4] x0, y0, x1, y1
         x0, y0, x1, y1 = np.median(found, axis=0)
         # one square frames the whole shot: say so where the face moves across it
         centres, width = (found[:, :2] + found[:, 2:]) / 2, max(x1 - x0, 1.0)
-        if (moved := float(np.abs(centres - [(x0 + x1) / 2, (y0 + y1) / 2]).max() / width)) > FACE_DRIFT:
+        if framing and (moved := float(np.abs(centres - [(x0 + x1) / 2, (y0 + y1) / 2]).max() / width)) > FACE_DRIFT:
             log.warning("%s: the face moves by up to %.1f face widths over the shot, and one square (the median "
                         "face) frames every frame; where the face leaves it, split the shot into plate sequences of "
                         "their own", self.job.input, moved)
@@ -255,7 +264,8 @@ class FrameSource:
             if self.mattes is None and separate:
                 from .portrait.matte import auto_matte
 
-                matte, premultiply = auto_matte(plate.rgb, str(path), job.working_space), True
+                matte, premultiply = auto_matte(plate.rgb, str(path), job.working_space,
+                                                shot_face=self.shot_face), True
             elif self.mattes is None:
                 matte, premultiply = plate.alpha, False
                 if not self._opaque_warned and self.info.subject == GENERAL_SUBJECT and float(matte.min()) >= 0.99:

@@ -217,3 +217,39 @@ def test_moving_faces_opaque_alphas_and_matte_files_steer_the_shot_framing(tmp_p
                          output=str(tmp_path / "o"), matte=str(tmp_path / "corner.exr"))
     assert FrameSource(opaque, info, (12, 32, 32), [0]).sequence_face() is not None
     assert FrameSource(steered, info, (12, 32, 32), [0]).sequence_face() is None
+
+
+def test_a_frame_whose_face_the_detector_misses_keeps_the_shots_person(tmp_path, caplog):
+    """A shot where one frame's face is too blurred to detect: the automatic matte of that frame
+    takes the person under the shot's face box (found on the other frames) instead of stopping the
+    sequence half-written; a shot with no face anywhere still stops with the clear error."""
+    import cv2
+    import OpenImageIO as oiio
+
+    from core.jobs import RelightJob
+    from core.model.bundle import DEFAULT_BUNDLE, read_info
+    from core.portrait.matte import face_boxes
+    from core.relight_job import FrameSource
+
+    u8 = _photo("astronaut")
+    (x0, y0, x1, y1), = face_boxes(u8, 0.5)
+    blurred = u8.copy()
+    blurred[y0 - 20:y1 + 20, x0 - 20:x1 + 20] = cv2.GaussianBlur(blurred[y0 - 20:y1 + 20, x0 - 20:x1 + 20], (61, 61), 0)
+    assert face_boxes(blurred, 0.5) == []
+    for frame, img in enumerate((u8, blurred, u8), start=1):
+        buf = oiio.ImageBuf(oiio.ImageSpec(512, 512, 3, "uint8"))
+        buf.set_pixels(oiio.ROI(), np.ascontiguousarray(img))
+        assert buf.write(str(tmp_path / f"shot.{frame:04d}.png"))
+    job = RelightJob(bundle=str(DEFAULT_BUNDLE), input=str(tmp_path / "shot.####.png"), output=str(tmp_path / "o"))
+    with caplog.at_level("WARNING"):
+        mattes = [p.matte for _, _, p, _ in FrameSource(job, read_info(DEFAULT_BUNDLE), (12, 32, 32), [0])]
+    assert "no face found on this frame; the shot's face box picks the person" in caplog.text
+    inner = (slice(y0 + 20, y1 - 20), slice(x0 + 20, x1 - 20))
+    a, b = mattes[0] > 0.5, mattes[1] > 0.5
+    assert mattes[1][inner].mean() > 0.9 and (a & b).sum() / (a | b).sum() > 0.9  # the same person
+    buf = oiio.ImageBuf(oiio.ImageSpec(512, 512, 3, "uint8"))
+    buf.set_pixels(oiio.ROI(), np.ascontiguousarray(blurred))
+    assert buf.write(str(tmp_path / "faceless.png"))
+    faceless = RelightJob(bundle=str(DEFAULT_BUNDLE), input=str(tmp_path / "faceless.png"), output=str(tmp_path / "o"))
+    with pytest.raises(ValidationError, match="no face found for the automatic matte"):
+        list(FrameSource(faceless, read_info(DEFAULT_BUNDLE), (12, 32, 32), [0]))

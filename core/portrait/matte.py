@@ -6,6 +6,7 @@ guide brings the matte's edge onto the plate's own edges (hair, shoulders)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,16 +87,23 @@ def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultipl
                source: str,       # the plate's name, for errors
                space: str = "lin_rec709",  # the plate's working space
                settings: MatteSettings = MatteSettings(),
+               shot_face: Callable[[], tuple[int, int, int, int] | None] | None = None,
                ) -> np.ndarray:   # [H, W] float32 in [0, 1]
     """The matte of the person whose face is found in ``rgb`` (the largest face): face, hair, neck,
-    shoulders."""
+    shoulders. Where this frame shows no face the detector finds (motion blur, a profile),
+    ``shot_face()`` (the face box of the shot it belongs to) picks the person instead."""
     import cv2
 
     from ..io.colour import convert
 
     mp = mediapipe()
     rgb8 = display_rgb8(rgb if space == "lin_rec709" else convert(rgb, space, "lin_rec709"))
-    faces = face_boxes(rgb8, settings.min_face_confidence)[:1]
+    found = face_boxes(rgb8, settings.min_face_confidence)
+    faces = found[:1]
+    if not faces and shot_face is not None and (box := shot_face()) is not None:
+        log.warning("%s: no face found on this frame; the shot's face box picks the person for the automatic "
+                    "matte", source)
+        faces = [box]
     if not faces:
         raise ValidationError(f"{source}: no face found for the automatic matte; give the plate an alpha "
                               "channel or pass --matte FILE")
@@ -114,5 +122,6 @@ def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultipl
     grey = rgb8.astype(np.float32).mean(axis=2) / 255.0
     radius = max(1, int(round(settings.guide_radius * max(rgb.shape[:2]))))
     alpha = np.clip(guided_filter(grey, soft, radius, settings.guide_eps), 0.0, 1.0)
-    log.info("%s: automatic matte from %d face(s), %.0f%% of the frame", source, len(faces), 100 * alpha.mean())
+    log.info("%s: automatic matte of the person with the largest of %d face(s) found, %.0f%% of the frame", source,
+             len(found), 100 * alpha.mean())
     return alpha.astype(np.float32)
