@@ -67,3 +67,19 @@ def test_light_below_a_stage_floor_is_dropped_and_reported():
     kept = cluster_environment(env, 4, layout=layout, missing="nearest")
     assert kept.dropped_fraction == 0
 
+
+
+def test_light_below_a_stage_floor_kept_as_nearest_comes_from_the_floors_edge():
+    """``missing="nearest"``: a ground below a dome stage's floor keeps its energy, and its area
+    lights come from the floor's edge at the ground's azimuth, never from below the floor where the
+    stage has no lights the model saw."""
+    layout = builtin_layout("dome64")
+    ground = env_from_function(64, lambda d: 5.0 * (d[..., 2:] < -0.6) * np.ones(3)
+                               + 1.0 * (d[..., :1] > 0.9) * (d[..., 2:] < -0.6))  # brighter towards +x
+    c = cluster_environment(ground, 4, layout=layout, missing="nearest")
+    np.testing.assert_allclose(sum(a.energy for a in c.lights), c.total, rtol=1e-9)
+    assert c.dropped_fraction == 0
+    for light in c.lights:
+        assert light.direction[2] >= layout.floor_z - 1e-6
+    brightest = max(c.lights, key=lambda a: float(a.energy.sum()))
+    assert brightest.direction @ np.array([1.0, 0.0, 0.0]) > 0.5  # its azimuth kept

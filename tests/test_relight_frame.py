@@ -124,6 +124,26 @@ def test_envmap_bundle_relights_an_environment(tmp_path):
     np.testing.assert_allclose(doubled.layers["environment"], 2 * passes.layers["environment"], rtol=1e-4, atol=1e-6)
 
 
+def test_an_envmap_pass_is_scaled_by_the_hdris_true_mean_whatever_its_rotation(tmp_path):
+    """The portrait model predicts per unit of the lighting's mean radiance: a small sun between the
+    samples of the model's small camera-frame map must not change the pass's scale as the HDRI
+    turns (a slowly turning HDRI would flicker). The scale is the source map's solid-angle mean."""
+    from core.lighting.latlong import pixel_solid_angles
+
+    info = _info(tiny_pipe("envmap"))
+    env = np.full((128, 256, 3), 0.5, np.float32)
+    env[40, 77] = 4e4  # a sun of one texel: about a third of the energy
+    path = tmp_path / "sun.exr"
+    write_rgba(path, env, np.ones(env.shape[:2], np.float32))
+    omega = pixel_solid_angles(128, 256)[..., None]
+    true_mean = float(np.mean((env * omega).sum(axis=(0, 1)) / omega.sum()))
+    scales = []
+    for turn in (0.0, 0.3, 0.6, 0.9, 1.2):
+        rig = LightRig([], Environment(str(path), (0.0, 0.0, turn), 1.5), front_camera_c2w().tolist())
+        scales.append(plan_lighting(info, rig, environment=env).environment_scale[0])
+    np.testing.assert_allclose(scales, 1.5 * true_mean, rtol=1e-6)
+
+
 def test_envmap_bundle_relights_each_lamp_as_its_own_environment(tmp_path):
     """A rig on a portrait (envmap) bundle: each lamp is one pass lit by an environment holding only
     that lamp, the HDRI one more; layers follow light groups and sum to the beauty; a lamp's pass

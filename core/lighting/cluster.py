@@ -97,6 +97,23 @@ _RECENT: OrderedDict = OrderedDict()  # the last clusterings, by map digest, rot
 _RECENT_KEPT = 8
 
 
+def _onto_floor(d: np.ndarray,  # [N, 3] unit directions
+                floor: float,   # the stage's lowest z
+                ) -> np.ndarray:  # [N, 3]: those below the floor moved up onto it, keeping their azimuth
+    """The nearest direction a stage with a floor has: a direction below it keeps its azimuth at the
+    floor's elevation (straight down: any azimuth, +x)."""
+    below = d[:, 2] < floor
+    if not below.any():
+        return d
+    d = d.copy()
+    xy = d[below, :2]
+    norm = np.linalg.norm(xy, axis=1, keepdims=True)
+    xy = np.where(norm > 1e-9, xy / np.maximum(norm, 1e-12), [1.0, 0.0])
+    d[below, :2] = xy * np.sqrt(max(0.0, 1.0 - floor * floor))
+    d[below, 2] = floor
+    return d
+
+
 def _median_cut(pixels: np.ndarray, k: int, rotation: tuple[float, float, float], floor: float | None,
                 missing: str) -> tuple[list, np.ndarray, np.ndarray]:
     """(area lights of unit intensity, dropped, total); the last few are kept, so a warm worker's rerun
@@ -114,6 +131,8 @@ def _median_cut(pixels: np.ndarray, k: int, rotation: tuple[float, float, float]
             below = d[:, 2] < floor
             dropped += e[below].sum(axis=0)
             d, e = d[~below], e[~below]
+        elif floor is not None:  # "nearest": light from below the stage's floor comes from the floor's edge
+            d = _onto_floor(d, floor)
         keep = e.sum(axis=1) > 0
         ds.append(d[keep])
         es.append(e[keep])
@@ -134,6 +153,8 @@ def _median_cut(pixels: np.ndarray, k: int, rotation: tuple[float, float, float]
             counter += 1
     regions = done + [idx for _, _, idx in heap]
     lights = [_area_light(d[idx], e[idx], w[idx]) for idx in regions if len(idx) and w[idx].sum() > 0]
+    if floor is not None and missing != "drop":  # a region along the floor's edge averages to below it
+        lights = [AreaLight(_onto_floor(a.direction[None], floor)[0], a.radius, a.energy) for a in lights]
     lights.sort(key=lambda light: -float(light.energy @ LUMINANCE))
     for light in lights:  # shared by every caller that gets this clustering back
         light.direction.flags.writeable = light.energy.flags.writeable = False

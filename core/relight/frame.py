@@ -29,6 +29,7 @@ from ..lighting.area import beta_from_radius
 from ..lighting.camera import front_camera_c2w, world_to_camera_directions
 from ..lighting.cluster import cluster_environment
 from ..lighting.hdri import load_environment, project_to_layout
+from ..lighting.latlong import pixel_solid_angles
 from ..lighting.rig import LightRig
 from ..io.framing import Framing, face_framing, ratio_eps, subject_framing, to_model, to_plate
 from ..model.consistency import ratio_correct
@@ -196,27 +197,33 @@ def _plan_envmap(info, rig: LightRig | None, environment, basis: bool, camera_c2
     if basis:
         raise ValidationError(f"the OLAT basis needs an olat bundle; {info.id} is an envmap bundle")
     res = info.config.resolution
-    passes: list[tuple[str, np.ndarray]] = []  # (layer, camera-frame lat-long radiance)
+    # (layer, camera-frame lat-long radiance, the lighting's true mean radiance over the sphere): the model
+    # predicts per unit of the true mean (as it trained), which the small resampled map only approximates
+    # (a sun between its samples is missed or over-counted)
+    passes: list[tuple[str, np.ndarray, float]] = []
     for light in rig.lights:
         radius = float(radius_from_beta(light.size, info.config.stage_radius))
         disc = 2.0 * np.pi * (1.0 - np.cos(radius))
         radiance = np.asarray(light.rgb, np.float64) * light.intensity / disc  # irradiance = radiance x disc
         direction = np.asarray(light.direction, np.float64)
         passes.append((light.group or light.name, lamp_map(res // 2, direction / np.linalg.norm(direction),
-                                                           radius, radiance)))
+                                                           radius, radiance),
+                       float(np.mean(light.rgb)) * light.intensity / (4.0 * np.pi)))
     if rig.environment is not None:
         env = rig.environment
         pixels = environment if environment is not None else load_environment(env.path)
+        omega = pixel_solid_angles(*pixels.shape[:2])[..., None]
+        mean = float(np.mean((pixels * omega).sum(axis=(0, 1)) / omega.sum())) * env.intensity
         passes.append((ENV_LAYER, camera_frame_latlong(pixels, env.rotation, _camera(rig, camera_c2w), res // 2)
-                       * env.intensity))
-    lit = [(layer, latlong) for layer, latlong in passes if latlong.max() > 0]  # a dark lamp costs no pass
-    encoded = [encode_environment(latlong, res) for _, latlong in lit]
+                       * env.intensity, mean))
+    lit = [(layer, latlong, mean) for layer, latlong, mean in passes if latlong.max() > 0 and mean > 0]
+    encoded = [encode_environment(latlong, res)[0] for _, latlong, _ in lit]  # a dark lamp costs no pass
     m = info.config.resolution
-    plan = LightingPlan(environment=np.stack([e for e, _ in encoded]) if encoded else np.zeros((0, m, m, 3)),
-                        environment_scale=np.array([scale for _, scale in encoded]))
-    for layer, _ in passes:
+    plan = LightingPlan(environment=np.stack(encoded) if encoded else np.zeros((0, m, m, 3)),
+                        environment_scale=np.array([mean for _, _, mean in lit]))
+    for layer, _, _ in passes:
         plan._feed(layer, np.zeros(0, int), np.zeros((0, 3)))  # every layer exists, dark ones stay black
-    for i, (layer, _) in enumerate(lit):
+    for i, (layer, _, _) in enumerate(lit):
         plan._feed(layer, np.array([i]), np.ones((1, 3)))
     return plan
 
