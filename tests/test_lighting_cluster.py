@@ -68,7 +68,6 @@ def test_light_below_a_stage_floor_is_dropped_and_reported():
     assert kept.dropped_fraction == 0
 
 
-
 def test_light_below_a_stage_floor_kept_as_nearest_comes_from_the_floors_edge():
     """``missing="nearest"``: a ground below a dome stage's floor keeps its energy, and its area
     lights come from the floor's edge at the ground's azimuth, never from below the floor where the
