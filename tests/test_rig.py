@@ -48,6 +48,8 @@ def test_round_trip(tmp_path):
     (lambda r: r["environment"].pop("path"), r"environment.path: missing"),
     (lambda r: r["lights"][0].update(intensity=float("nan")), r"lights\[0\].intensity"),
     (lambda r: r.update(version=2), "version"),
+    (lambda r: r["lights"][2].update(name="environment"), "'environment' names the environment's layer"),
+    (lambda r: r["lights"][0].update(group="rim-light"), "'rim light' and 'rim-light' both become layer"),
 ])
 def test_validation_names_the_bad_field(tmp_path, edit, field):
     data = copy.deepcopy(RIG)

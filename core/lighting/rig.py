@@ -17,11 +17,13 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..io.atomic import atomic_write_text
-from ..io.naming import light_layer_name
+from ..io.naming import light_layer_name, light_layer_names
 from ..validation import as_number, as_numbers, check_fields, load_json
 from .camera import world_to_camera_directions
 from .hdri import LayoutProjection
 from .layout import StageLayout
+
+ENVIRONMENT_LAYER = "environment"  # the layer of a rig's environment (the HDRI); no light may take it
 
 RIG_VERSION = 1
 LIGHT_TYPES = ("point", "spot", "area", "sun", "olat")
@@ -123,6 +125,14 @@ class LightRig:
             raise ValidationError(f"{source}: lights: names must be unique, repeated: {dup}")
         env = data.get("environment")
         environment = None if env is None else environment_from_json(env, f"{source}: environment")
+        layers = sorted({light.group or light.name for light in lights})
+        if ENVIRONMENT_LAYER in layers:
+            raise ValidationError(f"{source}: lights: {ENVIRONMENT_LAYER!r} names the environment's layer; rename the "
+                                  "light (or its group)")
+        try:  # two layers that become one pass name are refused before any inference
+            light_layer_names(layers + [ENVIRONMENT_LAYER])
+        except ValidationError as e:
+            raise ValidationError(f"{source}: lights: {e}") from None
         c2w = data.get("camera_c2w")
         if c2w is not None:
             m = as_numbers(c2w, f"{source}: camera_c2w", shape=(4, 4))

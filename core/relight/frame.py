@@ -30,7 +30,7 @@ from ..lighting.camera import front_camera_c2w, world_to_camera_directions
 from ..lighting.cluster import cluster_environment
 from ..lighting.hdri import load_environment, project_to_layout
 from ..lighting.latlong import pixel_solid_angles
-from ..lighting.rig import LightRig
+from ..lighting.rig import ENVIRONMENT_LAYER, LightRig
 from ..io.framing import Framing, face_framing, ratio_eps, subject_framing, to_model, to_plate
 from ..model.consistency import ratio_correct
 from .cache import LightCache
@@ -38,7 +38,6 @@ from .strategies import AREA, ENVMAP, STAGE, STRATEGIES, hdri_strategy
 
 log = logging.getLogger(__name__)
 
-ENV_LAYER = "environment"
 MIN_PLATE = 16  # pixels: a plate smaller on a side holds no subject to relight
 
 
@@ -158,7 +157,7 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
             irradiance = np.asarray(info.stage_irradiance, np.float64) / np.asarray(info.stage_coverage)
             plan.correction = (idx, irradiance[lit])
         if weights is not None:
-            plan._feed(ENV_LAYER, idx, weights[lit])
+            plan._feed(ENVIRONMENT_LAYER, idx, weights[lit])
         if basis:
             plan.stage = layout.to_json()
             plan.camera_c2w = c2w.tolist()
@@ -173,7 +172,7 @@ def plan_lighting(info, rig: LightRig | None, strategy: str = "auto", clusters: 
         dirs = world_to_camera_directions(np.stack([a.direction for a in found.lights]), c2w)
         beta = beta_from_radius(np.array([a.radius for a in found.lights]), theta0)
         idx = plan._add(dirs, beta)
-        plan._feed(ENV_LAYER, idx, np.stack([a.energy for a in found.lights]))
+        plan._feed(ENVIRONMENT_LAYER, idx, np.stack([a.energy for a in found.lights]))
     return plan
 
 
@@ -214,7 +213,7 @@ def _plan_envmap(info, rig: LightRig | None, environment, basis: bool, camera_c2
         pixels = environment if environment is not None else load_environment(env.path)
         omega = pixel_solid_angles(*pixels.shape[:2])[..., None]
         mean = float(np.mean((pixels * omega).sum(axis=(0, 1)) / omega.sum())) * env.intensity
-        passes.append((ENV_LAYER, camera_frame_latlong(pixels, env.rotation, _camera(rig, camera_c2w), res // 2)
+        passes.append((ENVIRONMENT_LAYER, camera_frame_latlong(pixels, env.rotation, _camera(rig, camera_c2w), res // 2)
                        * env.intensity, mean))
     lit = [(layer, latlong, mean) for layer, latlong, mean in passes if latlong.max() > 0 and mean > 0]
     encoded = [encode_environment(latlong, res)[0] for _, latlong, _ in lit]  # a dark lamp costs no pass
