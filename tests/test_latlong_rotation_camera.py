@@ -107,6 +107,10 @@ def test_camera_frame_light_directions(rng):
     np.testing.assert_allclose(world_to_camera_directions(behind, c2w), [0, 0, 1], atol=1e-12)
     d = rng.normal(size=(10, 3))
     np.testing.assert_allclose(camera_to_world_directions(world_to_camera_directions(d, c2w), c2w), d, atol=1e-12)
+    scaled = c2w.copy()
+    scaled[:3, :3] *= 1.2  # a scaled camera object in a job JSON: the same directions, still unit length
+    np.testing.assert_allclose(world_to_camera_directions(d, scaled), world_to_camera_directions(d, c2w), atol=1e-12)
+    np.testing.assert_allclose(camera_to_world_directions(d, scaled), camera_to_world_directions(d, c2w), atol=1e-12)
 
 
 def test_opencv_w2c_agrees_with_gsplat_projection():

@@ -27,17 +27,24 @@ def opencv_w2c_to_blender_c2w(w2c: np.ndarray,  # [4, 4] OpenCV world-to-camera
     return np.linalg.inv(np.asarray(w2c, dtype=np.float64)) @ _GL_TO_CV
 
 
+def _rotation(c2w: np.ndarray) -> np.ndarray:  # [3, 3]
+    """The rotation of a camera-to-world matrix, without the scale a scaled camera object carries
+    (each axis column made unit length), so directions stay unit vectors."""
+    r = np.asarray(c2w, dtype=np.float64)[:3, :3]
+    return r / np.linalg.norm(r, axis=0, keepdims=True)
+
+
 def world_to_camera_directions(dirs: np.ndarray,  # [..., 3] world directions
                                c2w: np.ndarray,   # [4, 4] Blender camera-to-world
                                ) -> np.ndarray:   # [..., 3] Blender camera-frame directions
-    r = np.asarray(c2w, dtype=np.float64)[:3, :3]
+    r = _rotation(c2w)
     return np.asarray(dirs, dtype=np.float64) @ r  # R^T d for row vectors
 
 
 def camera_to_world_directions(dirs: np.ndarray,  # [..., 3] camera-frame directions
                                c2w: np.ndarray,   # [4, 4]
                                ) -> np.ndarray:   # [..., 3] world directions
-    r = np.asarray(c2w, dtype=np.float64)[:3, :3]
+    r = _rotation(c2w)
     return np.asarray(dirs, dtype=np.float64) @ r.T
 
 
