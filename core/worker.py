@@ -228,7 +228,11 @@ class Worker:
         from .relight_job import choose_bundle, run_relight
 
         job, choice = choose_bundle(job)  # also logged to the job's log file
-        key = (str(Path(job.bundle).resolve()), job.device)
+        # the folder's files as they are now: a bundle re-exported into the same folder is loaded again
+        folder = Path(job.bundle).resolve()
+        stamp = tuple((str(f.relative_to(folder)), (st := f.stat()).st_size, st.st_mtime_ns)
+                      for f in sorted(folder.rglob("*")) if f.is_file())
+        key = (str(folder), job.device, stamp)
         if key not in self.models:
             self.models = {key: load_bundle(job.bundle, job.device)}  # keep one model resident
         if lookdev:

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,6 +57,21 @@ def test_plan_lists_units_with_commands_and_dependencies(tmp_path, bundle):
     assert first_merge["frames"] == [1, 2] and data["units"][0]["light_chunk"] == [0, 8]
     assert data["units"][0]["command"] == f"relit run-unit {tmp_path / 'units.json'} --index 0"
     assert Plan.load(tmp_path / "units.json").units[-1].frames == [5]
+
+
+def test_a_replan_reuses_its_version_only_while_the_inputs_are_unchanged(tmp_path, bundle):
+    """Planning the same job again continues its version folder; an edited HDRI or a re-rendered
+    plate makes a new version, never the old version's frames replaced in place."""
+    job = _job(bundle, tmp_path, tmp_path / "out")
+    first = plan_job(job, chunk=2).folders[""]
+    assert plan_job(job, chunk=2).folders[""] == first
+    env = np.ones((8, 16, 3), np.float32)
+    write_rgba(tmp_path / "env.exr", env, np.ones(env.shape[:2], np.float32))  # the HDRI edited in place
+    second = plan_job(job, chunk=2).folders[""]
+    assert second != first and Path(second).name == "v002"
+    plate = tmp_path / "flat.0002.exr"
+    os.utime(plate, ns=(plate.stat().st_atime_ns, plate.stat().st_mtime_ns + 10**9))  # re-rendered
+    assert Path(plan_job(job, chunk=2).folders[""]).name == "v003"
 
 
 def test_light_chunks_are_refused_before_anything_is_written_when_the_bundle_ratio_corrects(tmp_path, bundle):

@@ -166,3 +166,26 @@ def test_a_preview_is_the_job_with_an_hdri_as_four_area_lights_and_a_plain_beaut
     again = _run(client, "preview", params)
     assert again["frames"][0]["skipped"] and again["folder"] == preview["folder"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("v")) == ["v001"]
+
+
+def test_a_bundle_re_exported_into_the_same_folder_is_loaded_again(tmp_path, bundle, client):
+    """The worker keeps its model resident between jobs, but not past a change on disk: a bundle
+    retrained into the same folder relights the next job with its new weights (and says so)."""
+    import shutil
+
+    from core.io.passes import read_metadata
+    from core.model.bundle import DEFAULT_BUNDLE, read_info
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(bundle, folder)
+    plates = write_plates(tmp_path, [1])
+    shas = []
+    for n in range(2):
+        job = client.submit("relight", relight_job(folder, plates, tmp_path / f"out{n}", steps=None,
+                                                   allow_other_subject=True).to_json())
+        client.wait(job, timeout=120)
+        assert job.error is None, job.error
+        shas.append(read_metadata(job.result["frames"][0]["path"])["bundle_sha256"])
+        shutil.rmtree(folder)
+        shutil.copytree(DEFAULT_BUNDLE, folder)  # another bundle exported into the same folder
+    assert shas == [read_info(bundle).sha256, read_info(DEFAULT_BUNDLE).sha256]

@@ -24,8 +24,8 @@ from ..errors import ValidationError
 from ..io.atomic import atomic_write_text, remove_partials_of
 from ..io.naming import new_version_dir, versions
 from ..io.passes import RelitPasses, read_metadata, read_pass_metadata, write_passes
-from ..io.sequence import find_frames, parse_frame_range
-from ..jobs import RelightJob
+from ..io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
+from ..jobs import AUTO_MATTE, RelightJob
 from ..relight.strategies import STAGE, hdri_strategy
 from ..validation import load_json
 
@@ -90,6 +90,22 @@ def _stage_size(job: RelightJob) -> int:
     return len(info.layout)
 
 
+def _inputs_fingerprint(job: RelightJob, frames: list[int]) -> list:
+    """What a plan's inputs are on disk: the HDRI's contents, and each plate and matte file's size and
+    modification time (a re-rendered plate or an edited HDRI is a new version, never the old one's
+    frames replaced in place; hashing every plate would cost a read of the shot at plan time)."""
+    from ..relight_job import _file_sha256
+
+    files = [frame_path(job.input, f) if is_sequence(job.input) else Path(job.input) for f in frames]
+    if job.matte not in (None, AUTO_MATTE):
+        files += [frame_path(job.matte, f) if is_sequence(job.matte) else Path(job.matte) for f in frames]
+    stamps = [[str(p), (st := p.stat()).st_size, st.st_mtime_ns] for p in dict.fromkeys(files) if p.exists()]
+    rig = job.light_rig()
+    env = None if rig is None or rig.environment is None else Path(rig.environment.path)
+    hdri = _file_sha256(env) if env is not None and env.is_file() else ""
+    return [hdri, stamps]
+
+
 def _version_folder(job: RelightJob, digest: str) -> Path:
     """The newest version folder when it was planned for the same job, else a new one."""
     existing = versions(job.output)
@@ -133,7 +149,8 @@ def plan_job(job: RelightJob, chunk: int, light_chunk: int | None = None) -> Pla
             raise ValidationError(f"temporal blending carries each frame into the next: units of {chunk} frame(s) "
                                   f"would restart it every {chunk} of the {len(frames)} frames; plan a --temporal job "
                                   f"with --chunk {len(frames)} (one unit per camera), or without --temporal")
-        digest = hashlib.sha256(json.dumps([single.to_json(), sha], sort_keys=True).encode()).hexdigest()
+        digest = hashlib.sha256(json.dumps([single.to_json(), sha, _inputs_fingerprint(single, frames)],
+                                           sort_keys=True).encode()).hexdigest()
         folders[camera or ""] = str(_version_folder(single, digest))
         for start in range(0, len(frames), chunk):
             part = frames[start:start + chunk]
