@@ -231,3 +231,20 @@ def test_outputs_get_the_mode_the_umask_gives(tmp_path, umask, bundle):
     assert any(p.suffix == ".safetensors" for p in saved)
     for path in [tmp_path / "bundle", *saved]:
         assert path.stat().st_mode & 0o777 == (0o777 & ~umask if path.is_dir() else expected), path
+
+
+def test_a_sweep_of_stale_partials_spares_a_writer_still_at_work(tmp_path):
+    """A cache folder other runs share: the sweep after a run removes what a killed writer left long
+    ago and spares a temporary file another writer touched a moment ago (its rename would fail)."""
+    import time
+
+    from core.io.atomic import STALE_AFTER_S, remove_stale_partials
+
+    old, fresh = tmp_path / "a" / ".k1.abc.partial.pt", tmp_path / ".k2.def.partial.pt"
+    old.parent.mkdir()
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    long_ago = time.time() - 2 * STALE_AFTER_S
+    os.utime(old, (long_ago, long_ago))
+    assert remove_stale_partials(tmp_path, STALE_AFTER_S) == 1 and not old.exists() and fresh.exists()
+    assert remove_stale_partials(tmp_path) == 1 and not fresh.exists()  # no other writer: every one

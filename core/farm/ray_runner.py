@@ -17,7 +17,7 @@ from typing import Callable
 
 import ray
 
-from ..io.atomic import remove_stale_partials
+from ..io.atomic import STALE_AFTER_S, remove_stale_partials
 from ..relight.cache import CACHE_DIR
 from .units import Plan, run_unit
 
@@ -145,9 +145,10 @@ def run_plan_ray(plan: Plan, address: str | None = None, workers: int = 2, cpus:
         if on_result is not None:
             on_result(result, {p: a for a, p in idle} | {p: a for _, a, p in running.values()})
     bar.close()
-    # no unit runs now: what a killed worker was writing into the shared prediction cache is debris
+    # what a killed worker was writing into the shared prediction cache is debris; another run may share
+    # the cache, so only what no writer has touched for a while
     cache = Path(plan.job["output"]) / CACHE_DIR
-    if cache.is_dir() and (stale := remove_stale_partials(cache)):
+    if cache.is_dir() and (stale := remove_stale_partials(cache, STALE_AFTER_S)):
         log.info("%s: removed %d partial file(s) killed workers left", cache, stale)
     report.seconds = time.perf_counter() - started
     return report

@@ -61,16 +61,26 @@ def atomic_write_text(target: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def remove_stale_partials(folder: str | Path) -> int:
+STALE_AFTER_S = 600.0  # a temporary file untouched this long is a killed writer's (writes take seconds)
+
+
+def remove_stale_partials(folder: str | Path, older_than_s: float | None = None) -> int:
     """Delete temporary files a killed writer left under ``folder``; returns how many.
 
-    Call it only when no other writer works in that folder.
+    ``older_than_s=None``: every one (call it only when no other writer works in that folder); else
+    only those last modified at least that long ago, which another writer still working there (a
+    second run sharing a light cache or resuming the same version) cannot be.
     """
-    removed = 0
+    import time
+
+    removed, now = 0, time.time()
     for path in Path(folder).rglob(f".*{PARTIAL}.*"):
-        if path.is_file():
-            path.unlink()
-            removed += 1
+        try:
+            if path.is_file() and (older_than_s is None or now - path.stat().st_mtime >= older_than_s):
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # its writer finished (renamed it) meanwhile
+            continue
     return removed
 
 
