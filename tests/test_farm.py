@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,7 @@ def ray_local():
 
 def test_ray_with_two_workers_gives_the_single_process_bytes_and_survives_a_killed_worker(tmp_path, bundle, ray_local):
     from core.farm.ray_runner import run_plan_ray
+    from core.io.atomic import STALE_AFTER_S
 
     local = plan_job(_job(bundle, tmp_path, tmp_path / "local", frames=(1, 2, 3, 4)), chunk=1, light_chunk=9)
     run_plan_local(local, threads=1)
@@ -153,10 +155,13 @@ def test_ray_with_two_workers_gives_the_single_process_bytes_and_survives_a_kill
             pid = next(p for p in actors if p != result["pid"])  # one still busy (or about to be)
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
-            # what it was writing into the shared prediction cache (a kill mid-write leaves this)
+            # what a worker killed mid-write left in the shared prediction cache, untouched since (a file
+            # touched within STALE_AFTER_S may be another run's, still being written: the sweep spares it)
             cache = tmp_path / "ray" / ".cache"
             assert cache.is_dir()  # the units share it
-            (cache / ".0123abcd.x1.partial.npy").write_bytes(b"half-written")
+            debris = cache / ".0123abcd.x1.partial.npy"
+            debris.write_bytes(b"half-written")
+            os.utime(debris, (time.time() - 2 * STALE_AFTER_S,) * 2)
 
     report = run_plan_ray(plan, workers=2, threads=1, progress=False, on_result=kill_one)
     assert killed and not report.failed and len(report.done) == len(plan.units)
@@ -167,7 +172,8 @@ def test_ray_with_two_workers_gives_the_single_process_bytes_and_survives_a_kill
     produced = _files(tmp_path / "ray" / "v001")
     assert produced.keys() == reference.keys()
     assert all(produced[k] == reference[k] for k in reference)  # byte-identical (threads pinned to 1)
-    assert not list((tmp_path / "ray").rglob("*.partial*"))
+    assert not (tmp_path / "ray" / ".cache" / ".0123abcd.x1.partial.npy").exists()  # swept
+    assert not list((tmp_path / "ray" / "v001").rglob("*.partial*"))
 
 
 def test_a_unit_that_keeps_failing_is_reported_and_the_rest_completes(tmp_path, bundle, ray_local):

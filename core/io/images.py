@@ -39,8 +39,8 @@ def select_rgb(pixels: np.ndarray,  # [H, W, C]
                        "R, G, B of an EXR): give the colour pass")
 
 
-def read_rgb(path: str | Path) -> np.ndarray:  # [H, W, 3] float32
-    """The first part's R, G, B channels."""
+def _first_part(path: str | Path) -> tuple[np.ndarray, list[str]]:  # [H, W, C] float32, [C] channel names
+    """The first part's pixels and channel names."""
     from .exr import read_part_pixels
 
     inp = open_input(path)
@@ -49,20 +49,19 @@ def read_rgb(path: str | Path) -> np.ndarray:  # [H, W, 3] float32
         pixels = read_part_pixels(inp, 0, path)
     finally:
         inp.close()
+    return pixels, names
+
+
+def read_rgb(path: str | Path) -> np.ndarray:  # [H, W, 3] float32
+    """The first part's R, G, B channels."""
+    pixels, names = _first_part(path)
     return select_rgb(pixels, names, path)
 
 
 def read_matte(path: str | Path) -> np.ndarray:  # [H, W] float32 in [0, 1]
     """A matte file's coverage: its alpha where it has one that is not opaque everywhere (a roto
     written as RGBA, the matte in A), else its first channel (R, Y or a single grey channel)."""
-    from .exr import read_part_pixels
-
-    inp = open_input(path)
-    try:
-        names = list(inp.spec().channelnames)
-        pixels = read_part_pixels(inp, 0, path)
-    finally:
-        inp.close()
+    pixels, names = _first_part(path)
     alpha = pixels[..., names.index("A")] if "A" in names else None
     matte = alpha if alpha is not None and not np.all(alpha >= 1.0) else pixels[..., 0]
     if not np.isfinite(matte).all():
