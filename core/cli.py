@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ._version import __version__
-from .errors import RelitError, ValidationError
+from .errors import RelitError, RelitIOError, ValidationError
 from .jobs import AUTO_DELIGHTER, NOISE_MODES, SAMPLERS, TEMPORAL_WEIGHT
 from .lighting.hdri import MISSING_POLICIES
 from .lighting.random_lighting import TARGET_LIGHTINGS
@@ -291,6 +291,12 @@ def cmd_train(args: argparse.Namespace) -> None:
                       checkpoint_every=args.checkpoint_every, device=args.device, bf16=args.bf16,
                       gradient_checkpointing=args.gradient_checkpointing, base_checkpoint=args.base_checkpoint,
                       init_from=args.init_from, command=shlex.join(["relit", *sys.argv[1:]]))
+    from .model.objectives import make_objective
+
+    bundle_folder = Path(args.bundle) if args.bundle else Path(args.output) / "bundle"
+    if make_objective({"name": cfg.objective}).stochastic and bundle_folder.exists():  # before training, not after
+        raise RelitIOError(f"{bundle_folder}: exists; bundles are never overwritten: give --bundle a new folder (or "
+                           "move this one away) and run the same command again, which resumes from the checkpoints")
     trainer, metrics = train(cfg, progress=not args.quiet)
     if trainer.rank != 0:  # data-parallel under torchrun: rank 0 writes the bundle
         return

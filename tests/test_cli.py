@@ -169,3 +169,12 @@ def test_a_full_disk_or_a_read_only_folder_is_a_clear_error(tmp_path, code, says
                          env=dict(os.environ, PYTHONPATH=PYTHONPATH))
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert f"{tmp_path / 'r.json'}: {says}" in run.stderr
+
+
+def test_train_refuses_an_existing_bundle_folder_before_it_trains(tmp_path, capture):
+    """A bundle is never overwritten: a rerun whose bundle folder exists stops at once, naming it,
+    instead of training for hours and failing at the export."""
+    (tmp_path / "run" / "bundle").mkdir(parents=True)
+    run = run_relit("train", str(capture.root), "--steps", "2", "--res", "16", "--quiet", "-o", str(tmp_path / "run"))
+    assert run.returncode == 2 and "bundle: exists; bundles are never overwritten" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "run" / "checkpoints").exists()

@@ -53,6 +53,20 @@ def test_resume_continues_exactly(capture, tmp_path):
     resumed.train(progress=False)
     for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)
+    # the exported (EMA) weights too: the EMA's decay warm-up goes on, it does not restart at the resume
+    for (k, a), (_, b) in zip(straight.ema_model().state_dict().items(), resumed.ema_model().state_dict().items()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)
+
+
+def test_a_run_stopped_by_max_minutes_checkpoints_there_and_each_session_goes_on(capture, tmp_path):
+    """--max-minutes bounds one session, not the run's total: each session stopped on time writes a
+    checkpoint where it stops, and the next goes on from there instead of repeating the same steps."""
+    steps = []
+    for _ in range(3):
+        run = Trainer(_cfg(capture, tmp_path / "m", steps=50, checkpoint_every=25, max_minutes=1e-9))
+        run.train(progress=False)  # stops after its first step: any step outlasts 6e-8 s
+        steps.append(run.step)
+    assert steps == [1, 2, 3]
 
 
 def test_a_run_starts_from_a_bundles_weights_and_its_checkpoints_win_afterwards(capture, tmp_path):

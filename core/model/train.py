@@ -104,7 +104,8 @@ class TrainConfig:
         if self.normals and self.multitask_ratio:
             raise ValidationError("the multi-task real images carry no face normals yet: train normals without "
                                   "multitask_ratio (--real-images)")
-    max_minutes: float = 0.0          # stop early after this wall time (0: no limit)
+    max_minutes: float = 0.0          # stop early after this wall time of this session (0: no limit); with
+                                      # checkpoints, a checkpoint is written where it stops
     batch: int = 8                    # samples per step
     lr: float = 5e-4                  # AdamW learning rate (peak, before the schedule)
     lr_schedule: str = "constant"     # LR_SCHEDULES: the learning rate's multiplier over the run's `steps`
@@ -229,7 +230,8 @@ class Trainer:
         save_file({f"p{i}": p.detach().cpu().contiguous() for i, p in enumerate(self.ema.shadow_params)},
                   tmp / "ema.safetensors")
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-        state = {"step": self.step, "seconds": self.seconds, "rng": self.rng.bit_generator.state,
+        state = {"step": self.step, "seconds": self.seconds, "ema_step": self.ema.optimization_step,
+                 "rng": self.rng.bit_generator.state,
                  "torch_rng": torch.get_rng_state().tolist(), "config": asdict(self.cfg)}
         (tmp / "state.json").write_text(json.dumps(state))
         tmp.replace(folder)
@@ -269,6 +271,9 @@ class Trainer:
         ema = load_file(last / "ema.safetensors")
         for i, p in enumerate(self.ema.shadow_params):
             p.data.copy_(ema[f"p{i}"])
+        # the EMA's own step sets its decay warm-up: restarted at 0, the resumed EMA would be the live weights
+        # (a checkpoint from before it was saved: the run's step, which it equals in a run that never resumed)
+        self.ema.optimization_step = int(state.get("ema_step", state["step"]))
         self.optimizer.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
         self.step, self.seconds = state["step"], state["seconds"]
         self.rng.bit_generator.state = state["rng"]
@@ -400,7 +405,8 @@ class Trainer:
         cfg = self.cfg
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.objective}", unit="step",
                    disable=not progress)
-        start = time.perf_counter() - self.seconds
+        start = time.perf_counter() - self.seconds  # the run's time, over every session that trained it
+        session = time.perf_counter()  # --max-minutes bounds this session alone
         metrics = {}
         while self.step < cfg.steps:
             batch = self.sample(self.rng, self.split.train_views)
@@ -417,8 +423,9 @@ class Trainer:
             self.seconds = time.perf_counter() - start
             bar.set_postfix(loss=f"{loss.item():.4f}")
             bar.update(1)
-            out_of_time = self._agree(bool(cfg.max_minutes and self.seconds > 60 * cfg.max_minutes))
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            out_of_time = self._agree(bool(cfg.max_minutes and time.perf_counter() - session > 60 * cfg.max_minutes))
+            # stopped on time, a resumable run keeps its last step (the next session goes on from there)
+            if cfg.checkpoint_every and (self.step % cfg.checkpoint_every == 0 or out_of_time):
                 if self.rank == 0:
                     self.save_checkpoint()
                 self._barrier()
