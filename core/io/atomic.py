@@ -69,7 +69,7 @@ def remove_stale_partials(folder: str | Path, older_than_s: float | None = None)
 
     ``older_than_s=None``: every one (call it only when no other writer works in that folder); else
     only those last modified at least that long ago, which another writer still working there (a
-    second run sharing a light cache or resuming the same version) cannot be.
+    second run sharing a light cache) cannot be.
     """
     import time
 
