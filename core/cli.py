@@ -167,7 +167,7 @@ def _print_bundle(folder: Path) -> None:
     print(f"  command: {info.training.get('command') or '-'}")
     r = info.recipe
     print(f"  recipe: objective {r['objective']}, {r['steps']} sampler steps, consistency {r['consistency']}")
-    print(f"  weights sha256: {info.sha256[:16]}...; licence: {info.licence}")
+    print(f"  sha256 (weights and calibration): {info.sha256[:16]}...; licence: {info.licence}")
 
 
 def cmd_info(args: argparse.Namespace) -> None:

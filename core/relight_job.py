@@ -480,9 +480,6 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
             removed = remove_stale_partials(folder)
             if removed:
                 log.info("%s: removed %d partial file(s) a killed run left", folder, removed)
-        atomic_write_text(folder / JOB_RECORD, json.dumps({"job": job.to_json(), "digest": job_digest,
-                                                           "bundle_sha256": info.sha256, "hdri_sha256": hdri_sha},
-                                                          indent=2, sort_keys=True) + "\n")
     report.folder = folder
     applied = "ratio" if plan.correction is not None else "none"  # what the headers say was done
     settings = RelightSettings(steps, job.guidance_image, job.guidance_light, job.seed, sampler,
@@ -496,6 +493,10 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     stamp = None if delighter is None else {"id": delighter[1].id, "sha256": delighter[1].sha256}  # headers
     chain, history = None, None  # the previous frame's digest; its (plate, relit layers) for blending
     try:
+        if job.folder is None:  # the version's record (a farm's plan writes its own); a failed write undoes the folder
+            atomic_write_text(folder / JOB_RECORD, json.dumps({"job": job.to_json(), "digest": job_digest,
+                                                               "bundle_sha256": info.sha256, "hdri_sha256": hdri_sha},
+                                                              indent=2, sort_keys=True) + "\n")
         total = len(source.frames)
         for n, (frame, path, prepared, noise) in enumerate(source, start=1):
             out = output_path(job, folder, frame, basis=rig is None)

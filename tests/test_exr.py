@@ -248,3 +248,26 @@ def test_a_sweep_of_stale_partials_spares_a_writer_still_at_work(tmp_path):
     os.utime(old, (long_ago, long_ago))
     assert remove_stale_partials(tmp_path, STALE_AFTER_S) == 1 and not old.exists() and fresh.exists()
     assert remove_stale_partials(tmp_path) == 1 and not fresh.exists()  # no other writer: every one
+
+
+def test_an_atomic_write_syncs_its_data_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    """A power loss after the rename must not leave an empty file under the final name: the temporary
+    file's bytes are synced first, then renamed, then the folder's entry synced (the order recorded)."""
+    from core.io import atomic
+
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.fspath(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    atomic.atomic_write_text(tmp_path / "a.json", "{}")
+    tmp = events[1][1]
+    assert events == [("fsync", tmp), ("replace", tmp), ("fsync", str(tmp_path))], events
+    assert (tmp_path / "a.json").read_text() == "{}"

@@ -166,8 +166,10 @@ def test_bundle_round_trip_is_bit_exact(tmp_path):
     with torch.no_grad():
         for p in pipe.model.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    folder = save_bundle(tmp_path / "bundle", pipe, _info(pipe))
+    saved = _info(pipe)
+    folder = save_bundle(tmp_path / "bundle", pipe, saved)
     loaded, info = load_bundle(folder)
+    assert info.sha256 == saved.sha256  # the hash the writer recorded is the one a reader computes
     for (k, a), (_, b) in zip(pipe.model.state_dict().items(), loaded.model.state_dict().items()):
         assert torch.equal(a, b), k
     kwargs = dict(num_inference_steps=3, guidance_image=1.5, guidance_light=2.0, seed=5)

@@ -397,13 +397,19 @@ def test_an_output_name_is_a_file_stem_never_a_path(tmp_path, bundle, name):
     _assert_nothing_written(tmp_path / "out")
 
 
-@pytest.mark.parametrize("case", ["truncated_plate", "matte_size"])
-def test_a_run_that_fails_on_its_first_frame_leaves_no_version_folder(tmp_path, bundle, case):
+@pytest.mark.parametrize("case", ["truncated_plate", "matte_size", "record_write"])
+def test_a_run_that_fails_on_its_first_frame_leaves_no_version_folder(tmp_path, bundle, case, monkeypatch):
+    import core.relight_job
+    from core.errors import RelitIOError
     from core.io.exr import write_rgba
 
     plates = _plates(tmp_path, [1, 2])
     matte = None
-    if case == "truncated_plate":
+    if case == "record_write":  # the version's job record cannot be written (disk full, quota)
+        def full_disk(path, text):
+            raise RelitIOError(f"{path}: no space left on device")
+        monkeypatch.setattr(core.relight_job, "atomic_write_text", full_disk)
+    elif case == "truncated_plate":
         first = tmp_path / "flat.0001.exr"
         first.write_bytes(first.read_bytes()[:400])  # the header reads, the pixels do not
     else:
@@ -541,3 +547,29 @@ def test_samples_of_a_deterministic_sampling_are_identical_and_the_report_says_s
     b, _, _ = read_passes(two.frames[0].path)
     for name in a:  # the same prediction (batched twice as wide: float rounding, then written as half)
         np.testing.assert_allclose(a[name], b[name], rtol=2e-3, atol=1e-6)
+
+
+def test_a_hand_edit_of_a_bundles_calibration_is_seen_by_a_rerun_and_an_edit_of_its_provenance_is_not(
+        tmp_path, bundle):
+    """The bundle's hash covers what it predicts with (weights, tone, exposures, stage calibration),
+    not who made it: a rerun after editing the exposure in relit.json relights into a new version;
+    after editing the licence it skips every frame."""
+    import shutil
+
+    from core.model.bundle import BUNDLE_JSON, read_info
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    plates = _plates(tmp_path, [1, 2])
+    first = run_relight(_job(copy, plates, tmp_path / "out"))
+    record = json.loads((copy / BUNDLE_JSON).read_text())
+    sha = read_info(copy).sha256
+    (copy / BUNDLE_JSON).write_text(json.dumps({**record, "licence": "CC-BY-4.0 (edited)"}))
+    assert read_info(copy).sha256 == sha
+    again = run_relight(_job(copy, plates, tmp_path / "out"))
+    assert again.folder == first.folder and all(f.skipped for f in again.frames)
+    record["exposure"]["image"] *= 2
+    (copy / BUNDLE_JSON).write_text(json.dumps(record))
+    assert read_info(copy).sha256 != sha
+    edited = run_relight(_job(copy, plates, tmp_path / "out"))
+    assert edited.folder == tmp_path / "out" / "v002" and not any(f.skipped for f in edited.frames)

@@ -91,6 +91,32 @@ def test_a_run_starts_from_a_bundles_weights_and_its_checkpoints_win_afterwards(
         torch.testing.assert_close(again.model.state_dict()[k], v, msg=k)
     with pytest.raises(ValidationError, match="--init-from .*resolution: bundle 32, run 16"):
         Trainer(_cfg(capture, tmp_path / "d", steps=4, resolution=16, init_from=str(bundle)))
+    # the bundle it started from is named in the bundle it makes, across a resume too
+    made = load_bundle(again.save(tmp_path / "made"))[1].training
+    assert made["started_from"] == {"bundle": str(bundle), "id": load_bundle(bundle)[1].id, "steps": 4,
+                                    "commit": load_bundle(bundle)[1].training["commit"]}
+    assert made["identities"] == [capture.manifest.subject]
+
+
+def test_a_run_that_holds_out_a_person_its_starting_bundle_trained_on_is_refused(capture, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(capture.root, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["subject"] = "person-0099"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    both = [str(capture.root), str(other)]
+    first = Trainer(_cfg(capture, tmp_path / "a", steps=1, captures=both, holdout_identities=["person-0099"]))
+    first.train(progress=False)
+    bundle = first.save()
+    assert load_bundle(bundle)[1].training["identities"] == sorted([capture.manifest.subject, "person-0099"])
+    with pytest.raises(ValidationError, match=rf"trained on \['{capture.manifest.subject}'\], which this run holds out"):
+        Trainer(_cfg(capture, tmp_path / "b", steps=1, captures=both, init_from=str(bundle),
+                     holdout_identities=[capture.manifest.subject]))
+    held = Trainer(_cfg(capture, tmp_path / "c", steps=1, captures=both, init_from=str(bundle),
+                        holdout_identities=["person-0099"]))  # the same person held out: no leak
+    assert held.started_from["id"] == load_bundle(bundle)[1].id
 
 
 def test_a_run_resumes_only_with_the_objective_it_was_trained_with(capture, tmp_path):
@@ -107,6 +133,35 @@ def test_a_run_resumes_only_with_the_objective_it_was_trained_with(capture, tmp_
     with pytest.raises(ValidationError, match="started with --relative"):
         Trainer(_cfg(capture, tmp_path / "rel", steps=4, objective="regression"))
 
+
+
+def test_a_resume_refuses_what_changes_the_run_and_allows_what_only_extends_or_moves_it(capture, tmp_path):
+    """Every setting that decides what a run learns must match its checkpoint (seed, batch, hold-outs, ...);
+    a constant-rate run may be extended and its captures moved; a cosine run may not change its length.
+    A mistyped held-out camera, which would hold out nothing, is refused before anything trains."""
+    run = tmp_path / "run"
+    Trainer(_cfg(capture, run, steps=2, checkpoint_every=2)).train(progress=False)
+    for change, match in ((dict(seed=1), "seed 0, not 1"), (dict(batch=2), "batch 4, not 2"),
+                          (dict(holdout_light_every=4), "holdout_light_every 8, not 4"),
+                          (dict(lr=2e-3), "lr 0.001, not 0.002")):
+        with pytest.raises(ValidationError, match=match):
+            Trainer(_cfg(capture, run, steps=4, **change))
+    moved = tmp_path / "disk2" / capture.root.name
+    moved.parent.mkdir()
+    moved.symlink_to(capture.root, target_is_directory=True)
+    resumed = Trainer(_cfg(capture, run, steps=4, val_every=1))
+    assert resumed.step == 2
+    trained = json.loads((run / "checkpoints" / "step_0000002" / "state.json").read_text())["config"]
+    resumed.cfg.captures = [str(moved)]
+    resumed._check_resumable(trained)  # the same capture on another disk
+    with pytest.raises(ValidationError, match="captures"):
+        resumed._check_resumable({**trained, "captures": [str(tmp_path / "other")]})
+
+    Trainer(_cfg(capture, tmp_path / "cos", steps=2, checkpoint_every=2, lr_schedule="cosine")).train(progress=False)
+    with pytest.raises(ValidationError, match="steps 2, not 4 .the cosine schedule"):
+        Trainer(_cfg(capture, tmp_path / "cos", steps=4, lr_schedule="cosine"))
+    with pytest.raises(ValidationError, match=r"--holdout-cameras \['cam99'\]: not among"):
+        Trainer(_cfg(capture, tmp_path / "typo", steps=2, holdout_cameras=["cam99"]))
 
 def test_envmap_training_on_portraits_under_any_light_beats_input_x_constant(capture, tmp_path):
     """SynthLight pairs: the input is the view under a random lighting (HDRI, lamps, flat-lit, mixed),

@@ -1,7 +1,8 @@
 """Atomic writes: write next to the target under a temporary name, then rename.
 
-A reader never sees a half-written file, and a crash leaves the previous
-file (or nothing) in place, never a partial one. The finished file gets the
+A reader never sees a half-written file, and a crash, or a power loss (the data is synced
+before the rename, the folder after it), leaves the previous file (or nothing) in place, never
+a partial one. The finished file gets the
 mode a plain ``open`` would give it (0666 less the umask), not the private
 0600 of the temporary file: comp artists and farm users read relit's outputs.
 """
@@ -50,10 +51,25 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, file_mode())
+        _fsync(tmp_path)  # the bytes are on disk before the name is: a power loss leaves the old file, not an empty one
         os.replace(tmp_path, target)
+        _fsync(target.parent)  # and the rename itself
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk; a file system that cannot sync a
+    folder (some network mounts) is left to its own guarantees."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(target: str | Path, text: str) -> None:

@@ -67,7 +67,7 @@ class BundleInfo:
     subject: str | None          # subject id for subject-specific bundles, None for general ones
     training: dict               # command, commit, data provenance, steps, seconds
     licence: str                 # terms of any base weights
-    sha256: str = ""             # hash of the weight files
+    sha256: str = ""             # hash of the weights and of relit.json but provenance (bundle_sha256)
     recipe: dict = field(default_factory=lambda: json.loads(json.dumps(LEGACY_RECIPE)))
                                  # objective (its params), default sampler steps, consistency correction
     stage_coverage: list = field(default_factory=lambda: [1.0, 1.0, 1.0])  # [3] the stage's OLATs' sum /
@@ -104,11 +104,19 @@ def refuse_pickles(folder: Path) -> None:
                 "safetensors only. Convert it (load it where you trust it, save with safetensors) and remove it.")
 
 
-def weights_sha256(folder: Path) -> str:
+# relit.json fields that change no prediction: provenance, left out of the bundle's hash
+PROVENANCE_FIELDS = frozenset({"id", "training", "licence", "relit_version"})
+
+
+def bundle_sha256(folder: Path, record: dict) -> str:
+    """The hash of what a bundle predicts with: its weight files and every field of its relit.json
+    ``record`` but provenance (tone, exposures, stage calibration and coverage, recipe, ...), so a
+    hand edit of the calibration is seen by a resume, the light cache and a farm plan."""
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*.safetensors")):
         digest.update(path.relative_to(folder).as_posix().encode())
         digest.update(path.read_bytes())
+    digest.update(json.dumps({k: v for k, v in record.items() if k not in PROVENANCE_FIELDS}, sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -127,8 +135,9 @@ def save_bundle(folder: str | Path, pipe: RelightPipeline, info: BundleInfo) -> 
             pipe.scheduler.save_pretrained(tmp / "scheduler")
         pipe.codec.save(tmp)
         save_file({"null_light": pipe.model.null_light.detach().cpu().contiguous()}, tmp / "lighting.safetensors")
-        info.sha256 = weights_sha256(tmp)
-        (tmp / BUNDLE_JSON).write_text(json.dumps(info.to_json(), indent=2) + "\n")
+        record = json.loads(json.dumps(info.to_json()))  # as read_info will read it back
+        info.sha256 = bundle_sha256(tmp, record)
+        (tmp / BUNDLE_JSON).write_text(json.dumps(record, indent=2) + "\n")
         for path in [tmp, *tmp.rglob("*")]:  # mkdtemp's folder and safetensors' files are private; a bundle is shared
             os.chmod(path, file_mode(directory=path.is_dir()))
         os.replace(tmp, folder)
@@ -187,7 +196,7 @@ def read_info(folder: str | Path) -> BundleInfo:
         layout=None if layout is None else layout_from_json(layout, source=f"{path}: stage_layout"),
         stage_irradiance=data.get("stage_irradiance"),
         subject=data.get("subject"), training=data.get("training", {}), licence=data.get("licence", ""),
-        sha256=weights_sha256(folder), recipe=recipe,
+        sha256=bundle_sha256(folder, data), recipe=recipe,
         stage_coverage=[float(c) for c in data.get("stage_coverage", [1.0, 1.0, 1.0])],
         target_lighting=_target_lighting(data.get("target_lighting", "any"), path),
     )

@@ -168,6 +168,12 @@ class TrainingData:
         if unknown:
             raise ValidationError(f"--holdout-identities {unknown}: not among the capture sets' subjects "
                                   f"({len(self.subjects)}: {self.subjects[:4]}...)")
+        for flag, given, known in (("--holdout-cameras", holdout_cameras, {v.camera for v in self.views}),
+                                   ("--holdout-expressions", holdout_expressions, {v.expression for v in self.views})):
+            unknown = sorted(set(given) - known)  # a mistyped name would hold out nothing and validate on nothing
+            if unknown:
+                raise ValidationError(f"{flag} {unknown}: not among the capture sets' "
+                                      f"{flag.removeprefix('--holdout-')} ({', '.join(sorted(known))})")
         held = [i for i, v in enumerate(self.views) if v.camera in holdout_cameras
                 or v.expression in holdout_expressions or v.identity in holdout_identities]
         train = [i for i in range(len(self.views)) if i not in held]

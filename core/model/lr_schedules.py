@@ -15,3 +15,6 @@ LR_SCHEDULES: dict[str, Callable[[float], float]] = {
     "constant": lambda done: 1.0,
     "cosine": lambda done: LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * min(max(done, 0.0), 1.0))),
 }
+
+# schedules whose rates do not depend on the run's length: a resumed run may raise --steps with these alone
+LENGTH_FREE = frozenset({"constant"})

@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from .codec import CODECS
 from .conditioning import CONDITIONINGS, OLAT
 from .config import preset
 from .data import Split, TrainingData, crop_patches
-from .lr_schedules import LR_SCHEDULES
+from .lr_schedules import LENGTH_FREE, LR_SCHEDULES
 from .metrics import best_scale, psnr, ssim
 from .network import RelightModel, expand_conv_in
 from .noise import pyramid_noise
@@ -41,6 +41,22 @@ from .pipeline import RelightPipeline
 from .tone import ToneCurve
 
 log = logging.getLogger(__name__)
+
+
+# TrainConfig fields a resume may change: how long, how often, where and with what provenance, not what is
+# learned (steps too where the learning-rate schedule does not depend on the run's length: LENGTH_FREE)
+RESUME_MAY_CHANGE = frozenset({"output", "max_minutes", "val_every", "val_samples", "val_steps", "checkpoint_every",
+                               "device", "bf16", "gradient_checkpointing", "command", "sample_steps", "consistency",
+                               "init_from"})
+
+# TrainConfig fields of files and folders, compared by name on resume: a capture moved to another disk resumes
+RESUME_BY_NAME = frozenset({"captures", "environments", "multitask_images", "base_checkpoint"})
+
+
+def _names(paths: list[str] | str | None) -> list[str] | str | None:
+    if paths is None:
+        return None
+    return Path(paths).name if isinstance(paths, str) else sorted(Path(p).name for p in paths)
 
 
 @dataclass
@@ -212,6 +228,7 @@ class Trainer:
         self.ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
         self.step = 0
         self.seconds = 0.0
+        self.started_from: dict | None = None  # the --init-from bundle's provenance (kept across resumes)
         if not self._resume() and cfg.init_from:
             self._init_from(Path(cfg.init_from))
 
@@ -231,6 +248,7 @@ class Trainer:
                   tmp / "ema.safetensors")
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         state = {"step": self.step, "seconds": self.seconds, "ema_step": self.ema.optimization_step,
+                 "started_from": self.started_from,
                  "rng": self.rng.bit_generator.state,
                  "torch_rng": torch.get_rng_state().tolist(), "config": asdict(self.cfg)}
         (tmp / "state.json").write_text(json.dumps(state))
@@ -252,6 +270,15 @@ class Trainer:
             diff = ", ".join(f"{k}: bundle {theirs[k]!r}, run {ours[k]!r}" for k in ours if theirs.get(k) != ours[k])
             raise ValidationError(f"--init-from {bundle}: its model differs from this run's ({diff}); train with "
                                   "the bundle's settings or without --init-from")
+        training = info.training
+        seen = set(training.get("identities") or training.get("data", {}).get("producer", {}).get("identities")
+                   or [info.subject]) - set(training.get("config", {}).get("holdout_identities", []))
+        if leaked := sorted(seen & set(self.cfg.holdout_identities)):
+            raise ValidationError(f"--init-from {bundle}: its weights were trained on {leaked}, which this run holds "
+                                  "out, so its validation would score people it has seen; hold out people the bundle "
+                                  "held out too, or train without --init-from")
+        self.started_from = {"bundle": str(bundle), "id": info.id, "steps": training.get("steps"),
+                             "commit": training.get("commit")}
         self.model.load_state_dict(pipe.model.state_dict())
         for shadow, p in zip(self.ema.shadow_params, self.model.parameters()):
             shadow.data.copy_(p.data)
@@ -276,6 +303,7 @@ class Trainer:
         self.ema.optimization_step = int(state.get("ema_step", state["step"]))
         self.optimizer.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
         self.step, self.seconds = state["step"], state["seconds"]
+        self.started_from = state.get("started_from")
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
         log.info("resumed from %s (step %d)", last, self.step)
@@ -296,13 +324,22 @@ class Trainer:
         if relative != self.cfg.relative:
             raise ValidationError(f"{self.out}: this run was started {'with' if relative else 'without'} --relative; "
                                   f"resume it the same way or start a new run folder")
-        # what the run learns (with the value a checkpoint from before the field existed trained with)
-        for name, before in (("position", False), ("normals", False), ("target_lighting", "any"),
-                             ("multitask_task", self.cfg.multitask_task), ("subject_saturation", 0.0)):
-            if config.get(name, before) != getattr(self.cfg, name):
-                raise ValidationError(f"{self.out}: this run trains with {name} {config.get(name, before)!r}, not "
-                                      f"{getattr(self.cfg, name)!r}; resume it with the same setting or start a new "
-                                      "run folder")
+        # everything else that decides what the run learns, with the value a checkpoint from before the field
+        # existed trained with (the field's default; a derived default: the run's own)
+        defaults = {f.name: (f.default_factory() if f.default_factory is not MISSING else f.default)
+                    for f in fields(TrainConfig)}
+        defaults["multitask_task"] = self.cfg.multitask_task
+        for name, before in defaults.items():
+            if name in RESUME_MAY_CHANGE or (name == "steps" and self.cfg.lr_schedule in LENGTH_FREE):
+                continue
+            trained, given = config.get(name, before), getattr(self.cfg, name)
+            if name in RESUME_BY_NAME:  # moved data still resumes; other data does not
+                trained, given = _names(trained), _names(given)
+            if trained != given:
+                why = (f" (the {self.cfg.lr_schedule} schedule's rates follow the run's length)" if name == "steps"
+                       else "")
+                raise ValidationError(f"{self.out}: this run trains with {name} {trained!r}, not {given!r}{why}; "
+                                      "resume it with the same setting or start a new run folder")
 
     # --- one step --------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, views: list[int]) -> dict:
@@ -545,6 +582,7 @@ class Trainer:
             stage_irradiance=self.data.irradiance.round(8).tolist(), subject=self.data.subject,
             training={"command": self.cfg.command, "commit": git_hash(), "steps": self.step,
                       "seconds": round(self.seconds, 1), "config": asdict(self.cfg),
+                      "identities": self.data.subjects, "started_from": self.started_from,
                       "data": {"captures": list(self.cfg.captures), "subject": self.data.subject,
                                "image_size": self.data.image_size,
                                "views": len(self.data.views), "lights": len(self.data.layout),
