@@ -310,21 +310,28 @@ def _outputs(job: RelightJob, folder: Path, frame: int) -> list[Path]:
            ([output_path(job, folder, frame, True)] if job.basis else [])
 
 
-def _matching(job: RelightJob, source: FrameSource, job_digest: str, folder: Path, frames: set[int]) -> set[int]:
-    """Those of ``frames`` whose every output in ``folder`` exists and carries this job's input hash."""
+def _matching(job: RelightJob, source: FrameSource, job_digest: str, folder: Path,
+              frames: set[int]) -> tuple[set[int], set[int]]:
+    """(done, foreign) among ``frames``: done, those whose every output in ``folder`` exists and carries
+    this job's input hash; foreign, those with an output made from other inputs. A frame with some
+    outputs missing and the rest this job's (a run killed between a frame's basis and its passes) is
+    neither: it is made again in the same folder."""
+    done, foreign, previous = set(), set(), None
     if not frames:
-        return set()
-    done, previous = set(), None
+        return done, foreign
     for frame, _, prepared, noise in source:
         digest = previous = _chained(_frame_digest(job_digest, prepared, noise), previous, job.temporal)
         if frame not in frames:
             continue
-        paths = _outputs(job, folder, frame)
-        if all(p.exists() and read_metadata(p).get("input_hash") == digest for p in paths):
+        present = [p for p in _outputs(job, folder, frame) if p.exists()]
+        if any(read_metadata(p).get("input_hash") != digest for p in present):
+            log.info("%s: frame %d was made from other inputs", folder, frame)
+            foreign.add(frame)
+        elif len(present) == len(_outputs(job, folder, frame)):
             done.add(frame)
         else:
-            log.info("%s: frame %d was made from other inputs", folder, frame)
-    return done
+            log.info("%s: frame %d is incomplete (a killed run); it is made again", folder, frame)
+    return done, foreign
 
 
 def _recorded_digest(folder: Path) -> str | None:
@@ -350,8 +357,9 @@ def _choose_folder(job: RelightJob, source: FrameSource, job_digest: str) -> tup
             if same:
                 return folder, set()
             continue
-        if _matching(job, source, job_digest, folder, held) == held:
-            return folder, held
+        done, foreign = _matching(job, source, job_digest, folder, held)
+        if not foreign:
+            return folder, done
     return None, set()
 
 
@@ -471,7 +479,7 @@ def run_relight(job: RelightJob, progress: Callable[[ProgressEvent], None] | Non
     if job.folder is not None:  # a farm unit: the plan chose the version folder, other units share it
         folder = Path(job.folder)
         folder.mkdir(parents=True, exist_ok=True)
-        done = _matching(job, source, job_digest, folder, set(source.frames))
+        done = _matching(job, source, job_digest, folder, set(source.frames))[0]
     else:
         folder, done = _choose_folder(job, source, job_digest)
         if folder is None:

@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import OpenEXR
@@ -271,3 +272,22 @@ def test_an_atomic_write_syncs_its_data_before_the_rename_and_the_folder_after(t
     tmp = events[1][1]
     assert events == [("fsync", tmp), ("replace", tmp), ("fsync", str(tmp_path))], events
     assert (tmp_path / "a.json").read_text() == "{}"
+
+
+def test_a_bundle_is_renamed_into_place_only_once_every_file_of_it_is_synced(tmp_path, monkeypatch, bundle):
+    """A folder (a bundle, a training checkpoint) is synced file by file, then the folder, before its
+    rename, and its parent after: a power loss never leaves a bundle with empty weight files."""
+    from core.io import atomic
+    from core.model.bundle import read_info, save_bundle
+    from tests.test_model import tiny_pipe
+
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (events.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                        real_fsync(fd)))
+    monkeypatch.setattr(atomic.os, "replace", lambda src, dst: (events.append(("replace", os.fspath(dst))),
+                                                                real_replace(src, dst)))
+    folder = save_bundle(tmp_path / "b", tiny_pipe(), read_info(bundle))
+    rename = events.index(("replace", str(folder)))
+    synced = {Path(e).name for e in events[:rename]}
+    assert synced >= {p.name for p in folder.rglob("*")} and len(synced) > 5, synced
+    assert events[rename + 1:] == [str(tmp_path)]

@@ -573,3 +573,19 @@ def test_a_hand_edit_of_a_bundles_calibration_is_seen_by_a_rerun_and_an_edit_of_
     assert read_info(copy).sha256 != sha
     edited = run_relight(_job(copy, plates, tmp_path / "out"))
     assert edited.folder == tmp_path / "out" / "v002" and not any(f.skipped for f in edited.frames)
+
+
+def test_a_frame_killed_between_its_basis_and_its_passes_is_made_again_in_the_same_version(tmp_path, bundle):
+    """A run that writes the OLAT basis and the passes, killed after frame 2's basis file: the rerun keeps
+    its version, skips frame 1 and makes frame 2 again, with the bytes an uninterrupted run writes."""
+    plates = _plates(tmp_path, [1, 2])
+    first = run_relight(_job(bundle, plates, tmp_path / "out", basis=True))
+    folder = first.folder
+    written = {p.name: p.read_bytes() for p in folder.glob("*.exr")}
+    assert len(written) == 4
+    assert (folder / "relit_basis.0002.exr").exists()
+    (folder / "relit.0002.exr").unlink()  # the kill: frame 2's basis is on disk, its passes are not
+    again = run_relight(_job(bundle, plates, tmp_path / "out", basis=True))
+    assert again.folder == folder and [f.skipped for f in again.frames] == [True, False]
+    assert {p.name: p.read_bytes() for p in folder.glob("*.exr")} == written
+    assert not (tmp_path / "out" / "v002").exists()

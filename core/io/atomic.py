@@ -51,9 +51,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, file_mode())
-        _fsync(tmp_path)  # the bytes are on disk before the name is: a power loss leaves the old file, not an empty one
-        os.replace(tmp_path, target)
-        _fsync(target.parent)  # and the rename itself
+        replace_synced(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -70,6 +68,16 @@ def _fsync(path: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def replace_synced(tmp: Path, target: Path) -> None:
+    """Rename a finished temporary file or folder over ``target``, durably: its bytes (every file of a
+    folder) are on disk before the name is, so a power loss leaves the old file, not an empty one under
+    the new name; then the parent folder's entry (the rename itself)."""
+    for path in ([*tmp.rglob("*"), tmp] if tmp.is_dir() else [tmp]):
+        _fsync(path)
+    os.replace(tmp, target)
+    _fsync(target.parent)
 
 
 def atomic_write_text(target: str | Path, text: str) -> None:

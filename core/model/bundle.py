@@ -27,7 +27,7 @@ import torch
 
 from .._version import __version__
 from ..errors import RelitIOError, ValidationError
-from ..io.atomic import file_mode
+from ..io.atomic import file_mode, replace_synced
 from ..io.plates import GENERAL_SUBJECT
 from ..lighting.layout import StageLayout, layout_from_json
 from .consistency import CONSISTENCY
@@ -140,7 +140,7 @@ def save_bundle(folder: str | Path, pipe: RelightPipeline, info: BundleInfo) -> 
         (tmp / BUNDLE_JSON).write_text(json.dumps(record, indent=2) + "\n")
         for path in [tmp, *tmp.rglob("*")]:  # mkdtemp's folder and safetensors' files are private; a bundle is shared
             os.chmod(path, file_mode(directory=path.is_dir()))
-        os.replace(tmp, folder)
+        replace_synced(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -23,6 +23,7 @@ import torch
 from .._version import git_hash
 from ..data.capture import open_captures
 from ..errors import RelitError, ValidationError
+from ..io.atomic import replace_synced
 from ..lighting.random_lighting import TARGET_LIGHTINGS, LightingMix
 from .bundle import BundleInfo, check_device, save_bundle
 from .codec import CODECS
@@ -252,7 +253,7 @@ class Trainer:
                  "rng": self.rng.bit_generator.state,
                  "torch_rng": torch.get_rng_state().tolist(), "config": asdict(self.cfg)}
         (tmp / "state.json").write_text(json.dumps(state))
-        tmp.replace(folder)
+        replace_synced(tmp, folder)
         return folder
 
     def _init_from(self, bundle: Path) -> None:
