@@ -94,8 +94,9 @@ def test_a_run_starts_from_a_bundles_weights_and_its_checkpoints_win_afterwards(
     # the bundle it started from is named in the bundle it makes, across a resume too
     made = load_bundle(again.save(tmp_path / "made"))[1].training
     assert made["started_from"] == {"bundle": str(bundle), "id": load_bundle(bundle)[1].id, "steps": 4,
-                                    "commit": load_bundle(bundle)[1].training["commit"]}
-    assert made["identities"] == [capture.manifest.subject]
+                                    "commit": load_bundle(bundle)[1].training["commit"],
+                                    "people_seen": [capture.manifest.subject]}
+    assert made["identities"] == made["people_seen"] == [capture.manifest.subject]
 
 
 def test_a_run_that_holds_out_a_person_its_starting_bundle_trained_on_is_refused(capture, tmp_path):
@@ -117,6 +118,20 @@ def test_a_run_that_holds_out_a_person_its_starting_bundle_trained_on_is_refused
     held = Trainer(_cfg(capture, tmp_path / "c", steps=1, captures=both, init_from=str(bundle),
                         holdout_identities=["person-0099"]))  # the same person held out: no leak
     assert held.started_from["id"] == load_bundle(bundle)[1].id
+    # a chain: a bundle trained on person-0099 alone, started from the first, has seen both people
+    second = Trainer(_cfg(capture, tmp_path / "d", steps=1, captures=[str(other)], init_from=str(bundle)))
+    second.train(progress=False)
+    chained = second.save()
+    assert load_bundle(chained)[1].training["people_seen"] == sorted([capture.manifest.subject, "person-0099"])
+    with pytest.raises(ValidationError, match=rf"trained on \['{capture.manifest.subject}'\], which this run holds out"):
+        Trainer(_cfg(capture, tmp_path / "e", steps=1, captures=both, init_from=str(chained),
+                     holdout_identities=[capture.manifest.subject]))
+    # a capture folder of the same name holding another person is other data: its run does not resume on it
+    renamed = tmp_path / "elsewhere" / capture.root.name
+    shutil.copytree(other, renamed)
+    Trainer(_cfg(capture, tmp_path / "f", steps=2, checkpoint_every=2)).train(progress=False)
+    with pytest.raises(ValidationError, match="trained on .* views of 1 subject.*captures given hold"):
+        Trainer(_cfg(capture, tmp_path / "f", steps=4, captures=[str(renamed)]))
 
 
 def test_a_run_resumes_only_with_the_objective_it_was_trained_with(capture, tmp_path):
@@ -157,9 +172,22 @@ def test_a_resume_refuses_what_changes_the_run_and_allows_what_only_extends_or_m
     with pytest.raises(ValidationError, match="captures"):
         resumed._check_resumable({**trained, "captures": [str(tmp_path / "other")]})
 
+    with pytest.raises(ValidationError, match="lr_schedule 'constant', not 'cosine'"):  # the cause, not the length
+        Trainer(_cfg(capture, run, steps=4, lr_schedule="cosine"))
+    assert Trainer(_cfg(capture, run, steps=4, environments=["forest"])).step == 2  # an olat run reads no HDRIs
     Trainer(_cfg(capture, tmp_path / "cos", steps=2, checkpoint_every=2, lr_schedule="cosine")).train(progress=False)
     with pytest.raises(ValidationError, match="steps 2, not 4 .the cosine schedule"):
         Trainer(_cfg(capture, tmp_path / "cos", steps=4, lr_schedule="cosine"))
+    # a checkpoint from before several captures (its config names one "capture") resumes
+    state = run / "checkpoints" / "step_0000002" / "state.json"
+    record = json.loads(state.read_text())
+    config = record["config"]
+    state.write_text(json.dumps({**record, "config": {**{k: v for k, v in config.items() if k != "captures"},
+                                                      "capture": config["captures"][0]}}))
+    assert Trainer(_cfg(capture, run, steps=4)).step == 2
+    state.write_text(json.dumps({k: v for k, v in record.items() if k not in ("config", "data")}))
+    with pytest.raises(ValidationError, match="'diffusion' objective"):  # the oldest runs: a clear refusal
+        Trainer(_cfg(capture, run, steps=4))
     with pytest.raises(ValidationError, match=r"--holdout-cameras \['cam99'\]: not among"):
         Trainer(_cfg(capture, tmp_path / "typo", steps=2, holdout_cameras=["cam99"]))
 

@@ -16,6 +16,11 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 from ..errors import RelitIOError
 
 PARTIAL = ".partial"  # marks temporary files; a killed writer may leave one behind
@@ -39,8 +44,9 @@ def file_mode(directory: bool = False) -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target`` (same suffix); rename it over ``target`` on success."""
+def atomic_path(target: str | Path, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``target`` (same suffix); rename it over ``target`` on success.
+    ``durable``: synced to the disk too (replace_synced); False for files a run can make again (a cache)."""
     target = Path(target)
     if target.is_dir():
         raise RelitIOError(f"{target}: is a folder; give the path of the file to write")
@@ -51,21 +57,46 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, file_mode())
-        replace_synced(tmp_path, target)
+        if durable:
+            replace_synced(tmp_path, target)
+        else:
+            os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file's (or a folder's entries') data to the disk; a file system that cannot sync a
-    folder (some network mounts) is left to its own guarantees."""
-    fd = os.open(path, os.O_RDONLY)
+def _sync_file(path: Path) -> None:
+    """Flush a file's data to the disk: through a writable handle (Windows flushes only those), with
+    macOS's full flush where the platform has one (its plain fsync stops at the drive's cache)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except PermissionError:  # a read-only file (a strict umask): POSIX syncs through any handle
+        fd = os.open(path, os.O_RDONLY)
+    try:
+        full = getattr(fcntl, "F_FULLFSYNC", None) if fcntl is not None else None
+        if full is not None:
+            fcntl.fcntl(fd, full)
+        else:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_folder(path: Path) -> None:
+    """Flush a folder's entries (a rename into it) where the platform can: Windows cannot open a folder
+    (NTFS journals its entries itself), and a file system that refuses (some network mounts, a folder
+    without read permission) is left to its own guarantees."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
     except OSError:
-        if not path.is_dir():
-            raise
+        pass
     finally:
         os.close(fd)
 
@@ -75,9 +106,9 @@ def replace_synced(tmp: Path, target: Path) -> None:
     folder) are on disk before the name is, so a power loss leaves the old file, not an empty one under
     the new name; then the parent folder's entry (the rename itself)."""
     for path in ([*tmp.rglob("*"), tmp] if tmp.is_dir() else [tmp]):
-        _fsync(path)
+        _sync_folder(path) if path.is_dir() else _sync_file(path)
     os.replace(tmp, target)
-    _fsync(target.parent)
+    _sync_folder(target.parent)
 
 
 def atomic_write_text(target: str | Path, text: str) -> None:

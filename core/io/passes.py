@@ -27,7 +27,7 @@ META_PREFIX = "relit/"
 class PassMetadata:
     rig: dict                    # the LightRig JSON the frame was lit with
     bundle_id: str = ""          # model bundle identifier
-    bundle_sha256: str = ""      # hash of the bundle's weights
+    bundle_sha256: str = ""      # hash of what the bundle predicts with (core.model.bundle.bundle_sha256)
     objective: str = ""          # what the bundle's network was trained for (refine, diffusion, flow)
     sampler: str = ""            # e.g. "ddim"
     steps: int = 0               # sampler steps

@@ -109,11 +109,13 @@ PROVENANCE_FIELDS = frozenset({"id", "training", "licence", "relit_version"})
 
 
 def bundle_sha256(folder: Path, record: dict) -> str:
-    """The hash of what a bundle predicts with: its weight files and every field of its relit.json
-    ``record`` but provenance (tone, exposures, stage calibration and coverage, recipe, ...), so a
-    hand edit of the calibration is seen by a resume, the light cache and a farm plan."""
+    """The hash of what a bundle predicts with: its weight files, its parts' configs (network, scheduler,
+    codec) and every field of its relit.json ``record`` but provenance (tone, exposures, stage calibration
+    and coverage, recipe, ...), so a hand edit of any of them is seen by a resume, the light cache and a
+    farm plan."""
     digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*.safetensors")):
+    parts = [p for p in folder.rglob("*") if p.suffix in (".safetensors", ".json") and p.name != BUNDLE_JSON]
+    for path in sorted(parts):
         digest.update(path.relative_to(folder).as_posix().encode())
         digest.update(path.read_bytes())
     digest.update(json.dumps({k: v for k, v in record.items() if k not in PROVENANCE_FIELDS}, sort_keys=True).encode())

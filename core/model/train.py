@@ -8,6 +8,7 @@ checkpoints and resume.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from .._version import git_hash
 from ..data.capture import open_captures
 from ..errors import RelitError, ValidationError
 from ..io.atomic import replace_synced
+from ..io.plates import GENERAL_SUBJECT
 from ..lighting.random_lighting import TARGET_LIGHTINGS, LightingMix
 from .bundle import BundleInfo, check_device, save_bundle
 from .codec import CODECS
@@ -51,13 +53,28 @@ RESUME_MAY_CHANGE = frozenset({"output", "max_minutes", "val_every", "val_sample
                                "init_from"})
 
 # TrainConfig fields of files and folders, compared by name on resume: a capture moved to another disk resumes
+# (what the captures hold is compared too: _data_fingerprint)
 RESUME_BY_NAME = frozenset({"captures", "environments", "multitask_images", "base_checkpoint"})
+# TrainConfig fields only environment-lit (envmap) runs read: an olat run's checkpoint is not compared on them
+ENVIRONMENT_ONLY = frozenset({"environments", "source_tint", "subject_saturation", "target_lighting"})
 
 
-def _names(paths: list[str] | str | None) -> list[str] | str | None:
+def _names(paths: list[str] | str | None) -> list[str] | str | None:  # in their order (it orders the data)
     if paths is None:
         return None
-    return Path(paths).name if isinstance(paths, str) else sorted(Path(p).name for p in paths)
+    return Path(paths).name if isinstance(paths, str) else [Path(p).name for p in paths]
+
+
+def people_seen(info: BundleInfo) -> set[str] | None:
+    """The people whose images trained a bundle's weights (those of the bundles it started from too,
+    where recorded); None when the bundle does not say (a general bundle from before they were recorded)."""
+    training = info.training
+    if "people_seen" in training:
+        return set(training["people_seen"])
+    identities = training.get("identities") or training.get("data", {}).get("producer", {}).get("identities")
+    if identities:
+        return set(identities) - set(training.get("config", {}).get("holdout_identities", []))
+    return {info.subject} if info.subject and info.subject != GENERAL_SUBJECT else None
 
 
 @dataclass
@@ -249,7 +266,7 @@ class Trainer:
                   tmp / "ema.safetensors")
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         state = {"step": self.step, "seconds": self.seconds, "ema_step": self.ema.optimization_step,
-                 "started_from": self.started_from,
+                 "started_from": self.started_from, "data": self._data_fingerprint(),
                  "rng": self.rng.bit_generator.state,
                  "torch_rng": torch.get_rng_state().tolist(), "config": asdict(self.cfg)}
         (tmp / "state.json").write_text(json.dumps(state))
@@ -271,15 +288,17 @@ class Trainer:
             diff = ", ".join(f"{k}: bundle {theirs[k]!r}, run {ours[k]!r}" for k in ours if theirs.get(k) != ours[k])
             raise ValidationError(f"--init-from {bundle}: its model differs from this run's ({diff}); train with "
                                   "the bundle's settings or without --init-from")
-        training = info.training
-        seen = set(training.get("identities") or training.get("data", {}).get("producer", {}).get("identities")
-                   or [info.subject]) - set(training.get("config", {}).get("holdout_identities", []))
-        if leaked := sorted(seen & set(self.cfg.holdout_identities)):
+        seen = people_seen(info)
+        if seen is None and self.cfg.holdout_identities:
+            raise ValidationError(f"--init-from {bundle}: it does not record which people trained it, so this run's "
+                                  "held-out people may have been seen; train without --init-from or without "
+                                  "--holdout-identities")
+        if leaked := sorted((seen or set()) & set(self.cfg.holdout_identities)):
             raise ValidationError(f"--init-from {bundle}: its weights were trained on {leaked}, which this run holds "
                                   "out, so its validation would score people it has seen; hold out people the bundle "
                                   "held out too, or train without --init-from")
-        self.started_from = {"bundle": str(bundle), "id": info.id, "steps": training.get("steps"),
-                             "commit": training.get("commit")}
+        self.started_from = {"bundle": str(bundle), "id": info.id, "steps": info.training.get("steps"),
+                             "commit": info.training.get("commit"), "people_seen": sorted(seen or ())}
         self.model.load_state_dict(pipe.model.state_dict())
         for shadow, p in zip(self.ema.shadow_params, self.model.parameters()):
             shadow.data.copy_(p.data)
@@ -295,6 +314,7 @@ class Trainer:
         last = done[-1]
         state = json.loads((last / "state.json").read_text())
         self._check_resumable(state.get("config", {}))
+        self._check_same_data(state.get("data"))
         self.model.load_state_dict(load_file(last / "model.safetensors"))
         ema = load_file(last / "ema.safetensors")
         for i, p in enumerate(self.ema.shadow_params):
@@ -330,17 +350,37 @@ class Trainer:
         defaults = {f.name: (f.default_factory() if f.default_factory is not MISSING else f.default)
                     for f in fields(TrainConfig)}
         defaults["multitask_task"] = self.cfg.multitask_task
-        for name, before in defaults.items():
-            if name in RESUME_MAY_CHANGE or (name == "steps" and self.cfg.lr_schedule in LENGTH_FREE):
+        if "captures" not in config and "capture" in config:  # a run from before several capture sets
+            config = {**config, "captures": [config["capture"]]}
+        for name in [n for n in defaults if n != "steps"] + ["steps"]:  # a schedule before the length it follows
+            if (name in RESUME_MAY_CHANGE or (name == "steps" and self.cfg.lr_schedule in LENGTH_FREE)
+                    or (name in ENVIRONMENT_ONLY and not self.environment_lit)
+                    or (name not in config and defaults[name] is MISSING)):  # not recorded: the data decides
                 continue
-            trained, given = config.get(name, before), getattr(self.cfg, name)
-            if name in RESUME_BY_NAME:  # moved data still resumes; other data does not
-                trained, given = _names(trained), _names(given)
-            if trained != given:
-                why = (f" (the {self.cfg.lr_schedule} schedule's rates follow the run's length)" if name == "steps"
-                       else "")
+            trained, given = config.get(name, defaults[name]), getattr(self.cfg, name)
+            same = _names(trained) == _names(given) if name in RESUME_BY_NAME else trained == given
+            if not same:
+                why = {"steps": f" (the {self.cfg.lr_schedule} schedule's rates follow the run's length)"}.get(
+                    name, " (compared by name, in order)" if name in RESUME_BY_NAME else "")
                 raise ValidationError(f"{self.out}: this run trains with {name} {trained!r}, not {given!r}{why}; "
                                       "resume it with the same setting or start a new run folder")
+
+    def _data_fingerprint(self) -> dict:
+        """What the captures hold, as a resume compares it: subjects, views and stage lights (a capture
+        folder of the same name with other people or views is other data)."""
+        views = [[v.identity, v.camera, v.frame, v.expression] for v in self.data.views]
+        digest = hashlib.sha256(json.dumps([views, self.data.layout.names]).encode()).hexdigest()
+        return {"subjects": len(self.data.subjects), "views": len(views), "lights": len(self.data.layout),
+                "sha256": digest}
+
+    def _check_same_data(self, recorded: dict | None) -> None:
+        ours = self._data_fingerprint()
+        if recorded is not None and recorded["sha256"] != ours["sha256"]:
+            raise ValidationError(f"{self.out}: this run trained on {recorded['views']} views of "
+                                  f"{recorded['subjects']} subject(s) and {recorded['lights']} stage lights; the "
+                                  f"captures given hold {ours['views']} views of {ours['subjects']} and "
+                                  f"{ours['lights']} lights. Resume it with the same captures or start a new run "
+                                  "folder")
 
     # --- one step --------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, views: list[int]) -> dict:
@@ -584,6 +624,8 @@ class Trainer:
             training={"command": self.cfg.command, "commit": git_hash(), "steps": self.step,
                       "seconds": round(self.seconds, 1), "config": asdict(self.cfg),
                       "identities": self.data.subjects, "started_from": self.started_from,
+                      "people_seen": sorted(set(self.data.subjects) - set(self.cfg.holdout_identities)
+                                            | set((self.started_from or {}).get("people_seen", []))),
                       "data": {"captures": list(self.cfg.captures), "subject": self.data.subject,
                                "image_size": self.data.image_size,
                                "views": len(self.data.views), "lights": len(self.data.layout),

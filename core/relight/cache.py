@@ -75,7 +75,7 @@ class LightCache:
 
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(image, dtype=np.float32), allow_pickle=False)
-        with atomic_path(self._path(key)) as tmp:
+        with atomic_path(self._path(key), durable=False) as tmp:  # a cache: made again if lost
             tmp.write_bytes(buffer.getvalue())
 
     def evict(self) -> int:
