@@ -236,3 +236,19 @@ def test_a_temporal_job_is_planned_only_as_whole_sequences(tmp_path, bundle):
         plan_job(job, chunk=3, light_chunk=8)
     plan = plan_job(job, chunk=3)
     assert [u.frames for u in plan.units] == [[1, 2, 3]]
+
+
+def test_ray_starts_the_workers_the_cluster_has_room_for_and_says_when_it_has_none(tmp_path, bundle, ray_local,
+                                                                                    caplog):
+    """Workers that cannot start (the cluster has no free CPU for them) no longer hang the run: it starts
+    those that fit and says so; a worker larger than the whole cluster is a clear error at once."""
+    import core.farm.ray_runner as runner
+    from core.errors import RelitError
+
+    ray_local.init(num_cpus=1, include_dashboard=False, log_to_driver=False)  # room for one worker of one CPU
+    plan = plan_job(_job(bundle, tmp_path, tmp_path / "out", frames=(1, 2)), chunk=1)
+    report = runner.run_plan_ray(plan, workers=2, cpus=1, threads=1, progress=False)
+    assert len(report.workers) == 1 and not report.failed and len(report.done) == 2
+    assert "1 free CPU(s): 1 worker(s) of 1 CPU(s) instead of 2" in caplog.text
+    with pytest.raises(RelitError, match="asks for 2 CPU.s. and the cluster has 1"):
+        runner.run_plan_ray(plan, workers=1, cpus=2, threads=1, progress=False)

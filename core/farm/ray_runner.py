@@ -17,11 +17,14 @@ from typing import Callable
 
 import ray
 
+from ..errors import RelitError
 from ..io.atomic import STALE_AFTER_S, remove_stale_partials
 from ..relight.cache import CACHE_DIR
 from .units import Plan, run_unit
 
 log = logging.getLogger(__name__)
+
+WORKER_START_S = 300.0  # how long a worker may take to start (a bundle to load) before a run goes on without it
 
 
 def _connect(address: str | None, workers: int, cpus: int, gpus: float) -> None:
@@ -95,13 +98,35 @@ def run_plan_ray(plan: Plan, address: str | None = None, workers: int = 2, cpus:
     options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
     report = FarmReport()
 
-    def start_actor():
-        actor = UnitRunner.options(**options).remote(payload, threads)
-        info = ray.get(actor.info.remote())
-        report.workers[info["pid"]] = info["loads"]
-        return actor, info["pid"]
+    def start_actors(n: int) -> list[tuple]:  # [(actor, pid)] of those of n new workers that started in time
+        actors = [UnitRunner.options(**options).remote(payload, threads) for _ in range(n)]
+        infos = {actor.info.remote(): actor for actor in actors}
+        ready, late = ray.wait(list(infos), num_returns=n, timeout=WORKER_START_S)
+        for future in late:
+            ray.kill(infos[future])
+            log.warning("a worker did not start within %.0f s (the cluster has no free %s?); going on without it",
+                        WORKER_START_S, f"{gpus} GPU" if gpus else f"{cpus} CPU(s)")
+        started_ = []
+        for future in ready:
+            info = ray.get(future)
+            report.workers[info["pid"]] = info["loads"]
+            started_.append((infos[future], info["pid"]))
+        return started_
 
-    idle = [start_actor() for _ in range(workers)]
+    total, free = ray.cluster_resources().get("CPU", 0), ray.available_resources().get("CPU", 0)
+    if total < cpus:
+        raise RelitError(f"each Ray worker asks for {cpus} CPU(s) and the cluster has {total:g}: ask for fewer "
+                         "(--cpus) or join a larger cluster (--address)")
+    if free < workers * cpus:  # start what fits now (at least one: a busy cluster may free CPUs meanwhile)
+        fits = max(1, int(free // cpus))
+        log.warning("the cluster has %g free CPU(s): %d worker(s) of %d CPU(s) instead of %d", free, fits, cpus,
+                    workers)
+        workers = min(workers, fits)
+    idle = start_actors(workers)
+    if not idle:
+        raise RelitError(f"no Ray worker started within {WORKER_START_S:.0f} s: each needs {cpus} CPU(s)"
+                         f"{f' and {gpus} GPU' if gpus else ''} free on the cluster; check `ray status` or ask for "
+                         "less (--cpus)")
     report.startup_s = time.perf_counter() - started
     tries = {u.index: 0 for u in plan.units}
     finished: set[int] = set()
@@ -123,6 +148,11 @@ def run_plan_ray(plan: Plan, address: str | None = None, workers: int = 2, cpus:
             tries[i] += 1
             running[actor.run.remote(i)] = (i, actor, pid)
         if not running:
+            if not idle:  # every worker died and none could be started again: the rest cannot run
+                for i in list(queue):
+                    queue.remove(i)
+                    report.failed.append({"unit": i, "command": plan.units[i].command, "attempts": tries[i],
+                                          "error": "not run: no Ray worker left (none could be started again)"})
             continue
         done, _ = ray.wait(list(running), num_returns=1)
         future = done[0]
@@ -131,7 +161,7 @@ def run_plan_ray(plan: Plan, address: str | None = None, workers: int = 2, cpus:
             result = ray.get(future)
         except ray.exceptions.RayActorError as e:  # the worker died: replace it, retry its unit
             log.warning("worker %d died running unit %d (%s); retrying on a new worker", pid, i, type(e).__name__)
-            idle.append(start_actor())
+            idle += start_actors(1)
             _retry_or_fail(report, plan, i, tries, attempts, queue, f"worker {pid} died: {e}")
             continue
         except ray.exceptions.RayTaskError as e:
