@@ -31,6 +31,7 @@ from .model.metrics import psnr
 log = logging.getLogger(__name__)
 
 DEMO_HDRI, DEMO_ROTATION = "forest", (0.0, 0.0, math.radians(30))
+DEMO_SAMPLES = 256  # Cycles samples of the demo's renders where the bundle does not record its capture's
 
 
 PHOTO_KEY = (-0.8, 0.25, 0.55)  # camera frame: a key from camera-left (mirrored in x for the right)
@@ -91,14 +92,18 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     res = info.config.resolution
     # the plate at the size of the training captures, so relit relight frames it as training did
     # (bundles from before training framed views like relight trained on whole frames at their own size)
-    plate_res = int(info.training.get("data", {}).get("image_size", res))
+    data = info.training.get("data", {})
+    plate_res = int(data.get("image_size", res))
+    # and at the samples of the training renders: the plate has the grain the model learned from, and a
+    # 256-px demo renders in half the time (bundles that do not record them: 256)
+    samples = int(data.get("producer", {}).get("config", {}).get("samples", DEMO_SAMPLES))
     # checked before the renders: 0 steps (the mean pass alone) is a refine bundle's
     steps = (int(info.recipe["steps"]) if steps is None
              else make_objective(info.recipe["objective"]).check_steps(steps, "--steps"))
     # 1. a held-out view: the frontal camera (the training arc has no 0-degree camera); flat-lit and the
     # HDRI, no OLATs: the truth of the stage lights is rendered below, one render per light mix
     cfg = SynthConfig(subject=kind, seed=int(seed_of_subject), views=1, frames=1, layout=str(out / "stage.json"),
-                      resolution=plate_res, samples=256, hdris=[DEMO_HDRI], rotations=[list(DEMO_ROTATION)],
+                      resolution=plate_res, samples=samples, hdris=[DEMO_HDRI], rotations=[list(DEMO_ROTATION)],
                       olats=False)
     out.mkdir(parents=True, exist_ok=True)
     import json

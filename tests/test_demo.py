@@ -52,6 +52,13 @@ def test_demo_writes_passes_and_a_contact_sheet(tmp_path):
     steps = int(read_info(BUNDLE).recipe["steps"])
     assert meta["steps"] == steps and meta["bundle_id"] == read_info(BUNDLE).id
     assert (tmp_path / "demo" / "relit" / "v001" / "contact_sheet.png").exists() and sheet.endswith(".png")
+    # the subject is rendered again at the size and Cycles samples of the bundle's training renders
+    from core.data.capture import CaptureSet
+
+    rendered = CaptureSet(tmp_path / "demo" / "subject").manifest.extra["config"]
+    trained_on = read_info(BUNDLE).training["data"]
+    assert (rendered["resolution"], rendered["samples"]) == (trained_on["image_size"],
+                                                             trained_on["producer"]["config"]["samples"])
     # clean silhouettes: a relit light has no more coloured edge specks than Cycles' own render of it
     # (at the recipe's sampling, its mean pass; three steps' residual grain made 48 on the rim, Cycles none)
     from core.io.images import read_rgb

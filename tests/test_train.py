@@ -95,7 +95,8 @@ def test_a_run_starts_from_a_bundles_weights_and_its_checkpoints_win_afterwards(
     made = load_bundle(again.save(tmp_path / "made"))[1].training
     assert made["started_from"] == {"bundle": str(bundle), "id": load_bundle(bundle)[1].id, "steps": 4,
                                     "commit": load_bundle(bundle)[1].training["commit"],
-                                    "people_seen": [capture.manifest.subject]}
+                                    "people_seen": [capture.manifest.subject],
+                                    "held_out": load_bundle(bundle)[1].training["held_out"]}
     assert made["identities"] == made["people_seen"] == [capture.manifest.subject]
 
 
@@ -133,6 +134,49 @@ def test_a_run_that_holds_out_a_person_its_starting_bundle_trained_on_is_refused
     Trainer(_cfg(capture, tmp_path / "f", steps=2, checkpoint_every=2)).train(progress=False)
     with pytest.raises(ValidationError, match="trained on .* views of 1 subject.*captures given hold"):
         Trainer(_cfg(capture, tmp_path / "f", steps=4, captures=[str(renamed)]))
+
+
+def test_a_run_that_holds_out_lights_or_expressions_its_starting_bundle_trained_on_is_refused(capture, tmp_path):
+    """Of the people both trained on, a run started from a bundle may hold out only what that bundle held
+    out (its validation would score views and lights the weights have seen); a chain keeps what none saw."""
+    import shutil
+
+    two = tmp_path / "two"  # the capture with its second frame named another expression
+    shutil.copytree(capture.root, two)
+    manifest = json.loads((two / "manifest.json").read_text())
+    manifest["frames"][1]["expression"] = "jaw_open"
+    (two / "manifest.json").write_text(json.dumps(manifest))
+
+    def cfg(out, **kw):
+        return _cfg(capture, out, captures=[str(two)], **kw)
+
+    first = Trainer(cfg(tmp_path / "a", steps=1))  # every 8th light held out, from the 4th
+    first.train(progress=False)
+    bundle = first.save()
+    info = load_bundle(bundle)[1]
+    lights = [info.layout.names[i] for i in range(4, len(info.layout), 8)]
+    assert info.training["held_out"] == {"cameras": [], "expressions": [], "lights": lights}
+    seen = info.layout.names[2]  # every 4th light from the 2nd: the bundle trained on it
+    with pytest.raises(ValidationError, match=rf"under lights \['{seen}'.*which this run holds out"):
+        Trainer(cfg(tmp_path / "b", steps=1, init_from=str(bundle), holdout_light_every=4))
+    expression = first.data.views[0].expression
+    with pytest.raises(ValidationError, match=rf"under expressions \['{expression}'\]"):
+        Trainer(cfg(tmp_path / "c", steps=1, init_from=str(bundle), holdout_expressions=[expression]))
+    # the same lights held out: no leak; the chain records what neither of them saw
+    same = Trainer(cfg(tmp_path / "d", steps=1, init_from=str(bundle), holdout_lights=lights[:2]))
+    same.train(progress=False)
+    assert load_bundle(same.save())[1].training["held_out"]["lights"] == lights[:2]
+    # a bundle from before this was recorded: what it held out is read from its training config
+    record = json.loads((bundle / "relit.json").read_text())
+    del record["training"]["held_out"]
+    (bundle / "relit.json").write_text(json.dumps(record))
+    with pytest.raises(ValidationError, match=rf"under lights \['{seen}'"):
+        Trainer(cfg(tmp_path / "e", steps=1, init_from=str(bundle), holdout_light_every=4))
+    # another person's bundle saw nothing of this one: anything may be held out
+    record["subject"], record["training"]["people_seen"] = "person-0099", ["person-0099"]
+    (bundle / "relit.json").write_text(json.dumps(record))
+    assert Trainer(cfg(tmp_path / "f", steps=1, init_from=str(bundle), holdout_light_every=4,
+                       holdout_expressions=[expression])).started_from["held_out"] is None
 
 
 def test_a_run_resumes_only_with_the_objective_it_was_trained_with(capture, tmp_path):
@@ -514,7 +558,6 @@ def test_the_cosine_schedule_sets_each_steps_rate_and_a_resumed_run_takes_the_sa
     resumed = Trainer(_cfg(capture, tmp_path / "c", **cfg))
     assert resumed.step == 2
     assert _rates(resumed) == pytest.approx(expected[2:], rel=1e-12)
-
 
 
 def test_subject_saturation_gives_both_sides_of_a_pair_one_more_saturated_subject(capture, tmp_path):

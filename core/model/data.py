@@ -91,6 +91,25 @@ def _view_normals(capture: CaptureSet, camera: str, frame: int, rgb: np.ndarray,
 DISTINCT_TRIES = 64  # target lightings drawn for a distinct pair before the mix is called degenerate
 
 
+def held_out_lights(layout,                      # the stage (a StageLayout)
+                    every: int,                  # every N-th light held out, from N // 2 (0: none)
+                    lights: tuple[str, ...] = (),  # or these lights, by name (L005) or index (5)
+                    ) -> np.ndarray:             # [K] sorted light indices
+    """The stage lights a run holds out: ``lights`` when given, else every ``every``-th."""
+    if not lights:
+        return np.arange(every // 2, len(layout), every) if every else np.array([], int)
+    index = []
+    for key in lights:
+        if key in layout.names:
+            index.append(layout.names.index(key))
+        elif key.isdigit() and int(key) < len(layout):
+            index.append(int(key))
+        else:
+            raise ValidationError(f"--holdout-lights {key!r}: not a light of stage {layout.name} (names "
+                                  f"{layout.names[0]}..{layout.names[-1]} or indices 0..{len(layout) - 1})")
+    return np.array(sorted(set(index)), int)
+
+
 @dataclass
 class Split:
     train_views: list[int]   # indices into TrainingData.views
@@ -157,13 +176,8 @@ class TrainingData:
               holdout_lights: tuple[str, ...] = ()) -> Split:
         """Held-out views (cameras, expressions, identities) and stage lights: ``holdout_lights`` by name
         or index when given, else every ``holdout_light_every``-th."""
-        n = len(self.layout)
-        if holdout_lights:
-            val_lights = np.array(sorted({self._light_index(k) for k in holdout_lights}), int)
-        else:
-            val_lights = (np.arange(holdout_light_every // 2, n, holdout_light_every) if holdout_light_every
-                          else np.array([], int))
-        train_lights = np.setdiff1d(np.arange(n), val_lights)
+        val_lights = held_out_lights(self.layout, holdout_light_every, holdout_lights)
+        train_lights = np.setdiff1d(np.arange(len(self.layout)), val_lights)
         unknown = sorted(set(holdout_identities) - set(self.subjects))
         if unknown:
             raise ValidationError(f"--holdout-identities {unknown}: not among the capture sets' subjects "
@@ -180,15 +194,6 @@ class TrainingData:
         if not train:
             raise ValidationError("every view is held out; hold out fewer cameras, expressions or identities")
         return Split(train, held, train_lights, val_lights)
-
-    def _light_index(self, key: str) -> int:
-        """A stage light by name (L005) or index (5)."""
-        if key in self.layout.names:
-            return self.layout.names.index(key)
-        if key.isdigit() and int(key) < len(self.layout):
-            return int(key)
-        raise ValidationError(f"--holdout-lights {key!r}: not a light of stage {self.layout.name} (names "
-                              f"{self.layout.names[0]}..{self.layout.names[-1]} or indices 0..{len(self.layout) - 1})")
 
     def view_normals(self, view: int) -> np.ndarray | None:  # [H, W, 3] float32, or None
         """The face normals validation and benchmarks give the model for ``view`` (its first version);

@@ -31,7 +31,7 @@ from .bundle import BundleInfo, check_device, save_bundle
 from .codec import CODECS
 from .conditioning import CONDITIONINGS, OLAT
 from .config import preset
-from .data import Split, TrainingData, crop_patches
+from .data import Split, TrainingData, crop_patches, held_out_lights
 from .lr_schedules import LENGTH_FREE, LR_SCHEDULES
 from .metrics import best_scale, psnr, ssim
 from .network import RelightModel, expand_conv_in
@@ -75,6 +75,25 @@ def people_seen(info: BundleInfo) -> set[str] | None:
     if identities:
         return set(identities) - set(training.get("config", {}).get("holdout_identities", []))
     return {info.subject} if info.subject and info.subject != GENERAL_SUBJECT else None
+
+
+HELD_OUT_KINDS = ("cameras", "expressions", "lights")  # what of its people a run can keep from its weights
+
+
+def held_out(info: BundleInfo) -> dict[str, set[str]]:
+    """What of the people it trained on a bundle's weights never saw: cameras, expressions and stage lights
+    (by name), after every bundle it started from. Bundles from before this was recorded: read from
+    their training config (an environment-lit bundle saw every stage light, composed into environments)."""
+    training = info.training
+    if "held_out" in training:
+        return {kind: set(training["held_out"][kind]) for kind in HELD_OUT_KINDS}
+    c = training.get("config", {})
+    lights: set[str] = set()
+    if not info.config.conditioning_mode.environment and info.layout is not None:
+        index = held_out_lights(info.layout, c.get("holdout_light_every", 10), tuple(c.get("holdout_lights", ())))
+        lights = {info.layout.names[i] for i in index}
+    return {"cameras": set(c.get("holdout_cameras", ())), "expressions": set(c.get("holdout_expressions", ())),
+            "lights": lights}
 
 
 @dataclass
@@ -250,6 +269,20 @@ class Trainer:
         if not self._resume() and cfg.init_from:
             self._init_from(Path(cfg.init_from))
 
+    def _own_held_out(self) -> dict[str, set[str]]:
+        """What this run keeps from its weights, of the people it trains on (``held_out``'s kinds)."""
+        lights = set() if self.environment_lit else {self.data.layout.names[i] for i in self.split.val_lights}
+        return {"cameras": set(self.cfg.holdout_cameras), "expressions": set(self.cfg.holdout_expressions),
+                "lights": lights}
+
+    def held_out(self) -> dict[str, list[str]]:
+        """What this run's weights never saw of its people, after the bundle it started from (which saw
+        everything of them but what it held out)."""
+        ours = self._own_held_out()
+        theirs = (self.started_from or {}).get("held_out")
+        return {kind: sorted(ours[kind] & set(theirs[kind]) if theirs is not None else ours[kind])
+                for kind in HELD_OUT_KINDS}
+
     # --- checkpoints -------------------------------------------------------------------------
     def _checkpoint_dir(self) -> Path:
         return self.out / "checkpoints"
@@ -297,8 +330,22 @@ class Trainer:
             raise ValidationError(f"--init-from {bundle}: its weights were trained on {leaked}, which this run holds "
                                   "out, so its validation would score people it has seen; hold out people the bundle "
                                   "held out too, or train without --init-from")
+        # the people this run trains or validates on that the bundle saw: what it holds out of them, the
+        # bundle must have held out too
+        shared = sorted((seen or set()) & (set(self.data.subjects) - set(self.cfg.holdout_identities)))
+        theirs = held_out(info) if shared else None
+        if theirs is not None:
+            ours = self._own_held_out()
+            if leaked := {kind: sorted(ours[kind] - theirs[kind]) for kind in HELD_OUT_KINDS
+                          if ours[kind] - theirs[kind]}:
+                listed = "; ".join(f"{kind} {names[:6]}{' ...' if len(names) > 6 else ''}"
+                                   for kind, names in leaked.items())
+                raise ValidationError(f"--init-from {bundle}: its weights were trained on {shared[:4]} under {listed}, "
+                                      "which this run holds out, so its validation would score what the bundle has "
+                                      "seen; hold out what the bundle held out, or train without --init-from")
         self.started_from = {"bundle": str(bundle), "id": info.id, "steps": info.training.get("steps"),
-                             "commit": info.training.get("commit"), "people_seen": sorted(seen or ())}
+                             "commit": info.training.get("commit"), "people_seen": sorted(seen or ()),
+                             "held_out": None if theirs is None else {k: sorted(v) for k, v in theirs.items()}}
         self.model.load_state_dict(pipe.model.state_dict())
         for shadow, p in zip(self.ema.shadow_params, self.model.parameters()):
             shadow.data.copy_(p.data)
@@ -626,6 +673,7 @@ class Trainer:
                       "identities": self.data.subjects, "started_from": self.started_from,
                       "people_seen": sorted(set(self.data.subjects) - set(self.cfg.holdout_identities)
                                             | set((self.started_from or {}).get("people_seen", []))),
+                      "held_out": self.held_out(),
                       "data": {"captures": list(self.cfg.captures), "subject": self.data.subject,
                                "image_size": self.data.image_size,
                                "views": len(self.data.views), "lights": len(self.data.layout),
