@@ -44,11 +44,13 @@ def main() -> None:
     cost = result.hdri_cost
     steps = int(meta["steps"])
     sampling = f"{steps} {meta['sampler']} steps" if steps else "the mean pass alone (0 sampler steps)"
+    trained = int(info.training.get("steps", 0)) + int((info.training.get("started_from") or {}).get("steps") or 0)
+    plate = info.training.get("data", {}).get("image_size", info.config.resolution)
     write_section("demo", f"""## `relit demo` (the README's main command; `{command}`)
 
-Machine: {machine()}. `relit demo` with the committed default bundle (`{info.id}`: tiny preset,
-{info.config.resolution} px, {info.recipe['objective']['name']} objective, {info.training.get('steps')} training steps): renders the held-out frontal view of its
-subject (the training arc has no frontal camera) with Cycles, relights it under a key light, a rim
+Machine: {machine()}. `relit demo` with the committed default bundle (`{info.id}`: {info.config.preset} preset,
+{info.config.resolution}-px model, {plate}-px plate, {info.recipe['objective']['name']} objective, {trained} training steps in all): renders a frontal
+view of its subject that none of its training cameras saw with Cycles, relights it under a key light, a rim
 light and `forest` turned 30 degrees (stage strategy: {len(info.layout)} inferences, each light with its own
 initial noise), {sampling}, consistency {meta['consistency']}, guidance 1; {seconds:.0f} s wall time in all, rendering included.
 

@@ -100,7 +100,7 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     # checked before the renders: 0 steps (the mean pass alone) is a refine bundle's
     steps = (int(info.recipe["steps"]) if steps is None
              else make_objective(info.recipe["objective"]).check_steps(steps, "--steps"))
-    # 1. a held-out view: the frontal camera (the training arc has no 0-degree camera); flat-lit and the
+    # 1. a held-out view: the demo's own frontal camera, none of the training cameras; flat-lit and the
     # HDRI, no OLATs: the truth of the stage lights is rendered below, one render per light mix
     cfg = SynthConfig(subject=kind, seed=int(seed_of_subject), views=1, frames=1, layout=str(out / "stage.json"),
                       resolution=plate_res, samples=samples, hdris=[DEMO_HDRI], rotations=[list(DEMO_ROTATION)],
