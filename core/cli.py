@@ -275,7 +275,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(captures=args.capture, output=args.output, preset=args.preset, resolution=args.res,
                       patch=args.patch, position=args.position, normals=args.normals,
                       objective=args.objective, relative=args.relative, environment_token=args.environment_token,
-                      source_tint=args.source_tint, subject_saturation=args.subject_saturation,
+                      source_tint=args.source_tint, subject_saturation=args.subject_saturation, shift=args.shift,
                       conditioning=args.conditioning,
                       target_lighting=args.target_lighting,
                       multitask_ratio=(DEFAULT_SHARE if args.real_share is None else args.real_share)
@@ -799,6 +799,9 @@ def _add_train(sub) -> None:
     p.add_argument("--source-tint", type=_fraction, default=1.0,
                    help="envmap: scale of the chance that a source (plate) light is tinted, 0-1 (default 1: as "
                         "often as the targets; lower keeps a plate's colour, most sets being white-lit)")
+    p.add_argument("--shift", type=int, default=0, metavar="PIXELS",
+                   help="olat: move each training sample by up to this many pixels at model resolution, "
+                        "zero-filled (the light's direction is unchanged; 0, the default: none)")
     p.add_argument("--subject-saturation", type=float, default=0.0, metavar="STRENGTH",
                    help="envmap: saturate each pair's subject along its own hue, input and target alike, by a "
                         "strength drawn up to this (0, the default: the synthetic people's own, paler colours; "

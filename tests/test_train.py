@@ -589,3 +589,33 @@ def test_subject_saturation_gives_both_sides_of_a_pair_one_more_saturated_subjec
     np.testing.assert_allclose(data.subject_gain(v, 0.0), 1.0, atol=1e-6)
     with pytest.raises(ValidationError, match="subject_saturation"):
         _cfg(capture, tmp_path / "x", subject_saturation=1.0)  # an olat model has no pairs to saturate
+
+
+def test_a_shifted_sample_is_its_images_translated_with_its_light_unchanged(capture, tmp_path):
+    """--shift moves each sample's images by its own draw (a moved principal point: the light's camera-frame
+    direction is the same), zero-filled; checked against translation by padding and slicing, per sample."""
+    from core.model.data import shifted
+
+    rng = np.random.default_rng(3)
+    batch = {"flat": rng.random((5, 12, 10, 3)), "target": rng.random((5, 12, 10, 3)), "alpha": rng.random((5, 12, 10)),
+             "direction": rng.normal(size=(5, 3)), "beta": rng.random(5)}
+    out = shifted(np.random.default_rng(7), batch, 3)
+    draws = np.random.default_rng(7).integers(-3, 4, size=(5, 2))
+    assert (np.abs(draws) > 0).any()
+    for b, (dy, dx) in enumerate(draws):
+        for k in ("flat", "target", "alpha"):
+            img = batch[k][b]
+            pad = [(3, 3), (3, 3)] + [(0, 0)] * (img.ndim - 2)
+            expected = np.pad(img, pad)[3 - dy:3 - dy + 12, 3 - dx:3 - dx + 10]
+            np.testing.assert_array_equal(out[k][b], expected)
+    np.testing.assert_array_equal(out["direction"], batch["direction"])
+    np.testing.assert_array_equal(out["beta"], batch["beta"])
+    np.testing.assert_array_equal(shifted(rng, batch, 0)["flat"], batch["flat"])
+    # a run trains with it, records it, and resumes only with it
+    Trainer(_cfg(capture, tmp_path / "run", steps=2, checkpoint_every=2, shift=2)).train(progress=False)
+    with pytest.raises(ValidationError, match="shift 2, not 0"):
+        Trainer(_cfg(capture, tmp_path / "run", steps=4))
+    for bad, match in ((dict(shift=-1), "give 0 or more"), (dict(shift=2, conditioning="envmap"), "stage-lit"),
+                       (dict(shift=2, patch=16), "random crops")):
+        with pytest.raises(ValidationError, match=match):
+            _cfg(capture, tmp_path / "x", **bad)

@@ -71,6 +71,22 @@ NORMAL_VERSIONS = 4  # face normals kept per view: exact landmarks jittered as M
                      # (version 0 is what validation and benchmarks use)
 
 
+def shifted(rng: np.random.Generator, batch: dict[str, np.ndarray],  # flat, target [B,H,W,3], alpha [B,H,W], ...
+            most: int) -> dict[str, np.ndarray]:
+    """Each sample's images moved by its own draw of up to ``most`` pixels in x and y, zero-filled (what
+    leaves the frame is lost): a camera whose principal point moved sees the same rays, so a light's
+    direction in the camera frame is the same. Direction and size entries are kept as they are."""
+    images = [k for k in ("flat", "target", "alpha", "normals") if k in batch]
+    out = {k: (np.zeros_like(v) if k in images else v) for k, v in batch.items()}
+    h, w = batch["flat"].shape[1:3]
+    for b, (dy, dx) in enumerate(rng.integers(-most, most + 1, size=(len(batch["flat"]), 2))):
+        dst = np.s_[b, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)]
+        src = np.s_[b, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        for k in images:
+            out[k][dst] = batch[k][src]
+    return out
+
+
 def _view_normals(capture: CaptureSet, camera: str, frame: int, rgb: np.ndarray, framing, index: int,
                   ) -> np.ndarray:  # [NORMAL_VERSIONS, model, model, 3] float16
     """A view's face normals at the model's framing: from the landmarks the capture set records, jittered

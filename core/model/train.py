@@ -31,7 +31,7 @@ from .bundle import BundleInfo, check_device, save_bundle
 from .codec import CODECS
 from .conditioning import CONDITIONINGS, OLAT
 from .config import preset
-from .data import Split, TrainingData, crop_patches, held_out_lights
+from .data import Split, TrainingData, crop_patches, held_out_lights, shifted
 from .lr_schedules import LENGTH_FREE, LR_SCHEDULES
 from .metrics import best_scale, psnr, ssim
 from .network import RelightModel, expand_conv_in
@@ -126,6 +126,10 @@ class TrainConfig:
     subject_saturation: float = 0.0   # envmap: each pair's subject saturated along its own hue, on both sides
                                       # alike, by a strength drawn in [0, this] (TrainingData.subject_gain;
                                       # 0: the synthetic people's own colours, paler than photographed skin)
+    shift: int = 0                    # olat: each sample moved by up to this many pixels (model resolution) in x
+                                      # and y, zero-filled: a shift of the principal point, so the light's camera-frame
+                                      # direction is unchanged (TrainingData.shifted; 0: none). Against a network
+                                      # learning where each training view puts the face
     steps: int = 2000                 # optimiser steps
     sample_steps: int | None = None   # sampler steps the bundle records (None: the objective's measured default)
     consistency: str = "ratio"        # stage-prediction correction the bundle applies: "ratio" or "none"
@@ -148,6 +152,11 @@ class TrainConfig:
         if not self.subject_saturation >= 0 or (self.subject_saturation and not environment_lit):  # nan too
             raise ValidationError(f"subject_saturation {self.subject_saturation}: give 0 or more, for environment-lit "
                                   "models (--conditioning envmap)")
+        if self.shift < 0 or (self.shift and environment_lit):
+            raise ValidationError(f"shift {self.shift}: give 0 or more pixels, for stage-lit models (olat); "
+                                  "environment-lit training frames each person by its face")
+        if self.shift and self.patch:
+            raise ValidationError("shift moves whole frames; a patch model already trains on random crops of them")
         if not self.multitask_task:
             self.multitask_task = CONDITIONINGS[self.conditioning].real_task
         if self.multitask_task not in REAL_TASKS:
@@ -443,6 +452,8 @@ class Trainer:
             if self.model_config.tiled:  # the frame at full resolution, one patch of it per sample
                 batch = crop_patches(rng, batch, self.model_config.patch,
                                      CODECS[self.model_config.codec].downsample(self.model_config))
+            if cfg.shift:
+                batch = shifted(rng, batch, cfg.shift)
         if self.real_images is not None:  # multi-task: some samples are real photos (core.model.real_tasks)
             task = REAL_TASKS[cfg.multitask_task]
             real = rng.random(cfg.batch) < cfg.multitask_ratio
