@@ -611,8 +611,18 @@ def test_a_shifted_sample_is_its_images_translated_with_its_light_unchanged(capt
     np.testing.assert_array_equal(out["direction"], batch["direction"])
     np.testing.assert_array_equal(out["beta"], batch["beta"])
     np.testing.assert_array_equal(shifted(rng, batch, 0)["flat"], batch["flat"])
-    # a run trains with it, records it, and resumes only with it
-    Trainer(_cfg(capture, tmp_path / "run", steps=2, checkpoint_every=2, shift=2)).train(progress=False)
+    # a run's batch is its unshifted draw, then shifted with the same generator
+    trainer = Trainer(_cfg(capture, tmp_path / "run", steps=2, checkpoint_every=2, shift=2))
+    views = trainer.split.train_views
+    drawn = trainer.sample(np.random.default_rng(11), views)
+    trainer.cfg.shift, plain = 0, np.random.default_rng(11)
+    expected = shifted(plain, trainer.sample(plain, views), 2)
+    for k in ("flat", "target", "alpha"):
+        np.testing.assert_array_equal(drawn[k], expected[k])
+    assert not np.array_equal(drawn["flat"], trainer.sample(np.random.default_rng(11), views)["flat"])
+    # it trains with it, records it, and resumes only with it
+    trainer.cfg.shift = 2
+    trainer.train(progress=False)
     with pytest.raises(ValidationError, match="shift 2, not 0"):
         Trainer(_cfg(capture, tmp_path / "run", steps=4))
     for bad, match in ((dict(shift=-1), "give 0 or more"), (dict(shift=2, conditioning="envmap"), "stage-lit"),

@@ -128,7 +128,7 @@ class TrainConfig:
                                       # 0: the synthetic people's own colours, paler than photographed skin)
     shift: int = 0                    # olat: each sample moved by up to this many pixels (model resolution) in x
                                       # and y, zero-filled: a shift of the principal point, so the light's camera-frame
-                                      # direction is unchanged (TrainingData.shifted; 0: none). Against a network
+                                      # direction is unchanged (data.shifted; 0: none). Against a network
                                       # learning where each training view puts the face
     steps: int = 2000                 # optimiser steps
     sample_steps: int | None = None   # sampler steps the bundle records (None: the objective's measured default)
