@@ -44,7 +44,7 @@ def main() -> None:
     cost = result.hdri_cost
     steps = int(meta["steps"])
     sampling = f"{steps} {meta['sampler']} steps" if steps else "the mean pass alone (0 sampler steps)"
-    trained = int(info.training.get("steps", 0)) + int((info.training.get("started_from") or {}).get("steps") or 0)
+    trained = info.steps_in_all
     plate = info.training.get("data", {}).get("image_size", info.config.resolution)
     write_section("demo", f"""## `relit demo` (the README's main command; `{command}`)
 

@@ -303,7 +303,7 @@ def shipped(args) -> None:
     write_section("train-relight-shipped", f"""## The shipped recipe trained longer (`{command}`)
 
 Machine: {machine()}. Bundle `{run}` (`{info.id}`): `{cfg.command}` ({info.training["steps"]} steps,
-{info.training["seconds"] / 60:.0f} min of one CPU thread beside other jobs), scored exactly as the ablation above (same capture, splits and
+{info.training["seconds"] / 60:.0f} min of one CPU thread beside other jobs; {info.steps_in_all} steps in all, those of any bundle it started from included), scored exactly as the ablation above (same capture, splits and
 metrics; seed-0 noise). Nearest training OLAT on held-out lights: {fmt(np.array([near]))}; flat-lit x
 best constant on the HDRI: {fmt(np.array([base["HDRI stage"]]))}.
 

@@ -92,8 +92,12 @@ def test_a_run_starts_from_a_bundles_weights_and_its_checkpoints_win_afterwards(
     with pytest.raises(ValidationError, match="--init-from .*resolution: bundle 32, run 16"):
         Trainer(_cfg(capture, tmp_path / "d", steps=4, resolution=16, init_from=str(bundle)))
     # the bundle it started from is named in the bundle it makes, across a resume too
-    made = load_bundle(again.save(tmp_path / "made"))[1].training
+    made_info = load_bundle(again.save(tmp_path / "made"))[1]
+    made = made_info.training
+    # named and counted by the steps behind its weights: its 4 and the 4 of the bundle it started from
+    assert made_info.steps_in_all == 8 and made_info.id.endswith("-8") and load_bundle(bundle)[1].id.endswith("-4")
     assert made["started_from"] == {"bundle": str(bundle), "id": load_bundle(bundle)[1].id, "steps": 4,
+                                    "steps_in_all": 4,
                                     "commit": load_bundle(bundle)[1].training["commit"],
                                     "people_seen": [capture.manifest.subject],
                                     "held_out": load_bundle(bundle)[1].training["held_out"]}
@@ -125,6 +129,9 @@ def test_a_run_that_holds_out_a_person_its_starting_bundle_trained_on_is_refused
     second.train(progress=False)
     chained = second.save()
     assert load_bundle(chained)[1].training["people_seen"] == sorted([capture.manifest.subject, "person-0099"])
+    third = Trainer(_cfg(capture, tmp_path / "g", steps=1, captures=[str(other)], init_from=str(chained)))
+    third.train(progress=False)
+    assert load_bundle(third.save())[1].steps_in_all == 3  # a step each along the chain
     with pytest.raises(ValidationError, match=leak):
         Trainer(_cfg(capture, tmp_path / "e", steps=1, captures=both, init_from=str(chained),
                      holdout_identities=[capture.manifest.subject]))

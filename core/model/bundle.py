@@ -75,6 +75,12 @@ class BundleInfo:
     target_lighting: str = "any"  # envmap bundles: what they relight to (TARGET_LIGHTINGS): "any" lighting,
                                  # or "flat": a delighter, the first stage of the two-stage design
 
+    @property
+    def steps_in_all(self) -> int:
+        """Optimizer steps behind these weights: this run's and, for a run started with --init-from, those of
+        the bundle it started from (and of its own starting bundle, along the chain)."""
+        return steps_in_all(self.training)
+
     def to_json(self) -> dict:
         return {
             "format": FORMAT, "version": VERSION, "id": self.id,
@@ -94,6 +100,13 @@ class BundleInfo:
             "target_lighting": self.target_lighting,
             "relit_version": __version__,
         }
+
+
+def steps_in_all(training: dict) -> int:
+    """A bundle's ``training`` record's steps, those of the bundle it started from included."""
+    parent = training.get("started_from") or {}
+    before = parent.get("steps_in_all", parent.get("steps")) or 0
+    return int(training.get("steps") or 0) + int(before)
 
 
 def refuse_pickles(folder: Path) -> None:

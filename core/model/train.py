@@ -27,7 +27,7 @@ from ..errors import RelitError, ValidationError
 from ..io.atomic import replace_synced
 from ..io.plates import GENERAL_SUBJECT
 from ..lighting.random_lighting import TARGET_LIGHTINGS, LightingMix
-from .bundle import BundleInfo, check_device, save_bundle
+from .bundle import BundleInfo, check_device, save_bundle, steps_in_all
 from .codec import CODECS
 from .conditioning import CONDITIONINGS, OLAT
 from .config import preset
@@ -353,7 +353,7 @@ class Trainer:
                                       "which this run holds out, so its validation would score what the bundle has "
                                       "seen; hold out what the bundle held out, or train without --init-from")
         self.started_from = {"bundle": str(bundle), "id": info.id, "steps": info.training.get("steps"),
-                             "commit": info.training.get("commit"), "people_seen": sorted(seen or ()),
+                             "steps_in_all": info.steps_in_all, "commit": info.training.get("commit"), "people_seen": sorted(seen or ()),
                              "held_out": None if theirs is None else {k: sorted(v) for k, v in theirs.items()}}
         self.model.load_state_dict(pipe.model.state_dict())
         for shadow, p in zip(self.ema.shadow_params, self.model.parameters()):
@@ -674,21 +674,22 @@ class Trainer:
             raise RelitError(f"the {self.cfg.objective} objective is a deterministic baseline; bundles sample "
                              "(train with --objective refine, diffusion or flow)")
         pipe = self.pipeline(self.ema_model())
+        training = {"command": self.cfg.command, "commit": git_hash(), "steps": self.step,
+                    "seconds": round(self.seconds, 1), "config": asdict(self.cfg),
+                    "identities": self.data.subjects, "started_from": self.started_from,
+                    "people_seen": sorted(set(self.data.subjects) - set(self.cfg.holdout_identities)
+                                          | set((self.started_from or {}).get("people_seen", []))),
+                    "held_out": self.held_out(),
+                    "data": {"captures": list(self.cfg.captures), "subject": self.data.subject,
+                             "image_size": self.data.image_size,
+                             "views": len(self.data.views), "lights": len(self.data.layout),
+                             "producer": self.data.provenance}}
         info = BundleInfo(
-            id=f"{self.data.subject}-{self.model_config.preset}-{self.cfg.objective}-{self.step}",
+            id=f"{self.data.subject}-{self.model_config.preset}-{self.cfg.objective}-{steps_in_all(training)}",
             config=self.model_config, tone=self.pipe.tone, exposure_image=self.pipe.exposure_image,
             exposure_target=self.pipe.exposure_target, layout=self.data.layout,
             stage_irradiance=self.data.irradiance.round(8).tolist(), subject=self.data.subject,
-            training={"command": self.cfg.command, "commit": git_hash(), "steps": self.step,
-                      "seconds": round(self.seconds, 1), "config": asdict(self.cfg),
-                      "identities": self.data.subjects, "started_from": self.started_from,
-                      "people_seen": sorted(set(self.data.subjects) - set(self.cfg.holdout_identities)
-                                            | set((self.started_from or {}).get("people_seen", []))),
-                      "held_out": self.held_out(),
-                      "data": {"captures": list(self.cfg.captures), "subject": self.data.subject,
-                               "image_size": self.data.image_size,
-                               "views": len(self.data.views), "lights": len(self.data.layout),
-                               "producer": self.data.provenance}},
+            training=training,
             recipe={"objective": self.objective.params(),
                     "steps": self.cfg.sample_steps or self.objective.default_steps,
                     "consistency": self.cfg.consistency},
