@@ -353,7 +353,8 @@ class Trainer:
                                       "which this run holds out, so its validation would score what the bundle has "
                                       "seen; hold out what the bundle held out, or train without --init-from")
         self.started_from = {"bundle": str(bundle), "id": info.id, "steps": info.training.get("steps"),
-                             "steps_in_all": info.steps_in_all, "commit": info.training.get("commit"), "people_seen": sorted(seen or ()),
+                             "steps_in_all": info.steps_in_all, "commit": info.training.get("commit"),
+                             "people_seen": sorted(seen or ()),
                              "held_out": None if theirs is None else {k: sorted(v) for k, v in theirs.items()}}
         self.model.load_state_dict(pipe.model.state_dict())
         for shadow, p in zip(self.ema.shadow_params, self.model.parameters()):
