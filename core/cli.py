@@ -250,7 +250,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
                       first_frame=args.first_frame, layout=args.layout, resolution=args.res,
                       samples=args.samples, batch=args.batch, hdris=list(args.hdris),
                       rotations=[list(parse_rotation(r)) for r in args.rotations], vector=not args.no_vector,
-                      olats=not args.no_olats)
+                      olats=not args.no_olats, camera_seed=args.camera_seed, first_view=args.first_view)
     if args.shard is not None and args.identities:
         raise RelitError("--shard splits one capture set's views; with --identities run one process per "
                          "--seed range instead")
@@ -736,6 +736,12 @@ def _add_synth(sub) -> None:
                         "sequence) or performance (head turns of +-30 degrees, nods, speech, a 12 cm step "
                         "forward: long sequences for relit reconstruct)")
     p.add_argument("--first-frame", type=int, default=1)
+    p.add_argument("--camera-seed", type=int, default=None,
+                   help="place a person's cameras by this seed instead of --seed: the same person from new "
+                        "viewpoints, a capture set to train beside the first (with --first-view past its cameras)")
+    p.add_argument("--first-view", type=_at_least(0), default=0,
+                   help="number of the first camera (camNN), so that capture sets of one subject name their "
+                        "cameras apart")
     p.add_argument("--layout", default="default", help="stage layout: default, ringsN, fibN, domeN or a JSON file")
     p.add_argument("--res", type=_at_least(1), default=128, help="square image size in pixels")
     p.add_argument("--samples", type=_at_least(1), default=64, help="Cycles samples per pixel")

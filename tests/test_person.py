@@ -225,3 +225,22 @@ def test_portrait_cameras_vary_the_focal_length_and_frame_the_same_extent():
     for c, fov in zip(cams, fovs):
         distance = np.linalg.norm(c.c2w[:3, 3] - np.array([0.0, 0.0, -0.07]))
         assert 2 * distance * math.tan(math.radians(fov) / 2) == pytest.approx(0.5, rel=1e-6)
+
+
+def test_a_camera_seed_films_the_same_person_from_new_viewpoints_named_after_the_first_set():
+    from core.errors import RelitError
+    from core.synthetic.synth import SynthConfig, plan_manifest, synthesize
+
+    first = plan_manifest(SynthConfig(subject="person", seed=100, views=8), "person-0100", ["neutral"])
+    more = plan_manifest(SynthConfig(subject="person", seed=100, views=8, camera_seed=1100, first_view=8),
+                         "person-0100", ["neutral"])
+    again = plan_manifest(SynthConfig(subject="person", seed=100, views=8), "person-0100", ["neutral"])
+    assert [c.name for c in first.cameras] == [f"cam{i:02d}" for i in range(8)]
+    assert [c.name for c in more.cameras] == [f"cam{i:02d}" for i in range(8, 16)]
+    for a, b in zip(first.cameras, again.cameras):  # the default placement is the subject's seed's, as before
+        np.testing.assert_array_equal(a.c2w, b.c2w)
+    eyes = np.array([c.c2w[:3, 3] for c in first.cameras])
+    for c in more.cameras:  # new viewpoints: every new eye at least 1 cm from every old one
+        assert np.linalg.norm(eyes - c.c2w[:3, 3], axis=1).min() > 0.01
+    with pytest.raises(RelitError, match="fixed arc of cameras"):
+        synthesize(SynthConfig(subject="face", camera_seed=3), "/nonexistent/never-written")

@@ -36,6 +36,7 @@ class SubjectKind:
 
     make: Callable[[int], Subject]                      # seed -> subject (may import bpy)
     cameras: Callable[[int, int, int], list]            # (views, resolution, seed) -> cameras
+    seeded_cameras: bool = False                        # the seed places the cameras (--camera-seed applies)
 
 
 def _face(seed: int) -> Subject:
@@ -59,7 +60,7 @@ def _person(seed: int) -> Subject:
 SUBJECTS: dict[str, SubjectKind] = {
     "face": SubjectKind(_face, lambda views, res, seed: arc_cameras(views, res)),         # the face shell alone
     "suzanne": SubjectKind(_suzanne, lambda views, res, seed: arc_cameras(views, res)),   # a non-face subject
-    "person": SubjectKind(_person, portrait_cameras),  # head, hair, ears, neck, shoulders, clothes
+    "person": SubjectKind(_person, portrait_cameras, seeded_cameras=True),  # head, hair, ears, neck, shoulders, clothes
 }
 
 
@@ -80,6 +81,10 @@ class SynthConfig:
     vector: bool = True          # write true motion (Cycles' Vector pass) with each flat-lit image:
                                  # layers motion_prev / motion_next, pixel offsets, +x right, +y down
     olats: bool = True           # render the OLATs; off: flat-lit only (multi-view sequences for 3DGS)
+    camera_seed: int | None = None  # places a person's cameras (None: the subject's seed); another seed films
+                                 # the same person from new viewpoints, a set to train beside the first
+    first_view: int = 0          # number of the first camera's name (camNN): sets of one subject whose numbers
+                                 # do not overlap train together, each camera held out by its own name
 
 
 def _hdri_path(name: str) -> Path:
@@ -107,8 +112,11 @@ def plan_manifest(cfg: SynthConfig, subject_name: str, expressions: list[str],
     frames = [Frame(cfg.first_frame + i, e) for i, e in enumerate(expressions)]
     # a unit-radiance white environment: each light delivers its cell's solid angle in W/m²
     irradiance = np.repeat(layout.solid_angles[:, None], 3, axis=1)
+    kind = SUBJECTS[cfg.subject]
+    placed = kind.cameras(cfg.views, cfg.resolution, cfg.seed if cfg.camera_seed is None else cfg.camera_seed)
+    cameras = [replace(cam, name=f"cam{cfg.first_view + i:02d}") for i, cam in enumerate(placed)]
     return CaptureManifest(
-        subject=subject_name, cameras=SUBJECTS[cfg.subject].cameras(cfg.views, cfg.resolution, cfg.seed),
+        subject=subject_name, cameras=cameras,
         layout=layout,
         irradiance=irradiance, frames=frames,
         flat_images="flat/{camera}/flat.{frame:04d}.exr",
@@ -158,6 +166,11 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads
         raise RelitError(f"--subject {cfg.subject!r}: use one of {sorted(SUBJECTS)}")
     if cfg.motion not in MOTIONS:
         raise RelitError(f"--motion {cfg.motion!r}: use one of {sorted(MOTIONS)}")
+    if cfg.camera_seed is not None and not SUBJECTS[cfg.subject].seeded_cameras:
+        raise RelitError(f"--camera-seed: the {cfg.subject} subject is filmed from a fixed arc of cameras; "
+                         "new viewpoints by seed are for --subject person")
+    if cfg.first_view < 0:
+        raise RelitError(f"--first-view {cfg.first_view}: camera numbers start at 0")
     out = Path(out)
     subject = SUBJECTS[cfg.subject].make(cfg.seed)
     manifest = plan_manifest(cfg, subject.name, [label for _, (_, label) in _track(cfg)],
@@ -288,6 +301,9 @@ def synthesize_identities(cfg: SynthConfig, count: int, out: str | Path, progres
     """
     import json
 
+    if cfg.camera_seed is not None:
+        raise RelitError("--camera-seed films one person from new viewpoints; with --identities each person's "
+                         "own seed places their cameras")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / IDENTITIES
