@@ -162,7 +162,9 @@ def _print_bundle(folder: Path) -> None:
           f"{info.layout.name + f', {len(info.layout)} lights' if info.layout else '-'}")
     print(f"  tone: white {info.tone.white}, exposure image {info.exposure_image:.4g} / "
           f"target {info.exposure_target:.4g}")
-    print(f"  trained: {info.training.get('steps')} steps, {info.training.get('seconds')} s, "
+    chained = info.training.get("started_from")
+    after = f" ({info.steps_in_all} in all, from {chained.get('id')})" if chained else ""
+    print(f"  trained: {info.training.get('steps')} steps{after}, {info.training.get('seconds')} s, "
           f"commit {str(info.training.get('commit'))[:12]}")
     print(f"  command: {info.training.get('command') or '-'}")
     r = info.recipe

@@ -96,7 +96,10 @@ def run_demo(out: Path, bundle: Path | None = None, train: bool = False, steps: 
     plate_res = int(data.get("image_size", res))
     # and at the samples of the training renders: the plate has the grain the model learned from, and a
     # 256-px demo renders in half the time (bundles that do not record them: 256)
-    samples = int(data.get("producer", {}).get("config", {}).get("samples", DEMO_SAMPLES))
+    # (several capture sets record the first set's producer under theirs)
+    producer = data.get("producer", {})
+    made = producer.get("config") or producer.get("producer", {}).get("config", {})
+    samples = int(made.get("samples", DEMO_SAMPLES))
     # checked before the renders: 0 steps (the mean pass alone) is a refine bundle's
     steps = (int(info.recipe["steps"]) if steps is None
              else make_objective(info.recipe["objective"]).check_steps(steps, "--steps"))

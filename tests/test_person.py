@@ -229,18 +229,31 @@ def test_portrait_cameras_vary_the_focal_length_and_frame_the_same_extent():
 
 def test_a_camera_seed_films_the_same_person_from_new_viewpoints_named_after_the_first_set():
     from core.errors import RelitError
-    from core.synthetic.synth import SynthConfig, plan_manifest, synthesize
+    from core.synthetic.cameras import portrait_cameras
+    from core.synthetic.synth import SynthConfig, plan_manifest, synthesize, synthesize_identities
 
     first = plan_manifest(SynthConfig(subject="person", seed=100, views=8), "person-0100", ["neutral"])
     more = plan_manifest(SynthConfig(subject="person", seed=100, views=8, camera_seed=1100, first_view=8),
                          "person-0100", ["neutral"])
-    again = plan_manifest(SynthConfig(subject="person", seed=100, views=8), "person-0100", ["neutral"])
     assert [c.name for c in first.cameras] == [f"cam{i:02d}" for i in range(8)]
     assert [c.name for c in more.cameras] == [f"cam{i:02d}" for i in range(8, 16)]
-    for a, b in zip(first.cameras, again.cameras):  # the default placement is the subject's seed's, as before
+    # without --camera-seed the cameras are the subject seed's, as every capture set made before
+    for a, b in zip(first.cameras, portrait_cameras(8, 128, 100)):
         np.testing.assert_array_equal(a.c2w, b.c2w)
-    eyes = np.array([c.c2w[:3, 3] for c in first.cameras])
-    for c in more.cameras:  # new viewpoints: every new eye at least 1 cm from every old one
-        assert np.linalg.norm(eyes - c.c2w[:3, 3], axis=1).min() > 0.01
-    with pytest.raises(RelitError, match="fixed arc of cameras"):
+        np.testing.assert_array_equal(a.K, b.K)
+    # and with it, the same rig's pattern at new positions: every new camera looks from at least a degree
+    # away from every old one's direction (towards the subject)
+
+    def looking(cams):
+        return np.array([c.c2w[:3, 2] / np.linalg.norm(c.c2w[:3, 2]) for c in cams])  # +Z: away from the view
+    cosines = looking(more.cameras) @ looking(first.cameras).T
+    assert np.degrees(np.arccos(np.clip(cosines.max(), -1, 1))) > 1.0
+    with pytest.raises(RelitError, match="fixed arc of cameras.*--subject person"):
         synthesize(SynthConfig(subject="face", camera_seed=3), "/nonexistent/never-written")
+    with pytest.raises(RelitError, match="camera numbers start at 0"):
+        synthesize(SynthConfig(subject="person", first_view=-1), "/nonexistent/never-written")
+    for seed in (None, 100):  # new names for the first set's viewpoints
+        with pytest.raises(RelitError, match="film the first set's viewpoints again"):
+            synthesize(SynthConfig(subject="person", seed=100, first_view=8, camera_seed=seed), "/nonexistent/x")
+    with pytest.raises(RelitError, match="each person's own seed places their cameras"):
+        synthesize_identities(SynthConfig(subject="person", camera_seed=3), 2, "/nonexistent/never-written")

@@ -100,7 +100,8 @@ def test_a_run_starts_from_a_bundles_weights_and_its_checkpoints_win_afterwards(
                                     "steps_in_all": 4,
                                     "commit": load_bundle(bundle)[1].training["commit"],
                                     "people_seen": [capture.manifest.subject],
-                                    "held_out": load_bundle(bundle)[1].training["held_out"]}
+                                    "held_out": load_bundle(bundle)[1].training["held_out"],
+                                    "views_seen": load_bundle(bundle)[1].training["views_seen"]}
     assert made["identities"] == made["people_seen"] == [capture.manifest.subject]
 
 
@@ -636,3 +637,66 @@ def test_a_shifted_sample_is_its_images_translated_with_its_light_unchanged(capt
                        (dict(shift=2, patch=16), "random crops")):
         with pytest.raises(ValidationError, match=match):
             _cfg(capture, tmp_path / "x", **bad)
+
+
+def _with_camera_renamed(capture, out, old: str, new: str):
+    """A copy of ``capture`` whose camera ``old`` is named ``new`` (folders and manifest): the same person
+    filmed by a camera of another name, as a second capture set of new viewpoints would be."""
+    import shutil
+
+    shutil.copytree(capture.root, out)
+    for folder in sorted(out.rglob(old), key=lambda p: -len(p.parts)):
+        folder.rename(folder.with_name(new))
+    manifest = json.loads((out / "manifest.json").read_text())
+    for cam in manifest["cameras"]:
+        cam["name"] = new if cam["name"] == old else cam["name"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def test_a_run_may_hold_out_a_camera_its_starting_bundle_never_trained_on(capture, tmp_path):
+    """A second capture set of the same person (new cameras) trains beside the first; a run started from a
+    bundle of the first set may hold out a new camera (its weights never saw it), not one the bundle trained on."""
+    import shutil
+
+    from core.model.data import TrainingData
+
+    camera = capture.manifest.cameras[0].name
+    more = _with_camera_renamed(capture, tmp_path / "more", camera, "cam08")
+    again = tmp_path / "again"  # the same cameras under the same names: refused, the views would count twice
+    shutil.copytree(capture.root, again)
+    with pytest.raises(ValidationError, match=rf"camera {camera} frame .* more than one of the capture sets"):
+        TrainingData([capture, type(capture)(again)], 32)
+    first = Trainer(_cfg(capture, tmp_path / "a", steps=1))
+    first.train(progress=False)
+    bundle = first.save()
+    assert load_bundle(bundle)[1].training["views_seen"]["cameras"] == [camera]
+    both = [str(capture.root), str(more)]
+    with pytest.raises(ValidationError, match=rf"under cameras \['{camera}'\]"):
+        Trainer(_cfg(capture, tmp_path / "b", steps=1, captures=both, init_from=str(bundle),
+                     holdout_cameras=[camera]))
+    run = Trainer(_cfg(capture, tmp_path / "c", steps=1, captures=both, init_from=str(bundle),
+                       holdout_cameras=["cam08"]))
+    assert [run.data.views[i].camera for i in run.split.val_views] == ["cam08", "cam08"]  # its two frames
+    run.train(progress=False)
+    made = load_bundle(run.save())[1].training
+    assert made["held_out"]["cameras"] == ["cam08"] and made["views_seen"]["cameras"] == [camera]
+    # a bundle from before views were recorded: any camera it did not hold out may have trained it
+    record = json.loads((bundle / "relit.json").read_text())
+    del record["training"]["views_seen"]
+    (bundle / "relit.json").write_text(json.dumps(record))
+    with pytest.raises(ValidationError, match=r"under cameras \['cam08'\]"):
+        Trainer(_cfg(capture, tmp_path / "d", steps=1, captures=both, init_from=str(bundle),
+                     holdout_cameras=["cam08"]))
+
+
+def test_steps_in_all_follows_the_chain_as_recorded():
+    from core.model.bundle import steps_in_all
+
+    assert steps_in_all({"steps": 3}) == 3
+    assert steps_in_all({"steps": 3, "started_from": None}) == 3
+    # a bundle started from one that was itself started from another records the chain's count
+    assert steps_in_all({"steps": 3, "started_from": {"steps": 5, "steps_in_all": 12}}) == 15
+    # recorded before the chain's count was: the starting bundle's own steps
+    assert steps_in_all({"steps": 3, "started_from": {"steps": 5}}) == 8
+    assert steps_in_all({"steps": 3, "started_from": {"steps": None}}) == 3

@@ -171,6 +171,12 @@ class TrainingData:
                 if normals:
                     geometry.append(_view_normals(capture, cam.name, f.frame, flat.rgb, framing, len(self.views)))
                 self.views.append(View(cam.name, f.frame, f.expression, cam.c2w, m.subject))
+        named = [(v.identity, v.camera, v.frame) for v in self.views]
+        if len(set(named)) < len(named):
+            twice = sorted({n for n in named if named.count(n) > 1})
+            raise ValidationError(f"{twice[0][0]}'s camera {twice[0][1]} frame {twice[0][2]} is in more than one of "
+                                  "the capture sets given: sets of one person need cameras of their own names "
+                                  "(relit synth --camera-seed S --first-view K)")
         self.subjects = sorted({v.identity for v in self.views})
         # one subject: a subject-specific bundle; several: the general portrait model
         self.subject = self.subjects[0] if len(self.subjects) == 1 else GENERAL_SUBJECT

@@ -78,6 +78,14 @@ def people_seen(info: BundleInfo) -> set[str] | None:
 
 
 HELD_OUT_KINDS = ("cameras", "expressions", "lights")  # what of its people a run can keep from its weights
+SEEN_KINDS = ("cameras", "expressions")  # what a later run may add to a person (a capture set of new views)
+
+
+def views_seen(info: BundleInfo) -> dict[str, set[str]] | None:
+    """The cameras and expressions (by name) of the views that trained a bundle's weights, along its chain;
+    None for bundles from before this was recorded."""
+    seen = info.training.get("views_seen")
+    return None if seen is None else {kind: set(seen[kind]) for kind in SEEN_KINDS}
 
 
 def held_out(info: BundleInfo) -> dict[str, set[str]]:
@@ -289,8 +297,23 @@ class Trainer:
         everything of them but what it held out)."""
         ours = self._own_held_out()
         theirs = (self.started_from or {}).get("held_out")
-        return {kind: sorted(ours[kind] & set(theirs[kind]) if theirs is not None else ours[kind])
+        saw = (self.started_from or {}).get("views_seen")
+        if theirs is None:
+            return {kind: sorted(ours[kind]) for kind in HELD_OUT_KINDS}
+        # held out here and there, or held out here and never part of the bundle's data
+        return {kind: sorted(ours[kind] & set(theirs[kind])
+                             | (ours[kind] - set(saw[kind]) if saw is not None and kind in SEEN_KINDS else set()))
                 for kind in HELD_OUT_KINDS}
+
+    def views_seen(self) -> dict[str, list[str]] | None:
+        """The cameras and expressions of this run's training views, with those of the bundle it started from
+        (None when that bundle does not record its own)."""
+        if self.started_from is not None and self.started_from.get("views_seen") is None:
+            return None
+        before = (self.started_from or {}).get("views_seen") or {kind: [] for kind in SEEN_KINDS}
+        views = [self.data.views[i] for i in self.split.train_views]
+        return {"cameras": sorted({v.camera for v in views} | set(before["cameras"])),
+                "expressions": sorted({v.expression for v in views} | set(before["expressions"]))}
 
     # --- checkpoints -------------------------------------------------------------------------
     def _checkpoint_dir(self) -> Path:
@@ -343,10 +366,14 @@ class Trainer:
         # bundle must have held out too
         shared = sorted((seen or set()) & (set(self.data.subjects) - set(self.cfg.holdout_identities)))
         theirs = held_out(info) if shared else None
+        saw = views_seen(info)
         if theirs is not None:
             ours = self._own_held_out()
-            if leaked := {kind: sorted(ours[kind] - theirs[kind]) for kind in HELD_OUT_KINDS
-                          if ours[kind] - theirs[kind]}:
+            # a camera or expression the bundle never trained on (a new capture set's) is no leak
+            unseen = {kind: (ours[kind] - saw[kind]) if saw is not None and kind in SEEN_KINDS else set()
+                      for kind in HELD_OUT_KINDS}
+            if leaked := {kind: sorted(ours[kind] - theirs[kind] - unseen[kind]) for kind in HELD_OUT_KINDS
+                          if ours[kind] - theirs[kind] - unseen[kind]}:
                 listed = "; ".join(f"{kind} {names[:6]}{' ...' if len(names) > 6 else ''}"
                                    for kind, names in leaked.items())
                 raise ValidationError(f"--init-from {bundle}: its weights were trained on {shared[:4]} under {listed}, "
@@ -355,7 +382,8 @@ class Trainer:
         self.started_from = {"bundle": str(bundle), "id": info.id, "steps": info.training.get("steps"),
                              "steps_in_all": info.steps_in_all, "commit": info.training.get("commit"),
                              "people_seen": sorted(seen or ()),
-                             "held_out": None if theirs is None else {k: sorted(v) for k, v in theirs.items()}}
+                             "held_out": None if theirs is None else {k: sorted(v) for k, v in theirs.items()},
+                             "views_seen": None if saw is None else {k: sorted(v) for k, v in saw.items()}}
         self.model.load_state_dict(pipe.model.state_dict())
         for shadow, p in zip(self.ema.shadow_params, self.model.parameters()):
             shadow.data.copy_(p.data)
@@ -680,7 +708,7 @@ class Trainer:
                     "identities": self.data.subjects, "started_from": self.started_from,
                     "people_seen": sorted(set(self.data.subjects) - set(self.cfg.holdout_identities)
                                           | set((self.started_from or {}).get("people_seen", []))),
-                    "held_out": self.held_out(),
+                    "held_out": self.held_out(), "views_seen": self.views_seen(),
                     "data": {"captures": list(self.cfg.captures), "subject": self.data.subject,
                              "image_size": self.data.image_size,
                              "views": len(self.data.views), "lights": len(self.data.layout),

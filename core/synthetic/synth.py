@@ -167,10 +167,14 @@ def synthesize(cfg: SynthConfig, out: str | Path, progress: bool = True, threads
     if cfg.motion not in MOTIONS:
         raise RelitError(f"--motion {cfg.motion!r}: use one of {sorted(MOTIONS)}")
     if cfg.camera_seed is not None and not SUBJECTS[cfg.subject].seeded_cameras:
+        placed = sorted(name for name, kind in SUBJECTS.items() if kind.seeded_cameras)
         raise RelitError(f"--camera-seed: the {cfg.subject} subject is filmed from a fixed arc of cameras; "
-                         "new viewpoints by seed are for --subject person")
+                         f"new viewpoints by seed are for --subject {' or '.join(placed)}")
     if cfg.first_view < 0:
         raise RelitError(f"--first-view {cfg.first_view}: camera numbers start at 0")
+    if cfg.first_view > 0 and cfg.camera_seed in (None, cfg.seed):
+        raise RelitError(f"--first-view {cfg.first_view} names new cameras, but without a --camera-seed other than "
+                         f"--seed ({cfg.seed}) they would film the first set's viewpoints again; give --camera-seed")
     out = Path(out)
     subject = SUBJECTS[cfg.subject].make(cfg.seed)
     manifest = plan_manifest(cfg, subject.name, [label for _, (_, label) in _track(cfg)],
