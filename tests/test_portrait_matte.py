@@ -45,6 +45,33 @@ def test_the_auto_matte_covers_face_hair_and_shoulders_and_not_the_corners(name)
     assert max(c.mean() for c in corners) < 0.02                               # the background's top corners
 
 
+def test_the_segmenters_doubt_inside_the_face_is_filled_by_the_face_mesh(monkeypatch):
+    """A hole the segmenter leaves in the face (as it does at a lens edge or a turned cheek) is opaque in
+    the matte: the face mesh's hull is certainly the subject. Without the face mesh the hole shows."""
+    import mediapipe as mp
+
+    import core.portrait.matte as matte
+
+    u8 = _photo("astronaut")
+    (x0, y0, x1, y1), = face_boxes(u8, 0.5)
+    cx, cy, r = (x0 + x1) // 2, (y0 + y1) // 2, (x1 - x0) // 6
+    hole = (slice(cy - r, cy + r), slice(cx - r, cx + r))  # the middle of the face
+    real = mp.solutions.selfie_segmentation.SelfieSegmentation
+
+    class Doubting(real):
+        def process(self, image):
+            found = super().process(image)
+            mask = found.segmentation_mask.copy()
+            mask[hole] = 0.3
+            return type("Found", (), {"segmentation_mask": mask})()
+
+    monkeypatch.setattr(mp.solutions.selfie_segmentation, "SelfieSegmentation", Doubting)
+    rgb = _linear(u8)
+    assert auto_matte(rgb, "astronaut")[hole].min() >= 1.0
+    monkeypatch.setattr(matte, "face_outline", lambda *args: None)
+    assert auto_matte(rgb, "astronaut")[hole].mean() < 0.5
+
+
 def test_a_plate_without_a_face_asks_for_a_matte():
     from skimage import data
 

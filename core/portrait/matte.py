@@ -1,7 +1,8 @@
 """Automatic mattes for plates without alpha: MediaPipe's selfie segmenter (whose weights ship
 inside the ``mediapipe`` wheel; nothing is downloaded) keeps the person whose face its face
-detector finds (the largest face when there are several), and a guided filter with the plate as
-guide brings the matte's edge onto the plate's own edges (hair, shoulders)."""
+detector finds (the largest face when there are several), a guided filter with the plate as
+guide brings the matte's edge onto the plate's own edges (hair, shoulders), and the face itself
+(the hull of MediaPipe's face mesh) is opaque."""
 
 from __future__ import annotations
 
@@ -83,6 +84,26 @@ def guided_filter(guide: np.ndarray,  # [H, W] float32 in [0, 1]
     return _box_mean(a, radius) * guide + _box_mean(b, radius)
 
 
+def face_outline(rgb: np.ndarray,                  # [H, W, 3] scene-linear plate
+                 face: tuple[int, int, int, int],   # the detector's face box (x0, y0, x1, y1)
+                 space: str = "lin_rec709",         # the plate's working space
+                 ) -> np.ndarray | None:            # [H, W] float32: 1 inside the face, 0 elsewhere
+    """The face's own region, certainly subject: the convex hull of MediaPipe's face-mesh landmarks,
+    found in the square the portrait path frames around the face box; None where FaceMesh finds none."""
+    import cv2
+
+    from ..io.framing import face_framing
+    from .face_geometry import plate_landmarks
+
+    h, w = rgb.shape[:2]
+    landmarks = plate_landmarks(rgb, face_framing(face, h, w, 64), space)  # the model size plays no part
+    if landmarks is None:
+        return None
+    out = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(out, cv2.convexHull(np.round(landmarks[:, :2]).astype(np.int32)), 1)
+    return out.astype(np.float32)
+
+
 def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultiplied
                source: str,       # the plate's name, for errors
                space: str = "lin_rec709",  # the plate's working space
@@ -122,6 +143,9 @@ def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultipl
     grey = rgb8.astype(np.float32).mean(axis=2) / 255.0
     radius = max(1, int(round(settings.guide_radius * max(rgb.shape[:2]))))
     alpha = np.clip(guided_filter(grey, soft, radius, settings.guide_eps), 0.0, 1.0)
+    outline = face_outline(rgb, faces[0], space)
+    if outline is not None:  # the segmenter's doubt inside the face (a lens edge, a turned cheek) is not an edge
+        alpha = np.maximum(alpha, outline)
     log.info("%s: automatic matte of the person with the largest of %d face(s) found, %.0f%% of the frame", source,
              len(found), 100 * alpha.mean())
     return alpha.astype(np.float32)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..io.framing import face_framing, to_model
+from ..io.matting import premultiplied
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def load_framed_photo(path: str) -> FramedPhoto:
     face = plate_face(plate.rgb, on_subject=matte > 0.5)
     if face is None:
         raise ValidationError(f"{path}: the face found for the matte is not on it; use another photo")
-    return FramedPhoto(path, (plate.rgb * matte[..., None]).astype(np.float32), face)
+    return FramedPhoto(path, premultiplied(plate.rgb, matte), face)  # as relit relight premultiplies it
 
 
 def jittered_view(photo: FramedPhoto,

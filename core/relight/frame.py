@@ -32,6 +32,7 @@ from ..lighting.hdri import load_environment, project_to_layout
 from ..lighting.latlong import pixel_solid_angles
 from ..lighting.rig import ENVIRONMENT_LAYER, LightRig
 from ..io.framing import Framing, face_framing, ratio_eps, subject_framing, to_model, to_plate
+from ..io.matting import premultiplied
 from ..model.consistency import ratio_correct
 from .cache import LightCache
 from .strategies import AREA, ENVMAP, STAGE, STRATEGIES, hdri_strategy
@@ -315,7 +316,8 @@ def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
         raise ValidationError(f"{source}: the plate is {matte.shape[1]}x{matte.shape[0]} pixels; relit needs at least "
                               f"{MIN_PLATE}x{MIN_PLATE} to see a subject")
     matte = np.clip(matte.astype(np.float32), 0.0, 1.0)
-    plate = rgb.astype(np.float32) * (matte[..., None] if premultiply else np.float32(1.0))
+    # a separate matte premultiplies the subject's own colour at its edge, not the background's (core.io.matting)
+    plate = premultiplied(rgb, matte) if premultiply else rgb.astype(np.float32)
     framing = subject_framing(matte, resolution, margin, source)  # also refuses an empty matte
     if face is not None:
         by_face = face_framing(face, *matte.shape, resolution)
