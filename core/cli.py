@@ -326,7 +326,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_check_consistency(args: argparse.Namespace) -> None:
-    from .io.plates import read_plate
+    from .io.plates import read_plate, unpremultiplied
     from .io.sequence import find_frames, is_sequence
     from .model.bundle import load_bundle
     from .io.framing import to_model
@@ -338,11 +338,12 @@ def cmd_check_consistency(args: argparse.Namespace) -> None:
     for frame, path in find_frames(args.input).items():
         plate = read_plate(path)
         alpha = plate.alpha
-        if args.matte:
-            from .io.images import read_rgb
+        if args.matte:  # as relit relight applies a separate matte: to the plate un-premultiplied
+            from .io.images import read_matte
 
             mattes = find_frames(args.matte)
-            alpha = read_rgb(mattes[frame] if is_sequence(args.matte) else next(iter(mattes.values())))[..., 0]
+            alpha = read_matte(mattes[frame] if is_sequence(args.matte) else next(iter(mattes.values())))
+            plate = unpremultiplied(plate)
         # framed as relit relight frames it (the square around the matte, at the model's size)
         prepared = prepare_plate(plate.rgb, alpha, info.config.resolution, premultiply=bool(args.matte),
                                  source=str(path), normals=info.config.normals)

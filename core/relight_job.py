@@ -33,7 +33,7 @@ from .io.images import read_matte
 from .io.naming import new_version_dir, versions
 from .io.naming import light_layer_names
 from .io.passes import read_metadata, read_passes, write_passes
-from .io.plates import GENERAL_SUBJECT, SUBJECT_ATTRIBUTE, read_plate
+from .io.plates import GENERAL_SUBJECT, SUBJECT_ATTRIBUTE, read_plate, unpremultiplied
 from .io.sequence import find_frames, frame_path, is_sequence, parse_frame_range
 from .jobs import AUTO_BUNDLE, AUTO_DELIGHTER, AUTO_MATTE, RelightJob
 from .lighting.hdri import load_environment
@@ -258,9 +258,8 @@ class FrameSource:
         for frame, path in self.frames.items():
             plate = read_plate(path, job.colour_space, job.working_space)
             separate = self.mattes is not None or job.matte == AUTO_MATTE or not plate.has_alpha
-            if separate and plate.has_alpha:  # un-premultiplied: the separate matte is applied to it
-                rgb = np.where(plate.alpha[..., None] > 0, plate.rgb / np.maximum(plate.alpha, 1e-6)[..., None], 0.0)
-                plate = replace(plate, rgb=rgb.astype(np.float32))
+            if separate:  # un-premultiplied: the separate matte is applied to it
+                plate = unpremultiplied(plate)
             if self.mattes is None and separate:
                 from .portrait.matte import auto_matte
 

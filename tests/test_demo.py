@@ -128,3 +128,29 @@ def test_check_consistency_on_a_real_photo(tmp_path):
     run = run_relit("check-consistency", "--bundle", str(BUNDLE), "--input", str(photo), "--steps", "2")
     assert run.returncode == 0, run.stderr
     assert re.search(r"frame 0: astronaut.png: sum of \d+ predicted stage OLATs vs input: [\d.]+% mean", run.stdout)
+
+
+def test_check_consistency_applies_a_separate_matte_as_relight_does(tmp_path):
+    """With --matte, a plate stored premultiplied by its own alpha is un-premultiplied first (as relit relight
+    does), so it scores as the same plate stored straight: the matte's soft edge is not applied twice."""
+    import OpenImageIO as oiio
+
+    size = 96
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    alpha = np.clip((0.35 - np.hypot(x - 0.5, y - 0.5)) / 0.15, 0.0, 1.0)  # a wide soft edge
+    colour = np.stack([0.5 + 0.2 * y, 0.35 + 0.1 * x, 0.25 + 0.0 * x], axis=-1) * (alpha > 0)[..., None]
+
+    def write(name, pixels):
+        out = oiio.ImageOutput.create(str(tmp_path / name))
+        out.open(str(tmp_path / name), oiio.ImageSpec(size, size, pixels.shape[-1], oiio.FLOAT))
+        out.write_image(np.ascontiguousarray(pixels, np.float32))
+        out.close()
+
+    write("shot.0001.exr", np.concatenate([colour * alpha[..., None], alpha[..., None]], axis=-1))  # premultiplied
+    write("shot.0002.exr", colour)                                                                 # straight
+    write("matte.exr", alpha[..., None])
+    run = run_relit("check-consistency", "--bundle", str(BUNDLE), "--input", str(tmp_path / "shot.####.exr"),
+                    "--matte", str(tmp_path / "matte.exr"), "--steps", "2")
+    assert run.returncode == 0, run.stderr
+    errors = re.findall(r"OLATs vs input: ([\d.]+)% mean", run.stdout)
+    assert len(errors) == 2 and errors[0] == errors[1], run.stdout

@@ -2,8 +2,10 @@
 background's, against composites whose foreground is known."""
 
 import numpy as np
+import pytest
 
-from core.io.matting import foreground_colour, premultiplied
+from core.errors import ValidationError
+from core.io.matting import premultiplied
 from core.relight.frame import prepare_plate
 
 
@@ -23,7 +25,7 @@ def test_the_foreground_under_a_soft_edge_is_the_subjects_colour_not_the_plates(
     plate, alpha, fg, _ = _composite()
     band = (alpha > 0.1) & (alpha < 0.9)
     assert band.sum() > 500
-    est = foreground_colour(plate, alpha)
+    est = premultiplied(plate, alpha) / np.maximum(alpha, 1e-6)[..., None]  # the subject's colour F
     plate_err = np.abs(plate - fg)[band].mean()
     est_err = np.abs(est - fg)[band].mean()
     assert est_err < 0.2 * plate_err, (est_err, plate_err)
@@ -42,12 +44,11 @@ def test_the_foreground_under_a_soft_edge_is_the_subjects_colour_not_the_plates(
 
 def test_opaque_pixels_are_the_plate_empty_ones_are_zero_and_the_estimate_is_linear():
     plate, alpha, _, _ = _composite()
-    est = foreground_colour(plate, alpha)
-    opaque = alpha >= 1.0
-    np.testing.assert_array_equal(est[opaque], plate[opaque])
     out = premultiplied(plate, alpha)
-    assert np.all(out[alpha <= 0.0] == 0.0)
-    assert np.all(np.isfinite(out)) and out.min() >= 0.0
+    opaque = alpha >= 1.0
+    np.testing.assert_array_equal(out[opaque], plate[opaque])
+    np.testing.assert_array_equal(out[alpha <= 0.0], 0.0)
+    assert out.min() >= 0.0 and np.all(out <= np.maximum(plate, 0.0) + 1e-6)  # never more light than the plate
     # scene-linear: a plate 40x brighter (values far above 1) gives the same subject, 40x brighter
     np.testing.assert_allclose(premultiplied(40.0 * plate, alpha), 40.0 * out, rtol=1e-4, atol=1e-5)
 
@@ -62,3 +63,51 @@ def test_a_plate_with_a_separate_matte_is_premultiplied_with_the_subjects_edge_c
     # a plate that carries its own alpha is taken as premultiplied already: untouched
     own = prepare_plate(plate * alpha[..., None], alpha, 64)
     np.testing.assert_array_equal(own.source, (plate * alpha[..., None]).astype(np.float32))
+
+
+def _band_errors(plate, alpha, fg):
+    """Mean absolute error of the premultiplied subject against the truth ``alpha x fg`` in the edge band:
+    relit's estimate, and the plate times the matte."""
+    band = (alpha > 0.05) & (alpha < 0.95)
+    truth = alpha[..., None] * fg
+    ours = premultiplied(plate, alpha)
+    return np.abs(ours - truth)[band].mean(), np.abs(plate * alpha[..., None] - truth)[band].mean(), ours
+
+
+def test_a_bright_practical_behind_the_edge_stays_in_the_background():
+    """A lamp of scene-linear 200 (a practical, the sun) right behind the subject's soft edge: it is the
+    background's light, not the subject's, and swamps no local mean around it."""
+    plate, alpha, fg, bg = _composite()
+    size = alpha.shape[0]
+    y, x = np.mgrid[0:size, 0:size]
+    lamp = np.hypot(x - 0.5 * size, y - (0.55 - 0.3) * size + 6) < 10  # straddles the top of the edge
+    assert (lamp & (alpha > 0.05) & (alpha < 0.95)).sum() > 20
+    bg = np.where(lamp[..., None], np.float32(200.0), bg)
+    plate = (alpha[..., None] * fg + (1 - alpha[..., None]) * bg).astype(np.float32)
+    ours, naive, out = _band_errors(plate, alpha, fg)
+    assert ours < 0.1 * naive, (ours, naive)
+    assert np.all(out <= np.maximum(plate, 0.0) + 1e-4)
+    # the subject away from the lamp is what it is without the lamp
+    far = (np.hypot(x - 0.5 * size, y - 0.25 * size) > 60) & (alpha > 0.05)
+    np.testing.assert_allclose(out[far], premultiplied(*_composite()[:2])[far], atol=1e-3)
+
+
+def test_a_highlight_inside_the_edge_stays_in_the_subject():
+    """A specular highlight of 50 on the subject running out through its soft edge is the subject's light."""
+    plate, alpha, fg, bg = _composite()
+    size = alpha.shape[0]
+    y, x = np.mgrid[0:size, 0:size]
+    spot = np.hypot(x - 0.5 * size, y - (0.55 + 0.3) * size + 6) < 7  # on the subject, across its lower edge
+    assert (spot & (alpha > 0.05) & (alpha < 0.95)).sum() > 20 and (spot & (alpha >= 1.0)).sum() > 50
+    fg = np.where(spot[..., None], np.float32(50.0), fg)
+    plate = (alpha[..., None] * fg + (1 - alpha[..., None]) * bg).astype(np.float32)
+    ours, naive, out = _band_errors(plate, alpha, fg)
+    assert ours < 0.2 * naive, (ours, naive)
+    assert np.all(out <= np.maximum(plate, 0.0) + 1e-4)
+
+
+def test_a_plate_with_nan_or_inf_gets_a_clear_error():
+    plate, alpha, _, _ = _composite(64)
+    plate[10, 20, 1] = np.inf
+    with pytest.raises(ValidationError, match=r"shot\.exr: .*NaN or Inf"):
+        premultiplied(plate, alpha, "shot.exr")

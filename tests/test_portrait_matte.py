@@ -67,9 +67,52 @@ def test_the_segmenters_doubt_inside_the_face_is_filled_by_the_face_mesh(monkeyp
 
     monkeypatch.setattr(mp.solutions.selfie_segmentation, "SelfieSegmentation", Doubting)
     rgb = _linear(u8)
-    assert auto_matte(rgb, "astronaut")[hole].min() >= 1.0
+    assert auto_matte(rgb, "astronaut")[hole].min() >= 0.999
     monkeypatch.setattr(matte, "face_outline", lambda *args: None)
     assert auto_matte(rgb, "astronaut")[hole].mean() < 0.5
+
+
+def test_the_face_mesh_fills_only_the_detected_face():
+    """The opaque fill is the face mesh's hull found around the detector's box, a little inside it: none of
+    it outside the face box (grown by a quarter of its size for forehead and chin), and none at all where
+    the mesh found lies away from the box (another face in the framing square)."""
+    from core.io.framing import face_framing
+    from core.portrait.face_geometry import plate_landmarks
+    from core.portrait.matte import face_outline
+
+    u8 = _photo("astronaut")
+    rgb = _linear(u8)
+    (x0, y0, x1, y1), = face_boxes(u8, 0.5)
+    fw, fh = x1 - x0, y1 - y0
+    outline = face_outline(rgb, (x0, y0, x1, y1))
+    assert outline is not None and outline[y0 + fh // 3:y1 - fh // 3, x0 + fw // 3:x1 - fw // 3].min() > 0.999
+    grown = np.zeros(outline.shape, bool)
+    grown[max(0, y0 - fh // 4):y1 + fh // 4, max(0, x0 - fw // 4):x1 + fw // 4] = True
+    assert outline[~grown].max() == 0.0
+    assert 0.0 < outline.min() or np.any((outline > 0.05) & (outline < 0.95))  # a feathered edge, not a cut
+    shifted = (x0 + fw, y0, x1 + fw, y1)  # a box beside the face: FaceMesh finds the face in its square
+    assert plate_landmarks(rgb, face_framing(shifted, *outline.shape, 64), "lin_rec709") is not None
+    assert face_outline(rgb, shifted) is None
+
+
+def test_training_photos_are_premultiplied_as_relight_premultiplies_a_plate(tmp_path):
+    """The real-image task sees a photo as relit relight prepares a plate without alpha."""
+    import OpenImageIO as oiio
+
+    from core.io.plates import read_plate
+    from core.portrait.training_photos import load_framed_photo
+    from core.relight.frame import prepare_plate
+
+    path = str(tmp_path / "astronaut.png")
+    u8 = _photo("astronaut")
+    out = oiio.ImageOutput.create(path)
+    out.open(path, oiio.ImageSpec(u8.shape[1], u8.shape[0], 3, oiio.UINT8))
+    out.write_image(u8)
+    out.close()
+    plate = read_plate(path)
+    matte = auto_matte(plate.rgb, path)
+    prepared = prepare_plate(plate.rgb, matte, 64, premultiply=True, source=path)
+    np.testing.assert_array_equal(load_framed_photo(path).plate, prepared.source)
 
 
 def test_a_plate_without_a_face_asks_for_a_matte():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,16 @@ def read_plate(path: str | Path, colour_space: str | None = None, working: str =
     source = colour_space or part.attributes.get("oiio:ColorSpace") or default_plate_space(str(path))
     return Plate(convert(rgb, str(source), working), alpha.astype(np.float32), str(source), Path(path),
                  part.attributes.get(SUBJECT_ATTRIBUTE), "A" in names)
+
+
+def unpremultiplied(plate: Plate) -> Plate:
+    """A plate stored premultiplied by its own alpha, divided by it: what a separate matte (a roto, the
+    automatic matte) is applied to, so that a soft edge is not applied twice (a dark fringe)."""
+    if not plate.has_alpha:
+        return plate
+    a = plate.alpha[..., None]
+    rgb = np.where(a > 0, plate.rgb / np.maximum(a, 1e-6), 0.0)
+    return replace(plate, rgb=rgb.astype(np.float32))
 
 
 def fit_square(rgb: np.ndarray, alpha: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

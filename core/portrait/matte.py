@@ -26,6 +26,11 @@ class MatteSettings:
     guide_eps: float = 1e-3            # guided-filter regularisation (display-encoded [0, 1] guide)
 
 
+# the face mesh's hull is made opaque this fraction of the face's width inside its outline (the mesh's
+# jaw and temples can sit a few pixels outside the face on a turned head), with a feather of half that
+OUTLINE_INSET = 0.04
+
+
 def display_rgb8(rgb: np.ndarray) -> np.ndarray:  # [H, W, 3] linear Rec.709 -> uint8 sRGB
     """What the detectors were trained on: display-encoded 8-bit sRGB."""
     x = np.clip(rgb, 0.0, 1.0)
@@ -87,9 +92,12 @@ def guided_filter(guide: np.ndarray,  # [H, W] float32 in [0, 1]
 def face_outline(rgb: np.ndarray,                  # [H, W, 3] scene-linear plate
                  face: tuple[int, int, int, int],   # the detector's face box (x0, y0, x1, y1)
                  space: str = "lin_rec709",         # the plate's working space
-                 ) -> np.ndarray | None:            # [H, W] float32: 1 inside the face, 0 elsewhere
-    """The face's own region, certainly subject: the convex hull of MediaPipe's face-mesh landmarks,
-    found in the square the portrait path frames around the face box; None where FaceMesh finds none."""
+                 source: str = "plate",             # the plate's name, for the log
+                 ) -> np.ndarray | None:            # [H, W] float32: 1 inside the face, 0 outside
+    """The face's own region, certainly subject: the convex hull of MediaPipe's face-mesh landmarks, found
+    in the square the portrait path frames around the face box, shrunk by OUTLINE_INSET of the face's width
+    and feathered (its soft edge lies inside the hull). None where FaceMesh finds no face, or finds one whose
+    landmarks do not centre in the detector's box (another face in the square: not the person matted)."""
     import cv2
 
     from ..io.framing import face_framing
@@ -99,9 +107,17 @@ def face_outline(rgb: np.ndarray,                  # [H, W, 3] scene-linear plat
     landmarks = plate_landmarks(rgb, face_framing(face, h, w, 64), space)  # the model size plays no part
     if landmarks is None:
         return None
+    x0, y0, x1, y1 = face
+    cx, cy = landmarks[:, :2].mean(axis=0)
+    if not (x0 <= cx <= x1 and y0 <= cy <= y1):
+        log.info("%s: the face mesh found centres at (%.0f, %.0f), outside the detector's face box; the face is "
+                 "not filled", source, cx, cy)
+        return None
     out = np.zeros((h, w), np.uint8)
     cv2.fillConvexPoly(out, cv2.convexHull(np.round(landmarks[:, :2]).astype(np.int32)), 1)
-    return out.astype(np.float32)
+    inset = max(1, int(round(OUTLINE_INSET * (x1 - x0))))
+    out = cv2.erode(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inset + 1, 2 * inset + 1)))
+    return cv2.GaussianBlur(out.astype(np.float32), (0, 0), inset / 2.0)
 
 
 def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultiplied
@@ -143,7 +159,7 @@ def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultipl
     grey = rgb8.astype(np.float32).mean(axis=2) / 255.0
     radius = max(1, int(round(settings.guide_radius * max(rgb.shape[:2]))))
     alpha = np.clip(guided_filter(grey, soft, radius, settings.guide_eps), 0.0, 1.0)
-    outline = face_outline(rgb, faces[0], space)
+    outline = face_outline(rgb, faces[0], space, source)
     if outline is not None:  # the segmenter's doubt inside the face (a lens edge, a turned cheek) is not an edge
         alpha = np.maximum(alpha, outline)
     log.info("%s: automatic matte of the person with the largest of %d face(s) found, %.0f%% of the frame", source,

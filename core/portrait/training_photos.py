@@ -31,7 +31,7 @@ def load_framed_photo(path: str) -> FramedPhoto:
     face = plate_face(plate.rgb, on_subject=matte > 0.5)
     if face is None:
         raise ValidationError(f"{path}: the face found for the matte is not on it; use another photo")
-    return FramedPhoto(path, premultiplied(plate.rgb, matte), face)  # as relit relight premultiplies it
+    return FramedPhoto(path, premultiplied(plate.rgb, matte, str(path)), face)  # as relit relight premultiplies it
 
 
 def jittered_view(photo: FramedPhoto,

@@ -317,7 +317,7 @@ def prepare_plate(rgb: np.ndarray,       # [H, W, 3] scene-linear
                               f"{MIN_PLATE}x{MIN_PLATE} to see a subject")
     matte = np.clip(matte.astype(np.float32), 0.0, 1.0)
     # a separate matte premultiplies the subject's own colour at its edge, not the background's (core.io.matting)
-    plate = premultiplied(rgb, matte) if premultiply else rgb.astype(np.float32)
+    plate = premultiplied(rgb, matte, source) if premultiply else rgb.astype(np.float32)
     framing = subject_framing(matte, resolution, margin, source)  # also refuses an empty matte
     if face is not None:
         by_face = face_framing(face, *matte.shape, resolution)
