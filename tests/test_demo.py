@@ -153,4 +153,4 @@ def test_check_consistency_applies_a_separate_matte_as_relight_does(tmp_path):
                     "--matte", str(tmp_path / "matte.exr"), "--steps", "2")
     assert run.returncode == 0, run.stderr
     errors = re.findall(r"OLATs vs input: ([\d.]+)% mean", run.stdout)
-    assert len(errors) == 2 and errors[0] == errors[1], run.stdout
+    assert len(errors) == 2 and abs(float(errors[0]) - float(errors[1])) <= 0.1, run.stdout  # the last digit may round

@@ -106,8 +106,35 @@ def test_a_highlight_inside_the_edge_stays_in_the_subject():
     assert np.all(out <= np.maximum(plate, 0.0) + 1e-4)
 
 
-def test_a_plate_with_nan_or_inf_gets_a_clear_error():
+def test_a_dark_subject_over_a_bright_backdrop_is_not_capped(monkeypatch):
+    """A backlit subject (0.05 over a sky of 0.8, a thin edge on a 1024-px plate): nothing on the plate is
+    an outlier, so the estimate is plain blur fusion's, which recovers the dark subject at its edge."""
+    import core.io.matting as matting
+
+    size = 1024
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    alpha = np.clip((0.3 - np.hypot(x - 0.5, y - 0.55)) * size / 4.0 + 0.5, 0.0, 1.0).astype(np.float32)
+    fg = np.full((size, size, 3), 0.05, np.float32)
+    bg = np.stack([0.7 + 0.1 * x, 0.8 + 0.0 * x, 0.9 - 0.1 * y], axis=-1).astype(np.float32)
+    plate = (alpha[..., None] * fg + (1 - alpha[..., None]) * bg).astype(np.float32)
+    ours, naive, out = _band_errors(plate, alpha, fg)
+    assert ours < 0.03 * naive, (ours, naive)
+    monkeypatch.setattr(matting, "HIGHLIGHT_CAP", np.inf)
+    np.testing.assert_array_equal(matting.premultiplied(plate, alpha), out)
+
+
+@pytest.mark.parametrize("where", ["plate inf", "plate nan", "matte nan", "matte size", "plate channels"])
+def test_a_plate_or_matte_that_cannot_be_used_gets_a_clear_error(where):
     plate, alpha, _, _ = _composite(64)
-    plate[10, 20, 1] = np.inf
-    with pytest.raises(ValidationError, match=r"shot\.exr: .*NaN or Inf"):
+    if where == "plate inf":
+        plate[10, 20, 1] = np.inf
+    elif where == "plate nan":
+        plate[3, 4, 0] = np.nan
+    elif where == "matte nan":
+        alpha[30, 31] = np.nan
+    elif where == "matte size":
+        alpha = alpha[:, :40]
+    else:
+        plate = plate[..., :2]
+    with pytest.raises(ValidationError, match=r"shot\.exr: .*(NaN or Inf|same size)"):
         premultiplied(plate, alpha, "shot.exr")

@@ -76,6 +76,8 @@ def test_the_face_mesh_fills_only_the_detected_face():
     """The opaque fill is the face mesh's hull found around the detector's box, a little inside it: none of
     it outside the face box (grown by a quarter of its size for forehead and chin), and none at all where
     the mesh found lies away from the box (another face in the framing square)."""
+    import cv2
+
     from core.io.framing import face_framing
     from core.portrait.face_geometry import plate_landmarks
     from core.portrait.matte import face_outline
@@ -89,7 +91,11 @@ def test_the_face_mesh_fills_only_the_detected_face():
     grown = np.zeros(outline.shape, bool)
     grown[max(0, y0 - fh // 4):y1 + fh // 4, max(0, x0 - fw // 4):x1 + fw // 4] = True
     assert outline[~grown].max() == 0.0
-    assert 0.0 < outline.min() or np.any((outline > 0.05) & (outline < 0.95))  # a feathered edge, not a cut
+    # inside the mesh's own hull, with a feathered edge (a ramp of pixels, not a cut) inside it
+    landmarks = plate_landmarks(rgb, face_framing((x0, y0, x1, y1), *outline.shape, 64), "lin_rec709")
+    hull = np.zeros(outline.shape, np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(landmarks[:, :2]).astype(np.int32)), 1)
+    assert outline[hull == 0].max() == 0.0 and ((outline > 0.05) & (outline < 0.95)).sum() > 2 * (fw + fh)
     shifted = (x0 + fw, y0, x1 + fw, y1)  # a box beside the face: FaceMesh finds the face in its square
     assert plate_landmarks(rgb, face_framing(shifted, *outline.shape, 64), "lin_rec709") is not None
     assert face_outline(rgb, shifted) is None

@@ -11,9 +11,10 @@ wide, a middle and a narrow window, and the compositing equation solved for ``F`
 
 Measured on synthetic people with a true alpha composited over three backgrounds, the composite over
 a new background in the matte's edge band gains 0.1-1.9 dB over the plate times the matte
-(docs/portrait.md, section 20). Scene-linear light far above the subject's (a practical, the sun
-behind the edge) is kept out of the local means and given to the side of the edge it comes from. pymatting's multilevel estimator was the library candidate: its
-import JIT-compiles for about a minute wherever numba cannot write its cache (a read-only farm
+(docs/portrait.md, section 20). Scene-linear light far above the rest of the plate's (a practical,
+the sun, a specular highlight at the edge) is kept out of the local means and given to the side of
+the edge it comes from. pymatting's multilevel estimator was the library candidate: its import
+JIT-compiles for about a minute wherever numba cannot write its cache (a read-only farm
 install), and it brings numba and llvmlite to every install.
 """
 
@@ -26,8 +27,9 @@ from ..errors import ValidationError
 # box half-widths of the blur-fusion passes, as fractions of the plate's larger side (a 2K plate: 102, 20
 # and 6 pixels); a middle pass halves the error under a soft edge a few percent of the frame wide
 FOREGROUND_WINDOWS = (0.05, 0.01, 0.003)
-# local means are taken of the plate capped at this many times the subject's 99th percentile: a practical
-# or the sun behind the edge (scene-linear values of hundreds) would otherwise swamp every mean around it
+# local means are taken of the plate capped at this many times its 99th percentile: a small practical or the
+# sun behind the edge (scene-linear values of hundreds) would otherwise swamp every mean around it; a bright
+# backdrop (a sky, a window behind a dark subject) fills more than 1 % of the frame and sets the cap itself
 HIGHLIGHT_CAP = 4.0
 # where the matte is this close to 0 or 1 a pixel tells which side the light above the cap is on
 _SURE = 0.01
@@ -40,24 +42,31 @@ def _box(x: np.ndarray, half: int) -> np.ndarray:
     return cv2.blur(x, (2 * half + 1, 2 * half + 1), borderType=cv2.BORDER_REFLECT)
 
 
-def _half(fraction: float, shape: tuple[int, ...]) -> int:
+def _half(fraction: float, shape: tuple[int, ...]) -> int:  # shape: the plate's [H, W, ...]
     return max(1, int(round(fraction * max(shape[:2]))))
 
 
-def _checked(rgb: np.ndarray, matte: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """The plate as float32 (no copy where it is one already) and the matte clipped to [0, 1]."""
+def _checked(rgb: np.ndarray,     # [H, W, 3] the plate, any real dtype
+             matte: np.ndarray,   # [H, W]
+             source: str,
+             ) -> tuple[np.ndarray, np.ndarray]:  # [H, W, 3] float32 (no copy where it is one), [H, W] in [0, 1]
+    """The plate and its matte as float32, refused with the fix where they cannot be used."""
     img = np.asarray(rgb, dtype=np.float32)
     a = np.clip(np.asarray(matte, dtype=np.float32), 0.0, 1.0)
+    if img.ndim != 3 or img.shape[-1] != 3 or a.shape != img.shape[:2]:
+        raise ValidationError(f"{source}: the plate is {'x'.join(map(str, img.shape))} and its matte "
+                              f"{'x'.join(map(str, a.shape))}; give an RGB plate and a matte of the same size")
     if not (np.isfinite(img).all() and np.isfinite(a).all()):
         raise ValidationError(f"{source}: the plate or its matte has NaN or Inf pixels; fix or clamp them "
                               "(e.g. oiiotool --fixnan box3) before relighting")
     return img, a
 
 
-def _blur_fusion(img: np.ndarray,  # [H, W] one channel of the plate, capped
-                 a: np.ndarray,    # [H, W] the matte
-                 ) -> np.ndarray:  # [H, W] that channel of the subject's colour F, >= 0
-    fg, bg, rest = img, img, 1.0 - a
+def _blur_fusion(img: np.ndarray,   # [H, W] one channel of the plate, capped
+                 a: np.ndarray,     # [H, W] the matte
+                 rest: np.ndarray,  # [H, W] 1 - the matte
+                 ) -> np.ndarray:   # [H, W] that channel of the subject's colour F, >= 0
+    fg, bg = img, img
     for fraction in FOREGROUND_WINDOWS:
         half = _half(fraction, a.shape)
         blurred_a = _box(a, half)
@@ -75,20 +84,30 @@ def _blur_fusion(img: np.ndarray,  # [H, W] one channel of the plate, capped
     return fg
 
 
+def _nearest(values: np.ndarray,  # [H, W] float32
+             where: np.ndarray,   # [H, W] bool
+             ) -> np.ndarray:     # [H, W] float32: the value of the nearest pixel where ``where`` holds (0: none)
+    import cv2
+
+    if not where.any():
+        return np.zeros(values.shape, np.float32)
+    _, labels = cv2.distanceTransformWithLabels(np.where(where, 0, 1).astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)  # labels: raster order, from 1
+    lookup = np.zeros(int(where.sum()) + 1, np.float32)
+    lookup[1:] = values[where]
+    return lookup[labels]
+
+
 def _excess_share(light: np.ndarray,  # [H, W] the plate's light above the cap (its largest channel)
                   a: np.ndarray,      # [H, W] the matte
                   tiny: float,        # a light far below the cap
                   ) -> np.ndarray:    # [H, W] the part of the excess that is the subject's
     """Which side of the edge the light above the cap comes from (a specular highlight running into the
-    subject is the subject's, a practical behind the edge is not): the brightest excess of the sure pixels
-    of each side nearby, ``F`` and ``B``, split a partial pixel's excess as ``a F : (1 - a) B``. Where
-    neither side nearby holds any, the matte's share (the naive premultiplication)."""
-    import cv2
-
-    half = _half(FOREGROUND_WINDOWS[0], a.shape)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * half + 1, 2 * half + 1))
-    fg_light, bg_light = (cv2.dilate(np.where(sure, light, 0.0).astype(np.float32), kernel)
-                          for sure in (a >= 1.0 - _SURE, a <= _SURE))
+    subject is the subject's, a practical behind the edge is not): the excess of the nearest sure pixel of
+    each side, ``F`` and ``B``, splits a partial pixel's excess as ``a F : (1 - a) B``. Where neither holds
+    any, the matte's share (the naive premultiplication)."""
+    fg_light = _nearest(light, a >= 1.0 - _SURE)
+    bg_light = _nearest(light, a <= _SURE)
     return (a * fg_light + tiny * a) / (a * fg_light + (1.0 - a) * bg_light + tiny)
 
 
@@ -105,18 +124,17 @@ def premultiplied(rgb: np.ndarray,    # [H, W, 3] scene-linear plate, not premul
     channel at a time: its peak memory is a few single-channel planes beside the result."""
     img, a = _checked(rgb, matte, source)
     brightest = img.max(axis=-1)  # [H, W]
-    subject = brightest[a >= 0.5]
-    cap = HIGHLIGHT_CAP * max(float(np.percentile(subject if subject.size else brightest, 99)), 0.0)
+    cap = HIGHLIGHT_CAP * max(float(np.percentile(brightest, 99)), 0.0)
     light = np.maximum(brightest - cap, 0.0)
     del brightest
     share = _excess_share(light, a, 1e-6 * cap + 1e-30) if light.any() else None
     del light
     out = np.empty(img.shape, np.float32)
-    opaque = a >= 1.0
+    opaque, rest = a >= 1.0, 1.0 - a
     for c in range(img.shape[-1]):
         channel = img[..., c]
         capped = np.minimum(channel, cap)
-        layer = _blur_fusion(capped, a)
+        layer = _blur_fusion(capped, a, rest)
         layer *= a
         if share is not None:
             np.subtract(channel, capped, out=capped)  # the channel's light above the cap

@@ -113,11 +113,11 @@ def face_outline(rgb: np.ndarray,                  # [H, W, 3] scene-linear plat
         log.info("%s: the face mesh found centres at (%.0f, %.0f), outside the detector's face box; the face is "
                  "not filled", source, cx, cy)
         return None
-    out = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(out, cv2.convexHull(np.round(landmarks[:, :2]).astype(np.int32)), 1)
+    hull = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(landmarks[:, :2]).astype(np.int32)), 1)
     inset = max(1, int(round(OUTLINE_INSET * (x1 - x0))))
-    out = cv2.erode(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inset + 1, 2 * inset + 1)))
-    return cv2.GaussianBlur(out.astype(np.float32), (0, 0), inset / 2.0)
+    core = cv2.erode(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inset + 1, 2 * inset + 1)))
+    return cv2.GaussianBlur(core.astype(np.float32), (0, 0), inset / 2.0) * hull  # the feather's tail cut at the hull
 
 
 def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultiplied
