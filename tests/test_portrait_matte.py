@@ -59,10 +59,12 @@ def test_the_segmenters_doubt_inside_the_face_is_filled_by_the_face_mesh(monkeyp
     real = mp.solutions.selfie_segmentation.SelfieSegmentation
 
     class Doubting(real):
-        def process(self, image):
+        def process(self, image):  # the whole frame, or the person's box cut from it (found where it lies)
             found = super().process(image)
             mask = found.segmentation_mask.copy()
-            mask[hole] = 0.3
+            (fx0, fy0, fx1, fy1), = face_boxes(np.ascontiguousarray(image), 0.5)
+            fx, fy, fr = (fx0 + fx1) // 2, (fy0 + fy1) // 2, (fx1 - fx0) // 6
+            mask[fy - fr:fy + fr, fx - fr:fx + fr] = 0.3
             return type("Found", (), {"segmentation_mask": mask})()
 
     monkeypatch.setattr(mp.solutions.selfie_segmentation, "SelfieSegmentation", Doubting)
@@ -329,3 +331,31 @@ def test_a_frame_whose_face_the_detector_misses_keeps_the_shots_person(tmp_path,
     faceless = RelightJob(bundle=str(DEFAULT_BUNDLE), input=str(tmp_path / "faceless.png"), output=str(tmp_path / "o"))
     with pytest.raises(ValidationError, match="no face found for the automatic matte"):
         list(FrameSource(faceless, read_info(DEFAULT_BUNDLE), (12, 32, 32), [0]))
+
+
+def test_the_colour_guided_filter_solves_each_windows_3x3_system():
+    """The closed-form colour guided filter against the same filter written with numpy's solver: per window,
+    a = (cov(I) + eps E)^-1 cov(I, p), b = mean(p) - a . mean(I), output = mean(a) . I + mean(b)."""
+    import cv2
+
+    from core.portrait.matte import guided_filter_colour
+
+    rng = np.random.default_rng(3)
+    guide = rng.random((30, 41, 3), dtype=np.float32)
+    src = (guide[..., 1] > 0.5).astype(np.float32) * rng.random((30, 41), dtype=np.float32)
+    r, eps = 3, 1e-3
+    box = lambda x: cv2.blur(x, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    mean_i, mean_p = box(guide), box(src)
+    cov = box(guide * src[..., None]) - mean_i * mean_p[..., None]
+    var = np.stack([np.stack([box(guide[..., i] * guide[..., j]) - mean_i[..., i] * mean_i[..., j]
+                              for j in range(3)], -1) for i in range(3)], -2) + eps * np.eye(3, dtype=np.float32)
+    a = np.linalg.solve(var.astype(np.float64), cov[..., None].astype(np.float64))[..., 0].astype(np.float32)
+    b = mean_p - (a * mean_i).sum(-1)
+    expected = (box(a) * guide).sum(-1) + box(b)
+    np.testing.assert_allclose(guided_filter_colour(guide, src, r, eps), expected, atol=2e-4)
+    # a guide that is grey in all three channels gives the grey filter's result (eps spread over three)
+    grey = np.repeat(guide[..., :1], 3, axis=-1)
+    from core.portrait.matte import guided_filter
+
+    np.testing.assert_allclose(guided_filter_colour(grey, src, r, eps), guided_filter(grey[..., 0], src, r, eps / 3),
+                               atol=2e-3)

@@ -24,6 +24,10 @@ class MatteSettings:
     threshold: float = 0.5             # segmenter probability that counts as the person (for the component)
     guide_radius: float = 0.01         # guided-filter radius as a fraction of the plate's larger side
     guide_eps: float = 1e-3            # guided-filter regularisation (display-encoded [0, 1] guide)
+    colour_guide: bool = True          # guide the filter by the plate's colour, not its grey (an edge of two
+                                       # colours of one brightness: a dark shirt before dark foliage)
+    crop_margin: float | None = 0.15   # segment the person's box again, grown by this fraction of its size,
+                                       # at the segmenter's full resolution (None: the frame once)
 
 
 # the face mesh's hull is made opaque this fraction of the face's width inside its outline (the mesh's
@@ -120,6 +124,51 @@ def face_outline(rgb: np.ndarray,                  # [H, W, 3] scene-linear plat
     return cv2.GaussianBlur(core.astype(np.float32), (0, 0), inset / 2.0) * hull  # the feather's tail cut at the hull
 
 
+def guided_filter_colour(guide: np.ndarray,  # [H, W, 3] float32 in [0, 1]
+                         src: np.ndarray,    # [H, W] float32
+                         radius: int, eps: float) -> np.ndarray:  # [H, W]
+    """He et al.'s guided filter with a colour guide: per window, ``src`` as an affine function of the
+    guide's three channels (a 3x3 system, solved in closed form). OpenCV's ximgproc has one, but only in
+    the contrib build, which relit's headless OpenCV dependency may shadow."""
+    mean_i = _box_mean(guide, radius)                       # [H, W, 3]
+    mean_p = _box_mean(src, radius)                         # [H, W]
+    cov = _box_mean(guide * src[..., None], radius) - mean_i * mean_p[..., None]
+    v = {}
+    for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)):
+        v[i, j] = _box_mean(guide[..., i] * guide[..., j], radius) - mean_i[..., i] * mean_i[..., j]
+        if i == j:
+            v[i, j] += eps
+    # the symmetric matrix's cofactors: inverse = adjugate / determinant
+    c00 = v[1, 1] * v[2, 2] - v[1, 2] ** 2
+    c01 = v[0, 2] * v[1, 2] - v[0, 1] * v[2, 2]
+    c02 = v[0, 1] * v[1, 2] - v[0, 2] * v[1, 1]
+    c11 = v[0, 0] * v[2, 2] - v[0, 2] ** 2
+    c12 = v[0, 2] * v[0, 1] - v[0, 0] * v[1, 2]
+    c22 = v[0, 0] * v[1, 1] - v[0, 1] ** 2
+    det = v[0, 0] * c00 + v[0, 1] * c01 + v[0, 2] * c02
+    x, y, z = cov[..., 0], cov[..., 1], cov[..., 2]
+    a = np.stack([c00 * x + c01 * y + c02 * z, c01 * x + c11 * y + c12 * z, c02 * x + c12 * y + c22 * z], -1)
+    a /= det[..., None]
+    b = mean_p - (a * mean_i).sum(-1)
+    return (_box_mean(a, radius) * guide).sum(-1) + _box_mean(b, radius)
+
+
+def _person_probability(seg, rgb8: np.ndarray,            # [H, W, 3] uint8
+                        faces: list[tuple[int, int, int, int]],
+                        threshold: float,
+                        ) -> tuple[np.ndarray, np.ndarray]:  # [H, W] probability, [H, W] bool: the person's region
+    """The segmenter's person probability and the connected regions of it that hold a detected face."""
+    import cv2
+
+    prob = seg.process(rgb8).segmentation_mask.astype(np.float32)
+    count, labels = cv2.connectedComponents((prob > threshold).astype(np.uint8))
+    keep = np.zeros(count, bool)
+    for x0, y0, x1, y1 in faces:
+        inside = labels[y0:y1, x0:x1]
+        keep[np.unique(inside[inside > 0])] = True
+    return prob, keep[labels]
+
+
 def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultiplied
                source: str,       # the plate's name, for errors
                space: str = "lin_rec709",  # the plate's working space
@@ -144,21 +193,36 @@ def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultipl
     if not faces:
         raise ValidationError(f"{source}: no face found for the automatic matte; give the plate an alpha "
                               "channel or pass --matte FILE")
+    h, w = rgb8.shape[:2]
     with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
-        prob = seg.process(rgb8).segmentation_mask.astype(np.float32)
-    # keep the connected person regions that hold a detected face
-    count, labels = cv2.connectedComponents((prob > settings.threshold).astype(np.uint8))
-    keep = np.zeros(count, bool)
-    for x0, y0, x1, y1 in faces:
-        inside = labels[y0:y1, x0:x1]
-        keep[np.unique(inside[inside > 0])] = True
-    if not keep.any():
-        raise ValidationError(f"{source}: the segmenter found no person around the detected face; pass --matte FILE")
-    region = keep[labels].astype(np.float32)
-    soft = prob * cv2.dilate(region, np.ones((5, 5), np.uint8))
-    grey = rgb8.astype(np.float32).mean(axis=2) / 255.0
-    radius = max(1, int(round(settings.guide_radius * max(rgb.shape[:2]))))
-    alpha = np.clip(guided_filter(grey, soft, radius, settings.guide_eps), 0.0, 1.0)
+        prob, region = _person_probability(seg, rgb8, faces, settings.threshold)
+        if not region.any():
+            raise ValidationError(f"{source}: the segmenter found no person around the detected face; pass "
+                                  "--matte FILE")
+        if settings.crop_margin is not None:  # the person again, filling the segmenter's input
+            ys, xs = np.nonzero(region)
+            my, mx = settings.crop_margin * (np.ptp(ys) + 1), settings.crop_margin * (np.ptp(xs) + 1)
+            y0, y1 = max(0, int(ys.min() - my)), min(h, int(ys.max() + 1 + my))
+            x0, x1 = max(0, int(xs.min() - mx)), min(w, int(xs.max() + 1 + mx))
+            crop = np.ascontiguousarray(rgb8[y0:y1, x0:x1])
+            inner = [(max(0, fx0 - x0), max(0, fy0 - y0), fx1 - x0, fy1 - y0) for fx0, fy0, fx1, fy1 in faces]
+            sub, sub_region = _person_probability(seg, crop, inner, settings.threshold)
+            if sub_region.any():
+                # the finer pass draws the edge; the whole frame's pass, pulled in by the width of its own
+                # soft edge, keeps the person's inside where the finer one doubts (a neck, a dark shirt)
+                pull = 2 * max(1, int(round(max(h, w) / 256))) + 1
+                kernel = np.ones((pull, pull), np.uint8)
+                inside = cv2.erode(prob * region, kernel)
+                prob, region = inside, cv2.erode(region.astype(np.uint8), kernel) > 0
+                prob[y0:y1, x0:x1] = np.maximum(prob[y0:y1, x0:x1], sub)
+                region[y0:y1, x0:x1] |= sub_region
+    soft = prob * cv2.dilate(region.astype(np.float32), np.ones((5, 5), np.uint8))
+    radius = max(1, int(round(settings.guide_radius * max(h, w))))
+    if settings.colour_guide:
+        alpha = guided_filter_colour(rgb8.astype(np.float32) / 255.0, soft, radius, settings.guide_eps)
+    else:
+        alpha = guided_filter(rgb8.astype(np.float32).mean(axis=2) / 255.0, soft, radius, settings.guide_eps)
+    alpha = np.clip(alpha, 0.0, 1.0)
     outline = face_outline(rgb, faces[0], space, source)
     if outline is not None:  # the segmenter's doubt inside the face (a lens edge, a turned cheek) is not an edge
         alpha = np.maximum(alpha, outline)
