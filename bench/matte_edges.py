@@ -4,8 +4,8 @@ and set over another background as a comp does.
 
     python bench/matte_edges.py --renders RENDERS [RENDERS ...] [--sheet docs/matte_auto.jpg]
 
-RENDERS: capture sets of ``relit synth --subject person --seed S --views 8 --frames 1 --res 384
---samples 64 --no-olats`` (every flat-lit view is one plate). Backgrounds: scikit-image's ``rocket``
+RENDERS: capture sets of ``relit synth --subject person --seed S --views 4 --frames 1 --res 384
+--samples 64 --no-olats`` (every flat-lit view found is one plate). Backgrounds: scikit-image's ``rocket``
 (a night sky, towers and lamps) and ``grass`` tinted as a lawn (no faces in either: a background face
 would be matted instead), a mid-grey backdrop and a dark green one (foliage at a dark subject's
 brightness). Each matte setting (core.portrait.matte.
@@ -40,11 +40,16 @@ def _settings():
     from core.portrait.matte import MatteSettings
 
     base = MatteSettings()
+    before = replace(base, colour_guide=False, crop_margin=None, guide_eps=1e-3)
     return {
-        "grey guide, the frame once (before)": replace(base, colour_guide=False, crop_margin=None),
-        "grey guide, person's box segmented again": replace(base, colour_guide=False, crop_margin=0.15),
-        "colour guide, the frame once": replace(base, colour_guide=True, crop_margin=None),
-        "colour guide, person's box segmented again": replace(base, colour_guide=True, crop_margin=0.15),
+        "grey guide, the frame once, eps 1e-3 (before)": before,
+        "grey guide, the frame once, eps 3e-4": replace(before, guide_eps=3e-4),
+        "grey guide, the person's square again, eps 1e-3": replace(before, crop_margin=base.crop_margin),
+        "colour guide, the frame once, eps 1e-3": replace(before, colour_guide=True),
+        "colour guide, the person's square again, eps 1e-3": replace(base, guide_eps=1e-3),
+        "colour guide, the person's square again, eps 3e-4": replace(base, guide_eps=3e-4),
+        f"colour guide, the person's square again, eps {base.guide_eps:g} (the default)": base,
+        "colour guide, the person's square again, eps 3e-5": replace(base, guide_eps=3e-5),
     }
 
 
@@ -96,40 +101,59 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12)))
 
 
-def run(renders: list[Path], sheet: Path | None) -> str:
+def _placed(subject: np.ndarray, alpha: np.ndarray, scale: int, index: int
+            ) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
+    """The render in a frame ``scale`` times its size, standing at the bottom (its shoulders run off the
+    frame, as in a portrait), left, centre or right by ``index``; and where it lies."""
+    size = alpha.shape[0]
+    if scale == 1:
+        return subject, alpha, (slice(0, size), slice(0, size))
+    frame = scale * size
+    x = (frame - size) // 2 + (index % 3 - 1) * (frame - size) // 3
+    where = (slice(frame - size, frame), slice(x, x + size))
+    big, big_alpha = np.zeros((frame, frame, 3), np.float32), np.zeros((frame, frame), np.float32)
+    big[where], big_alpha[where] = subject, alpha
+    return big, big_alpha, where
+
+
+def run(renders: list[Path], sheet: Path | None, scales: tuple[int, ...] = (1, 2)) -> str:
     from core.errors import ValidationError
     from core.io.matting import premultiplied
     from core.portrait.matte import auto_matte
 
     plates = _plates(renders)
     size = plates[0][1].shape[0]
-    backgrounds = _backgrounds(size)
     settings = _settings()
-    scores = {name: {"frame": [], "band": [], "psnr": [], "time": 0.0, "missed": 0} for name in settings}
+    scores = {(scale, name): {"frame": [], "band": [], "psnr": [], "time": 0.0, "missed": 0}
+              for scale in scales for name in settings}
     tiles = []
-    for index, (name, subject, alpha) in enumerate(plates):
-        band = _band(alpha)
-        truth = subject + (1.0 - alpha[..., None]) * NEW_BACKGROUND
-        for bg_name, bg in backgrounds.items():
-            plate = subject + (1.0 - alpha[..., None]) * bg  # a photo of the person before that background
-            row = [plate]
-            for setting_name, setting in settings.items():
-                start = time.process_time()
-                try:
-                    matte = auto_matte(plate, f"{name} over {bg_name}", settings=setting)
-                except ValidationError:  # no face found on this composite: the same for every setting
-                    scores[setting_name]["missed"] += 1
-                    row.append(np.zeros_like(plate))
-                    continue
-                scores[setting_name]["time"] += time.process_time() - start
-                over = premultiplied(plate, matte) + (1.0 - matte[..., None]) * NEW_BACKGROUND
-                err = np.abs(matte - alpha)
-                scores[setting_name]["frame"].append(float(err.mean()))
-                scores[setting_name]["band"].append(float(err[band].mean()))
-                scores[setting_name]["psnr"].append(_psnr(over[band], truth[band]))
-                row.append(over)
-            if bg_name in SHEET_ROWS.get(index, ()):
-                tiles.append(np.concatenate(row, axis=1))
+    for scale in scales:
+        backgrounds = _backgrounds(scale * size)
+        for index, (name, rendered, rendered_alpha) in enumerate(plates):
+            subject, alpha, where = _placed(rendered, rendered_alpha, scale, index)
+            band = _band(alpha)
+            truth = subject + (1.0 - alpha[..., None]) * NEW_BACKGROUND
+            for bg_name, bg in backgrounds.items():
+                plate = subject + (1.0 - alpha[..., None]) * bg  # a photo of the person before that background
+                row = [plate[where]]
+                for setting_name, setting in settings.items():
+                    score = scores[scale, setting_name]
+                    start = time.process_time()
+                    try:
+                        matte = auto_matte(plate, f"{name} over {bg_name}", settings=setting)
+                    except ValidationError:  # no face found on this composite: the same for every setting
+                        score["missed"] += 1
+                        row.append(np.zeros_like(plate[where]))
+                        continue
+                    score["time"] += time.process_time() - start
+                    over = premultiplied(plate, matte) + (1.0 - matte[..., None]) * NEW_BACKGROUND
+                    err = np.abs(matte - alpha)
+                    score["frame"].append(float(err.mean()))
+                    score["band"].append(float(err[band].mean()))
+                    score["psnr"].append(_psnr(over[band], truth[band]))
+                    row.append(over[where])
+                if scale == max(scales) and bg_name in SHEET_ROWS.get(index, ()):
+                    tiles.append(np.concatenate(row, axis=1))
     if sheet is not None and tiles:
         from core.portrait.matte import display_rgb8
         import OpenImageIO as oiio
@@ -141,16 +165,19 @@ def run(renders: list[Path], sheet: Path | None) -> str:
         out.open(str(sheet), spec)
         out.write_image(img)
         out.close()
-    count = len(plates) * len(backgrounds)
-    lines = [f"{len(plates)} views x {len(backgrounds)} backgrounds ({', '.join(backgrounds)}), {size} px; "
-             f"{machine()}. The band: where the true alpha is partial or its edge lies, grown by 2 % of the frame.",
+    count = len(plates) * len(_backgrounds(size))
+    lines = [f"{len(plates)} views x {count // len(plates)} backgrounds (rocket, grass, grey, dark green); "
+             f"{machine()}. *Fills the frame*: the {size}-px render as it is; *a quarter of the frame*: the render "
+             f"standing at the bottom of a frame twice its size (left, centre or right), as a portrait on a "
+             "larger plate. The band: where the true alpha is partial or its edge lies, grown by 2 % of the frame.",
              "",
-             "| matte setting | alpha error, frame | alpha error, band | comp over dark blue, band "
+             "| person | matte setting | alpha error, frame | alpha error, band | comp over dark blue, band "
              "| CPU s per matte | no face |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for setting_name, s in scores.items():
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for (scale, setting_name), s in scores.items():
         found = max(1, len(s["frame"]))
-        lines.append(f"| {setting_name} | {np.mean(s['frame']):.4f} | {np.mean(s['band']):.4f} | "
+        layout = "fills the frame" if scale == 1 else "a quarter of the frame" if scale == 2 else f"1/{scale * scale}"
+        lines.append(f"| {layout} | {setting_name} | {np.mean(s['frame']):.4f} | {np.mean(s['band']):.4f} | "
                      f"{np.mean(s['psnr']):.2f} dB | {s['time'] / found:.2f} | {s['missed']} of {count} |")
     return "\n".join(lines)
 
@@ -158,7 +185,8 @@ def run(renders: list[Path], sheet: Path | None) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--renders", type=Path, nargs="+", required=True)
-    ap.add_argument("--sheet", type=Path, help="a contact sheet: the plate, then each setting's comp over dark blue")
+    ap.add_argument("--sheet", type=Path, help="a contact sheet (the person in a quarter of the frame): the plate, "
+                    "then each setting's comp over dark blue")
     ap.add_argument("--section", default="matte-edges")
     args = ap.parse_args()
     table = run(args.renders, args.sheet)

@@ -358,4 +358,54 @@ def test_the_colour_guided_filter_solves_each_windows_3x3_system():
     from core.portrait.matte import guided_filter
 
     np.testing.assert_allclose(guided_filter_colour(grey, src, r, eps), guided_filter(grey[..., 0], src, r, eps / 3),
-                               atol=2e-3)
+                               atol=1e-4)
+    # a hard grey step at a small eps (a nearly singular system) against the solver in float64
+    step = np.repeat((np.arange(41) >= 20).astype(np.float32)[None, :, None], 30, axis=0).repeat(3, axis=-1)
+    var = np.stack([np.stack([box(step[..., i] * step[..., j]) - box(step[..., i]) * box(step[..., j])
+                              for j in range(3)], -1) for i in range(3)], -2).astype(np.float64) + 1e-5 * np.eye(3)
+    cov = (box(step * src[..., None]) - box(step) * box(src)[..., None]).astype(np.float64)
+    a = np.linalg.solve(var, cov[..., None])[..., 0]
+    b = box(src).astype(np.float64) - (a * box(step)).sum(-1)
+    expected = (box(a.astype(np.float32)) * step).sum(-1) + box(b.astype(np.float32))
+    np.testing.assert_allclose(guided_filter_colour(step, src, r, 1e-5), expected, atol=1e-3)
+
+
+def test_the_second_segmenter_pass_sees_the_person_where_they_stand(monkeypatch):
+    """A portrait placed off the origin in a larger frame: the second pass cuts the person's square from where
+    the person stands, so the matte is the portrait's own (shifted) and nothing else in the frame."""
+    import mediapipe as mp
+
+    u8 = _photo("astronaut")
+    frame = np.full((900, 1100, 3), 128, np.uint8)
+    frame[200:712, 300:812] = u8  # the astronaut in a grey surround
+    seen = []
+    real = mp.solutions.selfie_segmentation.SelfieSegmentation
+
+    class Spy(real):
+        def process(self, image):
+            seen.append(image.shape[:2])
+            return super().process(image)
+
+    monkeypatch.setattr(mp.solutions.selfie_segmentation, "SelfieSegmentation", Spy)
+    alpha = auto_matte(_linear(frame), "placed")
+    assert seen[0] == (900, 1100) and len(seen) == 2 and seen[1][0] < 900 and seen[1][1] < 1100
+    assert abs(seen[1][0] - seen[1][1]) <= 1  # a square: the segmenter stretches its input to one
+    surround = np.ones(alpha.shape, bool)
+    surround[190:760, 290:822] = False  # below the photo the body it cuts may run on a little
+    assert alpha[surround].max() < 0.05
+    (x0, y0, x1, y1), = face_boxes(u8, 0.5)
+    fw, fh = x1 - x0, y1 - y0
+    placed = alpha[200:712, 300:812]
+    assert placed[y0 + fh // 6:y1 - fh // 6, x0 + fw // 6:x1 - fw // 6].mean() > 0.98
+    assert placed[:51, :51].mean() < 0.02  # the photo's own top-left corner (a flag) is not the person
+
+
+@pytest.mark.parametrize("field, value", [("crop_margin", -0.5), ("guide_eps", 0.0), ("threshold", 1.0),
+                                          ("guide_radius", 0.0)])
+def test_matte_settings_that_cannot_work_are_refused(field, value):
+    from dataclasses import replace
+
+    from core.portrait.matte import MatteSettings
+
+    with pytest.raises(ValidationError, match=field):
+        replace(MatteSettings(), **{field: value})

@@ -1,14 +1,16 @@
 """Automatic mattes for plates without alpha: MediaPipe's selfie segmenter (whose weights ship
 inside the ``mediapipe`` wheel; nothing is downloaded) keeps the person whose face its face
-detector finds (the largest face when there are several), a guided filter with the plate as
-guide brings the matte's edge onto the plate's own edges (hair, shoulders), and the face itself
-(the hull of MediaPipe's face mesh) is opaque."""
+detector finds (the largest face when there are several) and segments that person's square again
+at its full input, a guided filter with the plate's colour as guide brings the matte's edge onto
+the plate's own edges (hair, shoulders), and the face itself (the hull of MediaPipe's face mesh)
+is opaque."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,12 +25,27 @@ class MatteSettings:
     min_face_confidence: float = 0.5   # face detector confidence a plate's face must reach
     threshold: float = 0.5             # segmenter probability that counts as the person (for the component)
     guide_radius: float = 0.01         # guided-filter radius as a fraction of the plate's larger side
-    guide_eps: float = 1e-3            # guided-filter regularisation (display-encoded [0, 1] guide)
+    guide_eps: float = 1e-4            # guided-filter regularisation of a grey edge (display-encoded [0, 1]
+                                       # guide; bench/matte_edges.py); the colour guide gets 3x, the same there
     colour_guide: bool = True          # guide the filter by the plate's colour, not its grey (an edge of two
                                        # colours of one brightness: a dark shirt before dark foliage)
-    crop_margin: float | None = 0.15   # segment the person's box again, grown by this fraction of its size,
-                                       # at the segmenter's full resolution (None: the frame once)
+    crop_margin: float | None = 0.15   # segment the person's box again, grown on each side by this fraction of
+                                       # its size and made square, at the segmenter's full input (None: the
+                                       # frame once; skipped where the box is most of the frame anyway)
 
+    def __post_init__(self) -> None:
+        for name in ("min_face_confidence", "threshold"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValidationError(f"matte setting {name}: {getattr(self, name)} is not between 0 and 1")
+        if not (self.guide_radius > 0.0 and self.guide_eps >= 1e-5):
+            raise ValidationError(f"matte settings: guide_radius must be > 0 and guide_eps >= 1e-5 (got "
+                                  f"{self.guide_radius}, {self.guide_eps})")
+        if self.crop_margin is not None and not 0.0 <= self.crop_margin <= 2.0:
+            raise ValidationError(f"matte setting crop_margin: {self.crop_margin} is not between 0 and 2 (or None)")
+
+
+# the second segmenter pass is skipped where the person's square covers more than this share of the frame
+CROP_SKIP = 0.8
 
 # the face mesh's hull is made opaque this fraction of the face's width inside its outline (the mesh's
 # jaw and temples can sit a few pixels outside the face on a turned head), with a feather of half that
@@ -126,34 +143,46 @@ def face_outline(rgb: np.ndarray,                  # [H, W, 3] scene-linear plat
 
 def guided_filter_colour(guide: np.ndarray,  # [H, W, 3] float32 in [0, 1]
                          src: np.ndarray,    # [H, W] float32
-                         radius: int, eps: float) -> np.ndarray:  # [H, W]
+                         radius: int, eps: float) -> np.ndarray:  # [H, W] float32
     """He et al.'s guided filter with a colour guide: per window, ``src`` as an affine function of the
-    guide's three channels (a 3x3 system, solved in closed form). OpenCV's ximgproc has one, but only in
-    the contrib build, which relit's headless OpenCV dependency may shadow."""
-    mean_i = _box_mean(guide, radius)                       # [H, W, 3]
-    mean_p = _box_mean(src, radius)                         # [H, W]
-    cov = _box_mean(guide * src[..., None], radius) - mean_i * mean_p[..., None]
-    v = {}
-    for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)):
-        v[i, j] = _box_mean(guide[..., i] * guide[..., j], radius) - mean_i[..., i] * mean_i[..., j]
-        if i == j:
-            v[i, j] += eps
+    guide's three channels (a 3x3 system, solved in closed form in float64: on a hard grey edge the
+    system is close to singular). The coefficients are found at 1/s of the plate's size, s = radius / 4
+    (He and Sun's fast guided filter), and applied at full size: a 4K plate holds about ten float32
+    planes of its size. OpenCV's ximgproc has a colour guided filter, but only in the contrib build,
+    which relit's headless OpenCV dependency can shadow."""
+    import cv2
+
+    h, w = src.shape
+    step = max(1, radius // 4)
+    small = (max(1, round(w / step)), max(1, round(h / step)))
+    g = cv2.resize(guide, small, interpolation=cv2.INTER_AREA).astype(np.float64)  # [h', w', 3]
+    p = cv2.resize(src, small, interpolation=cv2.INTER_AREA).astype(np.float64)    # [h', w']
+    r = max(1, round(radius / step))
+    mean_i, mean_p = _box_mean(g, r), _box_mean(p, r)
+    cov = _box_mean(g * p[..., None], r) - mean_i * mean_p[..., None]
+    var = {(i, j): _box_mean(g[..., i] * g[..., j], r) - mean_i[..., i] * mean_i[..., j] + (eps if i == j else 0.0)
+           for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))}
     # the symmetric matrix's cofactors: inverse = adjugate / determinant
-    c00 = v[1, 1] * v[2, 2] - v[1, 2] ** 2
-    c01 = v[0, 2] * v[1, 2] - v[0, 1] * v[2, 2]
-    c02 = v[0, 1] * v[1, 2] - v[0, 2] * v[1, 1]
-    c11 = v[0, 0] * v[2, 2] - v[0, 2] ** 2
-    c12 = v[0, 2] * v[0, 1] - v[0, 0] * v[1, 2]
-    c22 = v[0, 0] * v[1, 1] - v[0, 1] ** 2
-    det = v[0, 0] * c00 + v[0, 1] * c01 + v[0, 2] * c02
+    c00 = var[1, 1] * var[2, 2] - var[1, 2] ** 2
+    c01 = var[0, 2] * var[1, 2] - var[0, 1] * var[2, 2]
+    c02 = var[0, 1] * var[1, 2] - var[0, 2] * var[1, 1]
+    c11 = var[0, 0] * var[2, 2] - var[0, 2] ** 2
+    c12 = var[0, 2] * var[0, 1] - var[0, 0] * var[1, 2]
+    c22 = var[0, 0] * var[1, 1] - var[0, 1] ** 2
+    det = var[0, 0] * c00 + var[0, 1] * c01 + var[0, 2] * c02
     x, y, z = cov[..., 0], cov[..., 1], cov[..., 2]
     a = np.stack([c00 * x + c01 * y + c02 * z, c01 * x + c11 * y + c12 * z, c02 * x + c12 * y + c22 * z], -1)
     a /= det[..., None]
     b = mean_p - (a * mean_i).sum(-1)
-    return (_box_mean(a, radius) * guide).sum(-1) + _box_mean(b, radius)
+    mean_a = cv2.resize(_box_mean(a, r).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)  # [H, W, 3]
+    out = cv2.resize(_box_mean(b, r).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)      # [H, W]
+    for c in range(3):
+        out += mean_a[..., c] * guide[..., c]
+    return out
 
 
-def _person_probability(seg, rgb8: np.ndarray,            # [H, W, 3] uint8
+def _person_probability(seg: Any,                            # MediaPipe's SelfieSegmentation, open
+                        rgb8: np.ndarray,                    # [H, W, 3] uint8
                         faces: list[tuple[int, int, int, int]],
                         threshold: float,
                         ) -> tuple[np.ndarray, np.ndarray]:  # [H, W] probability, [H, W] bool: the person's region
@@ -169,6 +198,27 @@ def _person_probability(seg, rgb8: np.ndarray,            # [H, W, 3] uint8
     return prob, keep[labels]
 
 
+def _person_square(region: np.ndarray,  # [H, W] bool: the person
+                   margin: float,       # grown on each side by this fraction of the box's size
+                   ) -> tuple[int, int, int, int]:  # (x0, y0, x1, y1), as square as the frame allows
+    """The box the second segmenter pass sees: the person's box grown, then its short side grown to its
+    long one (the segmenter stretches its input to a square: a tall crop would be squashed), kept inside
+    the frame."""
+    h, w = region.shape
+    ys, xs = np.nonzero(region)
+    y0, y1 = ys.min() - margin * (np.ptp(ys) + 1), ys.max() + 1 + margin * (np.ptp(ys) + 1)
+    x0, x1 = xs.min() - margin * (np.ptp(xs) + 1), xs.max() + 1 + margin * (np.ptp(xs) + 1)
+    side = min(max(y1 - y0, x1 - x0), h, w)
+
+    def span(lo: float, hi: float, size: int) -> tuple[int, int]:
+        lo, hi = (lo + hi - max(hi - lo, side)) / 2, (lo + hi + max(hi - lo, side)) / 2
+        shift = max(0.0, -lo) - max(0.0, hi - size)
+        return max(0, int(round(lo + shift))), min(size, int(round(hi + shift)))
+
+    (sx0, sx1), (sy0, sy1) = span(x0, x1, w), span(y0, y1, h)
+    return sx0, sy0, sx1, sy1
+
+
 def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultiplied
                source: str,       # the plate's name, for errors
                space: str = "lin_rec709",  # the plate's working space
@@ -176,8 +226,9 @@ def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultipl
                shot_face: Callable[[], tuple[int, int, int, int] | None] | None = None,
                ) -> np.ndarray:   # [H, W] float32 in [0, 1]
     """The matte of the person whose face is found in ``rgb`` (the largest face): face, hair, neck,
-    shoulders. Where this frame shows no face the detector finds (motion blur, a profile),
-    ``shot_face()`` (the face box of the shot it belongs to) picks the person instead."""
+    shoulders (``settings``: the second pass on the person's square, the guide). Where this frame shows
+    no face the detector finds (motion blur, a profile), ``shot_face()`` (the face box of the shot it
+    belongs to) picks the person instead."""
     import cv2
 
     from ..io.colour import convert
@@ -199,17 +250,15 @@ def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultipl
         if not region.any():
             raise ValidationError(f"{source}: the segmenter found no person around the detected face; pass "
                                   "--matte FILE")
-        if settings.crop_margin is not None:  # the person again, filling the segmenter's input
-            ys, xs = np.nonzero(region)
-            my, mx = settings.crop_margin * (np.ptp(ys) + 1), settings.crop_margin * (np.ptp(xs) + 1)
-            y0, y1 = max(0, int(ys.min() - my)), min(h, int(ys.max() + 1 + my))
-            x0, x1 = max(0, int(xs.min() - mx)), min(w, int(xs.max() + 1 + mx))
+        x0, y0, x1, y1 = _person_square(region, settings.crop_margin or 0.0)
+        if settings.crop_margin is not None and (x1 - x0) * (y1 - y0) < CROP_SKIP * h * w:
+            # the person again, filling the segmenter's input
             crop = np.ascontiguousarray(rgb8[y0:y1, x0:x1])
             inner = [(max(0, fx0 - x0), max(0, fy0 - y0), fx1 - x0, fy1 - y0) for fx0, fy0, fx1, fy1 in faces]
             sub, sub_region = _person_probability(seg, crop, inner, settings.threshold)
             if sub_region.any():
-                # the finer pass draws the edge; the whole frame's pass, pulled in by the width of its own
-                # soft edge, keeps the person's inside where the finer one doubts (a neck, a dark shirt)
+                # the finer pass draws the edge; the whole frame's pass, pulled in by one pixel of the
+                # segmenter's input, keeps the person's inside where the finer one doubts (a neck, a shirt)
                 pull = 2 * max(1, int(round(max(h, w) / 256))) + 1
                 kernel = np.ones((pull, pull), np.uint8)
                 inside = cv2.erode(prob * region, kernel)
@@ -219,7 +268,7 @@ def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultipl
     soft = prob * cv2.dilate(region.astype(np.float32), np.ones((5, 5), np.uint8))
     radius = max(1, int(round(settings.guide_radius * max(h, w))))
     if settings.colour_guide:
-        alpha = guided_filter_colour(rgb8.astype(np.float32) / 255.0, soft, radius, settings.guide_eps)
+        alpha = guided_filter_colour(rgb8.astype(np.float32) / 255.0, soft, radius, 3.0 * settings.guide_eps)
     else:
         alpha = guided_filter(rgb8.astype(np.float32).mean(axis=2) / 255.0, soft, radius, settings.guide_eps)
     alpha = np.clip(alpha, 0.0, 1.0)
