@@ -147,7 +147,7 @@ def guided_filter_colour(guide: np.ndarray,  # [H, W, 3] float32 in [0, 1]
     """He et al.'s guided filter with a colour guide: per window, ``src`` as an affine function of the
     guide's three channels (a 3x3 system, solved in closed form in float64: on a hard grey edge the
     system is close to singular). The coefficients are found at 1/s of the plate's size, s = radius / 4
-    (He and Sun's fast guided filter), and applied at full size: a 4K plate holds about ten float32
+    (He and Sun's fast guided filter), and applied at full size: a 4K plate holds about six float32
     planes of its size. OpenCV's ximgproc has a colour guided filter, but only in the contrib build,
     which relit's headless OpenCV dependency can shadow."""
     import cv2
