@@ -40,16 +40,19 @@ def _settings():
     from core.portrait.matte import MatteSettings
 
     base = MatteSettings()
-    before = replace(base, colour_guide=False, crop_margin=None, guide_eps=1e-3)
+    before = replace(base, colour_guide=False, crop_margin=None, guide_eps=1e-3, clip=(0.0, 1.0))
+    unclipped = replace(base, clip=(0.0, 1.0))
     return {
-        "grey guide, the frame once, eps 1e-3 (before)": before,
+        "grey guide, the frame once, eps 1e-3, unclipped (before)": before,
         "grey guide, the frame once, eps 3e-4": replace(before, guide_eps=3e-4),
         "grey guide, the person's square again, eps 1e-3": replace(before, crop_margin=base.crop_margin),
         "colour guide, the frame once, eps 1e-3": replace(before, colour_guide=True),
-        "colour guide, the person's square again, eps 1e-3": replace(base, guide_eps=1e-3),
-        "colour guide, the person's square again, eps 3e-4": replace(base, guide_eps=3e-4),
-        f"colour guide, the person's square again, eps {base.guide_eps:g} (the default)": base,
-        "colour guide, the person's square again, eps 3e-5": replace(base, guide_eps=3e-5),
+        "colour guide, the person's square again, eps 1e-3": replace(unclipped, guide_eps=1e-3),
+        "colour guide, the person's square again, eps 3e-4": replace(unclipped, guide_eps=3e-4),
+        "colour guide, the person's square again, eps 1e-4": unclipped,
+        "colour guide, the person's square again, eps 3e-5": replace(unclipped, guide_eps=3e-5),
+        "the same at eps 1e-4, clipped at 0.05 / 0.95": replace(base, clip=(0.05, 0.95)),
+        f"the same, clipped at {base.clip[0]:g} / {base.clip[1]:g} (the default)": base,
     }
 
 

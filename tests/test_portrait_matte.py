@@ -409,3 +409,30 @@ def test_matte_settings_that_cannot_work_are_refused(field, value):
 
     with pytest.raises(ValidationError, match=field):
         replace(MatteSettings(), **{field: value})
+
+
+def test_a_matte_clip_that_is_not_black_below_white_is_refused():
+    from dataclasses import replace
+
+    from core.portrait.matte import MatteSettings
+
+    with pytest.raises(ValidationError, match="clip"):
+        replace(MatteSettings(), clip=(0.6, 0.4))
+
+
+def test_the_matte_is_clipped_as_a_keyer_clips():
+    """Away from the face mesh's fill, the clipped matte is the unclipped one remapped: (a - black) / (white -
+    black), limited to [0, 1]."""
+    from dataclasses import replace
+
+    from core.portrait.matte import MatteSettings, face_outline
+
+    u8 = _photo("astronaut")
+    rgb = _linear(u8)
+    settings = MatteSettings()
+    assert settings.clip == (0.1, 0.9)
+    clipped = auto_matte(rgb, "astronaut", settings=settings)
+    unclipped = auto_matte(rgb, "astronaut", settings=replace(settings, clip=(0.0, 1.0)))
+    away = face_outline(rgb, face_boxes(u8, 0.5)[0]) == 0.0
+    np.testing.assert_allclose(clipped[away], np.clip((unclipped[away] - 0.1) / 0.8, 0.0, 1.0), atol=1e-6)
+    assert ((unclipped > 0.0) & (unclipped < 0.1) & away).sum() > 100  # the faint tails it removes are there

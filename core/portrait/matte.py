@@ -29,6 +29,9 @@ class MatteSettings:
                                        # guide; bench/matte_edges.py); the colour guide gets 3x, the same there
     colour_guide: bool = True          # guide the filter by the plate's colour, not its grey (an edge of two
                                        # colours of one brightness: a dark shirt before dark foliage)
+    clip: tuple[float, float] = (0.1, 0.9)  # the filtered matte's black and white points (a keyer's clip):
+                                       # below the first is 0, above the second 1, linear between (the
+                                       # filter's faint tails: a glow around hair over a pale backdrop)
     crop_margin: float | None = 0.15   # segment the person's box again, grown on each side by this fraction of
                                        # its size and made square, at the segmenter's full input (None: the
                                        # frame once; skipped where the box is most of the frame anyway)
@@ -40,6 +43,8 @@ class MatteSettings:
         if not (self.guide_radius > 0.0 and self.guide_eps >= 1e-5):
             raise ValidationError(f"matte settings: guide_radius must be > 0 and guide_eps >= 1e-5 (got "
                                   f"{self.guide_radius}, {self.guide_eps})")
+        if not 0.0 <= self.clip[0] < self.clip[1] <= 1.0:
+            raise ValidationError(f"matte setting clip: {self.clip} is not (black, white) with 0 <= black < white <= 1")
         if self.crop_margin is not None and not 0.0 <= self.crop_margin <= 2.0:
             raise ValidationError(f"matte setting crop_margin: {self.crop_margin} is not between 0 and 2 (or None)")
 
@@ -271,7 +276,8 @@ def auto_matte(rgb: np.ndarray,   # [H, W, 3] scene-linear plate, not premultipl
         alpha = guided_filter_colour(rgb8.astype(np.float32) / 255.0, soft, radius, 3.0 * settings.guide_eps)
     else:
         alpha = guided_filter(rgb8.astype(np.float32).mean(axis=2) / 255.0, soft, radius, settings.guide_eps)
-    alpha = np.clip(alpha, 0.0, 1.0)
+    black, white = settings.clip
+    alpha = np.clip((alpha - black) / (white - black), 0.0, 1.0)
     outline = face_outline(rgb, faces[0], space, source)
     if outline is not None:  # the segmenter's doubt inside the face (a lens edge, a turned cheek) is not an edge
         alpha = np.maximum(alpha, outline)
