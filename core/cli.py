@@ -327,6 +327,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_check_consistency(args: argparse.Namespace) -> None:
     from .io.plates import read_plate, unpremultiplied
+    from .jobs import AUTO_MATTE
     from .io.sequence import find_frames, is_sequence
     from .model.bundle import load_bundle
     from .io.framing import to_model
@@ -337,15 +338,24 @@ def cmd_check_consistency(args: argparse.Namespace) -> None:
     settings = RelightSettings(steps=steps, seed=args.seed)
     for frame, path in find_frames(args.input).items():
         plate = read_plate(path)
-        alpha = plate.alpha
-        if args.matte:  # as relit relight applies a separate matte: to the plate un-premultiplied
+        alpha, separate = plate.alpha, True
+        # the matte relit relight uses: a file, the automatic one (asked for, or the plate has no alpha), or the
+        # plate's own alpha; a separate matte is applied to the plate un-premultiplied
+        if args.matte == AUTO_MATTE or (args.matte is None and not plate.has_alpha):
+            from .portrait.matte import auto_matte
+
+            plate = unpremultiplied(plate)
+            alpha = auto_matte(plate.rgb, str(path))
+        elif args.matte:
             from .io.images import read_matte
 
             mattes = find_frames(args.matte)
             alpha = read_matte(mattes[frame] if is_sequence(args.matte) else next(iter(mattes.values())))
             plate = unpremultiplied(plate)
+        else:
+            separate = False
         # framed as relit relight frames it (the square around the matte, at the model's size)
-        prepared = prepare_plate(plate.rgb, alpha, info.config.resolution, premultiply=bool(args.matte),
+        prepared = prepare_plate(plate.rgb, alpha, info.config.resolution, premultiply=separate,
                                  source=str(path), normals=info.config.normals)
         matte = to_model(prepared.matte[..., None], prepared.framing)[..., 0]
         err, _ = consistency_error(pipe, info, prepared.model_input, matte, settings, normals=prepared.normals)
@@ -1059,7 +1069,8 @@ def _add_check_consistency(sub) -> None:
                                    "Reports that error per frame; works on real plates.")
     p.add_argument("--bundle", required=True)
     p.add_argument("--input", required=True, help="plate file or sequence pattern (####, %%04d)")
-    p.add_argument("--matte", help="matte file or sequence (default: the plate's alpha)")
+    p.add_argument("--matte", help="matte file or sequence, or auto (default: the plate's alpha; the automatic matte "
+                                   "where it has none, as relit relight)")
     _steps_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

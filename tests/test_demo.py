@@ -127,7 +127,21 @@ def test_check_consistency_on_a_real_photo(tmp_path):
     buf.write(str(photo))
     run = run_relit("check-consistency", "--bundle", str(BUNDLE), "--input", str(photo), "--steps", "2")
     assert run.returncode == 0, run.stderr
-    assert re.search(r"frame 0: astronaut.png: sum of \d+ predicted stage OLATs vs input: [\d.]+% mean", run.stdout)
+    found = re.search(r"frame 0: astronaut.png: sum of \d+ predicted stage OLATs vs input: ([\d.]+)% mean", run.stdout)
+    assert found, run.stdout
+    # a photo without alpha is matted as relit relight mattes it: the same as that matte given as a file
+    from core.io.colour import convert
+    from core.portrait.matte import auto_matte
+
+    matte = auto_matte(convert(skdata.astronaut().astype(np.float32) / 255.0, "srgb", "lin_rec709"), "astronaut")
+    out = oiio.ImageOutput.create(str(tmp_path / "matte.exr"))
+    out.open(str(tmp_path / "matte.exr"), oiio.ImageSpec(512, 512, 1, oiio.FLOAT))
+    out.write_image(matte[..., None])
+    out.close()
+    given = run_relit("check-consistency", "--bundle", str(BUNDLE), "--input", str(photo), "--matte",
+                      str(tmp_path / "matte.exr"), "--steps", "2")
+    assert given.returncode == 0, given.stderr
+    assert re.search(rf"OLATs vs input: {re.escape(found.group(1))}% mean", given.stdout), (run.stdout, given.stdout)
 
 
 def test_check_consistency_applies_a_separate_matte_as_relight_does(tmp_path):
